@@ -1,0 +1,5 @@
+//! The `warden` command line: one file per subcommand.
+//!
+//! Each subcommand module exports `Args` (clap) and `run(args) -> anyhow::Result<ExitCode>`.
+//! Commands are thin shells over the library; they never hold logic that an
+//! embedder would also need.
