@@ -4,6 +4,8 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
+pub mod canonical;
 pub mod outcome;
+pub mod policy;
 
 pub use outcome::{Budget, Outcome, Usage};

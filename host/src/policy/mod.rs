@@ -1,0 +1,368 @@
+//! Capability policies: parse, validate and compile `policies/<name>.toml`.
+//!
+//! Pure: no I/O beyond reading the policy text handed in, no wasmtime types.
+//! A policy names everything a capability may touch; anything it does not
+//! name is denied. Enforcement (building linkers from grants, checking host
+//! calls) lives in `sandbox` and `interfaces`, never here.
+
+mod grants;
+mod names;
+mod units;
+
+pub use grants::{ClockMode, GrantKind, LogLimits, RandomMode, default_grant_settings};
+pub use names::InterfaceName;
+pub use units::{ByteSize, HumanDuration};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in a policy file, located by line and column when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The policy file.
+    pub file: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one policy file (never only the first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether input/output payloads are stored beside their hashes in the audit store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadRetention {
+    /// Store payloads (prunable by retention without breaking the chain).
+    #[default]
+    Full,
+    /// Store only hashes: for sensitive capabilities.
+    HashOnly,
+}
+
+/// `[capability]`: what the policy is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitySection {
+    /// The capability's name (lowercase kebab-case); routes and trust refer to it.
+    pub name: String,
+    /// The component file, relative to the components directory.
+    pub component: String,
+    /// Optional pin: the component digest (`sha256:<hex>`, signature sections stripped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Optional: trust-store key names allowed to sign this component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
+    /// Payload retention in the audit store.
+    #[serde(default)]
+    pub payloads: PayloadRetention,
+}
+
+/// The fuel budget: a number of units, or `"off"` (metering disabled; wall time still applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Fuel {
+    /// Metered with this many units.
+    Limit(u64),
+    /// Not metered.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for Fuel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(0) => Err(serde::de::Error::custom(
+                "fuel = 0 would refuse every call: give a limit, or \"off\" to disable metering",
+            )),
+            Raw::Int(n) => Ok(Fuel::Limit(n)),
+            Raw::Text(t) if t == "off" => Ok(Fuel::Off),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "fuel must be a positive integer or \"off\", not \"{t}\""
+            ))),
+        }
+    }
+}
+
+/// `[budget]`: what one invocation may consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    /// Wasm fuel. By default 1_000_000_000 units.
+    #[serde(default = "defaults::fuel")]
+    pub fuel: Fuel,
+    /// Linear memory (per memory) the guest may grow to. By default 64MiB.
+    #[serde(default = "defaults::memory")]
+    pub memory: ByteSize,
+    /// Table elements per table. By default 20_000.
+    #[serde(default = "defaults::table_elements")]
+    pub table_elements: u32,
+    /// Wall-clock time. By default 5s.
+    #[serde(default = "defaults::wall_time")]
+    pub wall_time: HumanDuration,
+    /// Size of the output JSON. By default 1MiB.
+    #[serde(default = "defaults::max_output")]
+    pub max_output: ByteSize,
+    /// Captured stdout + stderr bytes. By default 64KiB.
+    #[serde(default = "defaults::max_stdout")]
+    pub max_stdout: ByteSize,
+}
+
+mod defaults {
+    use super::*;
+    pub fn fuel() -> Fuel {
+        Fuel::Limit(1_000_000_000)
+    }
+    pub fn memory() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+    pub fn table_elements() -> u32 {
+        20_000
+    }
+    pub fn wall_time() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+    pub fn max_output() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    pub fn max_stdout() -> ByteSize {
+        ByteSize(64 << 10)
+    }
+}
+
+impl Default for BudgetSection {
+    fn default() -> Self {
+        BudgetSection {
+            fuel: defaults::fuel(),
+            memory: defaults::memory(),
+            table_elements: defaults::table_elements(),
+            wall_time: defaults::wall_time(),
+            max_output: defaults::max_output(),
+            max_stdout: defaults::max_stdout(),
+        }
+    }
+}
+
+/// One granted import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The interface as written in the policy (version optional).
+    pub name: InterfaceName,
+    /// What it gives, with its settings.
+    pub kind: GrantKind,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The file it was read from (for error messages).
+    pub source: PathBuf,
+    /// `[capability]`.
+    pub capability: CapabilitySection,
+    /// `[imports]`, in file order.
+    pub imports: Vec<Grant>,
+    /// `[budget]`.
+    pub budget: BudgetSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    capability: CapabilitySection,
+    #[serde(default)]
+    imports: toml::Table,
+    #[serde(default)]
+    budget: BudgetSection,
+}
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PolicyErrors(vec![PolicyError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: format!("cannot read policy: {e}"),
+            }])
+        })?;
+        Policy::parse(path, &text)
+    }
+
+    /// Validates policy `text` read from `source`, collecting every problem.
+    pub fn parse(source: &Path, text: &str) -> Result<Policy, PolicyErrors> {
+        let err_at = |offset: Option<usize>, message: String| {
+            let (line, column) = match offset {
+                Some(o) => {
+                    let (l, c) = line_col(text, o);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            PolicyError {
+                file: source.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            PolicyErrors(vec![err_at(
+                e.span().map(|s| s.start),
+                e.message().trim().to_string(),
+            )])
+        })?;
+        let mut errors = Vec::new();
+        if !is_kebab_name(&raw.capability.name) {
+            errors.push(err_at(
+                find(text, "name"),
+                format!(
+                    "capability name `{}` must be lowercase kebab-case (e.g. `pii-redact`)",
+                    raw.capability.name
+                ),
+            ));
+        }
+        if let Some(d) = &raw.capability.digest {
+            let ok = d
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+            if !ok {
+                errors.push(err_at(
+                    find(text, d),
+                    format!("digest `{d}` must be `sha256:` followed by 64 hex digits"),
+                ));
+            }
+        }
+        let mut imports: Vec<Grant> = Vec::new();
+        for (key, settings) in raw.imports {
+            let at = find(text, &format!("\"{key}\"")).or_else(|| find(text, &key));
+            let name = match InterfaceName::parse(&key) {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(err_at(at, e));
+                    continue;
+                }
+            };
+            if let Some(prev) = imports
+                .iter()
+                .find(|g| g.name.unversioned() == name.unversioned())
+            {
+                errors.push(err_at(
+                    at,
+                    format!("`{key}` is granted twice (also as `{}`)", prev.name),
+                ));
+                continue;
+            }
+            match grants::grant_kind(&name, settings) {
+                Ok(kind) => imports.push(Grant { name, kind }),
+                Err(e) => errors.push(err_at(at, e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        Ok(Policy {
+            source: source.to_path_buf(),
+            capability: raw.capability,
+            imports,
+            budget: raw.budget,
+        })
+    }
+
+    /// The grant covering `import`, if any.
+    pub fn grants(&self, import: &InterfaceName) -> Option<&Grant> {
+        self.imports.iter().find(|g| g.name.covers(import))
+    }
+
+    /// The effective policy (defaults filled in) as JSON; its canonical form is hashed.
+    pub fn effective(&self) -> serde_json::Value {
+        let imports: serde_json::Map<String, serde_json::Value> = self
+            .imports
+            .iter()
+            .map(|g| {
+                (
+                    g.name.to_string(),
+                    serde_json::to_value(&g.kind).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "capability": self.capability,
+            "imports": imports,
+            "budget": self.budget,
+        })
+    }
+
+    /// `sha256:<hex>` of the canonical JSON of the effective policy.
+    pub fn hash(&self) -> String {
+        crate::canonical::json_digest(&self.effective())
+    }
+
+    /// Whether, by its grants alone, an invocation can be replayed (virtual
+    /// clocks, seeded random, no external host calls).
+    pub fn is_replayable(&self) -> bool {
+        self.imports.iter().all(|g| g.kind.is_replayable())
+    }
+}
+
+/// Lowercase kebab-case: starts with a letter; letters, digits and single dashes.
+pub fn is_kebab_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+fn find(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Interface names (`wasi:io/streams@0.2.6`) and semver-aware grant matching.
+
+use std::fmt;
+
+/// A parsed component import name: `namespace:package/interface[@version]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InterfaceName {
+    /// `wasi`, `warden`, …
+    pub namespace: String,
+    /// `io`, `host`, …
+    pub package: String,
+    /// `streams`, `log`, …
+    pub interface: String,
+    /// The version, when the name carries one.
+    pub version: Option<semver::Version>,
+}
+
+impl InterfaceName {
+    /// Parses `ns:pkg/iface` or `ns:pkg/iface@1.2.3`. Grants may also write a
+    /// partial version (`@0.2`), which is read as `0.2.0`.
+    pub fn parse(text: &str) -> Result<InterfaceName, String> {
+        let (path, version) = match text.split_once('@') {
+            Some((p, v)) => (p, Some(parse_version(v).map_err(|e| format!("`{text}`: {e}"))?)),
+            None => (text, None),
+        };
+        let (namespace, rest) = path.split_once(':').ok_or_else(|| {
+            format!("`{text}` is not an interface name: expected `namespace:package/interface`")
+        })?;
+        let (package, interface) = rest.split_once('/').ok_or_else(|| {
+            format!("`{text}` names a package, not an interface: expected `{path}/<interface>`")
+        })?;
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if !valid(namespace) || !valid(package) || !valid(interface) {
+            return Err(format!(
+                "`{text}` is not an interface name: parts must be lowercase kebab-case"
+            ));
+        }
+        Ok(InterfaceName {
+            namespace: namespace.to_string(),
+            package: package.to_string(),
+            interface: interface.to_string(),
+            version,
+        })
+    }
+
+    /// `namespace:package/interface`, without the version.
+    pub fn unversioned(&self) -> String {
+        format!("{}:{}/{}", self.namespace, self.package, self.interface)
+    }
+
+    /// `namespace:package`.
+    pub fn package_id(&self) -> String {
+        format!("{}:{}", self.namespace, self.package)
+    }
+
+    /// Whether a grant written as `self` covers the import `import`.
+    ///
+    /// Same namespace, package and interface; and when the grant names a
+    /// version, the import's version is on the same semver compatibility
+    /// track: equal major for `>=1`, equal `0.minor` for `0.x`, exact for
+    /// `0.0.x`. A grant without a version covers every version.
+    pub fn covers(&self, import: &InterfaceName) -> bool {
+        if self.namespace != import.namespace
+            || self.package != import.package
+            || self.interface != import.interface
+        {
+            return false;
+        }
+        match (&self.version, &import.version) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(g), Some(i)) => compatibility_track(g) == compatibility_track(i),
+        }
+    }
+}
+
+fn parse_version(v: &str) -> Result<semver::Version, String> {
+    let padded = match v.split('.').count() {
+        1 => format!("{v}.0.0"),
+        2 => format!("{v}.0"),
+        _ => v.to_string(),
+    };
+    semver::Version::parse(&padded).map_err(|e| format!("bad version `{v}`: {e}"))
+}
+
+fn compatibility_track(v: &semver::Version) -> (u64, u64, u64) {
+    if v.major > 0 {
+        (v.major, 0, 0)
+    } else if v.minor > 0 {
+        (0, v.minor, 0)
+    } else {
+        (0, 0, v.patch)
+    }
+}
+
+impl serde::Serialize for InterfaceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for InterfaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.unversioned())?;
+        if let Some(v) = &self.version {
+            write!(f, "@{v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> InterfaceName {
+        InterfaceName::parse(s).expect("valid name")
+    }
+
+    #[test]
+    fn grant_without_version_covers_every_version() {
+        assert!(n("wasi:io/streams").covers(&n("wasi:io/streams@0.2.6")));
+        assert!(n("wasi:io/streams").covers(&n("wasi:io/streams")));
+    }
+
+    #[test]
+    fn versioned_grant_covers_only_its_compatibility_track() {
+        assert!(n("wasi:io/streams@0.2").covers(&n("wasi:io/streams@0.2.6")));
+        assert!(n("wasi:io/streams@0.2.0").covers(&n("wasi:io/streams@0.2.9")));
+        assert!(!n("wasi:io/streams@0.2").covers(&n("wasi:io/streams@0.3.0")));
+        assert!(n("warden:host/kv@1.0.0").covers(&n("warden:host/kv@1.4.2")));
+        assert!(!n("warden:host/kv@1").covers(&n("warden:host/kv@2.0.0")));
+        assert!(!n("x:y/z@0.0.1").covers(&n("x:y/z@0.0.2")));
+        assert!(!n("wasi:io/streams@0.2").covers(&n("wasi:io/streams")));
+    }
+
+    #[test]
+    fn different_interfaces_never_cover_each_other() {
+        assert!(!n("wasi:io/streams").covers(&n("wasi:io/poll@0.2.6")));
+        assert!(!n("wasi:cli/stdout").covers(&n("wasi:cli/stderr@0.2.6")));
+        assert!(!n("wasi:io/streams").covers(&n("evil:io/streams@0.2.6")));
+    }
+
+    #[test]
+    fn malformed_names_are_rejected_with_the_name() {
+        for bad in ["wasi", "wasi:io", "WASI:io/streams", "wasi:io/streams@x.y", ":io/x"] {
+            let err = InterfaceName::parse(bad).expect_err(bad);
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}

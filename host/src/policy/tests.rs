@@ -1,0 +1,134 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Policy, PolicyErrors> {
+    Policy::parse(Path::new("policies/test.toml"), text)
+}
+
+const GOOD: &str = r#"
+[capability]
+name = "fx-rate"
+component = "fx_rate.wasm"
+signers = ["payments-team"]
+
+[imports]
+"wasi:io/streams" = {}
+"wasi:clocks/wall-clock" = { mode = "system" }
+"wasi:random/random@0.2" = {}
+"warden:host/log" = { max_lines = 5 }
+
+[budget]
+fuel = 50_000_000
+memory = "32MiB"
+wall_time = "500ms"
+max_output = "64KiB"
+"#;
+
+#[test]
+fn a_complete_policy_parses_with_its_settings() {
+    let p = parse(GOOD).expect("valid");
+    assert_eq!(p.capability.name, "fx-rate");
+    assert_eq!(p.budget.fuel, Fuel::Limit(50_000_000));
+    assert_eq!(p.budget.memory, ByteSize(32 << 20));
+    assert_eq!(p.budget.wall_time.get(), Duration::from_millis(500));
+    assert_eq!(p.budget.max_stdout, ByteSize(64 << 10), "default filled in");
+    assert_eq!(p.imports.len(), 4);
+    assert!(!p.is_replayable(), "system clock makes it non-replayable");
+    let log = p
+        .grants(&InterfaceName::parse("warden:host/log@0.1.0").expect("name"))
+        .expect("granted");
+    assert_eq!(
+        log.kind,
+        GrantKind::Log(LogLimits {
+            max_lines: 5,
+            max_bytes: ByteSize(16 << 10)
+        })
+    );
+}
+
+#[test]
+fn ungranted_imports_are_not_covered() {
+    let p = parse(GOOD).expect("valid");
+    for name in ["wasi:io/poll@0.2.6", "wasi:random/random@0.3.0", "wasi:cli/stdout@0.2.6"] {
+        assert!(p.grants(&InterfaceName::parse(name).expect("name")).is_none(), "{name}");
+    }
+}
+
+#[test]
+fn unknown_fields_are_errors_with_file_and_line() {
+    let text = "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\ncolour = \"blue\"\n";
+    let err = parse(text).expect_err("unknown field");
+    let e = &err.0[0];
+    assert_eq!(e.line, Some(4), "{err}");
+    assert!(err.to_string().starts_with("policies/test.toml:4:"), "{err}");
+    assert!(err.to_string().contains("colour"), "{err}");
+}
+
+#[test]
+fn unknown_budget_field_is_an_error() {
+    let text = "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\n[budget]\nfule = 5\n";
+    let err = parse(text).expect_err("typo");
+    assert_eq!(err.0[0].line, Some(5), "{err}");
+}
+
+#[test]
+fn bad_values_are_errors_with_their_line() {
+    let text = "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\n[budget]\nmemory = \"12 parsecs\"\n";
+    let err = parse(text).expect_err("bad size");
+    assert_eq!(err.0[0].line, Some(5), "{err}");
+    assert!(err.to_string().contains("12 parsecs"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let text = r#"[capability]
+name = "Bad_Name"
+component = "a.wasm"
+digest = "md5:abc"
+[imports]
+"wasi:sockets/tcp" = {}
+"not an interface" = {}
+"wasi:clocks/wall-clock" = { mode = "warp" }
+"#;
+    let err = parse(text).expect_err("many problems");
+    let lines: Vec<Option<usize>> = err.0.iter().map(|e| e.line).collect();
+    assert_eq!(err.0.len(), 5, "{err}");
+    for l in [2, 4, 6, 7, 8] {
+        assert!(lines.contains(&Some(l)), "line {l} missing in {err}");
+    }
+}
+
+#[test]
+fn fuel_can_be_turned_off_but_not_zero() {
+    let base = "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\n[budget]\n";
+    let p = parse(&format!("{base}fuel = \"off\"\n")).expect("off");
+    assert_eq!(p.budget.fuel, Fuel::Off);
+    assert!(parse(&format!("{base}fuel = 0\n")).is_err());
+    assert!(parse(&format!("{base}fuel = \"lots\"\n")).is_err());
+}
+
+#[test]
+fn granting_the_same_interface_twice_is_an_error() {
+    let text = "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\n[imports]\n\"wasi:io/poll\" = {}\n\"wasi:io/poll@0.2\" = {}\n";
+    let err = parse(text).expect_err("duplicate");
+    assert!(err.to_string().contains("twice"), "{err}");
+}
+
+#[test]
+fn policy_hash_is_stable_and_changes_with_any_setting() {
+    let a = parse(GOOD).expect("valid");
+    let b = parse(GOOD).expect("valid");
+    assert_eq!(a.hash(), b.hash());
+    let c = parse(&GOOD.replace("50_000_000", "50_000_001")).expect("valid");
+    assert_ne!(a.hash(), c.hash());
+    assert!(a.hash().starts_with("sha256:"));
+}
+
+#[test]
+fn kebab_names() {
+    for ok in ["echo", "pii-redact", "a1-b2"] {
+        assert!(is_kebab_name(ok), "{ok}");
+    }
+    for bad in ["", "Echo", "1echo", "pii_redact", "a--b", "a-"] {
+        assert!(!is_kebab_name(bad), "{bad}");
+    }
+}
