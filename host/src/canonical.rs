@@ -67,7 +67,10 @@ mod tests {
         let a: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, {"y": null, "x": "s"}] }"#)
             .expect("json");
         let b = json!({"a": [true, {"x": "s", "y": null}], "b": 1});
-        assert_eq!(canonical_json(&a), r#"{"a":[true,{"x":"s","y":null}],"b":1}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":[true,{"x":"s","y":null}],"b":1}"#
+        );
         assert_eq!(json_digest(&a), json_digest(&b));
     }
 

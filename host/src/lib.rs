@@ -5,7 +5,15 @@
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
 pub mod canonical;
+pub mod component;
+mod host;
+pub mod interfaces;
 pub mod outcome;
 pub mod policy;
+pub mod sandbox;
+pub mod scaffold;
 
+pub use host::{
+    Call, Capability, Host, HostConfig, InvocationRecord, LoadError, new_request_id, prepare,
+};
 pub use outcome::{Budget, Outcome, Usage};

@@ -1,15 +1,16 @@
 //! The `warden` binary: a thin command-line shell over the `warden-host` library.
 //!
-//! Exit codes: 0 success; 1 usage or configuration error; 2 an error the
-//! command reports (bad input file, refused load); `warden run` maps outcome
-//! classes to 10..19 (see README "Exit codes").
+//! Exit codes: 0 success; 1 usage error (clap); 2 an error the command
+//! reports (bad input file, refused load); `warden run` maps outcome classes
+//! to 10..19 (see README "Exit codes").
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod commands;
 
-/// warden: run signed WebAssembly capabilities under deny-by-default policy.
+/// warden: run signed WebAssembly capabilities under deny-by-default policy,
+/// within budgets, with evidence.
 #[derive(Parser)]
 #[command(name = "warden", version, about, long_about = None)]
 struct Cli {
@@ -18,10 +19,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Run one function of a component under a policy.
+    Run(commands::run::Args),
+    /// Show a component's imports, exports, schemas and digest.
+    Inspect(commands::inspect::Args),
+    /// Validate or generate policies.
+    #[command(subcommand)]
+    Policy(commands::policy::Cmd),
+    /// Scaffold a new capability crate and policy.
+    New(commands::new::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -31,6 +43,20 @@ fn main() -> ExitCode {
     }
 }
 
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Run(a) => commands::run::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Policy(c) => commands::policy::run(c),
+        Command::New(a) => commands::new::run(a),
+    }
 }

@@ -218,18 +218,33 @@ mod tests {
     fn kind(name: &str, settings: &str) -> Result<GrantKind, String> {
         let n = InterfaceName::parse(name).expect("name");
         let v: toml::Value = toml::from_str::<toml::Table>(&format!("x = {settings}"))
-            .map(|mut t| t.remove("x").unwrap_or(toml::Value::Table(Default::default())))
+            .map(|mut t| {
+                t.remove("x")
+                    .unwrap_or(toml::Value::Table(Default::default()))
+            })
             .map_err(|e| e.to_string())?;
         grant_kind(&n, v)
     }
 
     #[test]
     fn clocks_default_to_virtual_and_random_to_seeded() {
-        assert_eq!(kind("wasi:clocks/wall-clock", "{}"), Ok(GrantKind::Clock { mode: ClockMode::Virtual }));
-        assert_eq!(kind("wasi:random/random", "{}"), Ok(GrantKind::Random { mode: RandomMode::Seeded }));
+        assert_eq!(
+            kind("wasi:clocks/wall-clock", "{}"),
+            Ok(GrantKind::Clock {
+                mode: ClockMode::Virtual
+            })
+        );
+        assert_eq!(
+            kind("wasi:random/random", "{}"),
+            Ok(GrantKind::Random {
+                mode: RandomMode::Seeded
+            })
+        );
         assert_eq!(
             kind("wasi:clocks/wall-clock", "{ mode = \"system\" }"),
-            Ok(GrantKind::Clock { mode: ClockMode::System })
+            Ok(GrantKind::Clock {
+                mode: ClockMode::System
+            })
         );
     }
 

@@ -20,7 +20,10 @@ impl InterfaceName {
     /// partial version (`@0.2`), which is read as `0.2.0`.
     pub fn parse(text: &str) -> Result<InterfaceName, String> {
         let (path, version) = match text.split_once('@') {
-            Some((p, v)) => (p, Some(parse_version(v).map_err(|e| format!("`{text}`: {e}"))?)),
+            Some((p, v)) => (
+                p,
+                Some(parse_version(v).map_err(|e| format!("`{text}`: {e}"))?),
+            ),
             None => (text, None),
         };
         let (namespace, rest) = path.split_once(':').ok_or_else(|| {
@@ -147,7 +150,13 @@ mod tests {
 
     #[test]
     fn malformed_names_are_rejected_with_the_name() {
-        for bad in ["wasi", "wasi:io", "WASI:io/streams", "wasi:io/streams@x.y", ":io/x"] {
+        for bad in [
+            "wasi",
+            "wasi:io",
+            "WASI:io/streams",
+            "wasi:io/streams@x.y",
+            ":io/x",
+        ] {
             let err = InterfaceName::parse(bad).expect_err(bad);
             assert!(err.contains(bad), "{err}");
         }

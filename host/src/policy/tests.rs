@@ -48,8 +48,16 @@ fn a_complete_policy_parses_with_its_settings() {
 #[test]
 fn ungranted_imports_are_not_covered() {
     let p = parse(GOOD).expect("valid");
-    for name in ["wasi:io/poll@0.2.6", "wasi:random/random@0.3.0", "wasi:cli/stdout@0.2.6"] {
-        assert!(p.grants(&InterfaceName::parse(name).expect("name")).is_none(), "{name}");
+    for name in [
+        "wasi:io/poll@0.2.6",
+        "wasi:random/random@0.3.0",
+        "wasi:cli/stdout@0.2.6",
+    ] {
+        assert!(
+            p.grants(&InterfaceName::parse(name).expect("name"))
+                .is_none(),
+            "{name}"
+        );
     }
 }
 
@@ -59,7 +67,10 @@ fn unknown_fields_are_errors_with_file_and_line() {
     let err = parse(text).expect_err("unknown field");
     let e = &err.0[0];
     assert_eq!(e.line, Some(4), "{err}");
-    assert!(err.to_string().starts_with("policies/test.toml:4:"), "{err}");
+    assert!(
+        err.to_string().starts_with("policies/test.toml:4:"),
+        "{err}"
+    );
     assert!(err.to_string().contains("colour"), "{err}");
 }
 
@@ -72,7 +83,8 @@ fn unknown_budget_field_is_an_error() {
 
 #[test]
 fn bad_values_are_errors_with_their_line() {
-    let text = "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\n[budget]\nmemory = \"12 parsecs\"\n";
+    let text =
+        "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\n[budget]\nmemory = \"12 parsecs\"\n";
     let err = parse(text).expect_err("bad size");
     assert_eq!(err.0[0].line, Some(5), "{err}");
     assert!(err.to_string().contains("12 parsecs"), "{err}");

@@ -11,11 +11,15 @@ impl ByteSize {
     /// Parses `"64KiB"`, `"32MiB"`, `"1GiB"`, `"10KB"`, `"123"` (bytes).
     pub fn parse(text: &str) -> Result<ByteSize, String> {
         let t = text.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '_')
+            .unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
         let digits: String = digits.chars().filter(|c| *c != '_').collect();
         if digits.is_empty() {
-            return Err(format!("`{text}` is not a size: expected e.g. \"64KiB\", \"32MiB\""));
+            return Err(format!(
+                "`{text}` is not a size: expected e.g. \"64KiB\", \"32MiB\""
+            ));
         }
         let n: u64 = digits
             .parse()
@@ -89,12 +93,14 @@ impl HumanDuration {
     /// Parses `"500ms"`, `"2s"`, `"5m"`, `"4h"`, `"1d"`, `"250us"`.
     pub fn parse(text: &str) -> Result<HumanDuration, String> {
         let t = text.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '_')
+            .unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
         let digits: String = digits.chars().filter(|c| *c != '_').collect();
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration: expected e.g. \"500ms\", \"2s\", \"4h\""))?;
+        let n: u64 = digits.parse().map_err(|_| {
+            format!("`{text}` is not a duration: expected e.g. \"500ms\", \"2s\", \"4h\"")
+        })?;
         let d = match unit.trim() {
             "us" | "µs" => Duration::from_micros(n),
             "ms" => Duration::from_millis(n),
@@ -166,10 +172,19 @@ mod tests {
 
     #[test]
     fn durations_parse_and_reject_missing_units() {
-        assert_eq!(HumanDuration::parse("500ms").map(|d| d.get()), Ok(Duration::from_millis(500)));
-        assert_eq!(HumanDuration::parse("4h").map(|d| d.get()), Ok(Duration::from_secs(14_400)));
+        assert_eq!(
+            HumanDuration::parse("500ms").map(|d| d.get()),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(
+            HumanDuration::parse("4h").map(|d| d.get()),
+            Ok(Duration::from_secs(14_400))
+        );
         assert!(HumanDuration::parse("500").is_err());
         assert!(HumanDuration::parse("5 fortnights").is_err());
-        assert_eq!(HumanDuration(Duration::from_millis(1500)).to_string(), "1500ms");
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
     }
 }

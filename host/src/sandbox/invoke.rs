@@ -1,0 +1,223 @@
+//! One invocation: fresh Store, budgets set, instantiate from the cached
+//! `InstancePre`, call, classify how it ended.
+
+use super::Sandbox;
+use super::state::{InvocationIdentity, InvocationState};
+use crate::component::ExportFunc;
+use crate::component::convert::val_to_json;
+use crate::interfaces::log::LogLine;
+use crate::outcome::{Budget, Outcome, Usage};
+use crate::policy::{Fuel, Policy};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use wasmtime::component::{InstancePre, Val};
+use wasmtime::{Store, Trap};
+
+/// How one call ended, with everything the invocation record needs.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The outcome class.
+    pub outcome: Outcome,
+    /// The output JSON: the result for `ok`, the `{"err": ..}` for `capability_error`.
+    pub output: Option<Value>,
+    /// Why it failed, for every outcome but `ok`.
+    pub error: Option<String>,
+    /// Fuel, peak memory, wall time.
+    pub usage: Usage,
+    /// Captured stdout (capped).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (capped).
+    pub stderr: Vec<u8>,
+    /// Lines written through `warden:host/log`.
+    pub logs: Vec<LogLine>,
+    /// Log lines dropped over the log budget.
+    pub logs_dropped: u64,
+}
+
+/// Runs `export` with `params` in a fresh instance under `policy`'s budgets.
+pub async fn invoke(
+    sandbox: &Sandbox,
+    pre: &InstancePre<InvocationState>,
+    policy: &Policy,
+    export: &ExportFunc,
+    params: Vec<Val>,
+    id: &InvocationIdentity,
+) -> CallOutcome {
+    let mut store = Store::new(sandbox.engine(), InvocationState::new(policy, id));
+    store.limiter(|s| &mut s.limiter);
+    let metering = sandbox.config().fuel_metering;
+    let fuel_budget = match policy.budget.fuel {
+        Fuel::Limit(n) => n,
+        Fuel::Off => u64::MAX,
+    };
+    if metering {
+        // Cannot fail: metering is enabled on this engine.
+        let _ = store.set_fuel(fuel_budget);
+    }
+    let wall_time = policy.budget.wall_time.get();
+    store.set_epoch_deadline(sandbox.deadline_ticks(wall_time));
+    store.epoch_deadline_trap();
+
+    let started = Instant::now();
+    // The epoch deadline stops guest code; this timeout also bounds time the
+    // guest spends waiting in host calls. A small grace lets the epoch trap
+    // (which reports precisely) win for CPU-bound guests.
+    let grace = sandbox.config().epoch_tick * 4 + Duration::from_millis(20);
+    let result_count = usize::from(export.result.is_some());
+    let call = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
+            wasmtime::format_err!("export `{}` vanished after instantiation", export.id)
+        })?;
+        let mut results = vec![Val::Bool(false); result_count];
+        func.call_async(&mut store, &params, &mut results).await?;
+        Ok::<_, wasmtime::Error>(results)
+    };
+    let ended = tokio::time::timeout(wall_time + grace, call).await;
+    let elapsed = started.elapsed();
+
+    let fuel_used = if metering {
+        fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0))
+    } else {
+        0
+    };
+    let state = store.data();
+    let usage = Usage {
+        fuel: if policy.budget.fuel == Fuel::Off {
+            fuel_used.min(u64::MAX / 2)
+        } else {
+            fuel_used
+        },
+        peak_memory: state.limiter.peak_memory,
+        wall_time_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    };
+    let (outcome, output, error) = match ended {
+        Err(_elapsed) => (
+            Outcome::BudgetExhausted(Budget::Time),
+            None,
+            Some(format!(
+                "wall time budget of {} exceeded",
+                policy.budget.wall_time
+            )),
+        ),
+        Ok(Err(err)) => {
+            let (outcome, why) = classify(&err, state, policy);
+            (outcome, None, Some(why))
+        }
+        Ok(Ok(results)) => finish(results, export, policy),
+    };
+    let state = store.into_data();
+    CallOutcome {
+        outcome,
+        output,
+        error,
+        usage,
+        stdout: state.stdout.contents().to_vec(),
+        stderr: state.stderr.contents().to_vec(),
+        logs: state.log.lines,
+        logs_dropped: state.log.dropped,
+    }
+}
+
+/// Turns returned values into output JSON, applying the output budget.
+fn finish(
+    results: Vec<Val>,
+    export: &ExportFunc,
+    policy: &Policy,
+) -> (Outcome, Option<Value>, Option<String>) {
+    let output = results.first().map_or(Value::Null, val_to_json);
+    let size = serde_json::to_vec(&output).map_or(usize::MAX, |v| v.len()) as u64;
+    let cap = policy.budget.max_output.bytes();
+    if size > cap {
+        return (
+            Outcome::BudgetExhausted(Budget::Output),
+            None,
+            Some(format!(
+                "output of {size} bytes exceeds the max_output budget of {}",
+                policy.budget.max_output
+            )),
+        );
+    }
+    if export.returns_result()
+        && let Some(Val::Result(Err(_))) = results.first()
+    {
+        return (
+            Outcome::CapabilityError,
+            Some(output),
+            Some("the capability returned an error".into()),
+        );
+    }
+    (Outcome::Ok, Some(output), None)
+}
+
+/// Decides which failure class an error from instantiation or the call is.
+fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> (Outcome, String) {
+    let b = &policy.budget;
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            return (
+                Outcome::BudgetExhausted(Budget::Fuel),
+                format!("fuel budget of {:?} exhausted", b.fuel),
+            );
+        }
+        Some(Trap::Interrupt) => {
+            return (
+                Outcome::BudgetExhausted(Budget::Time),
+                format!("wall time budget of {} exceeded", b.wall_time),
+            );
+        }
+        _ => {}
+    }
+    if state.limiter.memory_refused || state.limiter.table_refused {
+        let what = if state.limiter.memory_refused {
+            format!("memory budget of {}", b.memory)
+        } else {
+            format!("table budget of {} elements", b.table_elements)
+        };
+        return (
+            Outcome::BudgetExhausted(Budget::Memory),
+            format!(
+                "{what} exceeded; the guest then failed: {}",
+                first_line(err)
+            ),
+        );
+    }
+    if state.capture_overflowed() {
+        return (
+            Outcome::BudgetExhausted(Budget::Stdout),
+            format!(
+                "captured stdout/stderr exceeded the max_stdout budget of {}",
+                b.max_stdout
+            ),
+        );
+    }
+    let stderr = String::from_utf8_lossy(&state.stderr.contents())
+        .trim()
+        .to_string();
+    let detail = if stderr.is_empty() {
+        String::new()
+    } else {
+        let tail: String = stderr
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" | ");
+        format!(" (guest stderr: {tail})")
+    };
+    (
+        Outcome::Trap,
+        format!("guest trapped: {}{detail}", first_line(err)),
+    )
+}
+
+fn first_line(err: &wasmtime::Error) -> String {
+    let text = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    text.lines().next().unwrap_or("").to_string()
+}

@@ -1,0 +1,166 @@
+//! Per-invocation state: the WASI context built from grants, the resource
+//! table, budget enforcement for memory and tables, captured output.
+
+use super::clocks::{CountingMonotonicClock, FixedWallClock, seed};
+use crate::policy::{BudgetSection, ClockMode, GrantKind, Policy, RandomMode};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Everything a Store holds for one invocation. Nothing in it outlives the
+/// invocation: each call gets a fresh Store and instance.
+pub struct InvocationState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: BudgetLimiter,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) capture_cap: usize,
+    pub(crate) log: crate::interfaces::log::LogState,
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Identity of the invocation, used to derive virtual time and seeds.
+#[derive(Debug, Clone)]
+pub struct InvocationIdentity {
+    /// The request id (seeds random).
+    pub request_id: String,
+    /// Admission time (the virtual wall clock reads this).
+    pub admitted_at: SystemTime,
+    /// The capability name (log records).
+    pub capability: String,
+}
+
+impl InvocationState {
+    /// Builds the state for one invocation of a capability under `policy`.
+    pub fn new(policy: &Policy, id: &InvocationIdentity) -> InvocationState {
+        let cap = usize::try_from(policy.budget.max_stdout.bytes()).unwrap_or(usize::MAX);
+        let stdout = MemoryOutputPipe::new(cap);
+        let stderr = MemoryOutputPipe::new(cap);
+        let mut b = WasiCtxBuilder::new();
+        b.stdout(stdout.clone()).stderr(stderr.clone());
+        let mut wall = ClockMode::Virtual;
+        let mut monotonic = ClockMode::Virtual;
+        let mut random = RandomMode::Seeded;
+        let mut log_limits = None;
+        for g in &policy.imports {
+            match (&g.kind, g.name.interface.as_str()) {
+                (GrantKind::Clock { mode }, "wall-clock") => wall = *mode,
+                (GrantKind::Clock { mode }, _) => monotonic = *mode,
+                (GrantKind::Random { mode }, _) if *mode == RandomMode::System => {
+                    random = RandomMode::System
+                }
+                (GrantKind::Log(limits), _) => log_limits = Some(*limits),
+                _ => {}
+            }
+        }
+        if wall == ClockMode::Virtual {
+            let since_epoch = id
+                .admitted_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            b.wall_clock(FixedWallClock { since_epoch });
+        }
+        if monotonic == ClockMode::Virtual {
+            b.monotonic_clock(CountingMonotonicClock::default());
+        }
+        if random == RandomMode::Seeded {
+            b.secure_random(StdRng::from_seed(seed(&id.request_id, "secure")));
+            b.insecure_random(StdRng::from_seed(seed(&id.request_id, "insecure")));
+            let s = seed(&id.request_id, "insecure-seed");
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&s[..16]);
+            b.insecure_random_seed(u128::from_le_bytes(first));
+        }
+        InvocationState {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limiter: BudgetLimiter::new(&policy.budget),
+            stdout,
+            stderr,
+            capture_cap: cap,
+            log: crate::interfaces::log::LogState::new(
+                log_limits.unwrap_or_default(),
+                id.capability.clone(),
+                id.request_id.clone(),
+            ),
+        }
+    }
+
+    /// Whether either captured stream hit its cap.
+    pub(crate) fn capture_overflowed(&self) -> bool {
+        self.stdout.contents().len() >= self.capture_cap
+            || self.stderr.contents().len() >= self.capture_cap
+    }
+}
+
+/// Enforces the memory and table budgets and records peak memory.
+pub struct BudgetLimiter {
+    memory_limit: u64,
+    table_elements: usize,
+    /// Bytes of linear memory currently allocated across all memories.
+    memory_now: u64,
+    /// Highest `memory_now` seen.
+    pub(crate) peak_memory: u64,
+    /// Set when a growth was refused for crossing the memory budget.
+    pub(crate) memory_refused: bool,
+    /// Set when a table growth was refused.
+    pub(crate) table_refused: bool,
+}
+
+impl BudgetLimiter {
+    fn new(budget: &BudgetSection) -> BudgetLimiter {
+        BudgetLimiter {
+            memory_limit: budget.memory.bytes(),
+            table_elements: usize::try_from(budget.table_elements).unwrap_or(usize::MAX),
+            memory_now: 0,
+            peak_memory: 0,
+            memory_refused: false,
+            table_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for BudgetLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current) as u64;
+        let next = self.memory_now.saturating_add(growth);
+        if next > self.memory_limit {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        self.memory_now = next;
+        self.peak_memory = self.peak_memory.max(next);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.table_refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
