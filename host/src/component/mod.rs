@@ -82,6 +82,9 @@ impl Shape {
         let ty = component.component_type();
         let imports = ty
             .imports(engine)
+            // A type import (a record named at world level) carries no
+            // authority and needs no definition; everything else must be granted.
+            .filter(|(_, item)| !matches!(item.ty, ComponentItem::Type(_)))
             .map(|(name, _)| Import {
                 name: name.to_string(),
                 interface: InterfaceName::parse(name).ok(),

@@ -1,0 +1,9 @@
+//! End-to-end tests: real components built for wasm32-wasip2 by the root
+//! build script, run through the `warden-host` library.
+
+mod capabilities;
+mod determinism;
+mod hostile;
+mod loading;
+mod support;
+mod types;

@@ -1,0 +1,92 @@
+//! Shared test support: built guest components, policies, hosts.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use warden_host::policy::Policy;
+use warden_host::sandbox::SandboxConfig;
+use warden_host::{Call, Host, HostConfig, InvocationRecord};
+
+/// A guest component built by the root build script (`tests/guests`, `capabilities`).
+pub fn guest(name: &str) -> PathBuf {
+    Path::new(env!("WARDEN_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The WASI imports Rust's std pulls in on wasm32-wasip2 (stdio, environment,
+/// exit): authority-free with defaults.
+pub const STD_IMPORTS: &str = r#"
+"wasi:io/poll" = {}
+"wasi:io/error" = {}
+"wasi:io/streams" = {}
+"wasi:cli/environment" = {}
+"wasi:cli/exit" = {}
+"wasi:cli/stdin" = {}
+"wasi:cli/stdout" = {}
+"wasi:cli/stderr" = {}
+"wasi:cli/terminal-input" = {}
+"wasi:cli/terminal-output" = {}
+"wasi:cli/terminal-stdin" = {}
+"wasi:cli/terminal-stdout" = {}
+"wasi:cli/terminal-stderr" = {}
+"#;
+
+/// A policy for `name` with the given extra `[imports]` lines and `[budget]` lines.
+pub fn policy(name: &str, imports: &str, budget: &str) -> Policy {
+    let text = format!(
+        "[capability]\nname = \"{name}\"\ncomponent = \"{}.wasm\"\n\n[imports]\n{imports}\n\n[budget]\n{budget}\n",
+        name.replace('-', "_")
+    );
+    Policy::parse(Path::new(&format!("policies/{name}.toml")), &text)
+        .unwrap_or_else(|e| panic!("test policy for {name} is invalid:\n{e}\n---\n{text}"))
+}
+
+/// A host with a small instance pool (tests run many hosts at once).
+pub fn host() -> Host {
+    Host::new(HostConfig {
+        sandbox: SandboxConfig {
+            max_concurrent_instances: 8,
+            ..SandboxConfig::default()
+        },
+    })
+    .expect("engine config is valid")
+}
+
+/// Loads guest `name` under `policy` into `host`, panicking with the load error.
+pub fn load(host: &mut Host, policy: Policy, name: &str) {
+    let bytes = std::fs::read(guest(name)).expect("guest was built by build.rs");
+    host.load(policy, &bytes, name)
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+}
+
+/// A host with `echo` loaded, used to prove the host survives hostile guests.
+pub fn host_with_echo() -> Host {
+    let mut h = host();
+    load(&mut h, policy("echo", "", ""), "echo");
+    h
+}
+
+/// Calls `function` of `capability` with `input`.
+pub async fn call(host: &Host, capability: &str, function: &str, input: Value) -> InvocationRecord {
+    host.invoke(Call::new(capability, function, input)).await
+}
+
+/// Asserts that a normal invocation still succeeds on `host`.
+pub async fn assert_host_still_works(host: &Host) {
+    let r = call(
+        host,
+        "echo",
+        "echo",
+        serde_json::json!({"message": "still alive"}),
+    )
+    .await;
+    assert_eq!(
+        r.outcome.as_string(),
+        "ok",
+        "echo after a hostile guest: {r:?}"
+    );
+    assert_eq!(r.output, Some(serde_json::json!("still alive")));
+}
