@@ -114,10 +114,10 @@ fn main() {
             cmd.env_remove(var);
         }
         for (key, _) in std::env::vars_os() {
-            if let Some(k) = key.to_str() {
-                if CLEARED_PREFIXES.iter().any(|p| k.starts_with(p)) {
-                    cmd.env_remove(k);
-                }
+            if let Some(k) = key.to_str()
+                && CLEARED_PREFIXES.iter().any(|p| k.starts_with(p))
+            {
+                cmd.env_remove(k);
             }
         }
         // the target dir must exist for CARGO_TARGET_DIR's lock file
@@ -220,13 +220,11 @@ fn crate_name(member: &Path) -> Option<String> {
             in_package = line == "[package]";
             continue;
         }
-        if in_package {
-            if let Some(rest) = line.strip_prefix("name") {
-                let rest = rest.trim_start();
-                if let Some(v) = rest.strip_prefix('=') {
-                    return Some(v.trim().trim_matches('"').to_string());
-                }
-            }
+        if in_package
+            && let Some(rest) = line.strip_prefix("name")
+            && let Some(v) = rest.trim_start().strip_prefix('=')
+        {
+            return Some(v.trim().trim_matches('"').to_string());
         }
     }
     None

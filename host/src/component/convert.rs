@@ -46,7 +46,8 @@ impl fmt::Display for ConvertError {
 }
 
 fn describe(v: &Value) -> String {
-    let s = match v {
+    
+    match v {
         Value::Null => "null".to_string(),
         Value::Bool(b) => format!("boolean {b}"),
         Value::Number(n) => format!("number {n}"),
@@ -60,8 +61,7 @@ fn describe(v: &Value) -> String {
         }
         Value::Array(a) => format!("array of {} items", a.len()),
         Value::Object(_) => "object".to_string(),
-    };
-    s
+    }
 }
 
 fn mismatch(path: &str, expected: impl Into<String>, found: &Value) -> ConvertError {
