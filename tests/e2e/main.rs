@@ -2,6 +2,7 @@
 //! build script, run through the `warden-host` library.
 
 mod capabilities;
+mod cli;
 mod determinism;
 mod hostile;
 mod loading;

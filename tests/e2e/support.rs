@@ -90,3 +90,53 @@ pub async fn assert_host_still_works(host: &Host) {
     );
     assert_eq!(r.output, Some(serde_json::json!("still alive")));
 }
+
+/// The `warden` binary, built on first use (the root package cannot name
+/// another package's binary with `CARGO_BIN_EXE_*`).
+pub fn warden_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .current_dir(repo())
+                .args(["build", "-q", "-p", "warden-host", "--bin", "warden"])
+                .status()
+                .expect("running cargo build for the warden binary");
+            assert!(status.success(), "building the warden binary failed");
+            // tests run from target/<profile>/deps; the binary is in target/<profile>.
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>/deps");
+            profile_dir.join("warden")
+        })
+        .clone()
+}
+
+/// Runs `warden` with `args`; returns (exit code, stdout, stderr).
+pub fn warden(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(warden_bin())
+        .args(args)
+        .output()
+        .expect("running warden");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh scratch directory under the target dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "warden-e2e-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}

@@ -46,7 +46,6 @@ impl fmt::Display for ConvertError {
 }
 
 fn describe(v: &Value) -> String {
-    
     match v {
         Value::Null => "null".to_string(),
         Value::Bool(b) => format!("boolean {b}"),
