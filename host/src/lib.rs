@@ -4,6 +4,9 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
+pub mod cache;
+pub mod keys;
 pub mod outcome;
+pub mod signing;
 
 pub use outcome::{Budget, Outcome, Usage};
