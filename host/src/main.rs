@@ -18,7 +18,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Manage Ed25519 signing keys (`warden key generate --name <name>`).
+    Key(commands::key::Args),
+    /// Sign a component: embed a signature section, or write a detached signature.
+    Sign(commands::sign::Args),
+    /// Show a component's digest and signatures, and check them against a trust file.
+    Verify(commands::verify::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,5 +39,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Key(args) => commands::key::run(args),
+        Command::Sign(args) => commands::sign::run(args),
+        Command::Verify(args) => commands::verify::run(args),
+    }
 }
