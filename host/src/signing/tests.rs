@@ -87,12 +87,12 @@ fn each_signature_is_one_section_with_the_documented_payload() {
     let signed = sign(&component, &key(1)).unwrap();
     let tail = &signed[component.len()..];
     let name = SECTION_NAME.as_bytes();
-    // id 0, size, name length, name, payload
-    assert_eq!(tail[0], 0);
-    assert_eq!(usize::from(tail[1]), 1 + name.len() + PAYLOAD_LEN);
-    assert_eq!(usize::from(tail[2]), name.len());
-    assert_eq!(&tail[3..3 + name.len()], name);
-    let payload = &tail[3 + name.len()..];
+    // id 0, size 148 as LEB128 (0x94 0x01), name length, name, payload
+    assert_eq!(1 + name.len() + PAYLOAD_LEN, 148);
+    assert_eq!(&tail[..3], &[0x00, 0x94, 0x01]);
+    assert_eq!(usize::from(tail[3]), name.len());
+    assert_eq!(&tail[4..4 + name.len()], name);
+    let payload = &tail[4 + name.len()..];
     assert_eq!(payload.len(), PAYLOAD_LEN);
     assert_eq!(&payload[..3], &[1, 1, 1]);
     assert_eq!(&payload[3..35], key(1).verifying_key().as_bytes());
@@ -367,6 +367,10 @@ fn describe_reports_each_signature() {
     assert!(report[0].verifies() && report[1].verifies());
     assert_eq!(report[0].trusted_as.as_deref(), Some("dev"));
     assert_eq!(report[1].trusted_as, None);
-    let other = digest(&component.iter().map(|b| *b).chain([0]).collect::<Vec<_>>());
-    assert!(other.is_err(), "trailing garbage is malformed");
+    let mut trailing_garbage = component.clone();
+    trailing_garbage.push(0);
+    assert!(
+        digest(&trailing_garbage).is_err(),
+        "trailing garbage is malformed"
+    );
 }
