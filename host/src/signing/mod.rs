@@ -280,7 +280,7 @@ pub fn sign_detached(component_bytes: &[u8], key: &SigningKey) -> Result<Vec<u8>
 
 /// Reads a detached signature file (one or more concatenated records).
 pub fn detached_signatures(file_bytes: &[u8]) -> Result<Vec<EmbeddedSignature>, SigningError> {
-    if file_bytes.is_empty() || file_bytes.len() % PAYLOAD_LEN != 0 {
+    if file_bytes.is_empty() || !file_bytes.len().is_multiple_of(PAYLOAD_LEN) {
         return Err(SigningError::DetachedLength {
             len: file_bytes.len(),
         });

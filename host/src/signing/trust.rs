@@ -385,7 +385,7 @@ impl TrustStore {
             trusted
                 .iter()
                 .copied()
-                .find(|(_, key)| pins.signers.iter().any(|s| *s == key.name))
+                .find(|(_, key)| pins.signers.contains(&key.name))
         };
         let Some((sig, key)) = accepted else {
             return Err(Refusal::SignerNotPinned {
