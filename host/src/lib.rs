@@ -4,14 +4,17 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
+pub mod cache;
 pub mod canonical;
 pub mod component;
 mod host;
 pub mod interfaces;
+pub mod keys;
 pub mod outcome;
 pub mod policy;
 pub mod sandbox;
 pub mod scaffold;
+pub mod signing;
 
 pub use host::{
     Call, Capability, Host, HostConfig, InvocationRecord, LoadError, new_request_id, prepare,

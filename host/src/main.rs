@@ -29,6 +29,12 @@ enum Command {
     Policy(commands::policy::Cmd),
     /// Scaffold a new capability crate and policy.
     New(commands::new::Args),
+    /// Manage Ed25519 signing keys (`warden key generate --name <name>`).
+    Key(commands::key::Args),
+    /// Sign a component: embed a signature section, or write a detached signature.
+    Sign(commands::sign::Args),
+    /// Show a component's digest and signatures, and check them against a trust file.
+    Verify(commands::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +64,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Policy(c) => commands::policy::run(c),
         Command::New(a) => commands::new::run(a),
+        Command::Key(args) => commands::key::run(args),
+        Command::Sign(args) => commands::sign::run(args),
+        Command::Verify(args) => commands::verify::run(args),
     }
 }

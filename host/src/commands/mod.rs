@@ -5,6 +5,9 @@
 //! embedder would also need.
 
 pub mod inspect;
+pub mod key;
 pub mod new;
 pub mod policy;
 pub mod run;
+pub mod sign;
+pub mod verify;
