@@ -4,6 +4,8 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
+pub mod audit;
 pub mod outcome;
+pub mod store;
 
 pub use outcome::{Budget, Outcome, Usage};

@@ -18,7 +18,13 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Check, list and export the tamper-evident audit chain.
+    Audit {
+        #[command(subcommand)]
+        cmd: commands::audit::Cmd,
+    },
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,5 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Audit { cmd } => commands::audit::run(cmd),
+    }
 }

@@ -3,3 +3,5 @@
 //! Each subcommand module exports `Args` (clap) and `run(args) -> anyhow::Result<ExitCode>`.
 //! Commands are thin shells over the library; they never hold logic that an
 //! embedder would also need.
+
+pub mod audit;
