@@ -236,7 +236,6 @@ pub struct AuditEntry {
     /// `SHA-256(prev_hash || encode(seq, entry))`.
     pub hash: Hash256,
     /// The recorded fields.
-    #[serde(flatten)]
     pub entry: NewEntry,
 }
 

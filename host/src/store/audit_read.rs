@@ -4,7 +4,7 @@
 use super::{StoreError, open_connection, sqlite_err, to_sql_int};
 use crate::audit::entry::decode;
 use crate::audit::export::{
-    EXPORT_FORMAT, ExportHeader, ExportLine, line_type, parse_line, to_line,
+    EXPORT_FORMAT, ExportHeader, ExportLine, line_kind, parse_line, to_line,
 };
 use crate::audit::{AuditEntry, ChainVerifier, Checkpoint, Hash256, SignatureBytes, VerifyReport};
 use ed25519_dalek::VerifyingKey;
@@ -236,9 +236,20 @@ impl AuditReader {
                 .map_err(sqlite_err(&self.path))?;
             let mut rows = stmt.query([]).map_err(sqlite_err(&self.path))?;
             while let Some(row) = rows.next().map_err(sqlite_err(&self.path))? {
-                match row_to_entry(&self.path, row).map_err(sqlite_err(&self.path))? {
-                    Ok(e) => verifier.push(&e),
-                    Err(detail) => verifier.push_malformed(detail),
+                let row_seq: i64 = row.get(0).map_err(sqlite_err(&self.path))?;
+                let blob = |i| {
+                    row.get_ref(i)
+                        .and_then(|v| Ok(v.as_blob()?))
+                        .map_err(sqlite_err(&self.path))
+                };
+                let (prev, hash, encoded) = (blob(1)?, blob(2)?, blob(3)?);
+                let seq = u64::try_from(row_seq).unwrap_or(0);
+                match (
+                    hash_from_blob(&self.path, "prev_hash", seq, prev),
+                    hash_from_blob(&self.path, "hash", seq, hash),
+                ) {
+                    (Ok(prev), Ok(hash)) => verifier.push_encoded(&prev, &hash, encoded),
+                    (Err(detail), _) | (_, Err(detail)) => verifier.push_malformed(detail),
                 }
             }
         }
@@ -327,60 +338,39 @@ pub fn verify_export(
         }
         line_no += 1;
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let parsed = std::str::from_utf8(line)
-            .map_err(|_| format!("line {line_no}: not UTF-8"))
-            .and_then(|text| {
-                let kind = line_type(text, line_no).map_err(|e| e.to_string())?;
-                Ok((text, kind))
-            });
-        let (text, kind) = match parsed {
-            Ok(x) => x,
-            Err(detail) if line_no == 1 => {
-                early_problem.get_or_insert(detail);
-                continue;
-            }
-            Err(detail) => {
-                verifier
-                    .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
-                    .push_malformed(detail);
-                continue;
-            }
+        let (text, parsed) = match std::str::from_utf8(line) {
+            Ok(text) => (text, parse_line(text, line_no).map_err(|e| e.to_string())),
+            Err(_) => ("", Err(format!("export line {line_no}: not UTF-8"))),
         };
-        let parsed = parse_line(text, line_no)
-            .map_err(|e| e.to_string())
-            .and_then(|l| {
-                if to_line(&l) == text {
-                    Ok(l)
-                } else {
-                    Err(format!("line {line_no} is not in canonical export form"))
-                }
-            });
-        match parsed {
-            Ok(ExportLine::Entry(e)) => verifier
-                .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
-                .push(&e),
-            Err(detail) if kind == "entry" || verifier.is_some() => {
+        let bad: Option<String> = match parsed {
+            Err(detail) => Some(detail),
+            Ok(ExportLine::Entry(e)) => {
                 verifier
                     .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
-                    .push_malformed(detail);
+                    .push(&e);
+                None
             }
             Ok(ExportLine::Header(h)) if line_no == 1 => {
-                if h.format != EXPORT_FORMAT {
-                    early_problem.get_or_insert(format!("unknown export format {:?}", h.format));
-                }
+                (h.format != EXPORT_FORMAT).then(|| format!("unknown export format {:?}", h.format))
             }
-            Ok(ExportLine::Checkpoint(cp)) if verifier.is_none() => checkpoints.push(cp),
-            Ok(_) => {
-                let detail = format!("line {line_no}: unexpected {kind} line");
-                match &mut verifier {
-                    Some(v) => v.push_malformed(detail),
-                    None => {
-                        early_problem.get_or_insert(detail);
-                    }
-                }
+            Ok(ExportLine::Checkpoint(cp)) if verifier.is_none() && line_no > 1 => {
+                checkpoints.push(cp);
+                None
             }
-            Err(detail) => {
+            Ok(_) => Some(format!(
+                "export line {line_no}: a {} line out of place",
+                line_kind(text).unwrap_or("?")
+            )),
+        };
+        if let Some(detail) = bad {
+            let before_entries = verifier.is_none()
+                && (line_no == 1 || matches!(line_kind(text), Some("checkpoint" | "header")));
+            if before_entries {
                 early_problem.get_or_insert(detail);
+            } else {
+                verifier
+                    .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
+                    .push_malformed(detail);
             }
         }
     }
