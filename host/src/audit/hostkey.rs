@@ -22,7 +22,7 @@ pub const PUBLIC_FILE: &str = "host.pub";
 #[derive(Debug, thiserror::Error)]
 pub enum HostKeyError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         /// The file.
         path: PathBuf,

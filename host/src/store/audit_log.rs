@@ -464,8 +464,8 @@ impl Writer {
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Msg> = Vec::with_capacity(MAX_BATCH);
         loop {
-            let first = if self.head_seq > self.last_cp_size {
-                let due = self.last_cp_at + self.policy.every;
+            let due = self.last_cp_at.checked_add(self.policy.every);
+            let first = if let Some(due) = due.filter(|_| self.head_seq > self.last_cp_size) {
                 match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                     Ok(m) => m,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -565,9 +565,9 @@ impl Writer {
             }
             Err(err) => {
                 let msg = err.to_string();
-                let again = || StoreError::Corrupt {
+                let again = || StoreError::CommitFailed {
                     path: self.path.clone(),
-                    detail: format!("commit failed: {msg}"),
+                    reason: msg.clone(),
                 };
                 for (_, _, reply) in appends {
                     let _ = reply.send(Err(again()));

@@ -29,7 +29,7 @@ const SCHEMA_VERSION: i64 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite reported an error.
-    #[error("{path}: sqlite: {source}")]
+    #[error("sqlite error on {path}")]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -37,7 +37,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// A file other than the database could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -80,6 +80,15 @@ pub enum StoreError {
         found: crate::audit::Hash256,
         /// The entry's hash field.
         recorded: Option<crate::audit::Hash256>,
+    },
+    /// The transaction holding the entry failed to commit; the entry is not
+    /// in the chain and the request must not be acknowledged.
+    #[error("{path}: audit commit failed: {reason}")]
+    CommitFailed {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error, as text (shared by every entry of the batch).
+        reason: String,
     },
     /// The log was closed (or its writer stopped) before the append.
     #[error("the audit log is closed")]
