@@ -69,6 +69,8 @@ pub struct AppendStats {
     pub commits: u64,
     /// Entries committed.
     pub entries: u64,
+    /// Appends waiting for their commit right now (queue depth).
+    pub in_flight: u64,
     /// Largest batch.
     pub max_batch: u64,
     /// `histogram[i]` counts batches of size in `(2^(i-1), 2^i]` (`[0]`: size 1).
@@ -97,6 +99,7 @@ struct Stats {
     commits: AtomicU64,
     entries: AtomicU64,
     max_batch: AtomicU64,
+    in_flight: AtomicU64,
     histogram: [AtomicU64; HISTOGRAM_BUCKETS],
 }
 
@@ -107,6 +110,22 @@ impl Stats {
         self.max_batch.fetch_max(batch, Ordering::Relaxed);
         let bucket = (64 - (batch.max(1) - 1).leading_zeros()) as usize;
         self.histogram[bucket.min(HISTOGRAM_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts an append as in flight until it returns (or its future is dropped).
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a Stats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -267,6 +286,7 @@ impl AuditLog {
             commits: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             max_batch: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             histogram: Default::default(),
         });
         let (tx, rx) = mpsc::channel();
@@ -321,6 +341,7 @@ impl AuditLog {
         entry: NewEntry,
         payloads: Payloads,
     ) -> Result<Appended, StoreError> {
+        let _waiting = InFlight::enter(&self.inner.stats);
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Append {
             entry,
@@ -337,6 +358,7 @@ impl AuditLog {
         entry: NewEntry,
         payloads: Payloads,
     ) -> Result<Appended, StoreError> {
+        let _waiting = InFlight::enter(&self.inner.stats);
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Append {
             entry,
@@ -382,6 +404,7 @@ impl AuditLog {
             commits: s.commits.load(Ordering::Relaxed),
             entries: s.entries.load(Ordering::Relaxed),
             max_batch: s.max_batch.load(Ordering::Relaxed),
+            in_flight: s.in_flight.load(Ordering::Relaxed),
             histogram: s
                 .histogram
                 .iter()
