@@ -967,3 +967,26 @@ fn measure_append_and_verify_rates() {
         total as f64 / export_s
     );
 }
+
+#[test]
+fn readers_refuse_a_file_that_is_not_a_warden_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("other.db");
+    Connection::open(&path)
+        .expect("create")
+        .execute_batch("CREATE TABLE t (x INTEGER)")
+        .expect("table");
+    assert!(matches!(
+        AuditReader::open(&path),
+        Err(StoreError::Corrupt { .. })
+    ));
+    let tables: i64 = Connection::open(&path)
+        .expect("reopen")
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 1, "the reader must not have written a schema");
+}

@@ -118,10 +118,6 @@ pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection, S
     let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err(path))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sqlite_err(path))?;
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-        .map_err(sqlite_err(path))?;
-    conn.execute_batch("PRAGMA synchronous=FULL;")
-        .map_err(sqlite_err(path))?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite_err(path))?;
@@ -131,6 +127,17 @@ pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection, S
             found: version,
         });
     }
+    if version == 0 && !create {
+        // Readers never write a schema into a file that is not a warden database.
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: "not a warden database (no schema version)".into(),
+        });
+    }
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .map_err(sqlite_err(path))?;
+    conn.execute_batch("PRAGMA synchronous=FULL;")
+        .map_err(sqlite_err(path))?;
     if version < SCHEMA_VERSION {
         conn.execute_batch(SCHEMA).map_err(sqlite_err(path))?;
     }
