@@ -4,6 +4,7 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
+pub mod audit;
 pub mod cache;
 pub mod canonical;
 pub mod component;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod sandbox;
 pub mod scaffold;
 pub mod signing;
+pub mod store;
 
 pub use host::{
     Call, Capability, Host, HostConfig, InvocationRecord, LoadError, new_request_id, prepare,

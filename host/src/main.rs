@@ -35,6 +35,11 @@ enum Command {
     Sign(commands::sign::Args),
     /// Show a component's digest and signatures, and check them against a trust file.
     Verify(commands::verify::Args),
+    /// Check, list and export the tamper-evident audit chain.
+    Audit {
+        #[command(subcommand)]
+        cmd: commands::audit::Cmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,5 +72,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(args) => commands::key::run(args),
         Command::Sign(args) => commands::sign::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Audit { cmd } => commands::audit::run(cmd),
     }
 }

@@ -4,6 +4,7 @@
 //! Commands are thin shells over the library; they never hold logic that an
 //! embedder would also need.
 
+pub mod audit;
 pub mod inspect;
 pub mod key;
 pub mod new;

@@ -1,0 +1,232 @@
+//! `warden audit verify|show|export`: check, read and export the audit chain.
+//!
+//! Exit codes: 0 the chain verifies (or the listing/export succeeded); 3 the
+//! chain does not verify (the first problem is printed); 2 the database or
+//! file could not be read.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use warden_host::audit::hostkey;
+use warden_host::store::{AuditReader, DB_FILE, EntryFilter, verify_db, verify_export};
+
+/// Exit code when the chain does not verify.
+const EXIT_NOT_VERIFIED: u8 = 3;
+
+/// Where the database lives.
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// Data directory holding `warden.db` and the host key.
+    #[arg(long, default_value = ".warden", env = "WARDEN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The audit database (default: `<data-dir>/warden.db`).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(DB_FILE))
+    }
+}
+
+/// Check, list and export the tamper-evident audit chain.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Recompute every entry hash and check every checkpoint signature.
+    ///
+    /// Reports the first problem by sequence number: hash_mismatch,
+    /// broken_link, gap, reordered, malformed, bad_checkpoint_signature,
+    /// checkpoint_mismatch, truncated, or uncovered_tail (entries after the
+    /// last signed checkpoint; a clean shutdown always writes one). Exits 3 on
+    /// any problem.
+    Verify(VerifyArgs),
+    /// List entries, oldest first.
+    Show(ShowArgs),
+    /// Write a portable JSONL export (entries + checkpoints) that
+    /// `warden audit verify --export` checks offline.
+    Export(ExportArgs),
+}
+
+/// `warden audit verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Verify an export file instead of the database.
+    #[arg(long, conflicts_with = "db")]
+    export: Option<PathBuf>,
+    /// The host's public key file (`ed25519:<hex>`); default `<data-dir>/host.pub`.
+    #[arg(long)]
+    pubkey: Option<PathBuf>,
+    /// Do not fail when entries after the last checkpoint are not yet covered
+    /// (e.g. verifying a live database between checkpoints).
+    #[arg(long)]
+    allow_uncovered_tail: bool,
+    /// Verify hashes only, without any public key (checkpoint signatures
+    /// are then NOT checked: anyone could have rewritten the whole chain).
+    #[arg(long, conflicts_with = "pubkey")]
+    skip_signatures: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden audit show`.
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// First sequence number to list.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Only this capability.
+    #[arg(long)]
+    capability: Option<String>,
+    /// Only this outcome (`denied`, `budget_exhausted`, `budget_exhausted:fuel`, ...).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// One JSON object per line (the export's entry form).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden audit export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The JSONL file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs one `warden audit` subcommand.
+pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Verify(a) => verify(a),
+        Cmd::Show(a) => show(a),
+        Cmd::Export(a) => export(a),
+    }
+}
+
+fn public_key(a: &VerifyArgs) -> anyhow::Result<Option<ed25519_dalek::VerifyingKey>> {
+    if a.skip_signatures {
+        return Ok(None);
+    }
+    let path = a
+        .pubkey
+        .clone()
+        .unwrap_or_else(|| a.db.data_dir.join(hostkey::PUBLIC_FILE));
+    let key = hostkey::read_public_key(&path).context("no public key to check checkpoint signatures with (give --pubkey, or --skip-signatures to check hashes only)")?;
+    Ok(Some(key))
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = public_key(&a)?;
+    let (what, report) = match &a.export {
+        Some(file) => (file.clone(), verify_export(file, key.as_ref())?),
+        None => {
+            let db = a.db.db_path();
+            (db.clone(), verify_db(&db, key.as_ref())?)
+        }
+    };
+    let passed = report.passed(a.allow_uncovered_tail);
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: {} entries, {} checkpoints checked{}",
+            what.display(),
+            report.entries_checked,
+            report.checkpoints_checked,
+            if report.signatures_checked {
+                ""
+            } else {
+                " (signatures NOT checked)"
+            }
+        );
+        match &report.problem {
+            None => println!("ok: head {} {}", report.head_seq, report.head_hash),
+            Some(p) if passed => println!("ok (allowed): {p}"),
+            Some(p) => println!("FAILED at {p}"),
+        }
+    }
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_VERIFIED)
+    })
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let reader = open(&a.db.db_path())?;
+    let filter = EntryFilter {
+        capability: a.capability,
+        outcome: a.outcome,
+    };
+    for e in reader.entries(a.from, a.limit, &filter)? {
+        if a.json {
+            println!("{}", serde_json::to_string(&e)?);
+            continue;
+        }
+        let n = &e.entry;
+        println!(
+            "#{:<6} {} {:<10} {:<24} {}.{} by {} ({}) fuel={} mem={} time={}us{}{} {}",
+            e.seq,
+            n.admitted_at_ms,
+            n.event.as_str(),
+            n.outcome.as_string(),
+            if n.capability.is_empty() {
+                "-"
+            } else {
+                &n.capability
+            },
+            if n.function.is_empty() {
+                "-"
+            } else {
+                &n.function
+            },
+            n.principal,
+            n.request_id,
+            n.usage.fuel,
+            n.usage.peak_memory,
+            n.usage.wall_time_us,
+            if n.replayable { " replayable" } else { "" },
+            if n.attempt > 1 {
+                format!(" attempt={}", n.attempt)
+            } else {
+                String::new()
+            },
+            &e.hash.hex()[..16],
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let reader = open(&a.db.db_path())?;
+    let key = hostkey::read_public_key(&a.db.data_dir.join(hostkey::PUBLIC_FILE)).ok();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let s = reader.export_jsonl(&a.out, key.as_ref(), now)?;
+    println!(
+        "wrote {}: {} entries, {} checkpoints",
+        a.out.display(),
+        s.entries,
+        s.checkpoints
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(db: &Path) -> anyhow::Result<AuditReader> {
+    AuditReader::open(db).with_context(|| format!("opening audit database {}", db.display()))
+}

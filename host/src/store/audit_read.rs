@@ -1,0 +1,388 @@
+//! Reading the audit chain: listing, payloads, export, and verification of a
+//! database or an export file (both feed the pure verifier).
+
+use super::{StoreError, open_connection, sqlite_err, to_sql_int};
+use crate::audit::entry::decode;
+use crate::audit::export::{
+    EXPORT_FORMAT, ExportHeader, ExportLine, line_kind, parse_line, to_line,
+};
+use crate::audit::{AuditEntry, ChainVerifier, Checkpoint, Hash256, SignatureBytes, VerifyReport};
+use ed25519_dalek::VerifyingKey;
+use rusqlite::{Connection, OptionalExtension, Row};
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Which entries `show` lists.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    /// Only this capability.
+    pub capability: Option<String>,
+    /// Only this outcome: a class (`budget_exhausted`) or a full form (`budget_exhausted:fuel`).
+    pub outcome: Option<String>,
+}
+
+impl EntryFilter {
+    fn matches(&self, e: &AuditEntry) -> bool {
+        if self
+            .capability
+            .as_ref()
+            .is_some_and(|c| *c != e.entry.capability)
+        {
+            return false;
+        }
+        match &self.outcome {
+            None => true,
+            Some(o) => *o == e.entry.outcome.as_string() || o == e.entry.outcome.class(),
+        }
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Entry lines written.
+    pub entries: u64,
+    /// Checkpoint lines written.
+    pub checkpoints: u64,
+}
+
+/// A read-only view of an audit database (also usable while a writer runs:
+/// WAL readers see the last committed state).
+pub struct AuditReader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn hash_from_blob(path: &Path, what: &str, seq: u64, blob: &[u8]) -> Result<Hash256, String> {
+    let arr: [u8; 32] = blob.try_into().map_err(|_| {
+        format!(
+            "{}: {what} of row {seq} is {} bytes, not 32",
+            path.display(),
+            blob.len()
+        )
+    })?;
+    Ok(Hash256(arr))
+}
+
+/// Turns one `audit_entries` row into an entry, or says why it is not one.
+fn row_to_entry(path: &Path, row: &Row<'_>) -> rusqlite::Result<Result<AuditEntry, String>> {
+    let row_seq: i64 = row.get(0)?;
+    let row_seq = u64::try_from(row_seq).unwrap_or(0);
+    let prev = row.get_ref(1)?.as_blob()?;
+    let hash = row.get_ref(2)?.as_blob()?;
+    let blob = row.get_ref(3)?.as_blob()?;
+    Ok((|| {
+        let prev_hash = hash_from_blob(path, "prev_hash", row_seq, prev)?;
+        let hash = hash_from_blob(path, "hash", row_seq, hash)?;
+        let (seq, entry) = decode(blob).map_err(|e| format!("row {row_seq}: {e}"))?;
+        Ok(AuditEntry {
+            seq,
+            prev_hash,
+            hash,
+            entry,
+        })
+    })())
+}
+
+fn row_to_checkpoint(row: &Row<'_>) -> rusqlite::Result<Result<Checkpoint, String>> {
+    let id: i64 = row.get(0)?;
+    let size: i64 = row.get(1)?;
+    let head = row.get_ref(2)?.as_blob()?;
+    let at_ms: i64 = row.get(3)?;
+    let key_id: String = row.get(4)?;
+    let sig = row.get_ref(5)?.as_blob()?;
+    Ok((|| {
+        let head: [u8; 32] = head
+            .try_into()
+            .map_err(|_| format!("checkpoint {id}: head_hash is {} bytes", head.len()))?;
+        let sig: [u8; 64] = sig
+            .try_into()
+            .map_err(|_| format!("checkpoint {id}: signature is {} bytes", sig.len()))?;
+        Ok(Checkpoint {
+            size: u64::try_from(size).map_err(|_| format!("checkpoint {id}: size {size}"))?,
+            head_hash: Hash256(head),
+            at_ms: u64::try_from(at_ms).map_err(|_| format!("checkpoint {id}: at_ms {at_ms}"))?,
+            key_id,
+            signature: SignatureBytes(sig),
+        })
+    })())
+}
+
+impl AuditReader {
+    /// Opens an existing database (never creates one).
+    pub fn open(path: &Path) -> Result<AuditReader, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such database"),
+            });
+        }
+        Ok(AuditReader {
+            conn: open_connection(path, false)?,
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) fn from_connection(conn: Connection, path: &Path) -> AuditReader {
+        AuditReader {
+            conn,
+            path: path.to_owned(),
+        }
+    }
+
+    fn corrupt(&self, detail: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// Entries with `seq >= from` that match `filter`, at most `limit`, in order.
+    pub fn entries(
+        &self,
+        from: u64,
+        limit: usize,
+        filter: &EntryFilter,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, prev_hash, hash, entry FROM audit_entries WHERE seq >= ?1 ORDER BY seq",
+            )
+            .map_err(sqlite_err(&self.path))?;
+        let mut rows = stmt
+            .query([to_sql_int(from)])
+            .map_err(sqlite_err(&self.path))?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(row) = rows.next().map_err(sqlite_err(&self.path))? else {
+                break;
+            };
+            let entry = row_to_entry(&self.path, row)
+                .map_err(sqlite_err(&self.path))?
+                .map_err(|d| self.corrupt(d))?;
+            if filter.matches(&entry) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every checkpoint, in the order written.
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, size, head_hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY id",
+            )
+            .map_err(sqlite_err(&self.path))?;
+        let rows = stmt
+            .query_map([], row_to_checkpoint)
+            .map_err(sqlite_err(&self.path))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(
+                r.map_err(sqlite_err(&self.path))?
+                    .map_err(|d| self.corrupt(d))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// A stored payload by its SHA-256, unless pruned or never stored.
+    pub fn payload(&self, hash: &Hash256) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT data FROM audit_payloads WHERE hash = ?1",
+                [&hash.0[..]],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sqlite_err(&self.path))
+    }
+
+    /// Deletes payloads stored before `older_than_ms`; the chain stays verifiable
+    /// because entries keep only the payloads' hashes. Returns how many were deleted.
+    pub fn prune_payloads(&self, older_than_ms: u64) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM audit_payloads WHERE stored_at_ms < ?1",
+                [to_sql_int(older_than_ms)],
+            )
+            .map_err(sqlite_err(&self.path))?;
+        Ok(n as u64)
+    }
+
+    /// Verifies the whole chain in one consistent snapshot.
+    pub fn verify(&self, pubkey: Option<&VerifyingKey>) -> Result<VerifyReport, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sqlite_err(&self.path))?;
+        let mut verifier = match self.checkpoints() {
+            Ok(cps) => ChainVerifier::new(&cps, pubkey),
+            Err(StoreError::Corrupt { detail, .. }) => {
+                // A checkpoint row of the wrong shape: report it, check the rest.
+                let mut v = ChainVerifier::new(&[], pubkey);
+                v.push_malformed(format!("checkpoint table: {detail}"));
+                return Ok(v.finish());
+            }
+            Err(e) => return Err(e),
+        };
+        {
+            let mut stmt = tx
+                .prepare("SELECT seq, prev_hash, hash, entry FROM audit_entries ORDER BY seq")
+                .map_err(sqlite_err(&self.path))?;
+            let mut rows = stmt.query([]).map_err(sqlite_err(&self.path))?;
+            while let Some(row) = rows.next().map_err(sqlite_err(&self.path))? {
+                let row_seq: i64 = row.get(0).map_err(sqlite_err(&self.path))?;
+                let blob = |i| {
+                    row.get_ref(i)
+                        .and_then(|v| Ok(v.as_blob()?))
+                        .map_err(sqlite_err(&self.path))
+                };
+                let (prev, hash, encoded) = (blob(1)?, blob(2)?, blob(3)?);
+                let seq = u64::try_from(row_seq).unwrap_or(0);
+                match (
+                    hash_from_blob(&self.path, "prev_hash", seq, prev),
+                    hash_from_blob(&self.path, "hash", seq, hash),
+                ) {
+                    (Ok(prev), Ok(hash)) => verifier.push_encoded(&prev, &hash, encoded),
+                    (Err(detail), _) | (_, Err(detail)) => verifier.push_malformed(detail),
+                }
+            }
+        }
+        tx.finish().map_err(sqlite_err(&self.path))?;
+        Ok(verifier.finish())
+    }
+
+    /// Writes the portable JSONL export (header, checkpoints, entries) from
+    /// one consistent snapshot.
+    pub fn export_jsonl(
+        &self,
+        out: &Path,
+        public_key: Option<&VerifyingKey>,
+        now_ms: u64,
+    ) -> Result<ExportSummary, StoreError> {
+        let io = |source| StoreError::Io {
+            path: out.to_owned(),
+            source,
+        };
+        let file = std::fs::File::create(out).map_err(io)?;
+        let mut w = BufWriter::new(file);
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sqlite_err(&self.path))?;
+        let header = ExportLine::Header(ExportHeader {
+            format: EXPORT_FORMAT.to_owned(),
+            exported_at_ms: now_ms,
+            public_key: public_key.map(crate::audit::hostkey::format_public_key),
+        });
+        writeln!(w, "{}", to_line(&header)).map_err(io)?;
+        let mut summary = ExportSummary {
+            entries: 0,
+            checkpoints: 0,
+        };
+        for cp in self.checkpoints()? {
+            writeln!(w, "{}", to_line(&ExportLine::Checkpoint(cp))).map_err(io)?;
+            summary.checkpoints += 1;
+        }
+        {
+            let mut stmt = tx
+                .prepare("SELECT seq, prev_hash, hash, entry FROM audit_entries ORDER BY seq")
+                .map_err(sqlite_err(&self.path))?;
+            let mut rows = stmt.query([]).map_err(sqlite_err(&self.path))?;
+            while let Some(row) = rows.next().map_err(sqlite_err(&self.path))? {
+                let e = row_to_entry(&self.path, row)
+                    .map_err(sqlite_err(&self.path))?
+                    .map_err(|d| self.corrupt(d))?;
+                writeln!(w, "{}", to_line(&ExportLine::Entry(e))).map_err(io)?;
+                summary.entries += 1;
+            }
+        }
+        tx.finish().map_err(sqlite_err(&self.path))?;
+        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        Ok(summary)
+    }
+}
+
+/// Verifies the chain in a database file.
+pub fn verify_db(path: &Path, pubkey: Option<&VerifyingKey>) -> Result<VerifyReport, StoreError> {
+    AuditReader::open(path)?.verify(pubkey)
+}
+
+/// Verifies an export file offline. Every line must be exactly the canonical
+/// serialization of what it parses to, so no byte can change unnoticed.
+pub fn verify_export(
+    path: &Path,
+    pubkey: Option<&VerifyingKey>,
+) -> Result<VerifyReport, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::with_capacity(1024);
+    let mut line_no = 0u64;
+    let mut checkpoints = Vec::new();
+    let mut early_problem: Option<String> = None;
+    let mut verifier: Option<ChainVerifier<'_>> = None;
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let (text, parsed) = match std::str::from_utf8(line) {
+            Ok(text) => (text, parse_line(text, line_no).map_err(|e| e.to_string())),
+            Err(_) => ("", Err(format!("export line {line_no}: not UTF-8"))),
+        };
+        let bad: Option<String> = match parsed {
+            Err(detail) => Some(detail),
+            Ok(ExportLine::Entry(e)) => {
+                verifier
+                    .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
+                    .push(&e);
+                None
+            }
+            Ok(ExportLine::Header(h)) if line_no == 1 => {
+                (h.format != EXPORT_FORMAT).then(|| format!("unknown export format {:?}", h.format))
+            }
+            Ok(ExportLine::Checkpoint(cp)) if verifier.is_none() && line_no > 1 => {
+                checkpoints.push(cp);
+                None
+            }
+            Ok(_) => Some(format!(
+                "export line {line_no}: a {} line out of place",
+                line_kind(text).unwrap_or("?")
+            )),
+        };
+        if let Some(detail) = bad {
+            let before_entries = verifier.is_none()
+                && (line_no == 1 || matches!(line_kind(text), Some("checkpoint" | "header")));
+            if before_entries {
+                early_problem.get_or_insert(detail);
+            } else {
+                verifier
+                    .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
+                    .push_malformed(detail);
+            }
+        }
+    }
+    let mut report = verifier
+        .unwrap_or_else(|| ChainVerifier::new(&checkpoints, pubkey))
+        .finish();
+    if let Some(detail) = early_problem {
+        report.problem = Some(crate::audit::Problem {
+            seq: 0,
+            kind: crate::audit::ProblemKind::Malformed,
+            detail,
+        });
+    }
+    Ok(report)
+}
