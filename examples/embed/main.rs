@@ -38,6 +38,9 @@ async fn main() -> anyhow::Result<()> {
             max_concurrent_instances: 64,
             ..SandboxConfig::default()
         },
+        // This example skips signing to stay short; see demo.rs for a signed setup.
+        allow_unsigned: true,
+        ..HostConfig::default()
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let policy = Policy::parse(Path::new("<embedded echo policy>"), POLICY)?;

@@ -1,50 +1,17 @@
 //! Canonical JSON and digests: the byte forms that hashes are taken over.
 //!
-//! Canonical JSON here is: object keys sorted by their UTF-8 bytes, no
-//! insignificant whitespace, strings and numbers as `serde_json` writes them.
+//! Canonical JSON is defined once, by the audit format (docs/audit.md):
+//! object keys sorted by their UTF-8 bytes, no whitespace, minimal escapes.
 //! Two JSON documents that mean the same thing give the same bytes, so their
 //! SHA-256 is a stable identity for inputs, outputs and policies.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Writes `value` in canonical form.
+/// Writes `value` in canonical form (the audit format's definition,
+/// docs/audit.md "Canonical JSON").
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(k) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    String::from_utf8_lossy(&crate::audit::entry::canonical_json(value)).into_owned()
 }
 
 /// `sha256:<hex>` of `bytes`.

@@ -4,23 +4,35 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use warden_host::{Host, HostConfig, Call};
-//! let mut host = Host::new(HostConfig::default())?;
+//! let config = HostConfig { allow_unsigned: true, ..HostConfig::default() };
+//! let mut host = Host::new(config)?;
 //! host.load_files("policies/echo.toml".as_ref(), "echo.wasm".as_ref())?;
 //! let record = host.invoke(Call::new("echo", "echo", serde_json::json!({"message": "hi"}))).await;
 //! println!("{} {:?}", record.outcome, record.output);
 //! # Ok(()) }
 //! ```
+//!
+//! Load path: policy validated -> signature checked against the trust store
+//! (trusted *for this capability*, digest pin, signer pin) -> compiled (or
+//! taken from the integrity-checked precompiled cache) -> imports checked
+//! against grants -> linker built from grants only -> `InstancePre`.
+//!
+//! Request path: input typed against the export -> fresh sandbox -> output
+//! typed back -> audit entry committed -> record returned.
 
-use crate::canonical::{json_digest, sha256_tagged};
+use crate::audit::hostkey;
+use crate::cache::{CacheError, CacheOutcome, CompiledCache};
+use crate::canonical::json_digest;
 use crate::component::{Shape, convert};
-use crate::interfaces::log::LogLine;
+use crate::invocation::{AuditRef, Call, InvocationRecord};
+use crate::keys::KeyError;
 use crate::outcome::{Outcome, Usage};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sandbox::{
     self, InvocationIdentity, InvocationState, LinkError, Sandbox, SandboxConfig,
 };
-use serde::Serialize;
-use serde_json::Value;
+use crate::signing::{self, Refusal, SignerPins, TrustStore};
+use crate::store::{AuditLog, CheckpointPolicy, Payloads, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +44,39 @@ use wasmtime::component::{Component, InstancePre};
 pub struct HostConfig {
     /// Engine settings (pool size, epoch tick, fuel metering).
     pub sandbox: SandboxConfig,
+    /// Which keys may sign which capabilities. By default none: then only
+    /// `allow_unsigned` lets anything load.
+    pub trust: Option<TrustStore>,
+    /// Development switch: load components without a trusted signature. By
+    /// default off. Recorded with every invocation (`unsigned_allowed`).
+    ///
+    /// # Security
+    /// With it on, anyone who can write the components directory chooses
+    /// the code that runs. Never enable it in production.
+    pub allow_unsigned: bool,
+    /// Data directory: the audit store (`warden.db`), the host key
+    /// (`host.key`/`host.pub`) and the precompiled cache (`cache/`). By
+    /// default none: no audit, no cache (tests and simple embedders).
+    pub data_dir: Option<PathBuf>,
+    /// When to sign audit checkpoints. By default every 10,000 entries or 60s.
+    pub checkpoints: CheckpointPolicy,
+}
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// wasmtime rejected the engine configuration.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// The host key could not be read or created.
+    #[error("host key: {0}")]
+    Key(#[from] KeyError),
+    /// The audit store could not be opened (or its tail does not verify).
+    #[error("audit store: {0}")]
+    Audit(#[from] StoreError),
+    /// The precompiled cache could not be opened.
+    #[error("precompiled cache: {0}")]
+    Cache(#[from] CacheError),
 }
 
 /// Why a capability could not be loaded.
@@ -48,13 +93,35 @@ pub enum LoadError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The signature checks refused the component.
+    #[error("capability `{capability}` refused: {refusal}")]
+    Signature {
+        /// The capability name.
+        capability: String,
+        /// Which check failed.
+        refusal: Refusal,
+    },
+    /// No trust store is configured and unsigned components are not allowed.
+    #[error(
+        "capability `{0}` refused: no trust store is configured, so no signature can be trusted; \
+         give a trust file (--trust trust.toml, see docs/signing.md) or, for local authoring only, --allow-unsigned"
+    )]
+    NoTrust(String),
     /// The bytes are not a valid component.
     #[error("{path} is not a valid WebAssembly component: {message}")]
     Compile {
-        /// The component path (or `<bytes>`).
+        /// The component path (or origin).
         path: String,
         /// wasmtime's message.
         message: String,
+    },
+    /// The precompiled cache failed (not a stale file: those are recompiled).
+    #[error("capability `{capability}`: {source}")]
+    Cache {
+        /// The capability name.
+        capability: String,
+        /// What failed.
+        source: CacheError,
     },
     /// The component asks for authority its policy does not grant.
     #[error("capability `{capability}`: {source}")]
@@ -77,17 +144,23 @@ pub enum LoadError {
     Duplicate(String),
 }
 
-/// A loaded capability: validated policy, compiled component, its shape, and
-/// a pre-linked instance template.
+/// A loaded capability: validated policy, verified and compiled component,
+/// its shape, and a pre-linked instance template.
 pub struct Capability {
     /// The policy it runs under.
     pub policy: Policy,
-    /// `sha256:<hex>` of the component.
+    /// `sha256:<hex>` of the component with signature sections stripped.
     pub digest: String,
     /// `sha256:<hex>` of the effective policy.
     pub policy_hash: String,
+    /// The trust-store key that signed it (`None`: loaded unsigned).
+    pub signer: Option<String>,
+    /// That key's id.
+    pub key_id: Option<String>,
     /// Size of the component file in bytes.
     pub size: usize,
+    /// How the compiled code was obtained.
+    pub compiled: CacheOutcome,
     /// Imports and exports.
     pub shape: Shape,
     pre: InstancePre<InvocationState>,
@@ -100,101 +173,43 @@ impl Capability {
     }
 }
 
-/// One invocation request to the library.
-#[derive(Debug, Clone)]
-pub struct Call {
-    /// Capability name.
-    pub capability: String,
-    /// Export id (`echo`, `iface#func`).
-    pub function: String,
-    /// Input object keyed by parameter names.
-    pub input: Value,
-    /// Request id; generated when absent. Seeds random.
-    pub request_id: Option<String>,
-    /// Admission time; now when absent. The virtual wall clock reads it.
-    pub admitted_at: Option<SystemTime>,
-}
-
-impl Call {
-    /// A call with a generated request id admitted now.
-    pub fn new(capability: &str, function: &str, input: Value) -> Call {
-        Call {
-            capability: capability.to_string(),
-            function: function.to_string(),
-            input,
-            request_id: None,
-            admitted_at: None,
-        }
-    }
-
-    /// Sets the request id.
-    pub fn with_request_id(mut self, id: impl Into<String>) -> Call {
-        self.request_id = Some(id.into());
-        self
-    }
-
-    /// Sets the admission time.
-    pub fn admitted_at(mut self, at: SystemTime) -> Call {
-        self.admitted_at = Some(at);
-        self
-    }
-}
-
-/// Everything known about one finished invocation.
-#[derive(Debug, Clone, Serialize)]
-pub struct InvocationRecord {
-    /// Request id.
-    pub request_id: String,
-    /// Admission time, Unix milliseconds.
-    pub admitted_at_ms: u64,
-    /// Capability name.
-    pub capability: String,
-    /// Function id.
-    pub function: String,
-    /// Component digest (empty when the capability is unknown).
-    pub component_digest: String,
-    /// Effective policy hash (empty when the capability is unknown).
-    pub policy_hash: String,
-    /// Outcome.
-    #[serde(serialize_with = "ser_outcome")]
-    pub outcome: Outcome,
-    /// Output JSON (`ok` and `capability_error`).
-    pub output: Option<Value>,
-    /// Failure reason.
-    pub error: Option<String>,
-    /// `sha256:` of the canonical input JSON.
-    pub input_hash: String,
-    /// `sha256:` of the canonical output JSON, or of the error text.
-    pub output_hash: String,
-    /// Resources used.
-    pub usage: Usage,
-    /// Whether the invocation can be replayed bit for bit.
-    pub replayable: bool,
-    /// Captured stdout, lossy UTF-8.
-    pub stdout: String,
-    /// Captured stderr, lossy UTF-8.
-    pub stderr: String,
-    /// Log lines.
-    pub logs: Vec<LogLine>,
-    /// Log lines dropped over budget.
-    pub logs_dropped: u64,
-}
-
-fn ser_outcome<S: serde::Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&o.as_string())
-}
-
-/// Loaded capabilities and the sandbox that runs them.
+/// Loaded capabilities, the sandbox that runs them, and the audit log.
 pub struct Host {
     sandbox: Sandbox,
+    trust: Option<TrustStore>,
+    allow_unsigned: bool,
+    cache: Option<CompiledCache>,
+    audit: Option<AuditLog>,
     capabilities: BTreeMap<String, Arc<Capability>>,
 }
 
 impl Host {
-    /// Creates a host with no capabilities.
-    pub fn new(config: HostConfig) -> Result<Host, wasmtime::Error> {
+    /// Creates a host with no capabilities. With a data directory, opens (or
+    /// creates) the audit store, the host key and the precompiled cache.
+    pub fn new(config: HostConfig) -> Result<Host, HostError> {
+        let sandbox =
+            Sandbox::new(config.sandbox).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let (cache, audit) = match &config.data_dir {
+            Some(dir) => {
+                let key = hostkey::load_or_create(dir)?;
+                let audit = AuditLog::open(&dir.join("warden.db"), key, config.checkpoints)?;
+                (Some(CompiledCache::open(&dir.join("cache"))?), Some(audit))
+            }
+            None => (None, None),
+        };
+        if config.allow_unsigned {
+            tracing::warn!(
+                "UNSIGNED COMPONENTS ALLOWED (--allow-unsigned): any component in the components \
+                 directory will run without a trusted signature. For local authoring only; \
+                 every invocation records unsigned_allowed = true."
+            );
+        }
         Ok(Host {
-            sandbox: Sandbox::new(config.sandbox)?,
+            sandbox,
+            trust: config.trust,
+            allow_unsigned: config.allow_unsigned,
+            cache,
+            audit,
             capabilities: BTreeMap::new(),
         })
     }
@@ -202,6 +217,21 @@ impl Host {
     /// The sandbox (engine) this host runs on.
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+
+    /// The audit log, when the host has a data directory.
+    pub fn audit(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
+    }
+
+    /// The precompiled cache, when the host has a data directory.
+    pub fn cache(&self) -> Option<&CompiledCache> {
+        self.cache.as_ref()
+    }
+
+    /// Whether unsigned components are allowed (development switch).
+    pub fn allows_unsigned(&self) -> bool {
+        self.allow_unsigned
     }
 
     /// Reads a policy and a component file and loads the capability.
@@ -218,8 +248,7 @@ impl Host {
         self.load(policy, &bytes, &component.display().to_string())
     }
 
-    /// Compiles, inspects and links a component under `policy`; refuses it if
-    /// it imports anything the policy does not grant.
+    /// Verifies, compiles, inspects and links a component under `policy`.
     pub fn load(
         &mut self,
         policy: Policy,
@@ -230,9 +259,121 @@ impl Host {
         if self.capabilities.contains_key(&name) {
             return Err(LoadError::Duplicate(name));
         }
-        let capability = Arc::new(prepare(&self.sandbox, policy, bytes, origin)?);
+        let capability = Arc::new(self.prepare(policy, bytes, origin)?);
         self.capabilities.insert(name, capability.clone());
         Ok(capability)
+    }
+
+    /// Verifies, compiles and links one capability without registering it
+    /// (the daemon prepares a whole new set before swapping it in).
+    pub fn prepare(
+        &self,
+        policy: Policy,
+        bytes: &[u8],
+        origin: &str,
+    ) -> Result<Capability, LoadError> {
+        let name = policy.capability.name.clone();
+        let (digest, signer, key_id) = self.check_signature(&policy, bytes, origin)?;
+        check_limits(&self.sandbox, &policy)?;
+        let (component, compiled) = self.compile(&name, &digest, bytes, origin)?;
+        let shape = Shape::of(self.sandbox.engine(), &component);
+        let link_err = |source| LoadError::Link {
+            capability: name.clone(),
+            source,
+        };
+        let linker =
+            sandbox::linker_for(self.sandbox.engine(), &shape, &policy).map_err(link_err)?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
+            link_err(LinkError::Wasmtime {
+                import: "(instantiate_pre)".into(),
+                message: format!("{e:#}"),
+            })
+        })?;
+        Ok(Capability {
+            policy_hash: policy.hash(),
+            digest,
+            signer,
+            key_id,
+            size: bytes.len(),
+            compiled,
+            shape,
+            pre,
+            policy,
+        })
+    }
+
+    /// Signature, trust and pins. Returns (digest, signer, key id).
+    fn check_signature(
+        &self,
+        policy: &Policy,
+        bytes: &[u8],
+        origin: &str,
+    ) -> Result<(String, Option<String>, Option<String>), LoadError> {
+        let name = &policy.capability.name;
+        let refused = |refusal: Refusal| LoadError::Signature {
+            capability: name.clone(),
+            refusal,
+        };
+        let pins = SignerPins {
+            digest: policy.capability.digest.clone(),
+            signers: policy.capability.signers.clone(),
+        };
+        let verdict = match &self.trust {
+            Some(trust) => trust.verify(bytes, name, &pins),
+            None => Err(Refusal::Unsigned),
+        };
+        match verdict {
+            Ok(v) => Ok((v.digest, Some(v.signer), Some(v.key_id))),
+            Err(Refusal::Unsigned) | Err(Refusal::UnknownKey { .. }) if self.allow_unsigned => {
+                let digest = signing::digest(bytes)
+                    .map_err(|e| LoadError::Compile {
+                        path: origin.to_string(),
+                        message: e.to_string(),
+                    })?
+                    .to_string();
+                if let Some(pinned) = &pins.digest
+                    && pinned != &digest
+                {
+                    return Err(refused(Refusal::DigestMismatch {
+                        pinned: pinned.clone(),
+                        actual: digest,
+                    }));
+                }
+                tracing::warn!(capability = %name, "loading WITHOUT a trusted signature (--allow-unsigned)");
+                Ok((digest, None, None))
+            }
+            Err(Refusal::Unsigned) if self.trust.is_none() => Err(LoadError::NoTrust(name.clone())),
+            Err(refusal) => Err(refused(refusal)),
+        }
+    }
+
+    fn compile(
+        &self,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        origin: &str,
+    ) -> Result<(Component, CacheOutcome), LoadError> {
+        match &self.cache {
+            Some(cache) => cache
+                .load_or_compile(self.sandbox.engine(), digest, bytes)
+                .map_err(|source| match source {
+                    CacheError::Compile { .. } => LoadError::Compile {
+                        path: origin.to_string(),
+                        message: source.to_string(),
+                    },
+                    other => LoadError::Cache {
+                        capability: name.to_string(),
+                        source: other,
+                    },
+                }),
+            None => Component::from_binary(self.sandbox.engine(), bytes)
+                .map(|c| (c, CacheOutcome::Miss))
+                .map_err(|e| LoadError::Compile {
+                    path: origin.to_string(),
+                    message: format!("{e:#}"),
+                }),
+        }
     }
 
     /// A loaded capability by name.
@@ -245,14 +386,23 @@ impl Host {
         self.capabilities.values()
     }
 
-    /// Runs one invocation. Never panics and never fails as a Rust error:
-    /// every way it can end is an [`Outcome`] in the record.
+    /// Runs one invocation and commits its audit entry before returning.
+    /// Never panics and never fails as a Rust error: every way it can end is
+    /// an [`Outcome`] in the record. If the audit entry cannot be committed,
+    /// the result is withheld and the record says `transient`.
     pub async fn invoke(&self, call: Call) -> InvocationRecord {
+        let record = self.execute(&call).await;
+        self.commit(record, &call).await
+    }
+
+    /// Runs the invocation (no audit).
+    async fn execute(&self, call: &Call) -> InvocationRecord {
         let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
         let request_id = call.request_id.clone().unwrap_or_else(new_request_id);
         let mut record = InvocationRecord {
             request_id: request_id.clone(),
             admitted_at_ms: unix_ms(admitted_at),
+            principal: call.principal.clone(),
             capability: call.capability.clone(),
             function: call.function.clone(),
             component_digest: String::new(),
@@ -264,40 +414,37 @@ impl Host {
             output_hash: String::new(),
             usage: Usage::default(),
             replayable: true,
+            unsigned_allowed: self.allow_unsigned,
             stdout: String::new(),
             stderr: String::new(),
             logs: Vec::new(),
             logs_dropped: 0,
+            host_calls: Vec::new(),
+            audit: None,
         };
         let Some(cap) = self.capabilities.get(&call.capability) else {
-            return record.fail(
-                Outcome::Denied,
-                format!("no capability named `{}` is loaded", call.capability),
-            );
+            let why = format!("no capability named `{}` is loaded", call.capability);
+            return record.fail(Outcome::Denied, why);
         };
         record.component_digest = cap.digest.clone();
         record.policy_hash = cap.policy_hash.clone();
         record.replayable = cap.policy.is_replayable();
         let Some(export) = cap.shape.export(&call.function) else {
             let names: Vec<&str> = cap.shape.exports.iter().map(|e| e.id.as_str()).collect();
-            return record.fail(
-                Outcome::InvalidInput,
-                format!(
-                    "capability `{}` exports no function `{}`; it exports: {}",
-                    call.capability,
-                    call.function,
-                    names.join(", ")
-                ),
+            let why = format!(
+                "capability `{}` exports no function `{}`; it exports: {}",
+                call.capability,
+                call.function,
+                names.join(", ")
             );
+            return record.fail(Outcome::InvalidInput, why);
         };
         if !export.callable {
-            return record.fail(
-                Outcome::InvalidInput,
-                format!(
-                    "`{}` uses resources, futures or streams, which cannot be called with JSON",
-                    export.id
-                ),
+            let why = format!(
+                "`{}` uses resources, futures or streams, which cannot be called with JSON",
+                export.id
             );
+            return record.fail(Outcome::InvalidInput, why);
         }
         let params = match convert::json_to_params(&export.params, &call.input) {
             Ok(p) => p,
@@ -315,38 +462,65 @@ impl Host {
         record.stderr = String::from_utf8_lossy(&done.stderr).into_owned();
         record.logs = done.logs;
         record.logs_dropped = done.logs_dropped;
-        record.output_hash = match (&done.output, &done.error) {
-            (Some(out), _) => json_digest(out),
-            (None, Some(err)) => sha256_tagged(err.as_bytes()),
-            (None, None) => json_digest(&Value::Null),
-        };
         record.output = done.output;
         record.error = done.error;
+        record.output_hash = json_digest(&record.output_document());
         record
     }
-}
 
-impl InvocationRecord {
-    fn fail(mut self, outcome: Outcome, error: String) -> InvocationRecord {
-        self.outcome = outcome;
-        self.output_hash = sha256_tagged(error.as_bytes());
-        self.error = Some(error);
-        self
+    /// Appends the record's audit entry (durable before this returns).
+    async fn commit(&self, mut record: InvocationRecord, call: &Call) -> InvocationRecord {
+        let Some(log) = &self.audit else {
+            return record;
+        };
+        let hash_only = self.capabilities.get(&call.capability).is_some_and(|c| {
+            c.policy.capability.payloads == crate::policy::PayloadRetention::HashOnly
+        });
+        let payloads = if hash_only {
+            Payloads::default()
+        } else {
+            let (input, output) = record.payloads(&call.input);
+            Payloads {
+                input: Some(input),
+                output: Some(output),
+            }
+        };
+        match log.append(record.audit_entry(call), payloads).await {
+            Ok(appended) => {
+                record.audit = Some(AuditRef {
+                    seq: appended.seq,
+                    hash: appended.hash.to_string(),
+                });
+                record
+            }
+            Err(e) => {
+                tracing::error!(request_id = %record.request_id, "audit append failed: {e}");
+                InvocationRecord {
+                    outcome: Outcome::Transient,
+                    output: None,
+                    error: Some(format!(
+                        "the audit entry could not be committed ({e}); the result is withheld because it is not recorded"
+                    )),
+                    ..record
+                }
+            }
+        }
+    }
+
+    /// Writes the final checkpoint and closes the audit log.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        match self.audit {
+            Some(log) => log.close().await,
+            None => Ok(()),
+        }
     }
 }
 
-/// Compiles and links one capability (no registration).
-pub fn prepare(
-    sandbox: &Sandbox,
-    policy: Policy,
-    bytes: &[u8],
-    origin: &str,
-) -> Result<Capability, LoadError> {
-    let name = policy.capability.name.clone();
+fn check_limits(sandbox: &Sandbox, policy: &Policy) -> Result<(), LoadError> {
     let ceiling = sandbox.config().max_memory_per_memory;
     if policy.budget.memory.bytes() > ceiling {
         return Err(LoadError::Limits {
-            capability: name,
+            capability: policy.capability.name.clone(),
             message: format!(
                 "policy {} asks for memory = {} but this host allows at most {} per memory",
                 policy.source.display(),
@@ -355,35 +529,7 @@ pub fn prepare(
             ),
         });
     }
-    let component =
-        Component::from_binary(sandbox.engine(), bytes).map_err(|e| LoadError::Compile {
-            path: origin.to_string(),
-            message: format!("{e:#}"),
-        })?;
-    let shape = Shape::of(sandbox.engine(), &component);
-    let linker = sandbox::linker_for(sandbox.engine(), &shape, &policy).map_err(|source| {
-        LoadError::Link {
-            capability: name.clone(),
-            source,
-        }
-    })?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| LoadError::Link {
-            capability: name.clone(),
-            source: LinkError::Wasmtime {
-                import: "(instantiate_pre)".into(),
-                message: format!("{e:#}"),
-            },
-        })?;
-    Ok(Capability {
-        policy_hash: policy.hash(),
-        digest: sha256_tagged(bytes),
-        size: bytes.len(),
-        shape,
-        pre,
-        policy,
-    })
+    Ok(())
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

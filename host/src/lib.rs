@@ -10,6 +10,7 @@ pub mod canonical;
 pub mod component;
 mod host;
 pub mod interfaces;
+mod invocation;
 pub mod keys;
 pub mod outcome;
 pub mod policy;
@@ -18,7 +19,6 @@ pub mod scaffold;
 pub mod signing;
 pub mod store;
 
-pub use host::{
-    Call, Capability, Host, HostConfig, InvocationRecord, LoadError, new_request_id, prepare,
-};
+pub use host::{Capability, Host, HostConfig, HostError, LoadError, new_request_id};
+pub use invocation::{AuditRef, Call, InvocationRecord};
 pub use outcome::{Budget, Outcome, Usage};

@@ -6,11 +6,20 @@ fn s(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
+/// `warden run` for unsigned test guests, with a scratch data directory.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let data = scratch("run-data");
+    let mut all: Vec<&str> = vec!["run"];
+    all.extend_from_slice(args);
+    let d = s(&data);
+    all.extend_from_slice(&["--allow-unsigned", "--data-dir", &d]);
+    warden(&all)
+}
+
 #[test]
 fn run_prints_output_and_usage_and_exits_zero() {
     let policy = repo().join("policies/echo.toml");
-    let (code, out, err) = warden(&[
-        "run",
+    let (code, out, err) = run(&[
         &s(&guest("echo")),
         "--policy",
         &s(&policy),
@@ -36,8 +45,7 @@ fn run_exit_codes_follow_the_outcome_class() {
         "[capability]\nname = \"spin-loop\"\ncomponent = \"spin_loop.wasm\"\n[budget]\nfuel = 1_000_000\n",
     )
     .expect("write");
-    let (code, _, err) = warden(&[
-        "run",
+    let (code, _, err) = run(&[
         &s(&guest("spin-loop")),
         "-p",
         &s(&policy),
@@ -48,8 +56,7 @@ fn run_exit_codes_follow_the_outcome_class() {
     ]);
     assert_eq!(code, 16, "budget_exhausted is 16: {err}");
     assert!(err.contains("budget_exhausted:fuel"), "{err}");
-    let (code, _, err) = warden(&[
-        "run",
+    let (code, _, err) = run(&[
         &s(&guest("spin-loop")),
         "-p",
         &s(&policy),
@@ -63,8 +70,7 @@ fn run_exit_codes_follow_the_outcome_class() {
 
 #[test]
 fn run_refuses_a_component_with_ungranted_imports_with_exit_two() {
-    let (code, _, err) = warden(&[
-        "run",
+    let (code, _, err) = run(&[
         &s(&guest("panicker")),
         "-p",
         &s(&repo().join("policies/echo.toml")),

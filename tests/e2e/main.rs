@@ -6,5 +6,6 @@ mod cli;
 mod determinism;
 mod hostile;
 mod loading;
+mod signing;
 mod support;
 mod types;

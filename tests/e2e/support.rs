@@ -44,15 +44,24 @@ pub fn policy(name: &str, imports: &str, budget: &str) -> Policy {
         .unwrap_or_else(|e| panic!("test policy for {name} is invalid:\n{e}\n---\n{text}"))
 }
 
-/// A host with a small instance pool (tests run many hosts at once).
+/// A host with a small instance pool (tests run many hosts at once) that
+/// loads unsigned components: the sandbox tests are about sandboxing;
+/// `signing.rs` tests the trust checks with signed components.
 pub fn host() -> Host {
     Host::new(HostConfig {
-        sandbox: SandboxConfig {
-            max_concurrent_instances: 8,
-            ..SandboxConfig::default()
-        },
+        sandbox: small_pool(),
+        allow_unsigned: true,
+        ..HostConfig::default()
     })
     .expect("engine config is valid")
+}
+
+/// Sandbox settings for tests.
+pub fn small_pool() -> SandboxConfig {
+    SandboxConfig {
+        max_concurrent_instances: 8,
+        ..SandboxConfig::default()
+    }
 }
 
 /// Loads guest `name` under `policy` into `host`, panicking with the load error.

@@ -11,8 +11,8 @@
 //! This folder is the *pure* part: encoding, hashing, checkpoint signing and
 //! verification over plain data. It must never do I/O, touch SQLite or
 //! wasmtime, or read the clock; the durable log lives in [`crate::store`].
-//! The one exception is [`hostkey`], a stop-gap reader/writer for the host key
-//! files until it is merged with the crate's key module.
+//! The one exception is [`hostkey`], which reads or creates the host key
+//! files in the data directory.
 
 pub mod checkpoint;
 pub mod entry;

@@ -96,7 +96,10 @@ fn describe(args: &Args, bytes: &[u8], shape: &Shape, policy: Option<&Policy>) -
     json!({
         "component": args.component.display().to_string(),
         "size": bytes.len(),
-        "digest": warden_host::canonical::sha256_tagged(bytes),
+        "digest": warden_host::signing::digest(bytes).map(|d| d.to_string()).unwrap_or_default(),
+        "signatures": warden_host::signing::signatures(bytes)
+            .map(|sigs| sigs.iter().map(|s| s.key_id()).collect::<Vec<_>>())
+            .unwrap_or_default(),
         "policy": args.policy.as_ref().map(|p| p.display().to_string()),
         "policy_hash": policy.map(|p| p.hash()),
         "imports": imports,
@@ -107,7 +110,14 @@ fn describe(args: &Args, bytes: &[u8], shape: &Shape, policy: Option<&Policy>) -
 fn print_text(r: &Value) {
     println!("component  {}", r["component"].as_str().unwrap_or(""));
     println!("size       {} bytes", r["size"]);
-    println!("digest     {}", r["digest"].as_str().unwrap_or(""));
+    println!(
+        "digest     {} (signature sections excluded)",
+        r["digest"].as_str().unwrap_or("")
+    );
+    println!(
+        "signed by  {} (key ids; `warden verify` checks them)",
+        r["signatures"]
+    );
     if let Some(p) = r["policy"].as_str() {
         println!(
             "policy     {p} ({})",

@@ -4,13 +4,19 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use warden_host::signing::TrustStore;
 use warden_host::{Call, Host, HostConfig};
 
 /// Run one function of a component under a policy and print its output and usage.
 ///
 /// Exit codes: 0 ok; 10 invalid_input; 12 denied; 16 budget_exhausted;
 /// 17 trap; 18 capability_error; 19 transient; 2 the capability could not be
-/// loaded (bad policy, ungranted import, unreadable file).
+/// loaded (bad policy, bad or untrusted signature, ungranted import,
+/// unreadable file).
+///
+/// The component must be signed by a key the trust file trusts for the
+/// policy's capability name (`--trust`), unless `--allow-unsigned`. The
+/// invocation is appended to the audit store in `--data-dir`.
 #[derive(ClapArgs)]
 pub struct Args {
     /// The component file (.wasm).
@@ -33,6 +39,16 @@ pub struct Args {
     /// Print the whole invocation record as JSON instead of output + usage.
     #[arg(long)]
     pub json: bool,
+    /// Trust file: which keys may sign which capabilities (docs/signing.md).
+    #[arg(long, env = "WARDEN_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// Development only: run a component without a trusted signature.
+    /// Recorded in the audit entry (`unsigned_allowed`).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// Data directory: audit store (warden.db), host key, precompiled cache.
+    #[arg(long, default_value = ".warden", env = "WARDEN_DATA_DIR")]
+    pub data_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -47,7 +63,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let input: serde_json::Value = serde_json::from_str(&input_text)
         .with_context(|| format!("--input is not valid JSON: {input_text}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let mut host = Host::new(HostConfig::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let trust = match &args.trust {
+        Some(path) => Some(TrustStore::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    if args.allow_unsigned {
+        eprintln!(
+            "warning: --allow-unsigned: running without a trusted signature (development only)"
+        );
+    }
+    let mut host = Host::new(HostConfig {
+        trust,
+        allow_unsigned: args.allow_unsigned,
+        data_dir: Some(args.data_dir.clone()),
+        ..HostConfig::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cap = match host.load_files(&args.policy, &args.component) {
         Ok(c) => c,
         Err(e) => {
@@ -58,6 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut call = Call::new(cap.name(), &args.call, input);
     call.request_id = args.request_id.clone();
     let record = runtime.block_on(host.invoke(call));
+    runtime
+        .block_on(host.shutdown())
+        .map_err(|e| anyhow::anyhow!("closing the audit store: {e}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -77,6 +111,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "outcome: {}  fuel: {}  peak memory: {} bytes  wall time: {} us",
             record.outcome, record.usage.fuel, record.usage.peak_memory, record.usage.wall_time_us
         );
+        if let Some(a) = &record.audit {
+            eprintln!(
+                "audit: entry {} {} in {}",
+                a.seq,
+                a.hash,
+                args.data_dir.join("warden.db").display()
+            );
+        }
     }
     Ok(ExitCode::from(record.outcome.exit_code()))
 }

@@ -165,6 +165,39 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// Takes the exclusive writer lock `<db>.lock` (released when the writer
+/// thread ends, or by the OS if the process dies).
+fn acquire_writer_lock(db: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: db.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
 /// Re-checks the last entries and the last checkpoint at open.
 fn check_tail(
     conn: &Connection,
@@ -278,6 +311,7 @@ impl AuditLog {
         signer: SigningKey,
         policy: CheckpointPolicy,
     ) -> Result<AuditLog, StoreError> {
+        let lock = acquire_writer_lock(path)?;
         let conn = open_connection(path, true)?;
         let (head_seq, head_hash, last_cp) = check_tail(&conn, path, &signer)?;
         let reader = AuditReader::from_connection(open_connection(path, false)?, path);
@@ -291,6 +325,7 @@ impl AuditLog {
         });
         let (tx, rx) = mpsc::channel();
         let mut writer = Writer {
+            _lock: lock,
             conn,
             path: path.to_owned(),
             signer_public: signer.verifying_key(),
@@ -466,6 +501,9 @@ impl AuditLog {
 }
 
 struct Writer {
+    /// Exclusive lock on `<db>.lock`, held for the writer's lifetime: one
+    /// writer per chain, even across processes (a second writer would fork it).
+    _lock: std::fs::File,
     conn: Connection,
     path: PathBuf,
     signer: SigningKey,

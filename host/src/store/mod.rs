@@ -55,6 +55,15 @@ pub enum StoreError {
         /// The first problem found.
         problem: Problem,
     },
+    /// Another process (or another log in this process) is writing this store.
+    #[error(
+        "{path}: another warden process is writing this audit store (its lock file {path}.lock is held); \
+         stop it, or give this one its own --data-dir"
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The database was written by a newer warden.
     #[error("{path}: schema version {found} is newer than this build's {SCHEMA_VERSION}")]
     SchemaTooNew {

@@ -1,0 +1,190 @@
+//! Calls into the library and the records they produce, and how a record
+//! becomes an audit entry.
+
+use crate::audit::entry::{Hash256, NewEntry, RouteDecision};
+use crate::audit::{EventKind, HostCall};
+use crate::canonical::canonical_json;
+use crate::interfaces::log::LogLine;
+use crate::outcome::{Outcome, Usage};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+/// One invocation request to the library.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Capability name.
+    pub capability: String,
+    /// Export id (`echo`, `iface#func`).
+    pub function: String,
+    /// Input object keyed by parameter names.
+    pub input: Value,
+    /// Request id; generated when absent. Seeds random.
+    pub request_id: Option<String>,
+    /// Admission time; now when absent. The virtual wall clock reads it.
+    pub admitted_at: Option<SystemTime>,
+    /// Who asked (authenticated principal). By default `local`.
+    pub principal: String,
+    /// How the request arrived: `embed` (default), `cli`, `http`.
+    pub via: String,
+    /// The routing decision, when a route table chose the target.
+    pub route: Option<RouteDecision>,
+    /// Retry attempt, 1-based.
+    pub attempt: u32,
+}
+
+impl Call {
+    /// A call with a generated request id admitted now.
+    pub fn new(capability: &str, function: &str, input: Value) -> Call {
+        Call {
+            capability: capability.to_string(),
+            function: function.to_string(),
+            input,
+            request_id: None,
+            admitted_at: None,
+            principal: "local".into(),
+            via: "embed".into(),
+            route: None,
+            attempt: 1,
+        }
+    }
+
+    /// Sets the request id.
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Call {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// Sets the admission time.
+    pub fn admitted_at(mut self, at: SystemTime) -> Call {
+        self.admitted_at = Some(at);
+        self
+    }
+
+    /// Sets the principal and how the request arrived.
+    pub fn from_principal(mut self, principal: &str, via: &str) -> Call {
+        self.principal = principal.to_string();
+        self.via = via.to_string();
+        self
+    }
+}
+
+/// Where an invocation's audit entry landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRef {
+    /// Sequence number in the chain.
+    pub seq: u64,
+    /// The entry hash (`sha256:<hex>`).
+    pub hash: String,
+}
+
+/// Everything known about one finished invocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationRecord {
+    /// Request id.
+    pub request_id: String,
+    /// Admission time, Unix milliseconds.
+    pub admitted_at_ms: u64,
+    /// Who asked.
+    pub principal: String,
+    /// Capability name.
+    pub capability: String,
+    /// Function id.
+    pub function: String,
+    /// Component digest (empty when the capability is unknown).
+    pub component_digest: String,
+    /// Effective policy hash (empty when the capability is unknown).
+    pub policy_hash: String,
+    /// Outcome.
+    #[serde(serialize_with = "ser_outcome")]
+    pub outcome: Outcome,
+    /// Output JSON (`ok` and `capability_error`).
+    pub output: Option<Value>,
+    /// Failure reason.
+    pub error: Option<String>,
+    /// `sha256:` of the canonical input JSON.
+    pub input_hash: String,
+    /// `sha256:` of the canonical output JSON, or of the error JSON
+    /// (`{"error": <message>, "outcome": <outcome>}`).
+    pub output_hash: String,
+    /// Resources used.
+    pub usage: Usage,
+    /// Whether the invocation can be replayed bit for bit.
+    pub replayable: bool,
+    /// Whether the host ran with the development switch allowing unsigned components.
+    pub unsigned_allowed: bool,
+    /// Captured stdout, lossy UTF-8.
+    pub stdout: String,
+    /// Captured stderr, lossy UTF-8.
+    pub stderr: String,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+    /// Log lines dropped over budget.
+    pub logs_dropped: u64,
+    /// Host calls made (summaries).
+    pub host_calls: Vec<HostCall>,
+    /// The audit entry, when the host keeps an audit log.
+    pub audit: Option<AuditRef>,
+}
+
+fn ser_outcome<S: serde::Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&o.as_string())
+}
+
+impl InvocationRecord {
+    /// The JSON whose canonical form `output_hash` covers: the output, or
+    /// the error JSON.
+    pub fn output_document(&self) -> Value {
+        match (&self.output, &self.error) {
+            (Some(out), _) => out.clone(),
+            (None, err) => json!({
+                "outcome": self.outcome.as_string(),
+                "error": err.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Ends the record with `outcome` and `error`, before any guest code ran.
+    pub(crate) fn fail(mut self, outcome: Outcome, error: String) -> InvocationRecord {
+        self.outcome = outcome;
+        self.output = None;
+        self.error = Some(error);
+        self.output_hash = crate::canonical::json_digest(&self.output_document());
+        self
+    }
+
+    /// The audit entry for this record.
+    pub(crate) fn audit_entry(&self, call: &Call) -> NewEntry {
+        let hash = |tagged: &str| tagged.parse::<Hash256>().ok();
+        NewEntry {
+            event: EventKind::Invocation,
+            admitted_at_ms: self.admitted_at_ms,
+            request_id: self.request_id.clone(),
+            principal: self.principal.clone(),
+            request_kind: call.via.clone(),
+            route: call.route.clone(),
+            capability: self.capability.clone(),
+            component_digest: hash(&self.component_digest),
+            policy_hash: hash(&self.policy_hash),
+            function: self.function.clone(),
+            input_sha256: hash(&self.input_hash),
+            output_sha256: hash(&self.output_hash),
+            outcome: self.outcome,
+            usage: self.usage,
+            replayable: self.replayable,
+            unsigned_allowed: self.unsigned_allowed,
+            attempt: call.attempt,
+            approvals: Vec::new(),
+            host_calls: self.host_calls.clone(),
+            detail: None,
+        }
+    }
+
+    /// Canonical input and output payload bytes for the audit store.
+    pub(crate) fn payloads(&self, input: &Value) -> (Vec<u8>, Vec<u8>) {
+        (
+            canonical_json(input).into_bytes(),
+            canonical_json(&self.output_document()).into_bytes(),
+        )
+    }
+}
