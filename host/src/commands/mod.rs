@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod key;
 pub mod new;
 pub mod policy;
+pub mod routes;
 pub mod run;
 pub mod sign;
 pub mod verify;
