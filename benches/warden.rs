@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_host::audit::{EventKind, NewEntry};
 use warden_host::policy::Policy;
+use warden_host::router::{Decision, RouteRequest, RouteTable};
 use warden_host::sandbox::{SandboxConfig, engine_config};
 use warden_host::signing::{self, TrustStore};
 use warden_host::store::{AuditLog, CheckpointPolicy, Payloads};
