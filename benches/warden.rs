@@ -169,10 +169,33 @@ fn echo_host(data_dir: Option<PathBuf>) -> Host {
     host
 }
 
+fn routes() -> &'static RouteTable {
+    static TABLE: std::sync::OnceLock<RouteTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let text = "[[route]]\nid = \"echo\"\nmatch = { kind = \"echo\" }\ncapability = \"echo\"\nfunction = \"echo\"\n";
+        RouteTable::parse(Path::new("routes.toml"), text).expect("routes")
+    })
+}
+
+/// One routed request: decide, then invoke with the decision recorded.
 async fn invoke_echo(host: &Host) {
-    let r = host
-        .invoke(Call::new("echo", "echo", json!({"message": "hello"})))
-        .await;
+    let table = routes();
+    let request = RouteRequest {
+        kind: "echo".into(),
+        ..RouteRequest::default()
+    };
+    let decision = table.decide(&request);
+    let Decision::Route {
+        capability,
+        function,
+        ..
+    } = &decision
+    else {
+        panic!("echo is routed");
+    };
+    let mut call = Call::new(capability, function, json!({"message": "hello"}));
+    call.route = Some(table.audit_route(&decision));
+    let r = host.invoke(call).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
 }
 
