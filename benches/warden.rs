@@ -9,7 +9,8 @@
 //! Sections (numbers as in BENCHMARKS.md):
 //! 1. floor: raw wasmtime with warden's Engine configuration (pooling, fuel,
 //!    epochs): new Store + instantiate from `InstancePre` + typed call `echo`;
-//! 2. warden in process: `Host::invoke` on the same `echo` (policy checks,
+//! 2. warden in process: a routed request (`RouteTable::decide`) then
+//!    `Host::invoke` on the same `echo` (policy checks,
 //!    typed JSON conversion, usage accounting), without and with the durable
 //!    audit commit; latency p50/p99 at concurrency 1, throughput at 1/2/8/64;
 //! 3. audit: durable append rate at concurrency 1 and 64; verify rate;
@@ -220,7 +221,7 @@ async fn throughput(host: Arc<Host>, concurrency: usize, total: usize) -> f64 {
 /// 2. warden in process, without and with the durable audit commit.
 async fn in_process(s: &Sizes, floor_p50: Duration, floor_rps: f64) {
     println!(
-        "2. warden in process (Host::invoke on echo: policy, JSON typing, usage, fresh sandbox)"
+        "2. warden in process (routed request: route decision -> Host::invoke on echo: policy, JSON typing, usage, fresh sandbox)"
     );
     for (label, data_dir) in [
         ("no audit store", None),
