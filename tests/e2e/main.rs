@@ -6,5 +6,6 @@ mod cli;
 mod determinism;
 mod hostile;
 mod loading;
+mod polyglot;
 mod support;
 mod types;
