@@ -33,7 +33,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv" || die "python3 -m venv failed: install the python3-venv package"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt \
-    || die "pip could not install $(tr '\n' ' ' < requirements.txt)from PyPI into $venv"
+    || die "pip could not install $(echo $(< requirements.txt)) from PyPI into $venv"
 [[ -x "$venv/bin/componentize-py" ]] || die "componentize-py is missing from $venv after pip install"
 
 rm -f "$stamp"
