@@ -61,8 +61,12 @@ impl Example {
     /// The example's policy, with `edit` applied to its text.
     fn policy_with(&self, edit: impl FnOnce(String) -> String) -> Policy {
         let text = edit(self.policy_text());
-        Policy::parse(&self.policy_path(), &text)
-            .unwrap_or_else(|e| panic!("edited policy of {} is invalid:\n{e}\n---\n{text}", self.name))
+        Policy::parse(&self.policy_path(), &text).unwrap_or_else(|e| {
+            panic!(
+                "edited policy of {} is invalid:\n{e}\n---\n{text}",
+                self.name
+            )
+        })
     }
 
     /// The signed component bytes (built, signed and verified once per test run).
@@ -216,7 +220,13 @@ fn host_with(ex: &Example, starved: bool) -> warden_host::Host {
             &format!("name = \"{}-starved\"", ex.name),
         )
         .lines()
-        .map(|l| if l.starts_with("fuel") { "fuel = 10_000" } else { l })
+        .map(|l| {
+            if l.starts_with("fuel") {
+                "fuel = 10_000"
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
     });
@@ -261,7 +271,10 @@ async fn python_capability_returns_typed_records_logs_and_errors() {
              "fields": [["invoice", "INV-7"], ["total-cents", "12660"]]},
         ])
     );
-    assert!(r.replayable && r.stdout.is_empty() && r.stderr.is_empty(), "{r:?}");
+    assert!(
+        r.replayable && r.stdout.is_empty() && r.stderr.is_empty(),
+        "{r:?}"
+    );
     eprintln!("polyglot: invoice-total usage {:?}", r.usage);
 
     // `none` outputs: an empty invoice has no largest line.
@@ -274,7 +287,9 @@ async fn python_capability_returns_typed_records_logs_and_errors() {
     .await;
     assert_eq!(
         r.output,
-        Some(json!({"ok": {"id": "INV-0", "currency": "USD", "lines": [], "total-cents": 0, "largest": null}})),
+        Some(
+            json!({"ok": {"id": "INV-0", "currency": "USD", "lines": [], "total-cents": 0, "largest": null}})
+        ),
         "{r:?}"
     );
 
@@ -348,7 +363,10 @@ async fn javascript_capability_returns_typed_records_logs_and_errors() {
              "fields": [["title", "Motto"], ["words", "8"]]},
         ])
     );
-    assert!(r.replayable && r.stdout.is_empty() && r.stderr.is_empty(), "{r:?}");
+    assert!(
+        r.replayable && r.stdout.is_empty() && r.stderr.is_empty(),
+        "{r:?}"
+    );
     eprintln!("polyglot: word-stats usage {:?}", r.usage);
 
     // `option<list<string>>` and `option<u32>` inputs; `none` output.
@@ -379,7 +397,6 @@ async fn javascript_capability_returns_typed_records_logs_and_errors() {
         logs(&r),
         json!([{"level": "warn", "message": "rejected a document without a title"}])
     );
-
 }
 
 /// Loads `ex` under its policy minus the `[imports]` line starting with
@@ -387,7 +404,11 @@ async fn javascript_capability_returns_typed_records_logs_and_errors() {
 fn refused_without(ex: &Example, grant: &str) -> Vec<String> {
     let policy = ex.policy_with(|text| {
         let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with(grant)).collect();
-        assert_eq!(kept.len() + 1, text.lines().count(), "{grant} is granted once");
+        assert_eq!(
+            kept.len() + 1,
+            text.lines().count(),
+            "{grant} is granted once"
+        );
         kept.join("\n")
     });
     match host().load(policy, &ex.bytes(), ex.file) {
@@ -414,7 +435,10 @@ fn an_ungranted_import_of_the_language_runtime_is_refused_at_load() {
     // StarlingMonkey (componentize-js) writes console.log to wasi:cli/stdout.
     let refused = refused_without(&JAVASCRIPT, "\"wasi:cli/stdout\"");
     assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(refused[0].starts_with("wasi:cli/stdout@0.2."), "{refused:?}");
+    assert!(
+        refused[0].starts_with("wasi:cli/stdout@0.2."),
+        "{refused:?}"
+    );
 }
 
 #[test]
