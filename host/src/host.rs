@@ -60,6 +60,9 @@ pub struct HostConfig {
     pub data_dir: Option<PathBuf>,
     /// When to sign audit checkpoints. By default every 10,000 entries or 60s.
     pub checkpoints: CheckpointPolicy,
+    /// Precompiled cache directory, when it should not be `<data_dir>/cache`
+    /// (or when there is no data directory). By default none.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Why a host could not start.
@@ -189,13 +192,24 @@ impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
         let sandbox =
             Sandbox::new(config.sandbox).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let (cache, audit) = match &config.data_dir {
+        let audit = match &config.data_dir {
             Some(dir) => {
                 let key = hostkey::load_or_create(dir)?;
-                let audit = AuditLog::open(&dir.join("warden.db"), key, config.checkpoints)?;
-                (Some(CompiledCache::open(&dir.join("cache"))?), Some(audit))
+                Some(AuditLog::open(
+                    &dir.join("warden.db"),
+                    key,
+                    config.checkpoints,
+                )?)
             }
-            None => (None, None),
+            None => None,
+        };
+        let cache_dir = config
+            .cache_dir
+            .clone()
+            .or_else(|| config.data_dir.as_ref().map(|d| d.join("cache")));
+        let cache = match cache_dir {
+            Some(dir) => Some(CompiledCache::open(&dir)?),
+            None => None,
         };
         if config.allow_unsigned {
             tracing::warn!(

@@ -7,6 +7,7 @@ mod cli;
 mod determinism;
 mod hostile;
 mod loading;
+mod polyglot;
 mod signing;
 mod support;
 mod types;
