@@ -4,7 +4,12 @@
 mod capabilities;
 mod cli;
 mod determinism;
+mod doubles;
 mod hostile;
+mod interfaces_fs;
+mod interfaces_http;
+mod interfaces_kv;
+mod interfaces_model;
 mod loading;
 mod signing;
 mod support;
