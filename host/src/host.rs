@@ -24,6 +24,8 @@ use crate::audit::hostkey;
 use crate::cache::{CacheError, CacheOutcome, CompiledCache};
 use crate::canonical::json_digest;
 use crate::component::{Shape, convert};
+use crate::interfaces::HostServices;
+use crate::interfaces::kv::{KvError, KvStore};
 use crate::invocation::{AuditRef, Call, InvocationRecord};
 use crate::keys::KeyError;
 use crate::outcome::{Outcome, Usage};
@@ -54,7 +56,7 @@ pub struct HostConfig {
     /// With it on, anyone who can write the components directory chooses
     /// the code that runs. Never enable it in production.
     pub allow_unsigned: bool,
-    /// Data directory: the audit store (`warden.db`), the host key
+    /// Data directory: the audit store (`warden.db`), the KV store (`kv.db`), the host key
     /// (`host.key`/`host.pub`) and the precompiled cache (`cache/`). By
     /// default none: no audit, no cache (tests and simple embedders).
     pub data_dir: Option<PathBuf>,
@@ -63,6 +65,16 @@ pub struct HostConfig {
     /// Precompiled cache directory, when it should not be `<data_dir>/cache`
     /// (or when there is no data directory). By default none.
     pub cache_dir: Option<PathBuf>,
+    /// Static name resolution for outbound HTTP and model calls, consulted
+    /// before DNS (`name -> addresses`). By default empty.
+    ///
+    /// # Security
+    /// An entry decides where a granted name connects; resolved addresses
+    /// are still checked (internal ranges need a pattern that names them).
+    pub hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
+    /// Model backends `warden:host/model` grants may name (`[models.<name>]`
+    /// in `warden.toml`). By default none.
+    pub models: BTreeMap<String, crate::interfaces::model::ModelBackend>,
 }
 
 /// Why a host could not start.
@@ -80,6 +92,9 @@ pub enum HostError {
     /// The precompiled cache could not be opened.
     #[error("precompiled cache: {0}")]
     Cache(#[from] CacheError),
+    /// The KV store could not be opened.
+    #[error("{0}")]
+    Kv(#[from] KvError),
 }
 
 /// Why a capability could not be loaded.
@@ -184,6 +199,7 @@ pub struct Host {
     cache: Option<CompiledCache>,
     audit: Option<AuditLog>,
     capabilities: BTreeMap<String, Arc<Capability>>,
+    services: Arc<HostServices>,
 }
 
 impl Host {
@@ -211,6 +227,15 @@ impl Host {
             Some(dir) => Some(CompiledCache::open(&dir)?),
             None => None,
         };
+        let kv = match &config.data_dir {
+            Some(dir) => KvStore::open(&dir.join("kv.db"))?,
+            None => KvStore::in_memory()?,
+        };
+        let services = Arc::new(HostServices {
+            kv: Arc::new(kv),
+            models: config.models.clone(),
+            hosts: config.hosts.clone(),
+        });
         if config.allow_unsigned {
             tracing::warn!(
                 "UNSIGNED COMPONENTS ALLOWED (--allow-unsigned): any component in the components \
@@ -225,6 +250,7 @@ impl Host {
             cache,
             audit,
             capabilities: BTreeMap::new(),
+            services,
         })
     }
 
@@ -476,13 +502,24 @@ impl Host {
             admitted_at,
             capability: call.capability.clone(),
         };
-        let done = sandbox::invoke(&self.sandbox, &cap.pre, &cap.policy, export, params, &id).await;
+        let done = sandbox::invoke(
+            &self.sandbox,
+            &cap.pre,
+            &cap.policy,
+            export,
+            params,
+            &id,
+            &self.services,
+        )
+        .await;
         record.outcome = done.outcome;
         record.usage = done.usage;
         record.stdout = String::from_utf8_lossy(&done.stdout).into_owned();
         record.stderr = String::from_utf8_lossy(&done.stderr).into_owned();
         record.logs = done.logs;
         record.logs_dropped = done.logs_dropped;
+        record.host_calls = done.host_calls;
+        record.replayable &= !done.external_calls;
         record.output = done.output;
         record.error = done.error;
         record.output_hash = json_digest(&record.output_document());

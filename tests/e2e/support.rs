@@ -149,3 +149,35 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// A host like [`host`] with a data directory (audit store, KV file).
+pub fn audited_host(name: &str) -> Host {
+    Host::new(HostConfig {
+        sandbox: small_pool(),
+        allow_unsigned: true,
+        data_dir: Some(scratch(name)),
+        ..HostConfig::default()
+    })
+    .expect("host with a data dir")
+}
+
+/// The committed audit entry of `record` (the host must have a data dir).
+pub fn audit_entry_of(host: &Host, record: &InvocationRecord) -> warden_host::audit::AuditEntry {
+    let seq = record.audit.as_ref().expect("record was audited").seq;
+    let log = host.audit().expect("host keeps an audit log");
+    log.entries(seq, 1, &warden_host::store::EntryFilter::default())
+        .expect("read audit")
+        .into_iter()
+        .next()
+        .expect("entry exists")
+}
+
+/// The string inside a `capability_error` output `{"err": "..."}`.
+pub fn err_text(r: &InvocationRecord) -> String {
+    r.output
+        .as_ref()
+        .and_then(|o| o.get("err"))
+        .and_then(|e| e.as_str())
+        .unwrap_or("")
+        .to_string()
+}

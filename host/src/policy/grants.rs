@@ -4,8 +4,9 @@
 //! that is not in the catalogue can never be granted, so it can never be
 //! linked: the component is refused at load.
 
+use super::egress::OriginPattern;
 use super::names::InterfaceName;
-use super::units::ByteSize;
+use super::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 /// How a clock import behaves.
@@ -61,6 +62,131 @@ impl Default for LogLimits {
     }
 }
 
+/// Quotas on `warden:host/kv` for the capability's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvLimits {
+    /// Most bytes (keys + values) the namespace may hold. By default 1MiB.
+    #[serde(default = "KvLimits::default_bytes")]
+    pub max_bytes: ByteSize,
+    /// Largest single value. By default 64KiB.
+    #[serde(default = "KvLimits::default_value_bytes")]
+    pub max_value_bytes: ByteSize,
+    /// Most keys the namespace may hold. By default 1000.
+    #[serde(default = "KvLimits::default_keys")]
+    pub max_keys: u32,
+}
+
+impl KvLimits {
+    fn default_bytes() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    fn default_value_bytes() -> ByteSize {
+        ByteSize(64 << 10)
+    }
+    fn default_keys() -> u32 {
+        1000
+    }
+}
+
+impl Default for KvLimits {
+    fn default() -> Self {
+        KvLimits {
+            max_bytes: Self::default_bytes(),
+            max_value_bytes: Self::default_value_bytes(),
+            max_keys: Self::default_keys(),
+        }
+    }
+}
+
+/// `warden:host/model`: which host-configured models, and the token budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelGrant {
+    /// Model names (as configured on the host) the capability may call.
+    /// Required; any other name is `error::denied`.
+    pub models: Vec<String>,
+    /// Tokens (input + output, as reported by the provider) one invocation
+    /// may use across all its calls. By default 2000.
+    #[serde(default = "ModelGrant::default_tokens")]
+    pub max_tokens: u32,
+}
+
+impl ModelGrant {
+    fn default_tokens() -> u32 {
+        2000
+    }
+}
+
+/// `wasi:http/outgoing-handler`: where requests may go, and per-invocation limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// Origins (`scheme://host[:port]`, `*.domain` wildcards) requests may
+    /// go to. Required; everything else is refused before connecting.
+    pub allow: Vec<OriginPattern>,
+    /// Requests per invocation. By default 10.
+    #[serde(default = "HttpGrant::default_requests")]
+    pub max_requests: u32,
+    /// Request body bytes per invocation (all requests). By default 1MiB.
+    #[serde(default = "HttpGrant::default_request_bytes")]
+    pub max_request_bytes: ByteSize,
+    /// Response body bytes per invocation (all responses). By default 1MiB.
+    #[serde(default = "HttpGrant::default_response_bytes")]
+    pub max_response_bytes: ByteSize,
+    /// Per-request time limit: connect, headers and body. By default 10s.
+    /// The invocation's `wall_time` still bounds the total.
+    #[serde(default = "HttpGrant::default_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl HttpGrant {
+    fn default_requests() -> u32 {
+        10
+    }
+    fn default_request_bytes() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    fn default_response_bytes() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    fn default_timeout() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(10))
+    }
+}
+
+/// Whether a preopened directory may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirMode {
+    /// Read files and list directories only.
+    ReadOnly,
+    /// Also create, write, rename and remove files and directories.
+    ReadWrite,
+}
+
+/// One preopened directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreopenDir {
+    /// Directory on the host: absolute, or relative to the policy file's
+    /// directory. Must exist when the capability is loaded.
+    pub host: String,
+    /// Path the guest sees it at (for example `/in`).
+    pub guest: String,
+    /// `read-only` or `read-write`. Required: no default for write access.
+    pub mode: DirMode,
+}
+
+/// `wasi:filesystem/preopens` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreopenDirs {
+    /// The directories. By default none (the guest sees no filesystem).
+    #[serde(default)]
+    pub dirs: Vec<PreopenDir>,
+}
+
 /// What a granted interface gives the guest, with its settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -82,11 +208,16 @@ pub enum GrantKind {
         /// Seeded or system.
         mode: RandomMode,
     },
-    /// `wasi:filesystem/preopens`: the list of preopened directories. With no
-    /// directories granted (the only form in this version) it is empty.
-    Preopens,
+    /// `wasi:filesystem/preopens`: the preopened directories (none by default).
+    Preopens(PreopenDirs),
     /// `warden:host/log`.
     Log(LogLimits),
+    /// `warden:host/kv`.
+    Kv(KvLimits),
+    /// `warden:host/model`.
+    Model(ModelGrant),
+    /// `wasi:http/outgoing-handler`.
+    Http(HttpGrant),
 }
 
 impl GrantKind {
@@ -130,6 +261,9 @@ enum Family {
     Random,
     Preopens,
     Log,
+    Kv,
+    Model,
+    Http,
 }
 
 /// Looks an interface up in the catalogue; the error says why it cannot be granted.
@@ -154,20 +288,20 @@ fn family(name: &InterfaceName) -> Result<Family, String> {
         "wasi:filesystem/preopens" => Family::Preopens,
         "warden:host/types" => Family::AuthorityFree,
         "warden:host/log" => Family::Log,
+        "warden:host/kv" => Family::Kv,
+        "warden:host/model" => Family::Model,
+        "wasi:http/types" => Family::AuthorityFree,
+        "wasi:http/outgoing-handler" => Family::Http,
         _ if name.package_id() == "wasi:sockets" => {
             return Err(format!(
                 "`{id}` cannot be granted: warden never gives capabilities raw sockets; \
                  outbound network access goes through `wasi:http/outgoing-handler` with an allow-list"
             ));
         }
-        "warden:host/kv" | "warden:host/model" => {
-            return Err(format!(
-                "`{id}` is declared in warden's WIT but this version of the host does not implement it yet"
-            ));
-        }
         _ if name.package_id() == "wasi:http" => {
             return Err(format!(
-                "`{id}` is not supported by this version of the host yet"
+                "`{id}` cannot be granted: capabilities make outbound requests only \
+                 (`wasi:http/outgoing-handler` + `wasi:http/types`)"
             ));
         }
         _ => {
@@ -184,13 +318,36 @@ pub fn grant_kind(name: &InterfaceName, settings: toml::Value) -> Result<GrantKi
     let id = name.unversioned();
     let bad = |e: toml::de::Error| format!("bad settings for `{id}`: {}", e.message());
     Ok(match fam {
-        Family::AuthorityFree | Family::CapturedOutput | Family::Preopens => {
+        Family::AuthorityFree | Family::CapturedOutput => {
             NoSettings::deserialize(settings).map_err(bad)?;
             match fam {
                 Family::AuthorityFree => GrantKind::AuthorityFree,
-                Family::CapturedOutput => GrantKind::CapturedOutput,
-                _ => GrantKind::Preopens,
+                _ => GrantKind::CapturedOutput,
             }
+        }
+        Family::Preopens => {
+            let dirs = PreopenDirs::deserialize(settings).map_err(bad)?;
+            check_preopens(&dirs).map_err(|e| format!("bad settings for `{id}`: {e}"))?;
+            GrantKind::Preopens(dirs)
+        }
+        Family::Kv => GrantKind::Kv(KvLimits::deserialize(settings).map_err(bad)?),
+        Family::Model => {
+            let grant = ModelGrant::deserialize(settings).map_err(bad)?;
+            if grant.models.is_empty() {
+                return Err(format!(
+                    "bad settings for `{id}`: `models` is empty, so no call could ever succeed"
+                ));
+            }
+            GrantKind::Model(grant)
+        }
+        Family::Http => {
+            let grant = HttpGrant::deserialize(settings).map_err(bad)?;
+            if grant.allow.is_empty() {
+                return Err(format!(
+                    "bad settings for `{id}`: `allow` is empty, so every request would be refused"
+                ));
+            }
+            GrantKind::Http(grant)
         }
         Family::Clock => GrantKind::Clock {
             mode: ClockSettings::deserialize(settings).map_err(bad)?.mode,
@@ -202,11 +359,35 @@ pub fn grant_kind(name: &InterfaceName, settings: toml::Value) -> Result<GrantKi
     })
 }
 
-/// The settings `warden policy init` writes for an import: the safe default.
+/// Guest paths must be absolute, distinct and free of `..`; host paths non-empty.
+fn check_preopens(dirs: &PreopenDirs) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &dirs.dirs {
+        if d.host.trim().is_empty() {
+            return Err("a preopen's `host` path is empty".into());
+        }
+        if !d.guest.starts_with('/') || d.guest.split('/').any(|c| c == ".." || c == ".") {
+            return Err(format!(
+                "guest path `{}` must be absolute and contain no `.` or `..`",
+                d.guest
+            ));
+        }
+        if !seen.insert(d.guest.trim_end_matches('/')) {
+            return Err(format!("guest path `{}` is preopened twice", d.guest));
+        }
+    }
+    Ok(())
+}
+
+/// The settings `warden policy init` writes for an import: the safe default
+/// (for grants whose settings have no safe default, a placeholder the author
+/// must fill in, which `policy check` refuses until then).
 pub fn default_grant_settings(name: &InterfaceName) -> Result<&'static str, String> {
     Ok(match family(name)? {
         Family::Clock => "{ mode = \"virtual\" }",
         Family::Random => "{ mode = \"seeded\" }",
+        Family::Model => "{ models = [], max_tokens = 2000 }",
+        Family::Http => "{ allow = [], max_requests = 10 }",
         _ => "{}",
     })
 }

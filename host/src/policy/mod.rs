@@ -5,11 +5,16 @@
 //! name is denied. Enforcement (building linkers from grants, checking host
 //! calls) lives in `sandbox` and `interfaces`, never here.
 
+pub mod egress;
 mod grants;
 mod names;
 mod units;
 
-pub use grants::{ClockMode, GrantKind, LogLimits, RandomMode, default_grant_settings};
+pub use egress::{Origin, OriginPattern};
+pub use grants::{
+    ClockMode, DirMode, GrantKind, HttpGrant, KvLimits, LogLimits, ModelGrant, PreopenDir,
+    PreopenDirs, RandomMode, default_grant_settings,
+};
 pub use names::InterfaceName;
 pub use units::{ByteSize, HumanDuration};
 

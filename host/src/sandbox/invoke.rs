@@ -3,8 +3,11 @@
 
 use super::Sandbox;
 use super::state::{InvocationIdentity, InvocationState};
+use crate::audit::HostCall;
 use crate::component::ExportFunc;
 use crate::component::convert::val_to_json;
+use crate::interfaces::HostServices;
+use crate::interfaces::kv::KvError;
 use crate::interfaces::log::LogLine;
 use crate::outcome::{Budget, Outcome, Usage};
 use crate::policy::{Fuel, Policy};
@@ -32,6 +35,29 @@ pub struct CallOutcome {
     pub logs: Vec<LogLine>,
     /// Log lines dropped over the log budget.
     pub logs_dropped: u64,
+    /// Summaries of host calls with authority (kv, model, HTTP).
+    pub host_calls: Vec<HostCall>,
+    /// Whether a call reached outside the host (HTTP, model): the
+    /// invocation is then not replayable.
+    pub external_calls: bool,
+}
+
+impl CallOutcome {
+    /// An invocation that could not start (host-side failure).
+    fn not_started(outcome: Outcome, error: String) -> CallOutcome {
+        CallOutcome {
+            outcome,
+            output: None,
+            error: Some(error),
+            usage: Usage::default(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            host_calls: Vec::new(),
+            external_calls: false,
+        }
+    }
 }
 
 /// Runs `export` with `params` in a fresh instance under `policy`'s budgets.
@@ -42,8 +68,18 @@ pub async fn invoke(
     export: &ExportFunc,
     params: Vec<Val>,
     id: &InvocationIdentity,
+    services: &std::sync::Arc<HostServices>,
 ) -> CallOutcome {
-    let mut store = Store::new(sandbox.engine(), InvocationState::new(policy, id));
+    let state = match InvocationState::new(policy, id, services) {
+        Ok(s) => s,
+        Err(e) => {
+            return CallOutcome::not_started(
+                Outcome::Transient,
+                format!("could not prepare the sandbox: {e}"),
+            );
+        }
+    };
+    let mut store = Store::new(sandbox.engine(), state);
     store.limiter(|s| &mut s.limiter);
     let metering = sandbox.config().fuel_metering;
     let fuel_budget = match policy.budget.fuel {
@@ -106,7 +142,22 @@ pub async fn invoke(
         }
         Ok(Ok(results)) => finish(results, export, policy),
     };
-    let state = store.into_data();
+    let (outcome, output, error) = host_budgets(outcome, output, error, state);
+    let (outcome, output, error) = commit_writes(outcome, output, error, state);
+    let mut state = store.into_data();
+    let egress = std::mem::take(
+        &mut *state
+            .http_hooks
+            .log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    for c in egress.calls {
+        state.calls.record(c);
+    }
+    if egress.external {
+        state.calls.mark_external();
+    }
     CallOutcome {
         outcome,
         output,
@@ -116,6 +167,89 @@ pub async fn invoke(
         stderr: state.stderr.contents().to_vec(),
         logs: state.log.lines,
         logs_dropped: state.log.dropped,
+        external_calls: state.calls.external,
+        host_calls: state.calls.into_summaries(),
+    }
+}
+
+type Ending = (Outcome, Option<Value>, Option<String>);
+
+/// Host-interface budgets. Tokens spent past the budget end the invocation
+/// `budget_exhausted:tokens` whatever the guest did next (output withheld).
+/// A failing invocation (trap or capability error) that had a call refused
+/// for a budget (kv quota, no tokens left) is `budget_exhausted:<that>`.
+fn host_budgets(
+    outcome: Outcome,
+    output: Option<Value>,
+    error: Option<String>,
+    state: &InvocationState,
+) -> Ending {
+    let http_exhausted = state
+        .http_hooks
+        .log
+        .lock()
+        .map_or(None, |l| l.exhausted.clone());
+    if let Some(why) = http_exhausted {
+        return (Outcome::BudgetExhausted(Budget::Http), None, Some(why));
+    }
+    if let Some(why) = state.model.as_ref().and_then(|m| m.overrun.as_ref()) {
+        return (
+            Outcome::BudgetExhausted(Budget::Tokens),
+            None,
+            Some(why.clone()),
+        );
+    }
+    let failed = matches!(outcome, Outcome::Trap | Outcome::CapabilityError);
+    if failed && let Some(why) = state.model.as_ref().and_then(|m| m.refused.as_ref()) {
+        let then = error.unwrap_or_default();
+        return (
+            Outcome::BudgetExhausted(Budget::Tokens),
+            output,
+            Some(format!("{why}; the invocation then failed: {then}")),
+        );
+    }
+    if matches!(outcome, Outcome::Trap | Outcome::CapabilityError)
+        && let Some(why) = state.kv.as_ref().and_then(|kv| kv.refused.as_ref())
+    {
+        let then = error.unwrap_or_default();
+        return (
+            Outcome::BudgetExhausted(Budget::Kv),
+            output,
+            Some(format!("{why}; the invocation then failed: {then}")),
+        );
+    }
+    (outcome, output, error)
+}
+
+/// KV writes are kept only when the invocation ends `ok`.
+fn commit_writes(
+    outcome: Outcome,
+    output: Option<Value>,
+    error: Option<String>,
+    state: &InvocationState,
+) -> Ending {
+    let Some(kv) = &state.kv else {
+        return (outcome, output, error);
+    };
+    if outcome != Outcome::Ok {
+        if kv.pending_writes() > 0 {
+            tracing::debug!(
+                writes = kv.pending_writes(),
+                "kv writes discarded: invocation ended {outcome}"
+            );
+        }
+        return (outcome, output, error);
+    }
+    match kv.commit() {
+        Ok(()) => (outcome, output, error),
+        Err(KvError::Quota(why)) => (Outcome::BudgetExhausted(Budget::Kv), None, Some(why)),
+        Err(e) => (
+            Outcome::Transient,
+            None,
+            Some(format!(
+                "the invocation's kv writes could not be committed ({e}); the result is withheld"
+            )),
+        ),
     }
 }
 

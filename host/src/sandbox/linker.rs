@@ -3,7 +3,7 @@
 
 use super::state::InvocationState;
 use crate::component::Shape;
-use crate::policy::Policy;
+use crate::policy::{GrantKind, Policy};
 use std::path::PathBuf;
 use wasmtime::Engine;
 use wasmtime::component::{HasData, Linker, ResourceTable};
@@ -30,6 +30,19 @@ pub enum LinkError {
         policy: PathBuf,
         /// Every ungranted import name, as the component names it.
         imports: Vec<String>,
+    },
+    /// A preopened directory named by the policy does not exist.
+    #[error(
+        "preopen `{guest}` -> {}: {message} (host paths are absolute or relative to the policy file)",
+        .host.display()
+    )]
+    Preopen {
+        /// The guest path.
+        guest: String,
+        /// The resolved host path.
+        host: PathBuf,
+        /// What is wrong with it.
+        message: String,
     },
     /// wasmtime refused a definition (a host bug, not a policy problem).
     #[error("linking `{import}` failed: {message}")]
@@ -75,6 +88,7 @@ pub fn linker_for(
             imports: ungranted,
         });
     }
+    check_preopens(policy)?;
     let mut linker = Linker::new(engine);
     for import in &shape.imports {
         let Some(name) = &import.interface else {
@@ -88,6 +102,29 @@ pub fn linker_for(
         })?;
     }
     Ok(linker)
+}
+
+/// Every preopened directory must exist (and be a directory) at load.
+fn check_preopens(policy: &Policy) -> Result<(), LinkError> {
+    for g in &policy.imports {
+        let GrantKind::Preopens(p) = &g.kind else {
+            continue;
+        };
+        for dir in &p.dirs {
+            let host = super::state::preopen_host_path(policy, dir);
+            let problem = match std::fs::metadata(&host) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => "not a directory".to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(LinkError::Preopen {
+                guest: dir.guest.clone(),
+                host,
+                message: problem,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Defines one granted interface. Each arm adds exactly that interface.
@@ -152,6 +189,25 @@ fn link_one(l: &mut Linker<InvocationState>, id: &str, full: &str) -> wasmtime::
         }
         "warden:host/types" => l.instance(full).map(|_| ()),
         "warden:host/log" => crate::interfaces::log::add_to_linker(l),
+        "warden:host/kv" => crate::interfaces::kv::add_to_linker(l),
+        "warden:host/model" => crate::interfaces::model::add_to_linker(l),
+        "wasi:http/outgoing-handler" => {
+            wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
+                S,
+                wasmtime_wasi_http::WasiHttp,
+            >(l, <S as wasmtime_wasi_http::WasiHttpView>::http)
+        }
+        "wasi:http/types" => {
+            let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
+            wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<
+                S,
+                wasmtime_wasi_http::WasiHttp,
+            >(
+                l,
+                &options.into(),
+                <S as wasmtime_wasi_http::WasiHttpView>::http,
+            )
+        }
         other => Err(wasmtime::format_err!(
             "`{other}` is granted but this host has no implementation to link"
         )),

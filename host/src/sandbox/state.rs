@@ -2,14 +2,22 @@
 //! table, budget enforcement for memory and tables, captured output.
 
 use super::clocks::{CountingMonotonicClock, FixedWallClock, seed};
-use crate::policy::{BudgetSection, ClockMode, GrantKind, Policy, RandomMode};
+use crate::interfaces::HostServices;
+use crate::interfaces::calls::HostCallLog;
+use crate::interfaces::http::EgressHooks;
+use crate::interfaces::kv::{KvState, KvView};
+use crate::interfaces::model::{ModelState, ModelView};
+use crate::policy::{BudgetSection, ClockMode, DirMode, GrantKind, Policy, PreopenDir, RandomMode};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Everything a Store holds for one invocation. Nothing in it outlives the
 /// invocation: each call gets a fresh Store and instance.
@@ -21,6 +29,15 @@ pub struct InvocationState {
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) capture_cap: usize,
     pub(crate) log: crate::interfaces::log::LogState,
+    /// `warden:host/kv` state, when granted.
+    pub(crate) kv: Option<KvState>,
+    /// `warden:host/model` state, when granted.
+    pub(crate) model: Option<ModelState>,
+    /// `wasi:http` context and warden's egress hooks.
+    pub(crate) http_ctx: WasiHttpCtx,
+    pub(crate) http_hooks: EgressHooks,
+    /// Summaries of host calls with authority.
+    pub(crate) calls: HostCallLog,
 }
 
 impl WasiView for InvocationState {
@@ -28,6 +45,16 @@ impl WasiView for InvocationState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InvocationState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -45,7 +72,13 @@ pub struct InvocationIdentity {
 
 impl InvocationState {
     /// Builds the state for one invocation of a capability under `policy`.
-    pub fn new(policy: &Policy, id: &InvocationIdentity) -> InvocationState {
+    /// Fails only if a preopened directory cannot be opened (it was checked
+    /// at load, so it vanished since).
+    pub fn new(
+        policy: &Policy,
+        id: &InvocationIdentity,
+        services: &Arc<HostServices>,
+    ) -> std::io::Result<InvocationState> {
         let cap = usize::try_from(policy.budget.max_stdout.bytes()).unwrap_or(usize::MAX);
         let stdout = MemoryOutputPipe::new(cap);
         let stderr = MemoryOutputPipe::new(cap);
@@ -55,6 +88,9 @@ impl InvocationState {
         let mut monotonic = ClockMode::Virtual;
         let mut random = RandomMode::Seeded;
         let mut log_limits = None;
+        let mut kv = None;
+        let mut model = None;
+        let mut http = None;
         for g in &policy.imports {
             match (&g.kind, g.name.interface.as_str()) {
                 (GrantKind::Clock { mode }, "wall-clock") => wall = *mode,
@@ -63,6 +99,27 @@ impl InvocationState {
                     random = RandomMode::System
                 }
                 (GrantKind::Log(limits), _) => log_limits = Some(*limits),
+                (GrantKind::Kv(limits), _) => {
+                    kv = Some(KvState::new(
+                        services.kv.clone(),
+                        id.capability.clone(),
+                        *limits,
+                    ))
+                }
+                (GrantKind::Model(grant), _) => {
+                    model = Some(ModelState::new(grant.clone(), services.clone()))
+                }
+                (GrantKind::Http(grant), _) => http = Some(grant.clone()),
+                (GrantKind::Preopens(p), _) => {
+                    for dir in &p.dirs {
+                        let perms = match dir.mode {
+                            DirMode::ReadOnly => FsPerms::ReadOnly,
+                            DirMode::ReadWrite => FsPerms::ReadWrite,
+                        };
+                        b.preopened_dir(preopen_host_path(policy, dir), &dir.guest, perms)
+                            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+                    }
+                }
                 _ => {}
             }
         }
@@ -84,7 +141,7 @@ impl InvocationState {
             first.copy_from_slice(&s[..16]);
             b.insecure_random_seed(u128::from_le_bytes(first));
         }
-        InvocationState {
+        Ok(InvocationState {
             wasi: b.build(),
             table: ResourceTable::new(),
             limiter: BudgetLimiter::new(&policy.budget),
@@ -96,6 +153,27 @@ impl InvocationState {
                 id.capability.clone(),
                 id.request_id.clone(),
             ),
+            kv,
+            model,
+            http_ctx: WasiHttpCtx::new(),
+            http_hooks: EgressHooks::new(http, services.clone()),
+            calls: HostCallLog::default(),
+        })
+    }
+
+    /// The view `warden:host/kv` calls work on.
+    pub(crate) fn kv_view(&mut self) -> KvView<'_> {
+        KvView {
+            kv: self.kv.as_mut(),
+            calls: &mut self.calls,
+        }
+    }
+
+    /// The view `warden:host/model` calls work on.
+    pub(crate) fn model_view(&mut self) -> ModelView<'_> {
+        ModelView {
+            model: self.model.as_mut(),
+            calls: &mut self.calls,
         }
     }
 
@@ -104,6 +182,19 @@ impl InvocationState {
         self.stdout.contents().len() >= self.capture_cap
             || self.stderr.contents().len() >= self.capture_cap
     }
+}
+
+/// Where a preopen's host directory is: absolute as written, or relative to
+/// the directory of the policy file.
+pub fn preopen_host_path(policy: &Policy, dir: &PreopenDir) -> PathBuf {
+    let path = PathBuf::from(&dir.host);
+    if path.is_absolute() {
+        return path;
+    }
+    policy
+        .source
+        .parent()
+        .map_or(path.clone(), |base| base.join(&path))
 }
 
 /// Enforces the memory and table budgets and records peak memory.

@@ -1,0 +1,460 @@
+//! `wasi:http/outgoing-handler` with an allow-list (wasmtime-wasi-http,
+//! with warden's own `send_request` hook).
+//!
+//! Every request is checked *before any connection is made*:
+//!
+//! 1. the per-invocation request count (`max_requests`);
+//! 2. the requested origin (`scheme://host:port`) against the grant's
+//!    allow-list ([`OriginPattern::matches`]);
+//! 3. the host name is resolved once (host static table, then DNS) and every
+//!    resolved address must be allowed by the matching pattern
+//!    ([`OriginPattern::allows_address`]: internal ranges only when the
+//!    pattern names them); the connection goes to exactly those addresses.
+//!
+//! A refusal is an HTTP error code for the guest (`HTTP-request-denied`,
+//! `destination-IP-prohibited`, ...), never a trap. Redirects are never
+//! followed by the host: a 3xx goes back to the guest, and a request to its
+//! `Location` is checked like any other. Request and response body bytes
+//! are counted across the invocation; past a limit the body fails with a
+//! size error code. Crossing any HTTP limit ends the invocation
+//! `budget_exhausted:http`.
+
+use super::HostServices;
+use super::net;
+use crate::audit::HostCall;
+use crate::audit::entry::Hash256;
+use crate::policy::{HttpGrant, Origin, OriginPattern};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+const INTERFACE: &str = "wasi:http/outgoing-handler";
+
+/// Counters and summaries shared between the hook and the bodies it wraps
+/// (which outlive the hook call).
+#[derive(Debug, Default)]
+pub struct EgressLog {
+    requests: u32,
+    request_bytes: u64,
+    response_bytes: u64,
+    /// Why an HTTP limit was crossed, if one was.
+    pub(crate) exhausted: Option<String>,
+    /// Whether any request left the host.
+    pub(crate) external: bool,
+    /// One summary per request, completed as its bodies finish.
+    pub(crate) calls: Vec<HostCall>,
+}
+
+type Shared = Arc<Mutex<EgressLog>>;
+
+fn with<R>(shared: &Shared, f: impl FnOnce(&mut EgressLog) -> R) -> R {
+    let mut log = shared.lock().unwrap_or_else(|p| p.into_inner());
+    f(&mut log)
+}
+
+/// The per-invocation `WasiHttpHooks`: the grant and the shared log.
+pub struct EgressHooks {
+    grant: Option<HttpGrant>,
+    services: Arc<HostServices>,
+    /// Shared with in-flight bodies.
+    pub(crate) log: Shared,
+}
+
+impl EgressHooks {
+    /// Hooks for one invocation; `grant` is `None` when HTTP is not granted
+    /// (then every request is refused; the handler is not linked anyway).
+    pub fn new(grant: Option<HttpGrant>, services: Arc<HostServices>) -> EgressHooks {
+        EgressHooks {
+            grant,
+            services,
+            log: Shared::default(),
+        }
+    }
+
+    /// Records a refused request and returns the error the guest sees.
+    fn refuse(&self, target: String, status: &str, error: Error) -> Error {
+        tracing::info!(target = %target, status, "outbound HTTP refused");
+        with(&self.log, |l| {
+            l.calls
+                .push(super::calls::summary(INTERFACE, target, status))
+        });
+        error
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        match self.admit(&request) {
+            Ok((grant, pattern, origin)) => {
+                let log = self.log.clone();
+                let services = self.services.clone();
+                Box::new(send(
+                    request, options, grant, pattern, origin, log, services,
+                ))
+            }
+            Err(e) => Box::new(async move { Err(e) }),
+        }
+    }
+}
+
+impl EgressHooks {
+    /// The synchronous checks: count and allow-list. Nothing is resolved
+    /// or connected unless they pass.
+    fn admit(
+        &mut self,
+        request: &http::Request<WasiBody>,
+    ) -> Result<(HttpGrant, OriginPattern, Origin), Error> {
+        let uri = request.uri();
+        let target = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("?"),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        let Some(grant) = self.grant.clone() else {
+            return Err(self.refuse(target, "denied", Error::HttpRequestDenied));
+        };
+        let over = with(&self.log, |l| {
+            l.requests = l.requests.saturating_add(1);
+            if l.requests > grant.max_requests {
+                let why = format!("http: more than max_requests = {}", grant.max_requests);
+                l.exhausted.get_or_insert(why);
+                true
+            } else {
+                false
+            }
+        });
+        if over {
+            return Err(self.refuse(target, "budget_exhausted", Error::ConnectionLimitReached));
+        }
+        let origin = match Origin::from_parts(
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str()),
+        ) {
+            Ok(o) => o,
+            Err(_) => return Err(self.refuse(target, "denied", Error::HttpRequestDenied)),
+        };
+        let Some(pattern) = grant.allow.iter().find(|p| p.matches(&origin)).cloned() else {
+            return Err(self.refuse(origin.to_string(), "denied", Error::HttpRequestDenied));
+        };
+        Ok((grant, pattern, origin))
+    }
+}
+
+/// Resolves, checks addresses, connects, sends, wraps the response body.
+async fn send(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    grant: HttpGrant,
+    pattern: OriginPattern,
+    origin: Origin,
+    log: Shared,
+    services: Arc<HostServices>,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+> {
+    let target = origin.to_string();
+    let slot = with(&log, |l| {
+        l.calls
+            .push(super::calls::summary(INTERFACE, target.clone(), "pending"));
+        l.calls.len() - 1
+    });
+    let set_status = |status: &str| {
+        with(&log, |l| {
+            if let Some(c) = l.calls.get_mut(slot) {
+                c.status = status.to_string();
+            }
+        })
+    };
+    let addrs = match net::resolve(&origin.host, origin.port, &services.hosts).await {
+        Ok(a) => a,
+        Err(e) => {
+            set_status("dns_error");
+            tracing::info!(target = %target, "resolving failed: {e}");
+            return Err(Error::DnsError {
+                rcode: Some(e.to_string()),
+                info_code: None,
+            });
+        }
+    };
+    if let Some(bad) = addrs.iter().find(|a| !pattern.allows_address(a.ip())) {
+        set_status("denied");
+        tracing::warn!(
+            target = %target,
+            address = %bad.ip(),
+            "outbound HTTP refused: the name resolved to an internal address the allow-list does not name"
+        );
+        return Err(Error::DestinationIpProhibited);
+    }
+    let timeout = per_request_timeout(&grant, options);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let limit = grant.max_request_bytes.bytes();
+    let used = with(&log, |l| l.request_bytes);
+    let metered_request = MeteredBody::new(
+        std::mem::replace(request.body_mut(), empty_body()),
+        log.clone(),
+        slot,
+        Direction::Request,
+        limit.saturating_sub(used),
+        deadline,
+    );
+    // Only path and query go on the wire (no proxy form).
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let (mut parts, _) = request.into_parts();
+    parts.uri = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+    let request = http::Request::from_parts(parts, metered_request);
+    with(&log, |l| l.external = true);
+    let sent = tokio::time::timeout_at(deadline, async {
+        let stream = net::connect(&addrs, (origin.scheme == "https").then_some(&origin.host))
+            .await
+            .map_err(|e| {
+                if origin.scheme == "https" {
+                    Error::Tls(e)
+                } else {
+                    Error::Connect(e)
+                }
+            })?;
+        net::send(stream, request).await.map_err(Error::from)
+    })
+    .await;
+    let response = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let exhausted = with(&log, |l| l.exhausted.is_some());
+            set_status(if exhausted {
+                "budget_exhausted"
+            } else {
+                "error"
+            });
+            return Err(if exhausted {
+                Error::HttpRequestBodySize(Some(limit))
+            } else {
+                e
+            });
+        }
+        Err(_) => {
+            set_status("timeout");
+            with(&log, |l| {
+                l.exhausted.get_or_insert(format!(
+                    "http: a request took longer than timeout = {}",
+                    grant.timeout
+                ));
+            });
+            return Err(Error::ConnectionTimeout);
+        }
+    };
+    set_status(response.status().as_str());
+    let used = with(&log, |l| l.response_bytes);
+    let (parts, body) = response.into_parts();
+    let body = MeteredBody::new(
+        body.map_err(Error::from).boxed_unsync(),
+        log.clone(),
+        slot,
+        Direction::Response {
+            max: grant.max_response_bytes.bytes(),
+        },
+        grant.max_response_bytes.bytes().saturating_sub(used),
+        deadline,
+    );
+    let response = http::Response::from_parts(parts, body.boxed_unsync());
+    Ok((response, Box::new(async { Ok(()) })))
+}
+
+fn per_request_timeout(grant: &HttpGrant, options: Option<RequestOptions>) -> Duration {
+    // The guest may ask for less time, never more.
+    let asked = options.and_then(|o| {
+        [o.connect_timeout, o.first_byte_timeout]
+            .into_iter()
+            .flatten()
+            .min()
+    });
+    asked.map_or(grant.timeout.get(), |a| a.min(grant.timeout.get()))
+}
+
+fn empty_body() -> WasiBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response { max: u64 },
+}
+
+/// A body that counts its bytes against what is left of the invocation's
+/// budget, hashes them, enforces the per-request deadline, and completes
+/// the request's summary when it ends.
+struct MeteredBody {
+    inner: WasiBody,
+    log: Shared,
+    slot: usize,
+    direction: Direction,
+    left: u64,
+    seen: u64,
+    hasher: Option<Sha256>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl MeteredBody {
+    fn new(
+        inner: WasiBody,
+        log: Shared,
+        slot: usize,
+        direction: Direction,
+        left: u64,
+        deadline: tokio::time::Instant,
+    ) -> MeteredBody {
+        MeteredBody {
+            inner,
+            log,
+            slot,
+            direction,
+            left,
+            seen: 0,
+            hasher: Some(Sha256::new()),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    fn finish(&mut self) {
+        let Some(hasher) = self.hasher.take() else {
+            return;
+        };
+        let hash = (self.seen > 0).then(|| Hash256(hasher.finalize().into()));
+        let (seen, slot, direction) = (self.seen, self.slot, self.direction);
+        with(&self.log, |l| {
+            if let Some(c) = l.calls.get_mut(slot) {
+                match direction {
+                    Direction::Request => {
+                        c.bytes_in = seen;
+                        c.request_sha256 = hash;
+                    }
+                    Direction::Response { .. } => {
+                        c.bytes_out = seen;
+                        c.response_sha256 = hash;
+                    }
+                }
+            }
+        });
+    }
+
+    fn over(&mut self) -> Error {
+        let direction = self.direction;
+        let slot = self.slot;
+        with(&self.log, |l| {
+            let why = match direction {
+                Direction::Request => "http: request bodies over max_request_bytes".to_string(),
+                Direction::Response { max } => {
+                    format!("http: response bodies over max_response_bytes = {max} bytes")
+                }
+            };
+            l.exhausted.get_or_insert(why);
+            if let Some(c) = l.calls.get_mut(slot) {
+                c.status = "budget_exhausted".into();
+            }
+        });
+        self.finish();
+        match direction {
+            Direction::Request => Error::HttpRequestBodySize(Some(self.seen)),
+            Direction::Response { max } => Error::HttpResponseBodySize(Some(max)),
+        }
+    }
+}
+
+impl Body for MeteredBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if this.seen + n > this.left {
+                        return Poll::Ready(Some(Err(this.over())));
+                    }
+                    this.seen += n;
+                    if let Some(h) = this.hasher.as_mut() {
+                        h.update(data);
+                    }
+                    let counter = this.direction;
+                    with(&this.log, |l| match counter {
+                        Direction::Request => l.request_bytes += n,
+                        Direction::Response { .. } => l.response_bytes += n,
+                    });
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    with(&this.log, |l| {
+                        l.exhausted
+                            .get_or_insert("http: a request body took longer than timeout".into());
+                    });
+                    this.finish();
+                    return Poll::Ready(Some(Err(Error::HttpResponseTimeout)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for MeteredBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,529 @@
+//! `warden:host/kv`: a key-value namespace per capability, in SQLite.
+//!
+//! The namespace is the capability's name, chosen by the host; the guest
+//! only ever names keys inside it, so it can never reach another
+//! capability's keys.
+//!
+//! Writes are buffered in the invocation and applied in one transaction when
+//! the invocation ends `ok` ([`KvState::commit`]); any other outcome
+//! (including `capability_error`) discards them. Reads see the invocation's
+//! own buffered writes. Quotas (`max_bytes`, `max_value_bytes`, `max_keys`)
+//! are checked on every write against the committed contents plus the
+//! buffer, and again inside the commit transaction (a concurrent invocation
+//! may have committed in between).
+
+use super::bindings::warden::host::kv::Host;
+use super::bindings::warden::host::types::Error;
+use super::calls::{HostCallLog, body_hash};
+use crate::audit::HostCall;
+use crate::audit::entry::Hash256;
+use crate::policy::KvLimits;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{HasData, Linker};
+
+/// Longest key, in bytes. Keys are stored and compared as given; the bound
+/// stops a guest from turning keys into an unmetered second value store.
+pub const MAX_KEY_BYTES: usize = 512;
+
+const INTERFACE: &str = "warden:host/kv";
+
+/// Why the KV store failed (host side, not a guest error).
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// SQLite failed.
+    #[error("kv store {path}: {message}")]
+    Sqlite {
+        /// The database file (`:memory:` for in-memory stores).
+        path: String,
+        /// SQLite's message.
+        message: String,
+    },
+    /// Committing would leave the namespace over a quota.
+    #[error("kv quota: {0}")]
+    Quota(String),
+}
+
+/// The store shared by every invocation on a host.
+pub struct KvStore {
+    path: String,
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     BLOB NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;";
+
+impl KvStore {
+    /// Opens (or creates) the store at `path` (`<data_dir>/kv.db`).
+    pub fn open(path: &Path) -> Result<KvStore, KvError> {
+        let name = path.display().to_string();
+        let err = |e: rusqlite::Error| KvError::Sqlite {
+            path: name.clone(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(KvStore {
+            path: name,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// A store that lives in memory (hosts without a data directory). Same
+    /// semantics as a file store; contents vanish with the host.
+    pub fn in_memory() -> Result<KvStore, KvError> {
+        let err = |e: rusqlite::Error| KvError::Sqlite {
+            path: ":memory:".into(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open_in_memory().map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(KvStore {
+            path: ":memory:".into(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> KvError {
+        KvError::Sqlite {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, KvError> {
+        // A poisoned lock only means another thread panicked mid-call; the
+        // connection itself is still consistent (SQLite transactions).
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn).map_err(|e| self.err(e))
+    }
+
+    /// The committed value of `key` in `namespace`.
+    pub fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2",
+                params![namespace, key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Committed keys of `namespace` starting with `prefix`, ascending.
+    pub fn keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key FROM kv WHERE namespace = ?1 AND key >= ?2 ORDER BY key",
+            )?;
+            let mut rows = stmt.query(params![namespace, prefix])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                out.push(key);
+            }
+            Ok(out)
+        })
+    }
+
+    /// (bytes of keys + values, number of keys) committed in `namespace`.
+    pub fn usage(&self, namespace: &str) -> Result<(u64, u64), KvError> {
+        self.with(|c| usage_in(c, namespace))
+    }
+
+    /// Applies `writes` (`None` deletes) to `namespace` in one transaction,
+    /// refusing (and applying nothing) if the result is over `limits`.
+    pub fn commit(
+        &self,
+        namespace: &str,
+        writes: &BTreeMap<String, Option<Vec<u8>>>,
+        limits: &KvLimits,
+    ) -> Result<(), KvError> {
+        let mut over = None;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (key, value) in writes {
+                match value {
+                    Some(v) => tx.execute(
+                        "INSERT INTO kv (namespace, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                        params![namespace, key, v],
+                    )?,
+                    None => tx.execute(
+                        "DELETE FROM kv WHERE namespace = ?1 AND key = ?2",
+                        params![namespace, key],
+                    )?,
+                };
+            }
+            let (bytes, keys) = usage_in(&tx, namespace)?;
+            over = quota_problem(bytes, keys, limits);
+            if over.is_none() {
+                tx.commit()?;
+            }
+            Ok(())
+        })?;
+        match over {
+            Some(why) => Err(KvError::Quota(format!(
+                "{why} after concurrent writes; this invocation's writes were not kept"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn usage_in(c: &Connection, namespace: &str) -> rusqlite::Result<(u64, u64)> {
+    c.query_row(
+        "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0), COUNT(*)
+         FROM kv WHERE namespace = ?1",
+        params![namespace],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+}
+
+fn quota_problem(bytes: u64, keys: u64, limits: &KvLimits) -> Option<String> {
+    if bytes > limits.max_bytes.bytes() {
+        Some(format!(
+            "the namespace would hold {bytes} bytes, over max_bytes = {}",
+            limits.max_bytes
+        ))
+    } else if keys > u64::from(limits.max_keys) {
+        Some(format!(
+            "the namespace would hold {keys} keys, over max_keys = {}",
+            limits.max_keys
+        ))
+    } else {
+        None
+    }
+}
+
+/// One invocation's view of its namespace: buffered writes and quota use.
+pub struct KvState {
+    store: Arc<KvStore>,
+    namespace: String,
+    limits: KvLimits,
+    /// Buffered writes; `None` is a delete.
+    pending: BTreeMap<String, Option<Vec<u8>>>,
+    /// (bytes, keys) of committed contents plus the buffer; loaded on first write.
+    usage: Option<(u64, u64)>,
+    /// Why a write was refused for a quota, if one was: a failing
+    /// invocation is then classified `budget_exhausted:kv`.
+    pub(crate) refused: Option<String>,
+}
+
+impl KvState {
+    /// Fresh state for one invocation of the capability `namespace`.
+    pub fn new(store: Arc<KvStore>, namespace: String, limits: KvLimits) -> KvState {
+        KvState {
+            store,
+            namespace,
+            limits,
+            pending: BTreeMap::new(),
+            usage: None,
+            refused: None,
+        }
+    }
+
+    /// Applies the buffered writes (call only when the invocation ended `ok`).
+    pub fn commit(&self) -> Result<(), KvError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .commit(&self.namespace, &self.pending, &self.limits)
+    }
+
+    /// Number of buffered writes (discarded unless the invocation ends `ok`).
+    pub fn pending_writes(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn visible(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        match self.pending.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.get(&self.namespace, key).map_err(unavailable),
+        }
+    }
+
+    fn current_usage(&mut self) -> Result<(u64, u64), Error> {
+        match self.usage {
+            Some(u) => Ok(u),
+            None => {
+                let mut u = self.store.usage(&self.namespace).map_err(unavailable)?;
+                // Buffered writes made before the first quota check (deletes).
+                for (key, value) in &self.pending {
+                    let old = self.store.get(&self.namespace, key).map_err(unavailable)?;
+                    u = adjust(u, key, old.as_deref(), value.as_deref());
+                }
+                self.usage = Some(u);
+                Ok(u)
+            }
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Vec<u8>) -> Result<(), Error> {
+        if value.len() as u64 > self.limits.max_value_bytes.bytes() {
+            return Err(self.refuse(format!(
+                "kv: a value of {} bytes is over max_value_bytes = {}",
+                value.len(),
+                self.limits.max_value_bytes
+            )));
+        }
+        let usage = self.current_usage()?;
+        let old = self.visible(key)?;
+        let next = adjust(usage, key, old.as_deref(), Some(&value));
+        if let Some(why) = quota_problem(next.0, next.1, &self.limits) {
+            return Err(self.refuse(format!("kv: {why}")));
+        }
+        self.usage = Some(next);
+        self.pending.insert(key.to_string(), Some(value));
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), Error> {
+        let old = self.visible(key)?;
+        if old.is_none() && !self.pending.contains_key(key) {
+            return Ok(()); // nothing committed, nothing buffered
+        }
+        if let Some(u) = self.usage {
+            self.usage = Some(adjust(u, key, old.as_deref(), None));
+        }
+        self.pending.insert(key.to_string(), None);
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let mut keys: std::collections::BTreeSet<String> = self
+            .store
+            .keys(&self.namespace, prefix)
+            .map_err(unavailable)?
+            .into_iter()
+            .collect();
+        for (key, value) in self.pending.range(prefix.to_string()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    fn refuse(&mut self, why: String) -> Error {
+        tracing::info!(namespace = %self.namespace, "{why}");
+        self.refused = Some(why.clone());
+        Error::BudgetExhausted(why)
+    }
+}
+
+/// Usage after replacing `old` with `new` under `key`.
+fn adjust(usage: (u64, u64), key: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> (u64, u64) {
+    let (mut bytes, mut keys) = usage;
+    let k = key.len() as u64;
+    if let Some(o) = old {
+        bytes = bytes.saturating_sub(k + o.len() as u64);
+        keys = keys.saturating_sub(1);
+    }
+    if let Some(n) = new {
+        bytes = bytes.saturating_add(k + n.len() as u64);
+        keys = keys.saturating_add(1);
+    }
+    (bytes, keys)
+}
+
+fn unavailable(e: KvError) -> Error {
+    tracing::error!("{e}");
+    Error::Unavailable("kv store unavailable".into())
+}
+
+fn check_key(key: &str, what: &str) -> Result<(), Error> {
+    if what == "key" && key.is_empty() {
+        return Err(Error::Invalid("kv: the key is empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::Invalid(format!(
+            "kv: a {what} of {} bytes is over the {MAX_KEY_BYTES}-byte limit",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The borrowed state a kv call works on.
+pub struct KvView<'a> {
+    /// The invocation's kv state (`None` only if kv was not granted, in
+    /// which case it is not linked either).
+    pub kv: Option<&'a mut KvState>,
+    /// Where the call is summarised.
+    pub calls: &'a mut HostCallLog,
+}
+
+impl KvView<'_> {
+    fn run<T>(
+        &mut self,
+        op: &str,
+        key: &str,
+        bytes_in: &[u8],
+        f: impl FnOnce(&mut KvState) -> Result<T, Error>,
+        out: impl Fn(&T) -> Vec<u8>,
+    ) -> Result<T, Error> {
+        let result = match self.kv.as_deref_mut() {
+            Some(kv) => check_key(key, if op == "list-keys" { "prefix" } else { "key" })
+                .and_then(|()| f(kv)),
+            None => Err(Error::Denied("kv is not granted".into())),
+        };
+        let (status, response) = match &result {
+            Ok(v) => ("ok", out(v)),
+            Err(e) => (error_status(e), Vec::new()),
+        };
+        self.calls.record(HostCall {
+            interface: INTERFACE.into(),
+            target: format!("{op} {}", Hash256::of(key.as_bytes())),
+            bytes_in: (key.len() + bytes_in.len()) as u64,
+            bytes_out: response.len() as u64,
+            status: status.into(),
+            request_sha256: body_hash(bytes_in),
+            response_sha256: body_hash(&response),
+        });
+        result
+    }
+}
+
+/// The status string of a guest-visible error in a host-call summary.
+pub(crate) fn error_status(e: &Error) -> &'static str {
+    match e {
+        Error::Denied(_) => "denied",
+        Error::BudgetExhausted(_) => "budget_exhausted",
+        Error::Unavailable(_) => "unavailable",
+        Error::Invalid(_) => "invalid",
+    }
+}
+
+impl Host for KvView<'_> {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
+        self.run(
+            "get",
+            &key,
+            &[],
+            |kv| kv.visible(&key),
+            |v| v.clone().unwrap_or_default(),
+        )
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {
+        let k = key.clone();
+        self.run(
+            "set",
+            &k,
+            &value.clone(),
+            move |kv| kv.set(&key, value),
+            |_| Vec::new(),
+        )
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), Error> {
+        self.run("delete", &key, &[], |kv| kv.delete(&key), |_| Vec::new())
+    }
+
+    fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, Error> {
+        self.run(
+            "list-keys",
+            &prefix,
+            &[],
+            |kv| kv.list(&prefix),
+            |keys| keys.join("\n").into_bytes(),
+        )
+    }
+}
+
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Links `warden:host/kv` into `linker`.
+pub fn add_to_linker(linker: &mut Linker<crate::sandbox::InvocationState>) -> wasmtime::Result<()> {
+    super::bindings::warden::host::kv::add_to_linker::<_, HasKv>(linker, |s| s.kv_view())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ByteSize;
+
+    fn state(store: &Arc<KvStore>, ns: &str, limits: KvLimits) -> KvState {
+        KvState::new(store.clone(), ns.into(), limits)
+    }
+
+    #[test]
+    fn reads_see_buffered_writes_and_commit_applies_them() {
+        let store = Arc::new(KvStore::in_memory().expect("store"));
+        let mut s = state(&store, "a", KvLimits::default());
+        s.set("k1", b"v1".to_vec()).expect("set");
+        assert_eq!(s.visible("k1").expect("get"), Some(b"v1".to_vec()));
+        assert_eq!(store.get("a", "k1").expect("get"), None);
+        s.commit().expect("commit");
+        assert_eq!(store.get("a", "k1").expect("get"), Some(b"v1".to_vec()));
+        assert_eq!(store.get("b", "k1").expect("get"), None);
+    }
+
+    #[test]
+    fn listing_merges_the_buffer_with_committed_keys() {
+        let store = Arc::new(KvStore::in_memory().expect("store"));
+        let mut s = state(&store, "a", KvLimits::default());
+        for k in ["p/1", "p/2", "q/1"] {
+            s.set(k, b"x".to_vec()).expect("set");
+        }
+        s.commit().expect("commit");
+        let mut s = state(&store, "a", KvLimits::default());
+        s.delete("p/1").expect("delete");
+        s.set("p/3", b"y".to_vec()).expect("set");
+        assert_eq!(s.list("p/").expect("list"), vec!["p/2", "p/3"]);
+        assert_eq!(s.list("").expect("list").len(), 3);
+    }
+
+    #[test]
+    fn quotas_count_keys_and_bytes_including_the_buffer() {
+        let store = Arc::new(KvStore::in_memory().expect("store"));
+        let limits = KvLimits {
+            max_bytes: ByteSize(20),
+            max_value_bytes: ByteSize(8),
+            max_keys: 2,
+        };
+        let mut s = state(&store, "a", limits);
+        assert!(matches!(
+            s.set("k", vec![0; 9]),
+            Err(Error::BudgetExhausted(_))
+        ));
+        s.set("k1", vec![0; 8]).expect("10 bytes");
+        s.set("k2", vec![0; 8]).expect("20 bytes");
+        assert!(matches!(
+            s.set("k3", vec![]),
+            Err(Error::BudgetExhausted(_))
+        ));
+        s.set("k2", vec![0; 2]).expect("replacing shrinks");
+        s.delete("k1").expect("delete");
+        s.set("k3", vec![0; 8]).expect("room again");
+        assert!(s.refused.is_some());
+        s.commit().expect("within quota");
+        assert_eq!(store.usage("a").expect("usage"), (14, 2));
+    }
+}
