@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod policy;
 pub mod sandbox;
 pub mod scaffold;
+pub mod server;
 pub mod signing;
 pub mod store;
 

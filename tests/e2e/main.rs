@@ -3,6 +3,7 @@
 
 mod capabilities;
 mod cli;
+mod daemon;
 mod determinism;
 mod hostile;
 mod loading;

@@ -5,10 +5,12 @@
 //! embedder would also need.
 
 pub mod audit;
+pub mod client;
 pub mod inspect;
 pub mod key;
 pub mod new;
 pub mod policy;
 pub mod run;
+pub mod serve;
 pub mod sign;
 pub mod verify;
