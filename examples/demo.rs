@@ -1,6 +1,10 @@
 //! The quickstart demo: builds the example capabilities (the root build
-//! script does that), loads them under their policies, runs requests through
-//! the host, and prints outputs and usage.
+//! script does that), generates a development signing key, signs the
+//! components, loads them under their policies with a trust file, runs
+//! requests through the host, prints outputs and usage, and verifies the
+//! audit chain the requests left behind.
+//!
+//! Everything it writes goes to `target/demo/` (recreated on every run).
 //!
 //! Run it with:
 //!
@@ -10,23 +14,54 @@
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use warden_host::audit::hostkey;
 use warden_host::policy::Policy;
-use warden_host::{Call, Host, HostConfig};
+use warden_host::signing::{self, TrustStore};
+use warden_host::{Call, Host, HostConfig, keys};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let components = PathBuf::from(env!("WARDEN_GUESTS_DIR"));
-    let mut host = Host::new(HostConfig::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let built = PathBuf::from(env!("WARDEN_GUESTS_DIR"));
+    let work = repo.join("target").join("demo");
+    let _ = std::fs::remove_dir_all(&work);
+    let signed_dir = work.join("components");
+    std::fs::create_dir_all(&signed_dir)?;
 
-    println!("== loading capabilities from policies/ ==");
-    for name in ["echo", "invoice-reconcile", "pii-redact"] {
+    println!("== signing the example capabilities with a development key ==");
+    let dev = keys::generate();
+    keys::write_key_pair(&work.join("keys"), "dev", &dev)?;
+    let names = ["echo", "invoice-reconcile", "pii-redact"];
+    let trust_text = format!(
+        "# Development trust file written by the demo.\n[[key]]\nname = \"dev\"\npublic_key = \"{}\"\ncapabilities = [{}]\n",
+        keys::public_key_text(&dev.verifying_key()),
+        names.map(|n| format!("\"{n}\"")).join(", ")
+    );
+    let trust_path = work.join("trust.toml");
+    std::fs::write(&trust_path, trust_text)?;
+    println!(
+        "  key dev ({}), trust file {}",
+        keys::key_id(&dev.verifying_key()),
+        trust_path.display()
+    );
+
+    let mut host = Host::new(HostConfig {
+        trust: Some(TrustStore::load(&trust_path)?),
+        data_dir: Some(work.join("data")),
+        ..HostConfig::default()
+    })?;
+
+    println!("\n== loading capabilities from policies/ ==");
+    for name in names {
         let policy = Policy::load(&repo.join("policies").join(format!("{name}.toml")))?;
-        let component = components.join(&policy.capability.component);
+        let unsigned = std::fs::read(built.join(&policy.capability.component))?;
+        let component = signed_dir.join(&policy.capability.component);
+        std::fs::write(&component, signing::sign(&unsigned, &dev)?)?;
         let cap = host.load_files(&policy.source, &component)?;
         println!(
-            "  {:<18} {} imports granted, digest {}",
+            "  {:<18} signed by {}, {} imports granted, digest {}",
             cap.name(),
+            cap.signer.as_deref().unwrap_or("-"),
             cap.shape.imports.len(),
             short(&cap.digest)
         );
@@ -77,7 +112,30 @@ async fn main() -> anyhow::Result<()> {
             r.usage.wall_time_us,
             r.replayable
         );
+        if let Some(a) = &r.audit {
+            println!("  audit:  entry {} {}", a.seq, short(&a.hash));
+        }
     }
+
+    println!("\n== verifying the audit chain with only the host's public key ==");
+    host.shutdown().await?;
+    let data = work.join("data");
+    let pubkey = hostkey::read_public_key(&data.join(hostkey::PUBLIC_FILE))?;
+    let report = warden_host::store::verify_db(&data.join("warden.db"), Some(&pubkey))?;
+    println!(
+        "  {} entries, {} signed checkpoints: {}",
+        report.entries_checked,
+        report.checkpoints_checked,
+        if report.passed(false) {
+            "chain verifies"
+        } else {
+            "CHAIN BROKEN"
+        }
+    );
+    println!(
+        "  (try: cargo run -p warden-host --bin warden -- audit show --data-dir {})",
+        data.display()
+    );
     Ok(())
 }
 

@@ -337,13 +337,14 @@ impl Host {
             digest: policy.capability.digest.clone(),
             signers: policy.capability.signers.clone(),
         };
-        let verdict = match trust {
-            Some(trust) => trust.verify(bytes, name, &pins),
-            None => Err(Refusal::Unsigned),
-        };
+        // Without a trust store every signature is from an unknown key; a
+        // signed component is still checked fully (a tampered one is
+        // refused as such), only "unsigned" can be waived.
+        let empty = TrustStore::from_keys(Vec::new());
+        let verdict = trust.unwrap_or(&empty).verify(bytes, name, &pins);
         match verdict {
             Ok(v) => Ok((v.digest, Some(v.signer), Some(v.key_id))),
-            Err(Refusal::Unsigned) | Err(Refusal::UnknownKey { .. }) if self.allow_unsigned => {
+            Err(Refusal::Unsigned) if self.allow_unsigned => {
                 let digest = signing::digest(bytes)
                     .map_err(|e| LoadError::Compile {
                         path: origin.to_string(),
@@ -358,10 +359,12 @@ impl Host {
                         actual: digest,
                     }));
                 }
-                tracing::warn!(capability = %name, "loading WITHOUT a trusted signature (--allow-unsigned)");
+                tracing::warn!(capability = %name, "loading WITHOUT a signature (--allow-unsigned)");
                 Ok((digest, None, None))
             }
-            Err(Refusal::Unsigned) if trust.is_none() => Err(LoadError::NoTrust(name.clone())),
+            Err(Refusal::Unsigned | Refusal::UnknownKey { .. }) if trust.is_none() => {
+                Err(LoadError::NoTrust(name.clone()))
+            }
             Err(refusal) => Err(refused(refusal)),
         }
     }

@@ -32,6 +32,12 @@ fn trusted_host(trust: TrustStore) -> Host {
 
 fn pii_policy(extra: &str) -> Policy {
     let text = std::fs::read_to_string(repo().join("policies/pii-redact.toml")).expect("policy");
+    // Drop the example's own signer pin; each test states the pins it needs.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("signers"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let text = text.replacen("[capability]\n", &format!("[capability]\n{extra}\n"), 1);
     Policy::parse(Path::new("policies/pii-redact.toml"), &text).expect("valid")
 }
@@ -233,4 +239,23 @@ fn a_corrupted_cache_file_is_discarded_and_recompiled() {
         cap.compiled
     );
     assert_eq!(h.cache().map(|c| c.compiles()), Some(1));
+}
+
+#[test]
+fn allow_unsigned_waives_only_the_missing_signature_not_a_tampered_one() {
+    let mut h = host(); // allow_unsigned, no trust store
+    let mut signed = signing::sign(&pii_bytes(), &keys::generate()).expect("sign");
+    let i = pii_bytes().len() / 2;
+    signed[i] ^= 0x01;
+    let r = refusal(&mut h, pii_policy(""), &signed);
+    assert!(
+        matches!(r, Refusal::BadSignature { .. } | Refusal::Malformed(_)),
+        "{r}"
+    );
+    // An unsigned component loads, with the digest pin still enforced.
+    let pin = format!("digest = \"sha256:{}\"", "1".repeat(64));
+    let r = refusal(&mut h, pii_policy(&pin), &pii_bytes());
+    assert!(matches!(r, Refusal::DigestMismatch { .. }), "{r}");
+    h.load(pii_policy(""), &pii_bytes(), "pii")
+        .expect("unsigned loads with the dev switch");
 }
