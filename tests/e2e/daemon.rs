@@ -82,8 +82,12 @@ fn deploy(name: &str, caps: &[Cap], routes: &[Route], config_extra: &str) -> Pat
     std::fs::write(
         dir.join("trust.toml"),
         format!(
-            "[[key]]\nname = \"ops\"\npublic_key = \"{}\"\ncapabilities = [\"*\"]\n",
-            keys::public_key_text(&key.verifying_key())
+            "[[key]]\nname = \"ops\"\npublic_key = \"{}\"\ncapabilities = [{}]\n",
+            keys::public_key_text(&key.verifying_key()),
+            caps.iter()
+                .map(|c| format!("\"{}\"", c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )
     .expect("trust");
@@ -102,9 +106,8 @@ fn deploy(name: &str, caps: &[Cap], routes: &[Route], config_extra: &str) -> Pat
         )
     })
     .collect();
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ntrust = \"trust.toml\"\n{config_extra}\n\n{principals}"
-    );
+    let config =
+        format!("listen = \"127.0.0.1:0\"\ntrust = \"trust.toml\"\n{config_extra}\n\n{principals}");
     std::fs::write(dir.join("warden.toml"), config).expect("config");
     dir
 }
@@ -232,26 +235,46 @@ fn greet(message: &str) -> Value {
 #[test]
 fn daemon_refuses_to_start_and_lists_every_problem() {
     let dir = echo_deploy("broken", "", "");
-    std::fs::write(dir.join("policies/bad.toml"), "[capability]\nname = \"Bad\"\ncomponent = \"x.wasm\"\nfule = 1\n")
-        .expect("write");
+    std::fs::write(
+        dir.join("policies/bad.toml"),
+        "[capability]\nname = \"Bad\"\ncomponent = \"x.wasm\"\nfule = 1\n",
+    )
+    .expect("write");
     std::fs::write(
         dir.join("policies/missing.toml"),
         "[capability]\nname = \"missing\"\ncomponent = \"nope.wasm\"\n",
     )
     .expect("write");
-    let (code, _out, err) = warden(&["serve", "--config", dir.join("warden.toml").to_str().expect("utf8")]);
+    let (code, _out, err) = warden(&[
+        "serve",
+        "--config",
+        dir.join("warden.toml").to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("bad.toml:4"), "unknown field with its line:\n{err}");
+    assert!(
+        err.contains("bad.toml:4"),
+        "unknown field with its line:\n{err}"
+    );
     assert!(err.contains("nope.wasm"), "missing component:\n{err}");
-    assert!(err.contains("2 problem(s)"), "every problem, not the first:\n{err}");
+    assert!(
+        err.contains("2 problem(s)"),
+        "every problem, not the first:\n{err}"
+    );
 }
 
 #[test]
 fn a_config_with_an_unknown_field_is_refused_with_its_line() {
     let dir = echo_deploy("badconfig", "", "[limits]\nmax_bdy = \"1KiB\"");
-    let (code, _out, err) = warden(&["serve", "--config", dir.join("warden.toml").to_str().expect("utf8")]);
+    let (code, _out, err) = warden(&[
+        "serve",
+        "--config",
+        dir.join("warden.toml").to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("warden.toml:4") && err.contains("max_bdy"), "{err}");
+    assert!(
+        err.contains("warden.toml:4") && err.contains("max_bdy"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -265,29 +288,58 @@ fn requests_are_routed_audited_and_answered_with_a_status_per_outcome() {
     assert_eq!(body["route"], "greet");
     assert_eq!(body["capability"], "echo");
     let seq = body["audit"]["seq"].as_u64().expect("audited");
-    assert!(body["audit"]["hash"].as_str().expect("hash").starts_with("sha256:"));
+    assert!(
+        body["audit"]["hash"]
+            .as_str()
+            .expect("hash")
+            .starts_with("sha256:")
+    );
 
     let r = d.submit(json!({"kind": "unknown-kind", "input": {}}));
-    assert_eq!((r.status, r.json()["outcome"].clone()), (404, json!("no_route")));
-    assert!(r.json()["audit"]["seq"].as_u64().is_some(), "no_route is audited");
+    assert_eq!(
+        (r.status, r.json()["outcome"].clone()),
+        (404, json!("no_route"))
+    );
+    assert!(
+        r.json()["audit"]["seq"].as_u64().is_some(),
+        "no_route is audited"
+    );
 
     let r = d.submit(json!({"kind": "greet", "input": {"wrong": 1}}));
-    assert_eq!((r.status, r.json()["outcome"].clone()), (422, json!("invalid_input")));
+    assert_eq!(
+        (r.status, r.json()["outcome"].clone()),
+        (422, json!("invalid_input"))
+    );
 
     let r = d.submit(json!({"kind": "crash", "input": {"message": "x"}}));
-    assert_eq!((r.status, r.json()["outcome"].clone()), (502, json!("trap")));
+    assert_eq!(
+        (r.status, r.json()["outcome"].clone()),
+        (502, json!("trap"))
+    );
 
     let entries = d.audit();
-    let first = entries.iter().find(|e| e["seq"] == seq).expect("entry listed");
+    let first = entries
+        .iter()
+        .find(|e| e["seq"] == seq)
+        .expect("entry listed");
     assert_eq!(first["entry"]["route"]["rule_id"], "greet");
     assert_eq!(first["entry"]["principal"], "alice");
     assert!(entries.iter().any(|e| e["entry"]["outcome"] == "no_route"));
 
     let id = body["request_id"].as_str().expect("id");
-    let got = d.client(SUBMIT).get(&format!("/v1/requests/{id}")).expect("get");
+    let got = d
+        .client(SUBMIT)
+        .get(&format!("/v1/requests/{id}"))
+        .expect("get");
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["response"]["output"], "hi");
-    assert_eq!(d.client(SUBMIT).get("/v1/requests/r-nope").expect("get").status, 404);
+    assert_eq!(
+        d.client(SUBMIT)
+            .get("/v1/requests/r-nope")
+            .expect("get")
+            .status,
+        404
+    );
 
     let (code, err) = d.terminate();
     assert_eq!(code, 0, "{err}");
@@ -295,11 +347,26 @@ fn requests_are_routed_audited_and_answered_with_a_status_per_outcome() {
 
 #[test]
 fn client_mistakes_get_4xx_with_machine_readable_codes() {
-    let d = Daemon::start(&echo_deploy("mistakes", "", "[limits]\nmax_body = \"1KiB\""));
+    let d = Daemon::start(&echo_deploy(
+        "mistakes",
+        "",
+        "[limits]\nmax_body = \"1KiB\"",
+    ));
     let c = d.client(SUBMIT);
-    let send = |body: &[u8]| c.send("POST", "/v1/requests", Some(body), &[("Content-Type", "application/json")]).expect("send");
+    let send = |body: &[u8]| {
+        c.send(
+            "POST",
+            "/v1/requests",
+            Some(body),
+            &[("Content-Type", "application/json")],
+        )
+        .expect("send")
+    };
     let code = |r: &Response| r.json()["error"]["code"].as_str().unwrap_or("").to_string();
-    let big = format!("{{\"kind\":\"greet\",\"input\":{{\"message\":\"{}\"}}}}", "x".repeat(4096));
+    let big = format!(
+        "{{\"kind\":\"greet\",\"input\":{{\"message\":\"{}\"}}}}",
+        "x".repeat(4096)
+    );
     let r = send(big.as_bytes());
     assert_eq!((r.status, code(&r).as_str()), (413, "body_too_large"));
     let r = send(b"{not json");
@@ -328,15 +395,28 @@ fn every_endpoint_checks_its_role() {
     let endpoints: Vec<(&str, String, &[&str])> = vec![
         ("POST", "/v1/requests".into(), &["submit"]),
         ("GET", req_path, &["submit", "audit"]),
-        ("GET", "/v1/capabilities".into(), &["submit", "audit", "admin"]),
-        ("GET", "/v1/capabilities/echo".into(), &["submit", "audit", "admin"]),
+        (
+            "GET",
+            "/v1/capabilities".into(),
+            &["submit", "audit", "admin"],
+        ),
+        (
+            "GET",
+            "/v1/capabilities/echo".into(),
+            &["submit", "audit", "admin"],
+        ),
         ("GET", "/v1/routes".into(), &["audit", "admin"]),
         ("GET", "/v1/audit".into(), &["audit"]),
         ("GET", "/v1/audit/checkpoints".into(), &["audit"]),
         ("POST", "/v1/admin/reload".into(), &["admin"]),
         ("GET", "/metrics".into(), &["audit", "admin"]),
     ];
-    let roles = [("submit", SUBMIT), ("audit", AUDIT), ("admin", ADMIN), ("approve", APPROVE)];
+    let roles = [
+        ("submit", SUBMIT),
+        ("audit", AUDIT),
+        ("admin", ADMIN),
+        ("approve", APPROVE),
+    ];
     let body = greet("matrix").to_string();
     for (method, path, allowed) in &endpoints {
         let send = |extra: &[(&str, &str)]| {
@@ -348,7 +428,12 @@ fn every_endpoint_checks_its_role() {
             let auth = format!("Bearer {token}");
             let r = send(&[("Authorization", &auth)]);
             if allowed.contains(&role) {
-                assert!(r.status < 400, "{method} {path} as {role}: {} {}", r.status, r.text());
+                assert!(
+                    r.status < 400,
+                    "{method} {path} as {role}: {} {}",
+                    r.status,
+                    r.text()
+                );
             } else {
                 assert_eq!(r.status, 403, "{method} {path} as {role}: {}", r.text());
                 assert_eq!(r.json()["error"]["code"], "forbidden");
@@ -356,10 +441,16 @@ fn every_endpoint_checks_its_role() {
         }
         for (extra, code) in [
             (vec![], "missing_token"),
-            (vec![("Authorization", "Basic dG9rLXN1Ym1pdA==")], "malformed_token"),
+            (
+                vec![("Authorization", "Basic dG9rLXN1Ym1pdA==")],
+                "malformed_token",
+            ),
             (vec![("Authorization", "Bearer")], "malformed_token"),
             (vec![("Authorization", "Bearer tok-submi")], "unknown_token"),
-            (vec![("Authorization", "Bearer tok-submit2")], "unknown_token"),
+            (
+                vec![("Authorization", "Bearer tok-submit2")],
+                "unknown_token",
+            ),
         ] {
             let r = send(&extra);
             assert_eq!(r.status, 401, "{method} {path} {extra:?}");
@@ -379,7 +470,10 @@ fn idempotency_keys_answer_once_wait_for_duplicates_and_refuse_conflicts() {
     let dir = deploy(
         "idem",
         &[cap("echo", "echo"), spin],
-        &[("greet", "greet", "echo", "echo"), ("spin", "spin", "spin", "spin")],
+        &[
+            ("greet", "greet", "echo", "echo"),
+            ("spin", "spin", "spin", "spin"),
+        ],
         "",
     );
     let d = Daemon::start(&dir);
@@ -400,20 +494,33 @@ fn idempotency_keys_answer_once_wait_for_duplicates_and_refuse_conflicts() {
     let mut other = greet("different");
     other["idempotency_key"] = json!("k-1");
     let r = d.submit(other);
-    assert_eq!((r.status, r.json()["error"]["code"].clone()), (409, json!("idempotency_conflict")));
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (409, json!("idempotency_conflict"))
+    );
     // Concurrent: four at once on a slow capability; it runs once.
     let slow = json!({"kind": "spin", "input": {"n": 1}, "idempotency_key": "k-slow"});
     let answers: Vec<Value> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| s.spawn(|| d.submit(slow.clone()).json()))
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
-    let ids: std::collections::BTreeSet<_> = answers.iter().map(|a| a["request_id"].to_string()).collect();
+    let ids: std::collections::BTreeSet<_> = answers
+        .iter()
+        .map(|a| a["request_id"].to_string())
+        .collect();
     assert_eq!(ids.len(), 1, "{answers:?}");
     assert_eq!(answers.iter().filter(|a| a["replayed"] == false).count(), 1);
     let id = answers[0]["request_id"].as_str().expect("id");
-    let runs = d.audit().iter().filter(|e| e["entry"]["request_id"] == id).count();
+    let runs = d
+        .audit()
+        .iter()
+        .filter(|e| e["entry"]["request_id"] == id)
+        .count();
     assert_eq!(runs, 1, "the slow request ran once");
 }
 
@@ -445,7 +552,10 @@ fn a_transient_failure_is_retried_then_succeeds() {
         ]
     );
     let metrics = d.client(AUDIT).get("/metrics").expect("metrics").text();
-    assert!(metrics.contains("warden_retries_total{capability=\"echo\",outcome=\"transient\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("warden_retries_total{capability=\"echo\",outcome=\"transient\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -458,20 +568,41 @@ fn the_breaker_opens_after_consecutive_transient_failures_and_recovers() {
     let d = Daemon::start(&dir);
     for _ in 0..3 {
         let r = d.submit(greet("x"));
-        assert_eq!((r.status, r.json()["outcome"].clone()), (503, json!("transient")));
+        assert_eq!(
+            (r.status, r.json()["outcome"].clone()),
+            (503, json!("transient"))
+        );
     }
     let r = d.submit(greet("refused"));
     assert_eq!(r.status, 503);
-    assert!(r.json()["error"].as_str().expect("why").contains("circuit breaker"), "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .expect("why")
+            .contains("circuit breaker"),
+        "{}",
+        r.text()
+    );
     assert!(r.header("retry-after").is_some());
-    let inv = d.client(ADMIN).get("/v1/capabilities/echo").expect("get").json();
+    let inv = d
+        .client(ADMIN)
+        .get("/v1/capabilities/echo")
+        .expect("get")
+        .json();
     assert_eq!(inv["breaker"], "open");
     let metrics = d.client(ADMIN).get("/metrics").expect("metrics").text();
-    assert!(metrics.contains("warden_breaker_state{capability=\"echo\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("warden_breaker_state{capability=\"echo\"} 1"),
+        "{metrics}"
+    );
     std::thread::sleep(Duration::from_millis(800));
     let r = d.submit(greet("probe"));
     assert_eq!(r.status, 200, "the half-open probe succeeds: {}", r.text());
-    let inv = d.client(ADMIN).get("/v1/capabilities/echo").expect("get").json();
+    let inv = d
+        .client(ADMIN)
+        .get("/v1/capabilities/echo")
+        .expect("get")
+        .json();
     assert_eq!(inv["breaker"], "closed");
     assert_eq!(d.submit(greet("again")).status, 200);
 }
@@ -499,8 +630,14 @@ fn a_full_capability_answers_503_with_retry_after() {
         assert_eq!(first.json()["outcome"], "budget_exhausted:time");
     });
     let metrics = d.client(AUDIT).get("/metrics").expect("metrics").text();
-    assert!(metrics.contains("warden_queue_timeouts_total{capability=\"spin\"} 1"), "{metrics}");
-    assert!(metrics.contains("warden_stage_seconds_bucket{stage=\"queue\""), "{metrics}");
+    assert!(
+        metrics.contains("warden_queue_timeouts_total{capability=\"spin\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_stage_seconds_bucket{stage=\"queue\""),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -508,54 +645,105 @@ fn reload_applies_a_valid_set_and_a_broken_one_changes_nothing() {
     let dir = echo_deploy("reload", "", "");
     let d = Daemon::start(&dir);
     let admin = d.client(ADMIN);
-    let hash = |d: &Daemon| d.client(ADMIN).get("/v1/routes").expect("routes").json()["hash"].clone();
+    let hash =
+        |d: &Daemon| d.client(ADMIN).get("/v1/routes").expect("routes").json()["hash"].clone();
     let before = hash(&d);
-    assert_eq!(d.submit(json!({"kind": "shout", "input": {"message": "a"}})).status, 404);
+    assert_eq!(
+        d.submit(json!({"kind": "shout", "input": {"message": "a"}}))
+            .status,
+        404
+    );
     std::fs::write(
         dir.join("routes.toml"),
-        routes_toml(&[("greet", "greet", "echo", "echo"), ("shout", "shout", "echo", "echo")]),
+        routes_toml(&[
+            ("greet", "greet", "echo", "echo"),
+            ("shout", "shout", "echo", "echo"),
+        ]),
     )
     .expect("write");
-    let r = admin.send("POST", "/v1/admin/reload", None, &[]).expect("reload");
+    let r = admin
+        .send("POST", "/v1/admin/reload", None, &[])
+        .expect("reload");
     assert_eq!(r.status, 200, "{}", r.text());
     let after = hash(&d);
     assert_ne!(before, after);
-    assert_eq!(d.submit(json!({"kind": "shout", "input": {"message": "a"}})).status, 200);
-    let reloads: Vec<Value> = d.audit().into_iter().filter(|e| e["entry"]["event"] == "reload").collect();
+    assert_eq!(
+        d.submit(json!({"kind": "shout", "input": {"message": "a"}}))
+            .status,
+        200
+    );
+    let reloads: Vec<Value> = d
+        .audit()
+        .into_iter()
+        .filter(|e| e["entry"]["event"] == "reload")
+        .collect();
     assert_eq!(reloads.len(), 1);
-    let detail: Value = serde_json::from_str(reloads[0]["entry"]["detail"].as_str().expect("detail")).expect("json");
+    let detail: Value =
+        serde_json::from_str(reloads[0]["entry"]["detail"].as_str().expect("detail"))
+            .expect("json");
     assert_eq!(detail["old"]["routes_hash"], before);
     assert_eq!(detail["new"]["routes_hash"], after);
     assert!(detail["new"]["capabilities"]["echo"]["digest"].is_string());
 
     // A broken policy and a route to nowhere: rejected, nothing changes.
-    std::fs::write(dir.join("policies/echo.toml"), "[capability]\nname = \"echo\"\ncomponent = \"echo.wasm\"\n[budget]\nfuel = 0\n")
-        .expect("write");
     std::fs::write(
-        dir.join("routes.toml"),
-        routes_toml(&[("greet", "greet", "echo", "echo"), ("gone", "gone", "nothing", "x")]),
+        dir.join("policies/echo.toml"),
+        "[capability]\nname = \"echo\"\ncomponent = \"echo.wasm\"\n[budget]\nfuel = 0\n",
     )
     .expect("write");
-    let r = admin.send("POST", "/v1/admin/reload", None, &[]).expect("reload");
+    std::fs::write(
+        dir.join("routes.toml"),
+        routes_toml(&[
+            ("greet", "greet", "echo", "echo"),
+            ("gone", "gone", "nothing", "x"),
+        ]),
+    )
+    .expect("write");
+    let r = admin
+        .send("POST", "/v1/admin/reload", None, &[])
+        .expect("reload");
     assert_eq!(r.status, 422, "{}", r.text());
     let err = r.json();
     assert_eq!(err["error"]["code"], "reload_rejected");
-    assert!(err["error"]["details"].to_string().contains("echo.toml"), "{err}");
+    assert!(
+        err["error"]["details"].to_string().contains("echo.toml"),
+        "{err}"
+    );
     assert_eq!(hash(&d), after, "routes unchanged");
-    assert_eq!(d.submit(json!({"kind": "shout", "input": {"message": "b"}})).status, 200);
-    let reloads = d.audit().into_iter().filter(|e| e["entry"]["event"] == "reload").count();
+    assert_eq!(
+        d.submit(json!({"kind": "shout", "input": {"message": "b"}}))
+            .status,
+        200
+    );
+    let reloads = d
+        .audit()
+        .into_iter()
+        .filter(|e| e["entry"]["event"] == "reload")
+        .count();
     assert_eq!(reloads, 2, "a rejected reload is audited too");
 
     // SIGHUP reloads the same way.
-    std::fs::write(dir.join("policies/echo.toml"), policy_toml(&cap("echo", "echo"))).expect("write");
-    std::fs::write(dir.join("routes.toml"), routes_toml(&[("greet", "greet", "echo", "echo")])).expect("write");
+    std::fs::write(
+        dir.join("policies/echo.toml"),
+        policy_toml(&cap("echo", "echo")),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("routes.toml"),
+        routes_toml(&[("greet", "greet", "echo", "echo")]),
+    )
+    .expect("write");
     d.signal("-HUP");
     let deadline = Instant::now() + Duration::from_secs(60);
     while hash(&d) == after {
         assert!(Instant::now() < deadline, "SIGHUP reload did not apply");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(d.submit(json!({"kind": "shout", "input": {"message": "c"}})).status, 404);
+    assert_eq!(
+        d.submit(json!({"kind": "shout", "input": {"message": "c"}}))
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -565,7 +753,10 @@ fn sigterm_drains_in_flight_requests_and_writes_a_final_checkpoint() {
     let dir = deploy(
         "drain",
         &[cap("echo", "echo"), spin],
-        &[("greet", "greet", "echo", "echo"), ("spin", "spin", "spin", "spin")],
+        &[
+            ("greet", "greet", "echo", "echo"),
+            ("spin", "spin", "spin", "spin"),
+        ],
         "",
     );
     let d = Daemon::start(&dir);
@@ -574,21 +765,50 @@ fn sigterm_drains_in_flight_requests_and_writes_a_final_checkpoint() {
         let handles: Vec<_> = (0..4).map(|_| s.spawn(|| d.submit(body.clone()))).collect();
         std::thread::sleep(Duration::from_millis(300));
         d.signal("-TERM");
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     let data_dir = d.dir.join("data");
     let (code, err) = d.terminate_after_signal();
     assert_eq!(code, 0, "{err}");
     let mut seqs = Vec::new();
     for a in &answers {
-        assert_eq!(a.status, 422, "every in-flight request finished: {}", a.text());
-        seqs.push(a.json()["audit"]["seq"].as_u64().expect("acknowledged with its audit entry"));
+        assert_eq!(
+            a.status,
+            422,
+            "every in-flight request finished: {}",
+            a.text()
+        );
+        seqs.push(
+            a.json()["audit"]["seq"]
+                .as_u64()
+                .expect("acknowledged with its audit entry"),
+        );
     }
-    let (code, out, err) = warden(&["audit", "verify", "--data-dir", data_dir.to_str().expect("utf8")]);
-    assert_eq!(code, 0, "the chain verifies and the final checkpoint covers it:\n{out}\n{err}");
-    let (_, shown, _) = warden(&["audit", "show", "--json", "--data-dir", data_dir.to_str().expect("utf8")]);
+    let (code, out, err) = warden(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data_dir.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        code, 0,
+        "the chain verifies and the final checkpoint covers it:\n{out}\n{err}"
+    );
+    let (_, shown, _) = warden(&[
+        "audit",
+        "show",
+        "--json",
+        "--data-dir",
+        data_dir.to_str().expect("utf8"),
+    ]);
     for seq in seqs {
-        assert!(shown.contains(&format!("\"seq\":{seq}")), "acknowledged entry {seq} is on disk");
+        assert!(
+            shown.contains(&format!("\"seq\":{seq}")),
+            "acknowledged entry {seq} is on disk"
+        );
     }
 }
 
@@ -626,7 +846,16 @@ fn the_cli_submits_lists_capabilities_and_tails_the_audit() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, out, err) = run(&["submit", "--kind", "greet", "--input", r#"{"message":"cli"}"#], SUBMIT);
+    let (code, out, err) = run(
+        &[
+            "submit",
+            "--kind",
+            "greet",
+            "--input",
+            r#"{"message":"cli"}"#,
+        ],
+        SUBMIT,
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "\"cli\"");
     let (code, _, _) = run(&["submit", "--kind", "nothing", "--input", "{}"], SUBMIT);
@@ -636,7 +865,10 @@ fn the_cli_submits_lists_capabilities_and_tails_the_audit() {
     assert!(out.contains("echo") && out.contains("signer=ops"), "{out}");
     let (code, out, err) = run(&["audit", "tail", "-n", "5"], AUDIT);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("echo.echo") && out.contains("no_route"), "{out}");
+    assert!(
+        out.contains("echo.echo") && out.contains("no_route"),
+        "{out}"
+    );
     let (code, _, err) = run(&["audit", "tail"], SUBMIT);
     assert_eq!(code, 2, "a submitter cannot read the audit: {err}");
 }

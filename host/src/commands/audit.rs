@@ -139,7 +139,8 @@ fn tail(a: TailArgs) -> anyhow::Result<ExitCode> {
     let head = first["head"]["seq"].as_u64().unwrap_or(0);
     let mut after = head.saturating_sub(a.lines);
     loop {
-        let page = super::client::ok_json(client.get(&format!("/v1/audit?after={after}&limit=1000"))?)?;
+        let page =
+            super::client::ok_json(client.get(&format!("/v1/audit?after={after}&limit=1000"))?)?;
         for e in page["entries"].as_array().into_iter().flatten() {
             let x = &e["entry"];
             println!(
@@ -149,7 +150,11 @@ fn tail(a: TailArgs) -> anyhow::Result<ExitCode> {
                 x["request_id"].as_str().unwrap_or(""),
                 x["principal"].as_str().unwrap_or(""),
                 x["capability"].as_str().unwrap_or(""),
-                if x["function"].as_str().unwrap_or("").is_empty() { "" } else { "." },
+                if x["function"].as_str().unwrap_or("").is_empty() {
+                    ""
+                } else {
+                    "."
+                },
                 x["function"].as_str().unwrap_or(""),
                 x["attempt"],
                 x["outcome"].as_str().unwrap_or("?"),

@@ -111,7 +111,11 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             out["request_id"].as_str().unwrap_or("?"),
             out["route"].as_str().unwrap_or("-"),
             out["audit"]["seq"],
-            if out["replayed"] == json!(true) { ", replayed" } else { "" }
+            if out["replayed"] == json!(true) {
+                ", replayed"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::from(outcome.exit_code()))

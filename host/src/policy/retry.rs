@@ -146,6 +146,9 @@ mod tests {
         let fifth = d(5, Duration::ZERO).expect("retried");
         assert!(fifth >= Duration::from_millis(500) && fifth <= Duration::from_secs(1));
         assert_eq!(d(3, Duration::ZERO), d(3, Duration::ZERO), "seeded jitter");
-        assert!(d(2, Duration::from_millis(1990)).is_none(), "past the deadline");
+        assert!(
+            d(2, Duration::from_millis(1990)).is_none(),
+            "past the deadline"
+        );
     }
 }

@@ -58,7 +58,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 }
 
 impl Daemon {
-    fn auth(&self, headers: &HeaderMap, roles: &[Role]) -> Result<super::auth::Principal, ApiError> {
+    fn auth(
+        &self,
+        headers: &HeaderMap,
+        roles: &[Role],
+    ) -> Result<super::auth::Principal, ApiError> {
         self.principals.authorize(headers, roles).inspect_err(|e| {
             self.metrics.add(
                 "warden_denials_total",
@@ -76,7 +80,10 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("the request body is over the limit of {}", d.config.limits.max_body),
+            format!(
+                "the request body is over the limit of {}",
+                d.config.limits.max_body
+            ),
         )
     })?;
     let body: SubmitBody = serde_json::from_slice(&bytes).map_err(|e| {
@@ -109,7 +116,11 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
     Ok(resp)
 }
 
-async fn request(State(d): Shared, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn request(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let principal = d.auth(&headers, roles::READ_REQUEST)?;
     let stored = d
         .state
@@ -117,10 +128,13 @@ async fn request(State(d): Shared, headers: HeaderMap, Path(id): Path<String>) -
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let may_read_all = principal.roles.contains(&Role::Audit);
     match stored {
-        Some(s) if may_read_all || s.principal == principal.name => {
-            Ok(axum::Json(json!({"status": s.status, "principal": s.principal, "response": s.response})).into_response())
-        }
-        _ => Err(ApiError::not_found(format!("no request `{id}` visible to you"))),
+        Some(s) if may_read_all || s.principal == principal.name => Ok(axum::Json(
+            json!({"status": s.status, "principal": s.principal, "response": s.response}),
+        )
+        .into_response()),
+        _ => Err(ApiError::not_found(format!(
+            "no request `{id}` visible to you"
+        ))),
     }
 }
 
@@ -172,11 +186,19 @@ fn inventory(d: &Daemon, cap: &crate::Capability) -> Value {
 async fn capabilities(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
     d.auth(&headers, roles::INVENTORY)?;
     let dep = d.deployment();
-    let caps: Vec<Value> = dep.capabilities.values().map(|c| inventory(&d, c)).collect();
+    let caps: Vec<Value> = dep
+        .capabilities
+        .values()
+        .map(|c| inventory(&d, c))
+        .collect();
     Ok(axum::Json(json!({"capabilities": caps})).into_response())
 }
 
-async fn capability(State(d): Shared, headers: HeaderMap, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn capability(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     d.auth(&headers, roles::INVENTORY)?;
     let dep = d.deployment();
     let cap = dep
@@ -226,7 +248,11 @@ async fn audit(
         outcome: q.outcome,
     };
     let entries = log
-        .entries(q.after.saturating_add(1), q.limit.clamp(1, MAX_AUDIT_PAGE), &filter)
+        .entries(
+            q.after.saturating_add(1),
+            q.limit.clamp(1, MAX_AUDIT_PAGE),
+            &filter,
+        )
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let next = entries.last().map_or(q.after, |e| e.seq);
     let (head, head_hash) = log.head();
@@ -259,7 +285,10 @@ async fn reload(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiErr
             ..ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "reload_rejected",
-                format!("the new configuration does not validate ({} problem(s)); nothing changed", errors.len()),
+                format!(
+                    "the new configuration does not validate ({} problem(s)); nothing changed",
+                    errors.len()
+                ),
             )
         }),
     }
@@ -293,11 +322,19 @@ async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiEr
         .collect();
     let _ = writeln!(out, "# TYPE warden_breaker_state gauge");
     for (name, p) in &caps {
-        let _ = writeln!(out, "warden_breaker_state{{capability=\"{name}\"}} {}", p.state().gauge());
+        let _ = writeln!(
+            out,
+            "warden_breaker_state{{capability=\"{name}\"}} {}",
+            p.state().gauge()
+        );
     }
     let _ = writeln!(out, "# TYPE warden_capability_in_flight gauge");
     for (name, p) in &caps {
-        let _ = writeln!(out, "warden_capability_in_flight{{capability=\"{name}\"}} {}", p.busy());
+        let _ = writeln!(
+            out,
+            "warden_capability_in_flight{{capability=\"{name}\"}} {}",
+            p.busy()
+        );
     }
     let _ = writeln!(out, "# TYPE warden_requests_active gauge");
     let _ = writeln!(out, "warden_requests_active {}", *d.active.borrow());
@@ -309,9 +346,17 @@ async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiEr
         let mut cumulative = 0;
         for (i, n) in s.histogram.iter().enumerate() {
             cumulative += n;
-            let _ = writeln!(out, "warden_audit_commit_batch_size_bucket{{le=\"{}\"}} {cumulative}", 1u64 << i);
+            let _ = writeln!(
+                out,
+                "warden_audit_commit_batch_size_bucket{{le=\"{}\"}} {cumulative}",
+                1u64 << i
+            );
         }
-        let _ = writeln!(out, "warden_audit_commit_batch_size_bucket{{le=\"+Inf\"}} {}", s.commits);
+        let _ = writeln!(
+            out,
+            "warden_audit_commit_batch_size_bucket{{le=\"+Inf\"}} {}",
+            s.commits
+        );
         let _ = writeln!(out, "warden_audit_commit_batch_size_sum {}", s.entries);
         let _ = writeln!(out, "warden_audit_commit_batch_size_count {}", s.commits);
     }

@@ -133,7 +133,10 @@ mod tests {
     #[test]
     fn tokens_are_matched_by_hash() {
         let p = principals();
-        assert_eq!(p.lookup("tok-alice").map(|p| p.name.as_str()), Some("alice"));
+        assert_eq!(
+            p.lookup("tok-alice").map(|p| p.name.as_str()),
+            Some("alice")
+        );
         assert_eq!(p.lookup("tok-ops").map(|p| p.name.as_str()), Some("ops"));
         assert!(p.lookup("tok-alic").is_none());
         assert!(p.lookup("").is_none());
@@ -143,11 +146,26 @@ mod tests {
     fn missing_malformed_unknown_and_forbidden_are_distinguished() {
         let p = principals();
         let code = |h: &HeaderMap, roles: &[Role]| p.authorize(h, roles).map_err(|e| e.code);
-        assert_eq!(code(&HeaderMap::new(), &[Role::Submit]).unwrap_err(), "missing_token");
-        assert_eq!(code(&header("Basic abc"), &[Role::Submit]).unwrap_err(), "malformed_token");
-        assert_eq!(code(&header("Bearer "), &[Role::Submit]).unwrap_err(), "malformed_token");
-        assert_eq!(code(&header("Bearer nope"), &[Role::Submit]).unwrap_err(), "unknown_token");
-        assert_eq!(code(&header("Bearer tok-alice"), &[Role::Admin]).unwrap_err(), "forbidden");
+        assert_eq!(
+            code(&HeaderMap::new(), &[Role::Submit]).unwrap_err(),
+            "missing_token"
+        );
+        assert_eq!(
+            code(&header("Basic abc"), &[Role::Submit]).unwrap_err(),
+            "malformed_token"
+        );
+        assert_eq!(
+            code(&header("Bearer "), &[Role::Submit]).unwrap_err(),
+            "malformed_token"
+        );
+        assert_eq!(
+            code(&header("Bearer nope"), &[Role::Submit]).unwrap_err(),
+            "unknown_token"
+        );
+        assert_eq!(
+            code(&header("Bearer tok-alice"), &[Role::Admin]).unwrap_err(),
+            "forbidden"
+        );
         assert!(code(&header("Bearer tok-ops"), &[Role::Admin]).is_ok());
     }
 }

@@ -108,7 +108,9 @@ impl Client {
             self.authority
         );
         if let Some(t) = &self.token
-            && !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            && !extra
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
@@ -154,7 +156,11 @@ fn parse(raw: &[u8]) -> Result<Response, ClientError> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
     Ok(Response {
         status,
         headers,

@@ -54,7 +54,11 @@ impl ApiError {
     }
 
     /// 503 with `Retry-After`.
-    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u64) -> ApiError {
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after: u64,
+    ) -> ApiError {
         ApiError {
             retry_after: Some(retry_after.max(1)),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)

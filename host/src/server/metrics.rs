@@ -126,7 +126,13 @@ mod tests {
         let mut s = String::new();
         m.render(&mut s);
         assert!(s.contains("warden_requests_total{outcome=\"ok\"} 2"), "{s}");
-        assert!(s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"0.005\"} 1"), "{s}");
-        assert!(s.contains("warden_stage_seconds_count{stage=\"route\"} 1"), "{s}");
+        assert!(
+            s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"0.005\"} 1"),
+            "{s}"
+        );
+        assert!(
+            s.contains("warden_stage_seconds_count{stage=\"route\"} 1"),
+            "{s}"
+        );
     }
 }

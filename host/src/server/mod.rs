@@ -175,7 +175,11 @@ impl Daemon {
 
     /// Re-reads policies, routes, trust and components; swaps them in only
     /// if the whole new set validates. Audited either way.
-    pub async fn reload(self: &Arc<Self>, principal: &str, via: &str) -> Result<Value, Vec<String>> {
+    pub async fn reload(
+        self: &Arc<Self>,
+        principal: &str,
+        via: &str,
+    ) -> Result<Value, Vec<String>> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let this = self.clone();
         let loaded =
@@ -200,7 +204,14 @@ impl Daemon {
         };
         self.metrics.add(
             "warden_reloads_total",
-            metrics::labels(&[("result", if result.is_ok() { "applied" } else { "rejected" })]),
+            metrics::labels(&[(
+                "result",
+                if result.is_ok() {
+                    "applied"
+                } else {
+                    "rejected"
+                },
+            )]),
             1,
         );
         if let Some(log) = self.host.audit() {
@@ -290,7 +301,11 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
     let drained = daemon.drain_and_close(left).await;
     eprintln!(
         "warden: stopped ({}; final checkpoint written)",
-        if drained { "drained" } else { "drain deadline passed" }
+        if drained {
+            "drained"
+        } else {
+            "drain deadline passed"
+        }
     );
     Ok(())
 }

@@ -166,7 +166,10 @@ mod tests {
         assert!(matches!(p.admit(), Admission::Refused(_)));
         std::thread::sleep(Duration::from_millis(25));
         assert_eq!(p.admit(), Admission::Probe);
-        assert!(matches!(p.admit(), Admission::Refused(_)), "one probe at a time");
+        assert!(
+            matches!(p.admit(), Admission::Refused(_)),
+            "one probe at a time"
+        );
         p.record(false);
         assert_eq!(p.state(), BreakerState::Closed);
         assert_eq!(p.admit(), Admission::Pass);

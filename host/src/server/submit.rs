@@ -95,7 +95,11 @@ enum Claim<'a> {
 impl Daemon {
     /// Runs one request for `principal` to the end (never cancelled by the
     /// client going away: the handler spawns it).
-    pub async fn submit(self: Arc<Self>, principal: String, body: SubmitBody) -> Result<Answer, ApiError> {
+    pub async fn submit(
+        self: Arc<Self>,
+        principal: String,
+        body: SubmitBody,
+    ) -> Result<Answer, ApiError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(ApiError::unavailable(
                 "shutting_down",
@@ -119,21 +123,37 @@ impl Daemon {
             Claim::Run(pending) => pending,
         };
         let answer = self.run(&principal, &body).await;
-        let request_id = answer.body["request_id"].as_str().unwrap_or_default().to_string();
+        let request_id = answer.body["request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let stored = StoredResponse {
             principal: principal.clone(),
             status: answer.status.as_u16(),
             response: answer.body.clone(),
         };
-        let key = body.idempotency_key.as_deref().map(|k| (k, fingerprint.as_str()));
+        let key = body
+            .idempotency_key
+            .as_deref()
+            .map(|k| (k, fingerprint.as_str()));
         let state = self.state.clone();
-        let (id, key) = (request_id.clone(), key.map(|(k, f)| (k.to_string(), f.to_string())));
+        let (id, key) = (
+            request_id.clone(),
+            key.map(|(k, f)| (k.to_string(), f.to_string())),
+        );
         let saved = tokio::task::spawn_blocking(move || {
-            state.finish(&id, &stored, key.as_ref().map(|(k, f)| (k.as_str(), f.as_str())))
+            state.finish(
+                &id,
+                &stored,
+                key.as_ref().map(|(k, f)| (k.as_str(), f.as_str())),
+            )
         })
         .await;
         if !matches!(saved, Ok(Ok(()))) {
-            tracing::error!(request_id, "recording the response in state.db failed: {saved:?}");
+            tracing::error!(
+                request_id,
+                "recording the response in state.db failed: {saved:?}"
+            );
         }
         drop(pending);
         Ok(answer)
@@ -213,7 +233,8 @@ impl Daemon {
             .ok_or_else(|| ApiError::internal("the recorded response is missing"))?;
         let mut body = stored.response;
         body["replayed"] = json!(true);
-        self.metrics.add("warden_idempotent_replays_total", String::new(), 1);
+        self.metrics
+            .add("warden_idempotent_replays_total", String::new(), 1);
         Ok(Claim::Replay(Answer {
             status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
             body,
@@ -232,7 +253,11 @@ impl Daemon {
             tenant: body.tenant.clone(),
             attributes: body.attributes.clone(),
         });
-        self.metrics.observe("warden_stage_seconds", labels(&[("stage", "route")]), t.elapsed());
+        self.metrics.observe(
+            "warden_stage_seconds",
+            labels(&[("stage", "route")]),
+            t.elapsed(),
+        );
         let table_hash: Option<Hash256> = deployment.routes.hash().parse().ok();
         let mut call = Call {
             capability: String::new(),
@@ -250,7 +275,10 @@ impl Daemon {
                 let why = format!(
                     "no route matches kind `{}`{}",
                     body.kind,
-                    body.tenant.as_ref().map(|t| format!(" for tenant `{t}`")).unwrap_or_default()
+                    body.tenant
+                        .as_ref()
+                        .map(|t| format!(" for tenant `{t}`"))
+                        .unwrap_or_default()
                 );
                 let record = self.host.refuse(None, &call, Outcome::NoRoute, why).await;
                 return self.answer(&record, None, 1, None, "");
@@ -270,7 +298,8 @@ impl Daemon {
             }
         };
         let Some(cap) = deployment.capabilities.get(&cap_name).cloned() else {
-            let why = format!("route `{rule_id}` names capability `{cap_name}`, which is not loaded");
+            let why =
+                format!("route `{rule_id}` names capability `{cap_name}`, which is not loaded");
             let record = self.host.refuse(None, &call, Outcome::Denied, why).await;
             return self.answer(&record, None, 1, None, &rule_id);
         };
@@ -293,9 +322,19 @@ impl Daemon {
                     let record = match last {
                         // A retry refused by the breaker ends with the last attempt's outcome.
                         Some(record) => record,
-                        None => self.host.refuse(Some(&cap), &call, Outcome::Transient, why).await,
+                        None => {
+                            self.host
+                                .refuse(Some(&cap), &call, Outcome::Transient, why)
+                                .await
+                        }
                     };
-                    return self.answer(&record, Some(&cap), call.attempt, Some(secs(wait)), rule_id);
+                    return self.answer(
+                        &record,
+                        Some(&cap),
+                        call.attempt,
+                        Some(secs(wait)),
+                        rule_id,
+                    );
                 }
                 Admission::Probe => true,
                 Admission::Pass => false,
@@ -308,32 +347,50 @@ impl Daemon {
                 (pool, slot)
             })
             .await;
-            self.metrics.observe("warden_stage_seconds", labels(&[("stage", "queue")]), t.elapsed());
+            self.metrics.observe(
+                "warden_stage_seconds",
+                labels(&[("stage", "queue")]),
+                t.elapsed(),
+            );
             let Ok((Ok(_pool), Ok(_slot))) = permits else {
                 if probe {
                     // Give the probe back: nothing ran.
                     protection.record_not_run();
                 }
-                self.metrics.add("warden_queue_timeouts_total", labels(&[("capability", cap.name())]), 1);
+                self.metrics.add(
+                    "warden_queue_timeouts_total",
+                    labels(&[("capability", cap.name())]),
+                    1,
+                );
                 let why = format!(
                     "`{}` is at its concurrency limit and no slot freed within {}; retry later",
                     cap.name(),
                     self.config.limits.queue_timeout
                 );
-                let record = self.host.refuse(Some(&cap), &call, Outcome::Transient, why).await;
+                let record = self
+                    .host
+                    .refuse(Some(&cap), &call, Outcome::Transient, why)
+                    .await;
                 let mut answer = self.answer(&record, Some(&cap), call.attempt, Some(1), rule_id);
                 answer.body["error_code"] = json!("overloaded");
                 return answer;
             };
             let record = if self.take_fault(cap.name()) {
-                let why = "injected fault ([testing] transient_faults in the daemon config)".to_string();
-                self.host.refuse(Some(&cap), &call, Outcome::Transient, why).await
+                let why =
+                    "injected fault ([testing] transient_faults in the daemon config)".to_string();
+                self.host
+                    .refuse(Some(&cap), &call, Outcome::Transient, why)
+                    .await
             } else {
                 let t = Instant::now();
                 let record = self.host.invoke_capability(&cap, call.clone()).await;
                 let total = t.elapsed();
                 let exec = Duration::from_micros(record.usage.wall_time_us);
-                self.metrics.observe("warden_stage_seconds", labels(&[("stage", "execute")]), exec);
+                self.metrics.observe(
+                    "warden_stage_seconds",
+                    labels(&[("stage", "execute")]),
+                    exec,
+                );
                 self.metrics.observe(
                     "warden_stage_seconds",
                     labels(&[("stage", "audit_commit")]),
@@ -343,13 +400,20 @@ impl Daemon {
             };
             drop((_pool, _slot));
             protection.record(record.outcome == Outcome::Transient);
-            let delay =
-                retry.next_delay(record.outcome, call.attempt, &record.request_id, started.elapsed());
+            let delay = retry.next_delay(
+                record.outcome,
+                call.attempt,
+                &record.request_id,
+                started.elapsed(),
+            );
             match delay {
                 Some(delay) => {
                     self.metrics.add(
                         "warden_retries_total",
-                        labels(&[("capability", cap.name()), ("outcome", record.outcome.class())]),
+                        labels(&[
+                            ("capability", cap.name()),
+                            ("outcome", record.outcome.class()),
+                        ]),
                         1,
                     );
                     last = Some(record);
@@ -391,11 +455,19 @@ impl Daemon {
         let capability = cap.map_or("", |c| c.name());
         self.metrics.add(
             "warden_requests_total",
-            labels(&[("capability", capability), ("route", rule_id), ("outcome", outcome.class())]),
+            labels(&[
+                ("capability", capability),
+                ("route", rule_id),
+                ("outcome", outcome.class()),
+            ]),
             1,
         );
         if record.usage.fuel > 0 {
-            self.metrics.add("warden_fuel_used_total", labels(&[("capability", capability)]), record.usage.fuel);
+            self.metrics.add(
+                "warden_fuel_used_total",
+                labels(&[("capability", capability)]),
+                record.usage.fuel,
+            );
         }
         if let Some(b) = outcome.budget() {
             self.metrics.add(
@@ -405,7 +477,8 @@ impl Daemon {
             );
         }
         if outcome == Outcome::Denied {
-            self.metrics.add("warden_denials_total", labels(&[("reason", "policy")]), 1);
+            self.metrics
+                .add("warden_denials_total", labels(&[("reason", "policy")]), 1);
         }
         let body = json!({
             "request_id": record.request_id,
