@@ -14,6 +14,7 @@ mod invocation;
 pub mod keys;
 pub mod outcome;
 pub mod policy;
+pub mod router;
 pub mod sandbox;
 pub mod scaffold;
 pub mod server;

@@ -1,7 +1,8 @@
 //! The `warden` binary: a thin command-line shell over the `warden-host` library.
 //!
 //! Exit codes: 0 success; 1 usage error (clap); 2 an error the command
-//! reports (bad input file, refused load); `warden run` maps outcome classes
+//! reports (bad input file, refused load); 4 `warden routes explain` found
+//! no route; `warden run` maps outcome classes
 //! to 10..19 (see README "Exit codes").
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,9 @@ enum Command {
     /// Validate or generate policies.
     #[command(subcommand)]
     Policy(commands::policy::Cmd),
+    /// Validate a route table, or explain how it routes a request.
+    #[command(subcommand)]
+    Routes(commands::routes::Cmd),
     /// Scaffold a new capability crate and policy.
     New(commands::new::Args),
     /// Manage Ed25519 signing keys (`warden key generate --name <name>`).
@@ -74,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => commands::run::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Policy(c) => commands::policy::run(c),
+        Command::Routes(c) => commands::routes::run(c),
         Command::New(a) => commands::new::run(a),
         Command::Key(args) => commands::key::run(args),
         Command::Sign(args) => commands::sign::run(args),

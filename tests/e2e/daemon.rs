@@ -42,7 +42,7 @@ fn routes_toml(routes: &[Route]) -> String {
         .iter()
         .map(|(id, kind, cap, func)| {
             format!(
-                "[[route]]\nid = \"{id}\"\nkind = \"{kind}\"\ncapability = \"{cap}\"\nfunction = \"{func}\"\n\n"
+                "[[route]]\nid = \"{id}\"\nmatch = {{ kind = \"{kind}\" }}\ncapability = \"{cap}\"\nfunction = \"{func}\"\n\n"
             )
         })
         .collect()

@@ -133,3 +133,24 @@ async fn reading_a_file_without_a_preopen_fails_inside_the_guest() {
     }
     assert_host_still_works(&h).await;
 }
+
+#[tokio::test]
+async fn each_invocation_starts_from_a_fresh_instance() {
+    let mut h = host_with_echo();
+    load(
+        &mut h,
+        policy("memory-hog", STD_IMPORTS, "memory = \"32MiB\""),
+        "memory-hog",
+    );
+    let baseline = call(&h, "memory-hog", "grow", json!({"mebibytes": 0})).await;
+    assert_eq!(baseline.outcome, Outcome::Ok, "{baseline:?}");
+    let big = call(&h, "memory-hog", "grow", json!({"mebibytes": 16})).await;
+    assert_eq!(big.outcome, Outcome::Ok, "{big:?}");
+    assert!(big.usage.peak_memory >= baseline.usage.peak_memory + (16 << 20));
+    // The next invocation does not inherit the grown memory.
+    let after = call(&h, "memory-hog", "grow", json!({"mebibytes": 0})).await;
+    assert_eq!(
+        after.usage.peak_memory, baseline.usage.peak_memory,
+        "{after:?}"
+    );
+}

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod key;
 pub mod new;
 pub mod policy;
+pub mod routes;
 pub mod run;
 pub mod serve;
 pub mod sign;

@@ -3,6 +3,17 @@
 use serde::{Deserialize, Deserializer, de};
 use std::time::Duration;
 
+/// Splits `"64 KiB"`-style text into its digits (underscores removed) and
+/// its unit (trimmed).
+fn split_number_and_unit(text: &str) -> (String, &str) {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    (digits.chars().filter(|c| *c != '_').collect(), unit.trim())
+}
+
 /// A byte size written as an integer or a string such as `"64KiB"`, `"32MiB"`, `"1GiB"`, `"500B"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteSize(pub u64);
@@ -10,12 +21,7 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     /// Parses `"64KiB"`, `"32MiB"`, `"1GiB"`, `"10KB"`, `"123"` (bytes).
     pub fn parse(text: &str) -> Result<ByteSize, String> {
-        let t = text.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit() && c != '_')
-            .unwrap_or(t.len());
-        let (digits, unit) = t.split_at(split);
-        let digits: String = digits.chars().filter(|c| *c != '_').collect();
+        let (digits, unit) = split_number_and_unit(text);
         if digits.is_empty() {
             return Err(format!(
                 "`{text}` is not a size: expected e.g. \"64KiB\", \"32MiB\""
@@ -24,7 +30,7 @@ impl ByteSize {
         let n: u64 = digits
             .parse()
             .map_err(|_| format!("`{text}` is not a size: number too large"))?;
-        let mult: u64 = match unit.trim() {
+        let mult: u64 = match unit {
             "" | "B" => 1,
             "KiB" => 1 << 10,
             "MiB" => 1 << 20,
@@ -92,16 +98,11 @@ pub struct HumanDuration(pub Duration);
 impl HumanDuration {
     /// Parses `"500ms"`, `"2s"`, `"5m"`, `"4h"`, `"1d"`, `"250us"`.
     pub fn parse(text: &str) -> Result<HumanDuration, String> {
-        let t = text.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit() && c != '_')
-            .unwrap_or(t.len());
-        let (digits, unit) = t.split_at(split);
-        let digits: String = digits.chars().filter(|c| *c != '_').collect();
+        let (digits, unit) = split_number_and_unit(text);
         let n: u64 = digits.parse().map_err(|_| {
             format!("`{text}` is not a duration: expected e.g. \"500ms\", \"2s\", \"4h\"")
         })?;
-        let d = match unit.trim() {
+        let d = match unit {
             "us" | "µs" => Duration::from_micros(n),
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),

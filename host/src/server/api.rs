@@ -281,7 +281,7 @@ async fn reload(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiErr
     match d.reload(&principal.name, "http").await {
         Ok(detail) => Ok(axum::Json(detail).into_response()),
         Err(errors) => Err(ApiError {
-            details: Some(json!(errors)),
+            details: Some(Box::new(json!(errors))),
             ..ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "reload_rejected",

@@ -147,23 +147,23 @@ mod tests {
         let p = principals();
         let code = |h: &HeaderMap, roles: &[Role]| p.authorize(h, roles).map_err(|e| e.code);
         assert_eq!(
-            code(&HeaderMap::new(), &[Role::Submit]).unwrap_err(),
+            code(&HeaderMap::new(), &[Role::Submit]).expect_err("refused"),
             "missing_token"
         );
         assert_eq!(
-            code(&header("Basic abc"), &[Role::Submit]).unwrap_err(),
+            code(&header("Basic abc"), &[Role::Submit]).expect_err("refused"),
             "malformed_token"
         );
         assert_eq!(
-            code(&header("Bearer "), &[Role::Submit]).unwrap_err(),
+            code(&header("Bearer "), &[Role::Submit]).expect_err("refused"),
             "malformed_token"
         );
         assert_eq!(
-            code(&header("Bearer nope"), &[Role::Submit]).unwrap_err(),
+            code(&header("Bearer nope"), &[Role::Submit]).expect_err("refused"),
             "unknown_token"
         );
         assert_eq!(
-            code(&header("Bearer tok-alice"), &[Role::Admin]).unwrap_err(),
+            code(&header("Bearer tok-alice"), &[Role::Admin]).expect_err("refused"),
             "forbidden"
         );
         assert!(code(&header("Bearer tok-ops"), &[Role::Admin]).is_ok());

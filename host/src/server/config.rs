@@ -428,7 +428,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors_with_their_line() {
-        let e = parse("listen = \"127.0.0.1:0\"\n\n[limits]\nmax_bdy = \"1KiB\"\n").unwrap_err();
+        let e = parse("listen = \"127.0.0.1:0\"\n\n[limits]\nmax_bdy = \"1KiB\"\n")
+            .expect_err("refused");
         assert_eq!(e.0.len(), 1);
         assert_eq!(e.0[0].line, Some(4), "{e}");
         assert!(e.to_string().contains("max_bdy"), "{e}");
@@ -439,7 +440,7 @@ mod tests {
         let e = parse(
             "listen = \"nowhere\"\n[[principal]]\nname = \"a\"\ntoken_sha256 = \"xyz\"\nroles = []\n",
         )
-        .unwrap_err();
+        .expect_err("refused");
         assert_eq!(e.0.len(), 3, "{e}");
         assert_eq!(e.0[0].line, Some(1));
     }

@@ -4,7 +4,7 @@
 //! keeps the `Arc` of the deployment it started with.
 
 use super::config::DaemonConfig;
-use super::router_stub::RouteTable;
+use crate::router::RouteTable;
 use crate::signing::TrustStore;
 use crate::{Capability, Host};
 use serde_json::{Value, json};

@@ -17,8 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (503s).
     pub retry_after: Option<u64>,
-    /// Extra fields (`errors` for reload).
-    pub details: Option<serde_json::Value>,
+    /// Extra fields (`errors` for reload); boxed to keep `Result`s small.
+    pub details: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -75,7 +75,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({"error": {"code": self.code, "message": self.message}});
         if let (Some(details), Some(obj)) = (self.details, body["error"].as_object_mut()) {
-            obj.insert("details".into(), details);
+            obj.insert("details".into(), *details);
         }
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after

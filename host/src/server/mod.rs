@@ -15,7 +15,6 @@ mod deployment;
 mod errors;
 mod metrics;
 mod protect;
-mod router_stub;
 mod state;
 mod submit;
 

@@ -7,11 +7,10 @@
 use super::errors::ApiError;
 use super::metrics::labels;
 use super::protect::Admission;
-use super::router_stub::{Decision, RouteRequest};
 use super::state::StoredResponse;
 use super::{Active, Daemon};
-use crate::audit::{Hash256, RouteDecision};
 use crate::canonical::json_digest;
+use crate::router::{Decision, RouteRequest};
 use crate::{Call, Capability, InvocationRecord, Outcome};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -258,7 +257,6 @@ impl Daemon {
             labels(&[("stage", "route")]),
             t.elapsed(),
         );
-        let table_hash: Option<Hash256> = deployment.routes.hash().parse().ok();
         let mut call = Call {
             capability: String::new(),
             function: String::new(),
@@ -267,7 +265,8 @@ impl Daemon {
             admitted_at: Some(admitted),
             principal: principal.to_string(),
             via: "http".into(),
-            route: None,
+            // A no_route refusal also names the table it was made against.
+            route: Some(deployment.routes.audit_route(&decision)),
             attempt: 1,
         };
         let (rule_id, cap_name) = match decision {
@@ -290,10 +289,6 @@ impl Daemon {
             } => {
                 call.capability = capability.clone();
                 call.function = function;
-                call.route = table_hash.map(|table_hash| RouteDecision {
-                    rule_id: rule_id.clone(),
-                    table_hash,
-                });
                 (rule_id, capability)
             }
         };

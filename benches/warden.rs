@@ -1,0 +1,534 @@
+//! warden's cost against the raw-wasmtime floor, in one process and one run.
+//!
+//! ```text
+//! cargo bench --bench warden                 # full run, prints figures (release build)
+//! cargo test --bench warden                  # smoke mode: tiny sizes, checks it runs (CI)
+//! WARDEN_BENCH_VERIFY_ENTRIES=1000000 cargo bench --bench warden   # the default
+//! ```
+//!
+//! Sections (numbers as in BENCHMARKS.md):
+//! 1. floor: raw wasmtime with warden's Engine configuration (pooling, fuel,
+//!    epochs): new Store + instantiate from `InstancePre` + typed call `echo`;
+//! 2. warden in process: a routed request (`RouteTable::decide`) then
+//!    `Host::invoke` on the same `echo` (policy checks,
+//!    typed JSON conversion, usage accounting), without and with the durable
+//!    audit commit; latency p50/p99 at concurrency 1, throughput at 1/2/8/64;
+//! 3. audit: durable append rate at concurrency 1 and 64; verify rate;
+//! 4. start-up: loading 10 signed capabilities cold (compile) vs warm (cache);
+//! 6. fuel overhead: invoice-reconcile on 10k lines, metering on vs off.
+//!
+//! Timing lives here, never in the test suite. Smoke mode (no `--bench`
+//! argument, as under `cargo test`) only checks that every section runs.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warden_host::audit::{EventKind, NewEntry};
+use warden_host::policy::Policy;
+use warden_host::router::{Decision, RouteRequest, RouteTable};
+use warden_host::sandbox::{SandboxConfig, engine_config};
+use warden_host::signing::{self, TrustStore};
+use warden_host::store::{AuditLog, CheckpointPolicy, Payloads};
+use warden_host::{Call, Host, HostConfig, Outcome, Usage, keys};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+
+struct Sizes {
+    latency_iters: usize,
+    throughput_per_level: usize,
+    append_entries: usize,
+    verify_entries: usize,
+    reconcile_lines: usize,
+}
+
+fn sizes(smoke: bool) -> Sizes {
+    let verify = std::env::var("WARDEN_BENCH_VERIFY_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    if smoke {
+        Sizes {
+            latency_iters: 50,
+            throughput_per_level: 64,
+            append_entries: 256,
+            verify_entries: 500,
+            reconcile_lines: 100,
+        }
+    } else {
+        Sizes {
+            latency_iters: 20_000,
+            throughput_per_level: 20_000,
+            append_entries: 100_000,
+            verify_entries: verify,
+            reconcile_lines: 10_000,
+        }
+    }
+}
+
+fn guests() -> PathBuf {
+    PathBuf::from(env!("WARDEN_GUESTS_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warden-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+const ECHO_POLICY: &str = "[capability]\nname = \"echo\"\ncomponent = \"echo.wasm\"\n[budget]\nfuel = 10_000_000\nmemory = \"16MiB\"\nwall_time = \"1s\"\n";
+
+fn bench_config(max: u32) -> SandboxConfig {
+    SandboxConfig {
+        max_concurrent_instances: max,
+        ..SandboxConfig::default()
+    }
+}
+
+/// 1. The floor: raw wasmtime, same engine configuration, typed call.
+async fn floor(s: &Sizes) -> (Duration, f64) {
+    let engine = Engine::new(&engine_config(&bench_config(128))).expect("engine");
+    let bytes = std::fs::read(guests().join("echo.wasm")).expect("echo.wasm");
+    let component = Component::from_binary(&engine, &bytes).expect("compile");
+    let linker: Linker<()> = Linker::new(&engine);
+    let pre = linker.instantiate_pre(&component).expect("pre");
+    let ticker = {
+        let e = engine.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(5));
+                e.increment_epoch();
+            }
+        })
+    };
+    drop(ticker);
+    let once = |pre: wasmtime::component::InstancePre<()>, engine: Engine| async move {
+        let mut store = Store::new(&engine, ());
+        store.set_fuel(10_000_000).expect("fuel");
+        store.set_epoch_deadline(1000);
+        store.epoch_deadline_trap();
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .expect("instantiate");
+        let f = instance
+            .get_typed_func::<(String,), (String,)>(&mut store, "echo")
+            .expect("echo");
+        let (out,) = f
+            .call_async(&mut store, ("hello".to_string(),))
+            .await
+            .expect("call");
+        assert_eq!(out, "hello");
+    };
+    let mut lat = Vec::with_capacity(s.latency_iters);
+    for _ in 0..s.latency_iters {
+        let t = Instant::now();
+        once(pre.clone(), engine.clone()).await;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let t = Instant::now();
+    for _ in 0..s.throughput_per_level {
+        once(pre.clone(), engine.clone()).await;
+    }
+    let rps = s.throughput_per_level as f64 / t.elapsed().as_secs_f64();
+    println!("1. floor (raw wasmtime, typed call, same engine config)");
+    println!(
+        "   latency c=1: p50 {}  p99 {}   throughput c=1: {:.0}/s",
+        us(pct(&lat, 0.5)),
+        us(pct(&lat, 0.99)),
+        rps
+    );
+    (pct(&lat, 0.5), rps)
+}
+
+fn echo_host(data_dir: Option<PathBuf>) -> Host {
+    let mut host = Host::new(HostConfig {
+        sandbox: bench_config(128),
+        allow_unsigned: true,
+        data_dir,
+        checkpoints: CheckpointPolicy::default(),
+        ..HostConfig::default()
+    })
+    .expect("host");
+    let policy = Policy::parse(Path::new("echo.toml"), ECHO_POLICY).expect("policy");
+    let bytes = std::fs::read(guests().join("echo.wasm")).expect("echo.wasm");
+    host.load(policy, &bytes, "echo.wasm").expect("load");
+    host
+}
+
+fn routes() -> &'static RouteTable {
+    static TABLE: std::sync::OnceLock<RouteTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let text = "[[route]]\nid = \"echo\"\nmatch = { kind = \"echo\" }\ncapability = \"echo\"\nfunction = \"echo\"\n";
+        RouteTable::parse(Path::new("routes.toml"), text).expect("routes")
+    })
+}
+
+/// One routed request: decide, then invoke with the decision recorded.
+async fn invoke_echo(host: &Host) {
+    let table = routes();
+    let request = RouteRequest {
+        kind: "echo".into(),
+        ..RouteRequest::default()
+    };
+    let decision = table.decide(&request);
+    let Decision::Route {
+        capability,
+        function,
+        ..
+    } = &decision
+    else {
+        panic!("echo is routed");
+    };
+    let mut call = Call::new(capability, function, json!({"message": "hello"}));
+    call.route = Some(table.audit_route(&decision));
+    let r = host.invoke(call).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+}
+
+async fn throughput(host: Arc<Host>, concurrency: usize, total: usize) -> f64 {
+    let t = Instant::now();
+    let per = total.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let h = host.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                invoke_echo(&h).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (per * concurrency) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// 2. warden in process, without and with the durable audit commit.
+async fn in_process(s: &Sizes, floor_p50: Duration, floor_rps: f64) {
+    println!(
+        "2. warden in process (routed request: route decision -> Host::invoke on echo: policy, JSON typing, usage, fresh sandbox)"
+    );
+    for (label, data_dir) in [
+        ("no audit store", None),
+        ("durable audit", Some(scratch("inproc"))),
+    ] {
+        let host = Arc::new(echo_host(data_dir));
+        let mut lat = Vec::with_capacity(s.latency_iters);
+        for _ in 0..s.latency_iters {
+            let t = Instant::now();
+            invoke_echo(&host).await;
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        let p50 = pct(&lat, 0.5);
+        println!(
+            "   [{label}] latency c=1: p50 {}  p99 {}  ratio to floor p50: {:.2}x",
+            us(p50),
+            us(pct(&lat, 0.99)),
+            p50.as_secs_f64() / floor_p50.as_secs_f64()
+        );
+        let mut line = format!("   [{label}] throughput:");
+        for c in [1, 2, 8, 64] {
+            let rps = throughput(host.clone(), c, s.throughput_per_level).await;
+            line.push_str(&format!(
+                "  c={c}: {rps:.0}/s ({:.0}% of floor)",
+                100.0 * rps / floor_rps
+            ));
+        }
+        println!("{line}");
+        if let Ok(h) = Arc::try_unwrap(host) {
+            let _ = h.shutdown().await;
+        }
+    }
+}
+
+fn sample_entry(i: u64) -> NewEntry {
+    NewEntry {
+        event: EventKind::Invocation,
+        admitted_at_ms: 1_790_000_000_000 + i,
+        request_id: format!("r-{i:016x}"),
+        principal: "bench".into(),
+        request_kind: "bench".into(),
+        route: None,
+        capability: "echo".into(),
+        component_digest: Some(warden_host::audit::Hash256::of(b"component")),
+        policy_hash: Some(warden_host::audit::Hash256::of(b"policy")),
+        function: "echo".into(),
+        input_sha256: Some(warden_host::audit::Hash256::of(&i.to_le_bytes())),
+        output_sha256: Some(warden_host::audit::Hash256::of(&i.to_be_bytes())),
+        outcome: Outcome::Ok,
+        usage: Usage {
+            fuel: 844,
+            peak_memory: 1 << 20,
+            wall_time_us: 120,
+        },
+        replayable: true,
+        unsigned_allowed: false,
+        attempt: 1,
+        approvals: Vec::new(),
+        host_calls: Vec::new(),
+        detail: None,
+    }
+}
+
+/// 3. Audit: durable append with group commit; verify.
+async fn audit(s: &Sizes) {
+    println!("3. audit store (SQLite WAL, synchronous=FULL, group commit)");
+    for c in [1usize, 64] {
+        let dir = scratch(&format!("append-{c}"));
+        let key = keys::generate();
+        let log =
+            AuditLog::open(&dir.join("warden.db"), key, CheckpointPolicy::default()).expect("open");
+        let total = if c == 1 {
+            (s.append_entries / 20).max(10)
+        } else {
+            s.append_entries
+        };
+        let per = total / c;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for k in 0..c {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per {
+                    log.append(sample_entry((k * per + i) as u64), Payloads::default())
+                        .await
+                        .expect("append");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let stats = log.stats();
+        println!(
+            "   append c={c}: {:.0} entries/s ({} entries in {} commits, largest batch {})",
+            (per * c) as f64 / secs,
+            stats.entries,
+            stats.commits,
+            stats.max_batch
+        );
+        log.close().await.expect("close");
+    }
+    // Verify: fill with many concurrent appenders (fast), then time verify alone.
+    let dir = scratch("verify");
+    let key = keys::generate();
+    let public = key.verifying_key();
+    let log =
+        AuditLog::open(&dir.join("warden.db"), key, CheckpointPolicy::default()).expect("open");
+    let c = 1024usize;
+    let per = s.verify_entries.div_ceil(c);
+    let mut tasks = Vec::new();
+    for k in 0..c {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                log.append(sample_entry((k * per + i) as u64), Payloads::default())
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    log.close().await.expect("close");
+    let t = Instant::now();
+    let report =
+        warden_host::store::verify_db(&dir.join("warden.db"), Some(&public)).expect("verify");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(report.passed(false), "{report:?}");
+    println!(
+        "   verify: {} entries + {} checkpoints in {:.2} s = {:.0} entries/s",
+        report.entries_checked,
+        report.checkpoints_checked,
+        secs,
+        report.entries_checked as f64 / secs
+    );
+}
+
+/// 4. Start-up: 10 signed capabilities, cold (compile) vs warm (precompiled cache).
+fn startup() {
+    println!("4. start-up: loading 10 signed capabilities");
+    let names = [
+        "echo",
+        "invoice_reconcile",
+        "pii_redact",
+        "all_types",
+        "big_output",
+        "clock_random",
+        "memory_hog",
+        "panicker",
+        "stdout_flood",
+        "spin_loop",
+    ];
+    let key = keys::generate();
+    let caps: Vec<String> = names.iter().map(|n| n.replace('_', "-")).collect();
+    let trust_text = format!(
+        "[[key]]\nname = \"bench\"\npublic_key = \"{}\"\ncapabilities = [{}]\n",
+        keys::public_key_text(&key.verifying_key()),
+        caps.iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let trust = TrustStore::parse(&trust_text, Path::new("trust.toml")).expect("trust");
+    let signed: Vec<(Policy, Vec<u8>)> = names
+        .iter()
+        .zip(&caps)
+        .map(|(file, cap)| {
+            let bytes = std::fs::read(guests().join(format!("{file}.wasm"))).expect("guest");
+            let text = format!(
+                "[capability]\nname = \"{cap}\"\ncomponent = \"{file}.wasm\"\n[imports]\n{}",
+                STD_GRANTS
+            );
+            let policy = Policy::parse(Path::new("p.toml"), &text).expect("policy");
+            (policy, signing::sign(&bytes, &key).expect("sign"))
+        })
+        .collect();
+    let data = scratch("startup");
+    let mut times = Vec::new();
+    for round in ["cold", "warm"] {
+        let t = Instant::now();
+        let mut host = Host::new(HostConfig {
+            sandbox: bench_config(16),
+            trust: Some(trust.clone()),
+            data_dir: Some(data.clone()),
+            ..HostConfig::default()
+        })
+        .expect("host");
+        for (policy, bytes) in &signed {
+            host.load(policy.clone(), bytes, "bench").expect("load");
+        }
+        let elapsed = t.elapsed();
+        let cache = host
+            .cache()
+            .map(|c| (c.compiles(), c.hits()))
+            .unwrap_or_default();
+        println!(
+            "   {round}: {:.1} ms ({} compiled, {} from cache)",
+            elapsed.as_secs_f64() * 1e3,
+            cache.0,
+            cache.1
+        );
+        times.push(elapsed);
+    }
+}
+
+const STD_GRANTS: &str = r#""wasi:io/poll" = {}
+"wasi:io/error" = {}
+"wasi:io/streams" = {}
+"wasi:cli/environment" = {}
+"wasi:cli/exit" = {}
+"wasi:cli/stdin" = {}
+"wasi:cli/stdout" = {}
+"wasi:cli/stderr" = {}
+"wasi:cli/terminal-input" = {}
+"wasi:cli/terminal-output" = {}
+"wasi:cli/terminal-stdin" = {}
+"wasi:cli/terminal-stdout" = {}
+"wasi:cli/terminal-stderr" = {}
+"wasi:clocks/wall-clock" = {}
+"wasi:clocks/monotonic-clock" = {}
+"wasi:random/random" = {}
+"wasi:random/insecure-seed" = {}
+"warden:host/log" = {}
+"#;
+
+/// 6. Fuel overhead on a CPU-heavy capability.
+async fn fuel_overhead(s: &Sizes) {
+    println!(
+        "6. fuel metering overhead: invoice-reconcile on {} lines",
+        s.reconcile_lines
+    );
+    let invoices: Vec<Value> = (0..s.reconcile_lines)
+        .map(|i| json!({"id": format!("INV-{i}"), "customer": "c", "amount-cents": i as i64 * 7}))
+        .collect();
+    let ledger: Vec<Value> = (0..s.reconcile_lines)
+        .rev()
+        .map(|i| json!({"ref": format!("INV-{i}"), "customer": "c", "amount-cents": i as i64 * 7 + (i % 10 == 0) as i64}))
+        .collect();
+    let input = json!({"invoices": invoices, "ledger": ledger});
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/invoice-reconcile.toml"),
+    )
+    .expect("policy");
+    let text = text
+        .replace("fuel = 1_000_000_000", "fuel = 100_000_000_000")
+        .replace("memory = \"64MiB\"", "memory = \"512MiB\"");
+    for metering in [true, false] {
+        let mut host = Host::new(HostConfig {
+            sandbox: SandboxConfig {
+                fuel_metering: metering,
+                ..bench_config(8)
+            },
+            allow_unsigned: true,
+            ..HostConfig::default()
+        })
+        .expect("host");
+        let policy = Policy::parse(Path::new("invoice-reconcile.toml"), &text).expect("policy");
+        let bytes = std::fs::read(guests().join("invoice_reconcile.wasm")).expect("guest");
+        host.load(policy, &bytes, "invoice").expect("load");
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let r = host
+                .invoke(Call::new("invoice-reconcile", "reconcile", input.clone()))
+                .await;
+            assert_eq!(r.outcome, Outcome::Ok, "{:?}", r.error);
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "   metering {}: median {:.2} ms",
+            if metering { "on " } else { "off" },
+            times[2].as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let s = sizes(smoke);
+    println!(
+        "warden benchmarks ({}; {} cores; {})",
+        if smoke {
+            "SMOKE MODE: sizes too small for figures"
+        } else {
+            "full"
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if cfg!(debug_assertions) {
+            "debug build"
+        } else {
+            "release build"
+        }
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (floor_p50, floor_rps) = floor(&s).await;
+        in_process(&s, floor_p50, floor_rps).await;
+        audit(&s).await;
+    });
+    startup();
+    rt.block_on(fuel_overhead(&s));
+}
