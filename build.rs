@@ -108,8 +108,7 @@ fn main() {
         let dir = root.join(ws);
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&dir)
-            .args(["build", "--release", "--target", WASM_TARGET])
-            .env("CARGO_TARGET_DIR", &target_dir);
+            .args(["build", "--release", "--target", WASM_TARGET]);
         for var in CLEARED_VARS {
             cmd.env_remove(var);
         }
@@ -120,6 +119,8 @@ fn main() {
                 cmd.env_remove(k);
             }
         }
+        // Set after the clearing above (which removes the outer CARGO_TARGET_DIR).
+        cmd.env("CARGO_TARGET_DIR", &target_dir);
         // the target dir must exist for CARGO_TARGET_DIR's lock file
         let _ = std::fs::create_dir_all(&target_dir);
         let output = match cmd.output() {

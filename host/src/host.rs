@@ -63,6 +63,9 @@ pub struct HostConfig {
     /// The host key signing audit checkpoints. By default
     /// `<data_dir>/host.key` (created on first start).
     pub host_key: Option<PathBuf>,
+    /// Precompiled cache directory, when it should not be `<data_dir>/cache`
+    /// (or when there is no data directory). By default none.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Why a host could not start.
@@ -192,16 +195,27 @@ impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
         let sandbox =
             Sandbox::new(config.sandbox).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let (cache, audit) = match &config.data_dir {
+        let audit = match &config.data_dir {
             Some(dir) => {
                 let key = match &config.host_key {
                     Some(path) => crate::keys::read_private_key(path)?,
                     None => hostkey::load_or_create(dir)?,
                 };
-                let audit = AuditLog::open(&dir.join("warden.db"), key, config.checkpoints)?;
-                (Some(CompiledCache::open(&dir.join("cache"))?), Some(audit))
+                Some(AuditLog::open(
+                    &dir.join("warden.db"),
+                    key,
+                    config.checkpoints,
+                )?)
             }
-            None => (None, None),
+            None => None,
+        };
+        let cache_dir = config
+            .cache_dir
+            .clone()
+            .or_else(|| config.data_dir.as_ref().map(|d| d.join("cache")));
+        let cache = match cache_dir {
+            Some(dir) => Some(CompiledCache::open(&dir)?),
+            None => None,
         };
         if config.allow_unsigned {
             tracing::warn!(

@@ -8,6 +8,7 @@ mod daemon;
 mod determinism;
 mod hostile;
 mod loading;
+mod polyglot;
 mod signing;
 mod support;
 mod types;

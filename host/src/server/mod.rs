@@ -76,7 +76,7 @@ pub struct ServeOptions {
 
 /// The running daemon's shared state.
 pub struct Daemon {
-    host: Host,
+    host: Arc<Host>,
     config: DaemonConfig,
     principals: Principals,
     deployment: RwLock<Arc<Deployment>>,
@@ -125,6 +125,7 @@ impl Daemon {
                 every: config.checkpoints.every.get(),
             },
             host_key: config.host_key.clone(),
+            cache_dir: None,
         })?;
         let deployment = match Deployment::load(&host, &config) {
             Ok(d) => d,
@@ -137,7 +138,7 @@ impl Daemon {
             principals: Principals::new(&config.principals),
             pool: Semaphore::new(config.limits.max_in_flight as usize),
             faults: Mutex::new(config.testing.transient_faults.clone()),
-            host,
+            host: Arc::new(host),
             deployment: RwLock::new(Arc::new(deployment)),
             reload_lock: tokio::sync::Mutex::new(()),
             state,

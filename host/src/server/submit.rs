@@ -378,7 +378,7 @@ impl Daemon {
                     .await
             } else {
                 let t = Instant::now();
-                let record = self.host.invoke_capability(&cap, call.clone()).await;
+                let record = self.invoke_on_own_thread(&cap, &call).await;
                 let total = t.elapsed();
                 let exec = Duration::from_micros(record.usage.wall_time_us);
                 self.metrics.observe(
@@ -419,6 +419,27 @@ impl Daemon {
                     let retry_after = (record.outcome == Outcome::Transient).then_some(1);
                     return self.answer(&record, Some(&cap), call.attempt, retry_after, rule_id);
                 }
+            }
+        }
+    }
+
+    /// Runs one attempt on a blocking-pool thread of its own. Guest code
+    /// runs until its epoch deadline without yielding, so on the HTTP
+    /// runtime's few workers a handful of CPU-bound guests would stall
+    /// every other request, health checks and metrics included.
+    async fn invoke_on_own_thread(&self, cap: &Arc<Capability>, call: &Call) -> InvocationRecord {
+        let (host, cap_for_task, call_for_task) = (self.host.clone(), cap.clone(), call.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || {
+            runtime.block_on(host.invoke_capability(&cap_for_task, call_for_task))
+        });
+        match task.await {
+            Ok(record) => record,
+            Err(e) => {
+                let why = format!("the invocation thread failed: {e}");
+                self.host
+                    .refuse(Some(cap), call, Outcome::Transient, why)
+                    .await
             }
         }
     }
