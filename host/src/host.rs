@@ -62,6 +62,9 @@ pub struct HostConfig {
     pub data_dir: Option<PathBuf>,
     /// When to sign audit checkpoints. By default every 10,000 entries or 60s.
     pub checkpoints: CheckpointPolicy,
+    /// The host key signing audit checkpoints. By default
+    /// `<data_dir>/host.key` (created on first start).
+    pub host_key: Option<PathBuf>,
     /// Precompiled cache directory, when it should not be `<data_dir>/cache`
     /// (or when there is no data directory). By default none.
     pub cache_dir: Option<PathBuf>,
@@ -210,7 +213,10 @@ impl Host {
             Sandbox::new(config.sandbox).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let audit = match &config.data_dir {
             Some(dir) => {
-                let key = hostkey::load_or_create(dir)?;
+                let key = match &config.host_key {
+                    Some(path) => crate::keys::read_private_key(path)?,
+                    None => hostkey::load_or_create(dir)?,
+                };
                 Some(AuditLog::open(
                     &dir.join("warden.db"),
                     key,
@@ -312,8 +318,20 @@ impl Host {
         bytes: &[u8],
         origin: &str,
     ) -> Result<Capability, LoadError> {
+        self.prepare_with(self.trust.as_ref(), policy, bytes, origin)
+    }
+
+    /// [`prepare`](Self::prepare) against another trust store (the daemon's
+    /// reload validates a new trust file before anything is swapped in).
+    pub fn prepare_with(
+        &self,
+        trust: Option<&TrustStore>,
+        policy: Policy,
+        bytes: &[u8],
+        origin: &str,
+    ) -> Result<Capability, LoadError> {
         let name = policy.capability.name.clone();
-        let (digest, signer, key_id) = self.check_signature(&policy, bytes, origin)?;
+        let (digest, signer, key_id) = self.check_signature(trust, &policy, bytes, origin)?;
         check_limits(&self.sandbox, &policy)?;
         let (component, compiled) = self.compile(&name, &digest, bytes, origin)?;
         let shape = Shape::of(self.sandbox.engine(), &component);
@@ -345,6 +363,7 @@ impl Host {
     /// Signature, trust and pins. Returns (digest, signer, key id).
     fn check_signature(
         &self,
+        trust: Option<&TrustStore>,
         policy: &Policy,
         bytes: &[u8],
         origin: &str,
@@ -362,11 +381,7 @@ impl Host {
         // signed component is still checked fully (a tampered one is
         // refused as such), only "unsigned" can be waived.
         let empty = TrustStore::from_keys(Vec::new());
-        let verdict = self
-            .trust
-            .as_ref()
-            .unwrap_or(&empty)
-            .verify(bytes, name, &pins);
+        let verdict = trust.unwrap_or(&empty).verify(bytes, name, &pins);
         match verdict {
             Ok(v) => Ok((v.digest, Some(v.signer), Some(v.key_id))),
             Err(Refusal::Unsigned) if self.allow_unsigned => {
@@ -387,7 +402,7 @@ impl Host {
                 tracing::warn!(capability = %name, "loading WITHOUT a signature (--allow-unsigned)");
                 Ok((digest, None, None))
             }
-            Err(Refusal::Unsigned | Refusal::UnknownKey { .. }) if self.trust.is_none() => {
+            Err(Refusal::Unsigned | Refusal::UnknownKey { .. }) if trust.is_none() => {
                 Err(LoadError::NoTrust(name.clone()))
             }
             Err(refusal) => Err(refused(refusal)),
@@ -438,16 +453,44 @@ impl Host {
     /// an [`Outcome`] in the record. If the audit entry cannot be committed,
     /// the result is withheld and the record says `transient`.
     pub async fn invoke(&self, call: Call) -> InvocationRecord {
-        let record = self.execute(&call).await;
-        self.commit(record, &call).await
+        let cap = self.capabilities.get(&call.capability).cloned();
+        let record = self.execute(cap.as_deref(), &call).await;
+        self.commit(record, cap.as_deref(), &call).await
     }
 
-    /// Runs the invocation (no audit).
-    async fn execute(&self, call: &Call) -> InvocationRecord {
+    /// [`invoke`](Self::invoke) on a capability the caller holds (the daemon
+    /// keeps its own swappable set: an in-flight call finishes under the
+    /// capability it started with, whatever a reload does meanwhile).
+    pub async fn invoke_capability(&self, cap: &Arc<Capability>, call: Call) -> InvocationRecord {
+        let record = self.execute(Some(cap.as_ref()), &call).await;
+        self.commit(record, Some(cap.as_ref()), &call).await
+    }
+
+    /// Records (and audits) a request that ends with `outcome` before any
+    /// guest code runs: no route, overload, an open circuit breaker. `cap`
+    /// fills in the digest and policy hash when a capability was chosen.
+    pub async fn refuse(
+        &self,
+        cap: Option<&Capability>,
+        call: &Call,
+        outcome: Outcome,
+        why: String,
+    ) -> InvocationRecord {
+        let mut record = self.blank_record(call);
+        if let Some(cap) = cap {
+            record.component_digest = cap.digest.clone();
+            record.policy_hash = cap.policy_hash.clone();
+            record.replayable = cap.policy.is_replayable();
+        }
+        let record = record.fail(outcome, why);
+        self.commit(record, cap, call).await
+    }
+
+    fn blank_record(&self, call: &Call) -> InvocationRecord {
         let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
         let request_id = call.request_id.clone().unwrap_or_else(new_request_id);
-        let mut record = InvocationRecord {
-            request_id: request_id.clone(),
+        InvocationRecord {
+            request_id,
             admitted_at_ms: unix_ms(admitted_at),
             principal: call.principal.clone(),
             capability: call.capability.clone(),
@@ -468,8 +511,16 @@ impl Host {
             logs_dropped: 0,
             host_calls: Vec::new(),
             audit: None,
-        };
-        let Some(cap) = self.capabilities.get(&call.capability) else {
+        }
+    }
+
+    /// Runs the invocation (no audit).
+    async fn execute(&self, cap: Option<&Capability>, call: &Call) -> InvocationRecord {
+        let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
+        let mut record = self.blank_record(call);
+        record.admitted_at_ms = unix_ms(admitted_at);
+        let request_id = record.request_id.clone();
+        let Some(cap) = cap else {
             let why = format!("no capability named `{}` is loaded", call.capability);
             return record.fail(Outcome::Denied, why);
         };
@@ -527,11 +578,16 @@ impl Host {
     }
 
     /// Appends the record's audit entry (durable before this returns).
-    async fn commit(&self, mut record: InvocationRecord, call: &Call) -> InvocationRecord {
+    async fn commit(
+        &self,
+        mut record: InvocationRecord,
+        cap: Option<&Capability>,
+        call: &Call,
+    ) -> InvocationRecord {
         let Some(log) = &self.audit else {
             return record;
         };
-        let hash_only = self.capabilities.get(&call.capability).is_some_and(|c| {
+        let hash_only = cap.is_some_and(|c| {
             c.policy.capability.payloads == crate::policy::PayloadRetention::HashOnly
         });
         let payloads = if hash_only {

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod router;
 pub mod sandbox;
 pub mod scaffold;
+pub mod server;
 pub mod signing;
 pub mod store;
 

@@ -39,7 +39,13 @@ enum Command {
     Sign(commands::sign::Args),
     /// Show a component's digest and signatures, and check them against a trust file.
     Verify(commands::verify::Args),
-    /// Check, list and export the tamper-evident audit chain.
+    /// Run the daemon: HTTP API, routing, budgets, audit (docs/config.md, docs/api.md).
+    Serve(commands::serve::Args),
+    /// Submit a request to a running daemon.
+    Submit(commands::client::SubmitArgs),
+    /// List the capabilities a running daemon serves.
+    Capabilities(commands::client::CapabilitiesArgs),
+    /// Check, list and export the tamper-evident audit chain (`tail`: from a running daemon).
     Audit {
         #[command(subcommand)]
         cmd: commands::audit::Cmd,
@@ -77,6 +83,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(args) => commands::key::run(args),
         Command::Sign(args) => commands::sign::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Serve(a) => commands::serve::run(a),
+        Command::Submit(a) => commands::client::submit(a),
+        Command::Capabilities(a) => commands::client::capabilities(a),
         Command::Audit { cmd } => commands::audit::run(cmd),
     }
 }

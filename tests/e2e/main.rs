@@ -4,6 +4,7 @@
 mod audit;
 mod capabilities;
 mod cli;
+mod daemon;
 mod determinism;
 mod doubles;
 mod hostile;

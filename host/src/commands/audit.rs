@@ -49,6 +49,22 @@ pub enum Cmd {
     /// Write a portable JSONL export (entries + checkpoints) that
     /// `warden audit verify --export` checks offline.
     Export(ExportArgs),
+    /// Print the newest entries from a running daemon (`GET /v1/audit`);
+    /// `--follow` keeps polling.
+    Tail(TailArgs),
+}
+
+/// `warden audit tail`.
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// How many of the newest entries to print first.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    lines: u64,
+    /// Keep polling for new entries.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    #[command(flatten)]
+    conn: super::client::Connection,
 }
 
 /// `warden audit verify`.
@@ -113,6 +129,45 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Verify(a) => verify(a),
         Cmd::Show(a) => show(a),
         Cmd::Export(a) => export(a),
+        Cmd::Tail(a) => tail(a),
+    }
+}
+
+fn tail(a: TailArgs) -> anyhow::Result<ExitCode> {
+    let client = a.conn.client()?;
+    let first = super::client::ok_json(client.get("/v1/audit?limit=1")?)?;
+    let head = first["head"]["seq"].as_u64().unwrap_or(0);
+    let mut after = head.saturating_sub(a.lines);
+    loop {
+        let page =
+            super::client::ok_json(client.get(&format!("/v1/audit?after={after}&limit=1000"))?)?;
+        for e in page["entries"].as_array().into_iter().flatten() {
+            let x = &e["entry"];
+            println!(
+                "#{} {} {} {} {}{}{} attempt={} {}",
+                e["seq"],
+                x["event"].as_str().unwrap_or("?"),
+                x["request_id"].as_str().unwrap_or(""),
+                x["principal"].as_str().unwrap_or(""),
+                x["capability"].as_str().unwrap_or(""),
+                if x["function"].as_str().unwrap_or("").is_empty() {
+                    ""
+                } else {
+                    "."
+                },
+                x["function"].as_str().unwrap_or(""),
+                x["attempt"],
+                x["outcome"].as_str().unwrap_or("?"),
+            );
+        }
+        let next = page["next_after"].as_u64().unwrap_or(after);
+        if !a.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if next == after {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        after = next;
     }
 }
 

@@ -5,11 +5,13 @@
 //! embedder would also need.
 
 pub mod audit;
+pub mod client;
 pub mod inspect;
 pub mod key;
 pub mod new;
 pub mod policy;
 pub mod routes;
 pub mod run;
+pub mod serve;
 pub mod sign;
 pub mod verify;

@@ -8,6 +8,7 @@
 pub mod egress;
 mod grants;
 mod names;
+mod retry;
 mod units;
 
 pub use egress::{Origin, OriginPattern};
@@ -16,6 +17,7 @@ pub use grants::{
     PreopenDirs, RandomMode, default_grant_settings,
 };
 pub use names::InterfaceName;
+pub use retry::{Backoff, RetryPolicy, RetryRule};
 pub use units::{ByteSize, HumanDuration};
 
 use serde::{Deserialize, Serialize};
@@ -205,6 +207,8 @@ pub struct Policy {
     pub imports: Vec<Grant>,
     /// `[budget]`.
     pub budget: BudgetSection,
+    /// `[retry]` (the daemon retries; a single `invoke` never does).
+    pub retry: RetryPolicy,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +219,8 @@ struct RawPolicy {
     imports: toml::Table,
     #[serde(default)]
     budget: BudgetSection,
+    #[serde(default)]
+    retry: RetryPolicy,
 }
 
 impl Policy {
@@ -308,6 +314,7 @@ impl Policy {
             capability: raw.capability,
             imports,
             budget: raw.budget,
+            retry: raw.retry,
         })
     }
 
@@ -328,11 +335,17 @@ impl Policy {
                 )
             })
             .collect();
-        serde_json::json!({
+        let mut effective = serde_json::json!({
             "capability": self.capability,
             "imports": imports,
             "budget": self.budget,
-        })
+        });
+        // Only when set: policies without `[retry]` keep the hash they had
+        // before the section existed.
+        if !self.retry.is_empty() {
+            effective["retry"] = serde_json::to_value(self.retry).unwrap_or_default();
+        }
+        effective
     }
 
     /// `sha256:<hex>` of the canonical JSON of the effective policy.

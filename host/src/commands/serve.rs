@@ -1,0 +1,67 @@
+//! `warden serve --config warden.toml`: run the daemon (docs/config.md, docs/api.md).
+//!
+//! Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained, final checkpoint
+//! written); 2 the config, a policy, a signature, a component or the route
+//! table does not validate (every problem is printed), or the address
+//! cannot be bound.
+
+use anyhow::Context;
+use clap::Args as ClapArgs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warden_host::server::{self, DaemonConfig, ServeError, ServeOptions};
+
+/// `warden serve`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The daemon config file.
+    #[arg(long, default_value = "warden.toml", env = "WARDEN_CONFIG")]
+    pub config: PathBuf,
+    /// Listen here instead of the config's `listen` (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Write the bound address to this file once listening.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Validate everything (config, trust, policies, signatures, components,
+    /// routes), print the problems, and exit without listening.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Runs `warden serve`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = match DaemonConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => return Ok(refuse(&ServeError::Config(e))),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    if args.check {
+        return runtime.block_on(async {
+            match tokio::task::block_in_place(|| server::Daemon::start(config)) {
+                Ok(_) => {
+                    println!("ok: {} validates", args.config.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(refuse(&e)),
+            }
+        });
+    }
+    let options = ServeOptions {
+        listen: args.listen,
+        ready_file: args.ready_file,
+    };
+    match runtime.block_on(server::serve(config, options)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(refuse(&e)),
+    }
+}
+
+fn refuse(e: &ServeError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}

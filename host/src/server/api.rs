@@ -1,0 +1,369 @@
+//! HTTP routes (docs/api.md). Every handler authenticates first, then
+//! checks its role; client mistakes are 4xx with a machine-readable code.
+
+use super::Daemon;
+use super::config::Role;
+use super::errors::ApiError;
+use super::submit::SubmitBody;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+type Shared = State<Arc<Daemon>>;
+
+/// Roles of each endpoint (docs/api.md "Roles").
+pub mod roles {
+    use super::Role;
+    /// `POST /v1/requests`.
+    pub const SUBMIT: &[Role] = &[Role::Submit];
+    /// `GET /v1/requests/{id}` (submitters see only their own).
+    pub const READ_REQUEST: &[Role] = &[Role::Submit, Role::Audit];
+    /// `GET /v1/capabilities[/{name}]`.
+    pub const INVENTORY: &[Role] = &[Role::Submit, Role::Audit, Role::Admin];
+    /// `GET /v1/routes`.
+    pub const ROUTES: &[Role] = &[Role::Audit, Role::Admin];
+    /// `GET /v1/audit`, `GET /v1/audit/checkpoints`.
+    pub const AUDIT: &[Role] = &[Role::Audit];
+    /// `POST /v1/admin/reload`.
+    pub const ADMIN: &[Role] = &[Role::Admin];
+    /// `GET /metrics`.
+    pub const METRICS: &[Role] = &[Role::Audit, Role::Admin];
+}
+
+/// The API router.
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/requests", post(submit))
+        .route("/v1/requests/{id}", get(request))
+        .route("/v1/capabilities", get(capabilities))
+        .route("/v1/capabilities/{name}", get(capability))
+        .route("/v1/routes", get(routes))
+        .route("/v1/audit", get(audit))
+        .route("/v1/audit/checkpoints", get(checkpoints))
+        .route("/v1/admin/reload", post(reload))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(daemon)
+}
+
+impl Daemon {
+    fn auth(
+        &self,
+        headers: &HeaderMap,
+        roles: &[Role],
+    ) -> Result<super::auth::Principal, ApiError> {
+        self.principals.authorize(headers, roles).inspect_err(|e| {
+            self.metrics.add(
+                "warden_denials_total",
+                super::metrics::labels(&[("reason", e.code)]),
+                1,
+            );
+        })
+    }
+}
+
+async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let principal = d.auth(&headers, roles::SUBMIT)?;
+    let limit = usize::try_from(d.config.limits.max_body.bytes()).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body is over the limit of {}",
+                d.config.limits.max_body
+            ),
+        )
+    })?;
+    let body: SubmitBody = serde_json::from_slice(&bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data if e.to_string().contains("unknown field") => {
+                ApiError::bad_request("unknown_field", e.to_string())
+            }
+            Category::Data => ApiError::bad_request("invalid_request", e.to_string()),
+            _ => ApiError::bad_request("malformed_json", e.to_string()),
+        }
+    })?;
+    // Run to the end even if the client goes away: the audit entry and the
+    // idempotency record must not depend on the connection.
+    let task = tokio::spawn(d.clone().submit(principal.name, body));
+    let answer = task
+        .await
+        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))??;
+    let replayed = answer.body["replayed"].as_bool().unwrap_or(false);
+    let mut resp = (answer.status, axum::Json(answer.body)).into_response();
+    if let Some(secs) = answer.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+async fn request(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let principal = d.auth(&headers, roles::READ_REQUEST)?;
+    let stored = d
+        .state
+        .request(&id)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let may_read_all = principal.roles.contains(&Role::Audit);
+    match stored {
+        Some(s) if may_read_all || s.principal == principal.name => Ok(axum::Json(
+            json!({"status": s.status, "principal": s.principal, "response": s.response}),
+        )
+        .into_response()),
+        _ => Err(ApiError::not_found(format!(
+            "no request `{id}` visible to you"
+        ))),
+    }
+}
+
+fn inventory(d: &Daemon, cap: &crate::Capability) -> Value {
+    let imports: Vec<Value> = cap
+        .shape
+        .imports
+        .iter()
+        .map(|i| {
+            let grant = i.interface.as_ref().and_then(|n| cap.policy.grants(n));
+            json!({
+                "name": i.name,
+                "granted": grant.is_some(),
+                "grant": grant.map(|g| json!({"as": g.name.to_string(), "settings": g.kind})),
+            })
+        })
+        .collect();
+    let exports: Vec<Value> = cap
+        .shape
+        .exports
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "signature": e.signature(),
+                "callable": e.callable,
+                "input_schema": e.input_schema(),
+                "output_schema": e.output_schema(),
+            })
+        })
+        .collect();
+    let p = d.protection(cap.name());
+    json!({
+        "name": cap.name(),
+        "digest": cap.digest,
+        "signer": cap.signer,
+        "key_id": cap.key_id,
+        "policy_hash": cap.policy_hash,
+        "size": cap.size,
+        "imports": imports,
+        "budget": cap.policy.budget,
+        "retry": cap.policy.retry,
+        "exports": exports,
+        "concurrency": {"limit": p.concurrency, "in_flight": p.busy()},
+        "breaker": p.state().as_str(),
+    })
+}
+
+async fn capabilities(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::INVENTORY)?;
+    let dep = d.deployment();
+    let caps: Vec<Value> = dep
+        .capabilities
+        .values()
+        .map(|c| inventory(&d, c))
+        .collect();
+    Ok(axum::Json(json!({"capabilities": caps})).into_response())
+}
+
+async fn capability(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::INVENTORY)?;
+    let dep = d.deployment();
+    let cap = dep
+        .capabilities
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no capability `{name}` is loaded")))?;
+    Ok(axum::Json(inventory(&d, cap)).into_response())
+}
+
+async fn routes(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::ROUTES)?;
+    let dep = d.deployment();
+    Ok(axum::Json(json!({"hash": dep.routes.hash(), "rules": dep.routes.rules()})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+    capability: Option<String>,
+    outcome: Option<String>,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// Most entries one `GET /v1/audit` returns.
+const MAX_AUDIT_PAGE: usize = 1000;
+
+async fn audit(
+    State(d): Shared,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::AUDIT)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let log = d
+        .host
+        .audit()
+        .ok_or_else(|| ApiError::internal("no audit log"))?;
+    let filter = crate::store::EntryFilter {
+        capability: q.capability,
+        outcome: q.outcome,
+    };
+    let entries = log
+        .entries(
+            q.after.saturating_add(1),
+            q.limit.clamp(1, MAX_AUDIT_PAGE),
+            &filter,
+        )
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let next = entries.last().map_or(q.after, |e| e.seq);
+    let (head, head_hash) = log.head();
+    Ok(axum::Json(json!({
+        "entries": entries,
+        "next_after": next,
+        "head": {"seq": head, "hash": head_hash},
+    }))
+    .into_response())
+}
+
+async fn checkpoints(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::AUDIT)?;
+    let log = d
+        .host
+        .audit()
+        .ok_or_else(|| ApiError::internal("no audit log"))?;
+    let cps = log
+        .checkpoints()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(axum::Json(json!({"checkpoints": cps})).into_response())
+}
+
+async fn reload(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    let principal = d.auth(&headers, roles::ADMIN)?;
+    match d.reload(&principal.name, "http").await {
+        Ok(detail) => Ok(axum::Json(detail).into_response()),
+        Err(errors) => Err(ApiError {
+            details: Some(Box::new(json!(errors))),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reload_rejected",
+                format!(
+                    "the new configuration does not validate ({} problem(s)); nothing changed",
+                    errors.len()
+                ),
+            )
+        }),
+    }
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(d): Shared) -> Response {
+    if d.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "draining"})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"status": "ready"})).into_response()
+}
+
+async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::METRICS)?;
+    let mut out = String::new();
+    d.metrics.render(&mut out);
+    let caps: Vec<(String, std::sync::Arc<super::protect::Protection>)> = d
+        .protection
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let _ = writeln!(out, "# TYPE warden_breaker_state gauge");
+    for (name, p) in &caps {
+        let _ = writeln!(
+            out,
+            "warden_breaker_state{{capability=\"{name}\"}} {}",
+            p.state().gauge()
+        );
+    }
+    let _ = writeln!(out, "# TYPE warden_capability_in_flight gauge");
+    for (name, p) in &caps {
+        let _ = writeln!(
+            out,
+            "warden_capability_in_flight{{capability=\"{name}\"}} {}",
+            p.busy()
+        );
+    }
+    let _ = writeln!(out, "# TYPE warden_requests_active gauge");
+    let _ = writeln!(out, "warden_requests_active {}", *d.active.borrow());
+    let _ = writeln!(out, "# TYPE warden_pending_approvals gauge");
+    let _ = writeln!(out, "warden_pending_approvals 0");
+    if let Some(log) = d.host.audit() {
+        let s = log.stats();
+        let _ = writeln!(out, "# TYPE warden_audit_commit_batch_size histogram");
+        let mut cumulative = 0;
+        for (i, n) in s.histogram.iter().enumerate() {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "warden_audit_commit_batch_size_bucket{{le=\"{}\"}} {cumulative}",
+                1u64 << i
+            );
+        }
+        let _ = writeln!(
+            out,
+            "warden_audit_commit_batch_size_bucket{{le=\"+Inf\"}} {}",
+            s.commits
+        );
+        let _ = writeln!(out, "warden_audit_commit_batch_size_sum {}", s.entries);
+        let _ = writeln!(out, "warden_audit_commit_batch_size_count {}", s.commits);
+    }
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(resp)
+}

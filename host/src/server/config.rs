@@ -1,0 +1,457 @@
+//! `warden.toml`: the daemon's configuration (docs/config.md).
+//!
+//! Parsed strictly: unknown fields are errors with `file:line:column`, and
+//! every semantic problem is collected (never only the first). Relative
+//! paths are resolved against the directory holding the config file.
+
+use crate::policy::{ByteSize, HumanDuration};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A principal's role: what its token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Submit requests (`POST /v1/requests`, own `GET /v1/requests/{id}`).
+    Submit,
+    /// Read the audit chain, every request, capabilities and routes.
+    Audit,
+    /// Reload, and read capabilities and routes.
+    Admin,
+    /// Decide pending approvals (approvals issue).
+    Approve,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Submit => "submit",
+            Role::Audit => "audit",
+            Role::Admin => "admin",
+            Role::Approve => "approve",
+        }
+    }
+}
+
+/// One `[[principal]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// Name recorded in the audit chain.
+    pub name: String,
+    /// Hex SHA-256 of the bearer token (the token itself is never stored).
+    pub token_sha256: String,
+    /// Roles granted.
+    pub roles: Vec<Role>,
+}
+
+/// `[limits]`: request handling limits and per-capability defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body. By default 1MiB.
+    #[serde(default = "defaults::max_body")]
+    pub max_body: ByteSize,
+    /// Invocations running at once across all capabilities (the instance
+    /// pool). By default 64.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: u32,
+    /// How long a request waits for a free slot before 503. By default 2s.
+    #[serde(default = "defaults::queue_timeout")]
+    pub queue_timeout: HumanDuration,
+    /// How long SIGTERM waits for in-flight requests. By default 30s.
+    #[serde(default = "defaults::drain_timeout")]
+    pub drain_timeout: HumanDuration,
+    /// Default per-capability concurrency. By default 16.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: u32,
+    /// Default: consecutive transient failures that open a capability's
+    /// breaker (0 = never). By default 5.
+    #[serde(default = "defaults::breaker_failures")]
+    pub breaker_failures: u32,
+    /// Default: how long an open breaker refuses before a probe. By default 10s.
+    #[serde(default = "defaults::breaker_cool_down")]
+    pub breaker_cool_down: HumanDuration,
+}
+
+/// `[capability.<name>]`: per-capability overrides of `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilityLimits {
+    /// Invocations of this capability at once.
+    pub concurrency: Option<u32>,
+    /// Consecutive transient failures that open the breaker (0 = never).
+    pub breaker_failures: Option<u32>,
+    /// Breaker cool-down.
+    pub breaker_cool_down: Option<HumanDuration>,
+}
+
+/// `[checkpoints]`: when the audit log signs a checkpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoints {
+    /// Entries between checkpoints (0 = never by count). By default 10_000.
+    #[serde(default = "defaults::every_entries")]
+    pub every_entries: u64,
+    /// Time between checkpoints. By default 60s.
+    #[serde(default = "defaults::every")]
+    pub every: HumanDuration,
+}
+
+/// `[testing]`: fault injection for the daemon's own tests. Off by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Testing {
+    /// `capability -> n`: the first `n` invocation attempts of that
+    /// capability after (re)start end as `transient` before the guest runs
+    /// (audited with an "injected fault" error). Exists so retries and the
+    /// breaker can be tested: no guest can produce a host-side I/O failure.
+    #[serde(default)]
+    pub transient_faults: BTreeMap<String, u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "defaults::listen")]
+    listen: String,
+    #[serde(default = "defaults::data_dir")]
+    data_dir: PathBuf,
+    #[serde(default = "defaults::components_dir")]
+    components_dir: PathBuf,
+    #[serde(default = "defaults::policies_dir")]
+    policies_dir: PathBuf,
+    #[serde(default = "defaults::routes")]
+    routes: PathBuf,
+    trust: Option<PathBuf>,
+    host_key: Option<PathBuf>,
+    #[serde(default)]
+    allow_unsigned: bool,
+    #[serde(default)]
+    principal: Vec<PrincipalConfig>,
+    #[serde(default)]
+    limits: Option<Limits>,
+    #[serde(default)]
+    capability: BTreeMap<String, CapabilityLimits>,
+    #[serde(default)]
+    checkpoints: Option<Checkpoints>,
+    #[serde(default)]
+    testing: Testing,
+    #[serde(default)]
+    models: BTreeMap<String, crate::interfaces::model::ModelBackend>,
+    #[serde(default)]
+    hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> String {
+        "127.0.0.1:7878".into()
+    }
+    pub fn data_dir() -> PathBuf {
+        "data".into()
+    }
+    pub fn components_dir() -> PathBuf {
+        "components".into()
+    }
+    pub fn policies_dir() -> PathBuf {
+        "policies".into()
+    }
+    pub fn routes() -> PathBuf {
+        "routes.toml".into()
+    }
+    pub fn max_body() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    pub fn max_in_flight() -> u32 {
+        64
+    }
+    pub fn queue_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(2))
+    }
+    pub fn drain_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn concurrency() -> u32 {
+        16
+    }
+    pub fn breaker_failures() -> u32 {
+        5
+    }
+    pub fn breaker_cool_down() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub fn every_entries() -> u64 {
+        10_000
+    }
+    pub fn every() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("every field has a default"))
+    }
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("every field has a default"))
+    }
+}
+
+/// A validated daemon configuration, paths resolved.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The config file.
+    pub source: PathBuf,
+    /// Listen address (`host:port`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Data directory: `warden.db`, `state.db`, host key, cache.
+    pub data_dir: PathBuf,
+    /// Where policies' `component` files are looked up.
+    pub components_dir: PathBuf,
+    /// Every `*.toml` in it is a capability policy.
+    pub policies_dir: PathBuf,
+    /// The route table.
+    pub routes: PathBuf,
+    /// The trust file.
+    pub trust: Option<PathBuf>,
+    /// The host key (default `<data_dir>/host.key`).
+    pub host_key: Option<PathBuf>,
+    /// Development switch: load unsigned components.
+    pub allow_unsigned: bool,
+    /// Who may call the API.
+    pub principals: Vec<PrincipalConfig>,
+    /// Limits and per-capability defaults.
+    pub limits: Limits,
+    /// Per-capability overrides.
+    pub capabilities: BTreeMap<String, CapabilityLimits>,
+    /// Checkpoint interval.
+    pub checkpoints: Checkpoints,
+    /// Test-only fault injection.
+    pub testing: Testing,
+    /// `[models.<name>]`: model backends that `warden:host/model` grants may name.
+    pub models: BTreeMap<String, crate::interfaces::model::ModelBackend>,
+    /// `[hosts]`: static name resolution for outbound HTTP and model calls.
+    pub hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
+}
+
+/// One problem in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl DaemonConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<DaemonConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_owned(),
+                line: None,
+                message: format!("cannot read config: {e}"),
+            }])
+        })?;
+        DaemonConfig::parse(path, &text)
+    }
+
+    /// Validates config `text` read from `source`, collecting every problem.
+    pub fn parse(source: &Path, text: &str) -> Result<DaemonConfig, ConfigErrors> {
+        let at = |needle: &str| {
+            text.find(needle)
+                .map(|o| text.get(..o).unwrap_or("").matches('\n').count() + 1)
+        };
+        let err = |line: Option<usize>, message: String| ConfigError {
+            file: source.to_owned(),
+            line,
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text.get(..s.start).unwrap_or("").matches('\n').count() + 1);
+            ConfigErrors(vec![err(line, e.message().trim().to_string())])
+        })?;
+        let mut errors = Vec::new();
+        let listen = match raw.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(err(
+                    at("listen"),
+                    format!(
+                        "listen = \"{}\" is not an address (`127.0.0.1:7878`, `[::1]:0`)",
+                        raw.listen
+                    ),
+                ));
+                None
+            }
+        };
+        let mut names = std::collections::BTreeSet::new();
+        let mut hashes = std::collections::BTreeSet::new();
+        for p in &raw.principal {
+            let line = at(&format!("\"{}\"", p.name));
+            if p.name.is_empty() {
+                errors.push(err(line, "a principal has an empty name".into()));
+            }
+            if !names.insert(p.name.clone()) {
+                errors.push(err(line, format!("principal `{}` is listed twice", p.name)));
+            }
+            let hex_ok = p.token_sha256.len() == 64
+                && p.token_sha256
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+            if !hex_ok {
+                errors.push(err(
+                    at(&p.token_sha256),
+                    format!(
+                        "principal `{}`: token_sha256 must be 64 lowercase hex digits (sha256 of the token: \
+                         `printf %s \"$TOKEN\" | sha256sum`)",
+                        p.name
+                    ),
+                ));
+            } else if !hashes.insert(p.token_sha256.clone()) {
+                errors.push(err(
+                    at(&p.token_sha256),
+                    format!(
+                        "principal `{}` has the same token as another principal",
+                        p.name
+                    ),
+                ));
+            }
+            if p.roles.is_empty() {
+                errors.push(err(line, format!("principal `{}` has no roles", p.name)));
+            }
+        }
+        let limits = raw.limits.unwrap_or_default();
+        if limits.max_in_flight == 0 {
+            errors.push(err(
+                at("max_in_flight"),
+                "max_in_flight = 0 would refuse every request".into(),
+            ));
+        }
+        if limits.concurrency == 0 {
+            errors.push(err(
+                at("concurrency"),
+                "concurrency = 0 would refuse every request".into(),
+            ));
+        }
+        for (name, c) in &raw.capability {
+            if c.concurrency == Some(0) {
+                errors.push(err(
+                    at(&format!("capability.{name}")),
+                    format!("capability `{name}`: concurrency = 0 would refuse every request"),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let base = source
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let listen = listen.unwrap_or_else(|| unreachable!("checked above"));
+        Ok(DaemonConfig {
+            source: source.to_owned(),
+            listen,
+            data_dir: resolve(raw.data_dir),
+            components_dir: resolve(raw.components_dir),
+            policies_dir: resolve(raw.policies_dir),
+            routes: resolve(raw.routes),
+            trust: raw.trust.map(resolve),
+            host_key: raw.host_key.map(resolve),
+            allow_unsigned: raw.allow_unsigned,
+            principals: raw.principal,
+            limits,
+            capabilities: raw.capability,
+            checkpoints: raw.checkpoints.unwrap_or_default(),
+            testing: raw.testing,
+            models: raw.models,
+            hosts: raw.hosts,
+        })
+    }
+
+    /// Limits for one capability: its overrides over the defaults.
+    pub fn capability_limits(&self, name: &str) -> (u32, u32, Duration) {
+        let o = self.capabilities.get(name).cloned().unwrap_or_default();
+        (
+            o.concurrency.unwrap_or(self.limits.concurrency),
+            o.breaker_failures.unwrap_or(self.limits.breaker_failures),
+            o.breaker_cool_down
+                .unwrap_or(self.limits.breaker_cool_down)
+                .get(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DaemonConfig, ConfigErrors> {
+        DaemonConfig::parse(Path::new("conf/warden.toml"), text)
+    }
+
+    #[test]
+    fn an_empty_config_takes_every_default() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
+        assert_eq!(c.data_dir, Path::new("conf/data"));
+        assert_eq!(c.limits.max_body.bytes(), 1 << 20);
+        assert_eq!(c.checkpoints.every_entries, 10_000);
+        assert!(c.testing.transient_faults.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_their_line() {
+        let e = parse("listen = \"127.0.0.1:0\"\n\n[limits]\nmax_bdy = \"1KiB\"\n")
+            .expect_err("refused");
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.to_string().contains("max_bdy"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported() {
+        let e = parse(
+            "listen = \"nowhere\"\n[[principal]]\nname = \"a\"\ntoken_sha256 = \"xyz\"\nroles = []\n",
+        )
+        .expect_err("refused");
+        assert_eq!(e.0.len(), 3, "{e}");
+        assert_eq!(e.0[0].line, Some(1));
+    }
+}

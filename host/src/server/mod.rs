@@ -1,0 +1,348 @@
+//! The `warden serve` daemon: HTTP API (axum on tokio), authentication,
+//! admission (routing, idempotency, concurrency, breakers, retries), reload,
+//! metrics and graceful shutdown.
+//!
+//! This folder turns HTTP into [`crate::Call`]s and records into responses;
+//! it must never run guest code itself (that is [`crate::Host`]) nor decide
+//! routes (that is the route table) nor write audit entries other than
+//! through the host's log.
+
+mod api;
+pub mod auth;
+pub mod client;
+pub mod config;
+mod deployment;
+mod errors;
+mod metrics;
+mod protect;
+mod state;
+mod submit;
+
+pub use config::{DaemonConfig, Role};
+pub use deployment::Deployment;
+
+use crate::audit::{EventKind, NewEntry};
+use crate::sandbox::SandboxConfig;
+use crate::store::{CheckpointPolicy, Payloads};
+use crate::{Host, HostConfig, Outcome, Usage};
+use auth::Principals;
+use metrics::Metrics;
+use protect::Protection;
+use serde_json::{Value, json};
+use state::StateStore;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+/// Why the daemon could not start (or stopped uncleanly).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config file is invalid.
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    /// The host could not start (engine, host key, audit store).
+    #[error("{0}")]
+    Host(#[from] crate::HostError),
+    /// The working-state database could not be opened.
+    #[error("state store: {0}")]
+    State(#[from] crate::store::StoreError),
+    /// Policies, signatures, components or routes do not validate.
+    #[error("refusing to start: {} problem(s):\n{}", .0.len(), .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Options of `warden serve` beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Overrides the config's `listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Written with the bound address (`127.0.0.1:PORT`) once listening.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The running daemon's shared state.
+pub struct Daemon {
+    host: Arc<Host>,
+    config: DaemonConfig,
+    principals: Principals,
+    deployment: RwLock<Arc<Deployment>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    state: StateStore,
+    /// Idempotency keys being executed now: `(principal, key) -> done`.
+    pending: Mutex<HashMap<(String, String), watch::Receiver<bool>>>,
+    pool: Semaphore,
+    protection: Mutex<BTreeMap<String, Arc<Protection>>>,
+    metrics: Metrics,
+    faults: Mutex<BTreeMap<String, u32>>,
+    draining: AtomicBool,
+    active: watch::Sender<usize>,
+}
+
+/// Counts a request as active until dropped (graceful shutdown drains them).
+struct Active<'a>(&'a watch::Sender<usize>);
+
+impl<'a> Active<'a> {
+    fn enter(tx: &'a watch::Sender<usize>) -> Active<'a> {
+        tx.send_modify(|n| *n += 1);
+        Active(tx)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Daemon {
+    /// Opens the host and state store and validates the whole deployment.
+    /// Nothing listens yet.
+    pub fn start(config: DaemonConfig) -> Result<Arc<Daemon>, ServeError> {
+        let host = Host::new(HostConfig {
+            sandbox: SandboxConfig {
+                max_concurrent_instances: config.limits.max_in_flight,
+                ..SandboxConfig::default()
+            },
+            trust: None,
+            allow_unsigned: config.allow_unsigned,
+            data_dir: Some(config.data_dir.clone()),
+            checkpoints: CheckpointPolicy {
+                every_entries: config.checkpoints.every_entries,
+                every: config.checkpoints.every.get(),
+            },
+            host_key: config.host_key.clone(),
+            cache_dir: None,
+            models: config.models.clone(),
+            hosts: config.hosts.clone(),
+        })?;
+        let deployment = match Deployment::load(&host, &config) {
+            Ok(d) => d,
+            // Dropping the host closes the audit log (final checkpoint).
+            Err(errors) => return Err(ServeError::Invalid(errors)),
+        };
+        let state = StateStore::open(&config.data_dir)?;
+        let (active, _) = watch::channel(0usize);
+        Ok(Arc::new(Daemon {
+            principals: Principals::new(&config.principals),
+            pool: Semaphore::new(config.limits.max_in_flight as usize),
+            faults: Mutex::new(config.testing.transient_faults.clone()),
+            host: Arc::new(host),
+            deployment: RwLock::new(Arc::new(deployment)),
+            reload_lock: tokio::sync::Mutex::new(()),
+            state,
+            pending: Mutex::new(HashMap::new()),
+            protection: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::default(),
+            draining: AtomicBool::new(false),
+            active,
+            config,
+        }))
+    }
+
+    /// The deployment new requests use.
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.deployment
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The protection (concurrency slots, breaker) of a capability.
+    fn protection(&self, name: &str) -> Arc<Protection> {
+        let mut map = self
+            .protection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(name.to_string())
+            .or_insert_with(|| {
+                let (concurrency, failures, cool_down) = self.config.capability_limits(name);
+                Arc::new(Protection::new(concurrency, failures, cool_down))
+            })
+            .clone()
+    }
+
+    /// Re-reads policies, routes, trust and components; swaps them in only
+    /// if the whole new set validates. Audited either way.
+    pub async fn reload(
+        self: &Arc<Self>,
+        principal: &str,
+        via: &str,
+    ) -> Result<Value, Vec<String>> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let this = self.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || Deployment::load(&this.host, &this.config))
+                .await
+                .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]));
+        let old = self.deployment().fingerprint();
+        let (outcome, detail, result) = match loaded {
+            Ok(new) => {
+                let fingerprint = new.fingerprint();
+                *self
+                    .deployment
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+                let detail = json!({"result": "applied", "old": old, "new": fingerprint});
+                (Outcome::Ok, detail.clone(), Ok(detail))
+            }
+            Err(errors) => {
+                let detail = json!({"result": "rejected", "old": old, "errors": errors});
+                (Outcome::InvalidInput, detail, Err(errors))
+            }
+        };
+        self.metrics.add(
+            "warden_reloads_total",
+            metrics::labels(&[(
+                "result",
+                if result.is_ok() {
+                    "applied"
+                } else {
+                    "rejected"
+                },
+            )]),
+            1,
+        );
+        if let Some(log) = self.host.audit() {
+            let entry = NewEntry {
+                event: EventKind::Reload,
+                admitted_at_ms: crate::store::now_ms(),
+                request_id: crate::new_request_id(),
+                principal: principal.to_string(),
+                request_kind: via.to_string(),
+                route: None,
+                capability: String::new(),
+                component_digest: None,
+                policy_hash: None,
+                function: String::new(),
+                input_sha256: None,
+                output_sha256: None,
+                outcome,
+                usage: Usage::default(),
+                replayable: true,
+                unsigned_allowed: self.config.allow_unsigned,
+                attempt: 1,
+                approvals: Vec::new(),
+                host_calls: Vec::new(),
+                detail: Some(crate::canonical::canonical_json(&detail)),
+            };
+            if let Err(e) = log.append(entry, Payloads::default()).await {
+                tracing::error!("reload audit entry failed: {e}");
+            }
+        }
+        result
+    }
+
+    /// Stops admitting requests, waits for active ones up to `deadline`,
+    /// then writes the final checkpoint. Returns whether everything drained.
+    pub async fn drain_and_close(&self, deadline: Duration) -> bool {
+        self.draining.store(true, Ordering::SeqCst);
+        let mut rx = self.active.subscribe();
+        let drained = tokio::time::timeout(deadline, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok();
+        if let Some(log) = self.host.audit().cloned()
+            && let Err(e) = log.close().await
+        {
+            tracing::error!("final checkpoint failed: {e}");
+        }
+        drained
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT: validates, listens, serves, drains.
+pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), ServeError> {
+    let listen = options.listen.unwrap_or(config.listen);
+    let drain = config.limits.drain_timeout.get();
+    let daemon = tokio::task::block_in_place(|| Daemon::start(config))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    eprintln!("warden: listening on http://{addr}");
+    if let Some(path) = &options.ready_file {
+        std::fs::write(path, addr.to_string())?;
+    }
+    spawn_sighup(daemon.clone());
+    let app = api::router(daemon.clone());
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let shutdown = {
+        let daemon = daemon.clone();
+        async move {
+            wait_for_term().await;
+            tracing::info!("shutdown requested: draining");
+            daemon.draining.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = tokio::spawn(server.into_future());
+    let _ = stop_rx.wait_for(|s| *s).await;
+    let started = std::time::Instant::now();
+    // Connections finish their current request; keep-alive ones are closed.
+    if tokio::time::timeout(drain, server).await.is_err() {
+        tracing::warn!("drain deadline passed with connections still open");
+    }
+    let left = drain.saturating_sub(started.elapsed());
+    let drained = daemon.drain_and_close(left).await;
+    eprintln!(
+        "warden: stopped ({}; final checkpoint written)",
+        if drained {
+            "drained"
+        } else {
+            "drain deadline passed"
+        }
+    );
+    Ok(())
+}
+
+async fn wait_for_term() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install SIGTERM handler: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn spawn_sighup(daemon: Arc<Daemon>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install SIGHUP handler; reload only through the API");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match daemon.reload("signal:SIGHUP", "signal").await {
+                Ok(_) => eprintln!("warden: reload (SIGHUP) applied"),
+                Err(errors) => eprintln!(
+                    "warden: reload (SIGHUP) rejected, nothing changed:\n{}",
+                    errors.join("\n")
+                ),
+            }
+        }
+    });
+}

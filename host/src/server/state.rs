@@ -1,0 +1,154 @@
+//! `state.db` in the data directory: finished requests (for
+//! `GET /v1/requests/{id}`) and idempotency keys. Kept apart from the audit
+//! database: the audit chain is evidence; this is the daemon's working state.
+
+use crate::store::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// File name inside the data directory.
+pub const STATE_FILE: &str = "state.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    id         TEXT PRIMARY KEY,
+    principal  TEXT NOT NULL,
+    status     INTEGER NOT NULL,
+    response   TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    principal   TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    PRIMARY KEY (principal, key)
+) WITHOUT ROWID;
+";
+
+/// A stored response.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    /// Who submitted it.
+    pub principal: String,
+    /// HTTP status sent.
+    pub status: u16,
+    /// Response body JSON.
+    pub response: serde_json::Value,
+}
+
+/// A completed idempotency key.
+#[derive(Debug, Clone)]
+pub struct IdempotentRecord {
+    /// Fingerprint of the request that used the key first.
+    pub fingerprint: String,
+    /// Its request id.
+    pub request_id: String,
+}
+
+/// The daemon's working state. Cheap to clone.
+#[derive(Clone)]
+pub struct StateStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (creating) `<data_dir>/state.db`.
+    pub fn open(data_dir: &Path) -> Result<StateStore, StoreError> {
+        let path = data_dir.join(STATE_FILE);
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let conn = Connection::open(&path).map_err(crate::store::sqlite_err(&path))?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .map_err(crate::store::sqlite_err(&path))?;
+        conn.execute_batch("PRAGMA synchronous=FULL;")
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(crate::store::sqlite_err(&path))?;
+        Ok(StateStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&conn).map_err(crate::store::sqlite_err(&self.path))
+    }
+
+    /// Records a finished request and (when given) its idempotency key, in
+    /// one transaction.
+    pub fn finish(
+        &self,
+        request_id: &str,
+        stored: &StoredResponse,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    request_id,
+                    stored.principal,
+                    stored.status,
+                    stored.response.to_string(),
+                    crate::store::to_sql_int(crate::store::now_ms())
+                ],
+            )?;
+            if let Some((key, fingerprint)) = idempotency {
+                tx.execute(
+                    "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, request_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![stored.principal, key, fingerprint, request_id],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// A finished request by id.
+    pub fn request(&self, id: &str) -> Result<Option<StoredResponse>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT principal, status, response FROM requests WHERE id = ?1",
+                params![id],
+                |r| {
+                    let text: String = r.get(2)?;
+                    Ok(StoredResponse {
+                        principal: r.get(0)?,
+                        status: r.get(1)?,
+                        response: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// The completed request that used `key` for `principal`, if any.
+    pub fn idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT fingerprint, request_id FROM idempotency WHERE principal = ?1 AND key = ?2",
+                params![principal, key],
+                |r| {
+                    Ok(IdempotentRecord {
+                        fingerprint: r.get(0)?,
+                        request_id: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+}
