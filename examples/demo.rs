@@ -12,6 +12,9 @@
 //! cargo run --example demo
 //! ```
 
+#[path = "../tests/e2e/doubles.rs"]
+mod doubles;
+
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use warden_host::audit::hostkey;
@@ -31,7 +34,33 @@ async fn main() -> anyhow::Result<()> {
     println!("== signing the example capabilities with a development key ==");
     let dev = keys::generate();
     keys::write_key_pair(&work.join("keys"), "dev", &dev)?;
-    let names = ["echo", "invoice-reconcile", "pii-redact"];
+    let names = [
+        "echo",
+        "invoice-reconcile",
+        "pii-redact",
+        "order-notes",
+        "ticket-triage",
+        "fx-rate",
+    ];
+
+    println!("\n== local stand-ins for external services (loopback) ==");
+    let model_server = doubles::ticket_classifier(0).await?;
+    println!(
+        "  model backend `small` (OpenAI-compatible): {}",
+        model_server.origin()
+    );
+    let fx_server = doubles::fx_rates(18080).await;
+    match &fx_server {
+        Ok(s) => println!("  exchange-rate API: {}", s.origin()),
+        Err(e) => println!(
+            "  exchange-rate API: port 18080 unavailable ({e}); fx-rate will report the failure"
+        ),
+    }
+    let mut models = std::collections::BTreeMap::new();
+    models.insert(
+        "small".to_string(),
+        warden_host::interfaces::model::ModelBackend::new(&model_server.origin(), "demo-model"),
+    );
     let trust_text = format!(
         "# Development trust file written by the demo.\n[[key]]\nname = \"dev\"\npublic_key = \"{}\"\ncapabilities = [{}]\n",
         keys::public_key_text(&dev.verifying_key()),
@@ -48,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let mut host = Host::new(HostConfig {
         trust: Some(TrustStore::load(&trust_path)?),
         data_dir: Some(work.join("data")),
+        models,
         ..HostConfig::default()
     })?;
 
@@ -91,6 +121,18 @@ async fn main() -> anyhow::Result<()> {
             "redact",
             json!({"text": "Reach Dana at dana@example.com or +1 415-555-0100; card 4111 1111 1111 1111."}),
         ),
+        (
+            "order-notes",
+            "add-note",
+            json!({"order-id": "A-17", "text": "customer asked for gift wrap"}),
+        ),
+        ("order-notes", "list-notes", json!({"order-id": "A-17"})),
+        (
+            "ticket-triage",
+            "triage",
+            json!({"subject": "Charged twice", "body": "My card was billed twice for the March invoice."}),
+        ),
+        ("fx-rate", "rate", json!({"base": "EUR", "quote": "USD"})),
         // A hostile-ish request: wrong input type, refused before any guest code runs.
         ("echo", "echo", json!({"message": 42})),
     ];
@@ -104,6 +146,9 @@ async fn main() -> anyhow::Result<()> {
         }
         for line in &r.logs {
             println!("  log {}: {}", line.level, line.message);
+        }
+        for c in &r.host_calls {
+            println!("  host call: {} {} ({})", c.interface, c.target, c.status);
         }
         println!(
             "  usage:  fuel {}  peak memory {} KiB  wall {} us  replayable {}",
