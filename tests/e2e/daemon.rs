@@ -901,3 +901,80 @@ fn the_cli_submits_lists_capabilities_and_tails_the_audit() {
     let (code, _, err) = run(&["audit", "tail"], SUBMIT);
     assert_eq!(code, 2, "a submitter cannot read the audit: {err}");
 }
+
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_request_and_the_chain_verifies_after_restart() {
+    let dir = echo_deploy("crash-kill", "", "");
+    let d = Daemon::start(&dir);
+    let acked = std::sync::Mutex::new(Vec::<String>::new());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (d, acked, stop) = (&d, &acked, &stop);
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    // A dead daemon ends this client: every error stops it.
+                    let Ok(r) = d
+                        .client(SUBMIT)
+                        .post_json("/v1/requests", &greet(&format!("t{t}-{i}")))
+                    else {
+                        break;
+                    };
+                    if r.status == 200 {
+                        let id = r.json()["request_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        acked.lock().expect("lock").push(id);
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().expect("lock").len() < 100 {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon acknowledged too few requests"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        d.signal("-KILL"); // mid-load: clients are still sending
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let acked = acked.into_inner().expect("lock");
+    let data_dir = dir.join("data");
+    drop(d);
+    // Restart on the same data directory: the chain head is recovered; a
+    // clean stop writes the checkpoint that covers the entries written
+    // before the kill.
+    let restarted = Daemon::start(&dir);
+    let (code, err) = restarted.terminate();
+    assert_eq!(code, 0, "{err}");
+    let data = data_dir.to_str().expect("utf8");
+    let (code, out, err) = warden(&["audit", "verify", "--data-dir", data]);
+    assert_eq!(
+        code, 0,
+        "the chain verifies after SIGKILL + restart:\n{out}\n{err}"
+    );
+    let (_, shown, _) = warden(&[
+        "audit",
+        "show",
+        "--json",
+        "--limit",
+        "100000",
+        "--data-dir",
+        data,
+    ]);
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !shown.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged requests are missing from the chain: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+}
