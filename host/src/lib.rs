@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cache;
 pub mod canonical;
 pub mod component;
+pub mod diagnostic;
 mod host;
 pub mod interfaces;
 mod invocation;

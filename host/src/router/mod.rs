@@ -16,53 +16,17 @@ mod pattern;
 pub use pattern::KindPattern;
 
 use crate::audit::entry::{Hash256, RouteDecision};
+use crate::diagnostic::line_col;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// One problem in a route table, located by line and column when known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteError {
-    /// The route table file.
-    pub file: PathBuf,
-    /// 1-based line, when the problem has a place in the file.
-    pub line: Option<usize>,
-    /// 1-based column.
-    pub column: Option<usize>,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl fmt::Display for RouteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        write!(f, ": {}", self.message)
-    }
-}
+pub use crate::diagnostic::Diagnostic as RouteError;
 
 /// Every problem found in one route table (never only the first).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct RouteErrors(pub Vec<RouteError>);
-
-impl fmt::Display for RouteErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::diagnostic::Diagnostics as RouteErrors;
 
 /// What routing looks at in a request. Everything else about a request
 /// (its input, idempotency key, principal) never influences the decision.
@@ -555,16 +519,6 @@ fn is_route_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
 }
 
 #[cfg(test)]
