@@ -275,17 +275,21 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
             source,
         })?;
     let addr = listener.local_addr()?;
+    // Signal handlers are installed before readiness is announced: a
+    // SIGTERM that arrives right after the ready file appears must drain and
+    // checkpoint, not kill the process with the default action.
+    let term = term_signal();
+    spawn_sighup(daemon.clone());
     eprintln!("warden: listening on http://{addr}");
     if let Some(path) = &options.ready_file {
         std::fs::write(path, addr.to_string())?;
     }
-    spawn_sighup(daemon.clone());
     let app = api::router(daemon.clone());
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let shutdown = {
         let daemon = daemon.clone();
         async move {
-            wait_for_term().await;
+            wait_for_term(term).await;
             tracing::info!("shutdown requested: draining");
             daemon.draining.store(true, Ordering::SeqCst);
             let _ = stop_tx.send(true);
@@ -312,19 +316,25 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
     Ok(())
 }
 
-async fn wait_for_term() {
+/// Installs the SIGTERM handler now (`None` if the OS refuses).
+fn term_signal() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot install SIGTERM handler: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    signal(SignalKind::terminate())
+        .map_err(|e| tracing::error!("cannot install SIGTERM handler: {e}"))
+        .ok()
+}
+
+async fn wait_for_term(term: Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
