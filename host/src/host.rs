@@ -23,7 +23,7 @@
 use crate::audit::hostkey;
 use crate::cache::{CacheError, CacheOutcome, CompiledCache};
 use crate::canonical::json_digest;
-use crate::component::{Shape, convert};
+use crate::component::{ExportFunc, Shape, convert};
 use crate::interfaces::HostServices;
 use crate::interfaces::kv::{KvError, KvStore};
 use crate::invocation::{AuditRef, Call, InvocationRecord};
@@ -192,6 +192,65 @@ impl Capability {
     pub fn name(&self) -> &str {
         &self.policy.capability.name
     }
+
+    /// Checks that `function` is a callable export and types `input`
+    /// against its parameters (the daemon checks held requests with this
+    /// before anyone is asked to approve them).
+    pub fn typed_params(
+        &self,
+        function: &str,
+        input: &serde_json::Value,
+    ) -> Result<(&ExportFunc, Vec<wasmtime::component::Val>), String> {
+        let Some(export) = self.shape.export(function) else {
+            let names: Vec<&str> = self.shape.exports.iter().map(|e| e.id.as_str()).collect();
+            return Err(format!(
+                "capability `{}` exports no function `{function}`; it exports: {}",
+                self.name(),
+                names.join(", ")
+            ));
+        };
+        if !export.callable {
+            return Err(format!(
+                "`{}` uses resources, futures or streams, which cannot be called with JSON",
+                export.id
+            ));
+        }
+        let params = convert::json_to_params(&export.params, input)
+            .map_err(|e| format!("invalid input {e}"))?;
+        Ok((export, params))
+    }
+
+    /// Whether the policy keeps only hashes of payloads.
+    pub fn hash_only(&self) -> bool {
+        self.policy.capability.payloads == crate::policy::PayloadRetention::HashOnly
+    }
+}
+
+/// What a request was bound to when it was held: the exact component and
+/// policy approvers see (and the payload retention and replayability that
+/// go with them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Binding {
+    /// `sha256:<hex>` of the component.
+    pub component_digest: String,
+    /// `sha256:<hex>` of the effective policy.
+    pub policy_hash: String,
+    /// Payloads are kept as hashes only.
+    pub hash_only: bool,
+    /// Replayable by its grants.
+    pub replayable: bool,
+}
+
+impl Capability {
+    /// This capability's binding.
+    pub fn binding(&self) -> Binding {
+        Binding {
+            component_digest: self.digest.clone(),
+            policy_hash: self.policy_hash.clone(),
+            hash_only: self.hash_only(),
+            replayable: self.policy.is_replayable(),
+        }
+    }
 }
 
 /// Loaded capabilities, the sandbox that runs them, and the audit log.
@@ -335,6 +394,7 @@ impl Host {
         check_limits(&self.sandbox, &policy)?;
         let (component, compiled) = self.compile(&name, &digest, bytes, origin)?;
         let shape = Shape::of(self.sandbox.engine(), &component);
+        check_approval_rules(&shape, &policy)?;
         let link_err = |source| LoadError::Link {
             capability: name.clone(),
             source,
@@ -486,6 +546,24 @@ impl Host {
         self.commit(record, cap, call).await
     }
 
+    /// [`refuse`](Self::refuse) for a request bound to a component digest
+    /// and policy hash that may no longer be loaded (a held request whose
+    /// approval ended after a reload).
+    pub async fn refuse_bound(
+        &self,
+        binding: &Binding,
+        call: &Call,
+        outcome: Outcome,
+        why: String,
+    ) -> InvocationRecord {
+        let mut record = self.blank_record(call);
+        record.component_digest = binding.component_digest.clone();
+        record.policy_hash = binding.policy_hash.clone();
+        record.replayable = binding.replayable;
+        let record = record.fail(outcome, why);
+        self.commit_with(record, binding.hash_only, call).await
+    }
+
     fn blank_record(&self, call: &Call) -> InvocationRecord {
         let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
         let request_id = call.request_id.clone().unwrap_or_else(new_request_id);
@@ -527,27 +605,26 @@ impl Host {
         record.component_digest = cap.digest.clone();
         record.policy_hash = cap.policy_hash.clone();
         record.replayable = cap.policy.is_replayable();
-        let Some(export) = cap.shape.export(&call.function) else {
-            let names: Vec<&str> = cap.shape.exports.iter().map(|e| e.id.as_str()).collect();
-            let why = format!(
-                "capability `{}` exports no function `{}`; it exports: {}",
-                call.capability,
-                call.function,
-                names.join(", ")
-            );
-            return record.fail(Outcome::InvalidInput, why);
+        let (export, params) = match cap.typed_params(&call.function, &call.input) {
+            Ok(typed) => typed,
+            Err(why) => return record.fail(Outcome::InvalidInput, why),
         };
-        if !export.callable {
-            let why = format!(
-                "`{}` uses resources, futures or streams, which cannot be called with JSON",
-                export.id
-            );
-            return record.fail(Outcome::InvalidInput, why);
+        if let Some(need) = cap.policy.approval_for(&call.function, &call.input) {
+            let have = call.approvers().len();
+            if have < need.mode.required() {
+                let why = format!(
+                    "`{}` needs {} approval(s) (mode {}, rule {} of {}: {}) and has {have}; \
+                     gated requests are held by the daemon (docs/approvals.md)",
+                    export.id,
+                    need.mode.required(),
+                    need.mode.as_str(),
+                    need.rule,
+                    cap.policy.source.display(),
+                    need.reason
+                );
+                return record.fail(Outcome::PendingApproval, why);
+            }
         }
-        let params = match convert::json_to_params(&export.params, &call.input) {
-            Ok(p) => p,
-            Err(e) => return record.fail(Outcome::InvalidInput, format!("invalid input {e}")),
-        };
         let id = InvocationIdentity {
             request_id,
             admitted_at,
@@ -580,16 +657,23 @@ impl Host {
     /// Appends the record's audit entry (durable before this returns).
     async fn commit(
         &self,
-        mut record: InvocationRecord,
+        record: InvocationRecord,
         cap: Option<&Capability>,
+        call: &Call,
+    ) -> InvocationRecord {
+        self.commit_with(record, cap.is_some_and(Capability::hash_only), call)
+            .await
+    }
+
+    async fn commit_with(
+        &self,
+        mut record: InvocationRecord,
+        hash_only: bool,
         call: &Call,
     ) -> InvocationRecord {
         let Some(log) = &self.audit else {
             return record;
         };
-        let hash_only = cap.is_some_and(|c| {
-            c.policy.capability.payloads == crate::policy::PayloadRetention::HashOnly
-        });
         let payloads = if hash_only {
             Payloads::default()
         } else {
@@ -642,6 +726,26 @@ fn check_limits(sandbox: &Sandbox, policy: &Policy) -> Result<(), LoadError> {
                 crate::policy::ByteSize(ceiling)
             ),
         });
+    }
+    Ok(())
+}
+
+/// Every `[[approval]]` rule names a function the component exports.
+fn check_approval_rules(shape: &Shape, policy: &Policy) -> Result<(), LoadError> {
+    for (i, rule) in policy.approvals.iter().enumerate() {
+        if rule.function != "*" && shape.export(&rule.function).is_none() {
+            let names: Vec<&str> = shape.exports.iter().map(|e| e.id.as_str()).collect();
+            return Err(LoadError::Limits {
+                capability: policy.capability.name.clone(),
+                message: format!(
+                    "{}: [[approval]] rule {} names function `{}`, which the component does not export (it exports: {})",
+                    policy.source.display(),
+                    i + 1,
+                    rule.function,
+                    names.join(", ")
+                ),
+            });
+        }
     }
     Ok(())
 }

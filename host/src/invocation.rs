@@ -2,7 +2,7 @@
 //! becomes an audit entry.
 
 use crate::audit::entry::{Hash256, NewEntry, RouteDecision};
-use crate::audit::{EventKind, HostCall};
+use crate::audit::{Approval, ApprovalDecision, EventKind, HostCall};
 use crate::canonical::canonical_json;
 use crate::interfaces::log::LogLine;
 use crate::outcome::{Outcome, Usage};
@@ -31,6 +31,9 @@ pub struct Call {
     pub route: Option<RouteDecision>,
     /// Retry attempt, 1-based.
     pub attempt: u32,
+    /// Human decisions on this request (the daemon attaches them once a
+    /// gated request is approved); recorded in the audit entry.
+    pub approvals: Vec<Approval>,
 }
 
 impl Call {
@@ -46,6 +49,7 @@ impl Call {
             via: "embed".into(),
             route: None,
             attempt: 1,
+            approvals: Vec::new(),
         }
     }
 
@@ -59,6 +63,25 @@ impl Call {
     pub fn admitted_at(mut self, at: SystemTime) -> Call {
         self.admitted_at = Some(at);
         self
+    }
+
+    /// Attaches approval decisions (see [`crate::approval`]).
+    pub fn with_approvals(mut self, approvals: Vec<Approval>) -> Call {
+        self.approvals = approvals;
+        self
+    }
+
+    /// Distinct principals, other than the requester, who approved.
+    pub fn approvers(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .approvals
+            .iter()
+            .filter(|a| a.decision == ApprovalDecision::Approved && a.principal != self.principal)
+            .map(|a| a.principal.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Sets the principal and how the request arrived.
@@ -174,7 +197,7 @@ impl InvocationRecord {
             replayable: self.replayable,
             unsigned_allowed: self.unsigned_allowed,
             attempt: call.attempt,
-            approvals: Vec::new(),
+            approvals: call.approvals.clone(),
             host_calls: self.host_calls.clone(),
             detail: None,
         }

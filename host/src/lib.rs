@@ -4,6 +4,7 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
+pub mod approval;
 pub mod audit;
 pub mod cache;
 pub mod canonical;
@@ -22,6 +23,6 @@ pub mod server;
 pub mod signing;
 pub mod store;
 
-pub use host::{Capability, Host, HostConfig, HostError, LoadError, new_request_id};
+pub use host::{Binding, Capability, Host, HostConfig, HostError, LoadError, new_request_id};
 pub use invocation::{AuditRef, Call, InvocationRecord};
 pub use outcome::{Budget, Outcome, Usage};

@@ -45,6 +45,9 @@ enum Command {
     Submit(commands::client::SubmitArgs),
     /// List the capabilities a running daemon serves.
     Capabilities(commands::client::CapabilitiesArgs),
+    /// List, show, approve and deny requests a running daemon holds for approval.
+    #[command(subcommand)]
+    Approvals(commands::approvals::Cmd),
     /// Check, list and export the tamper-evident audit chain (`tail`: from a running daemon).
     Audit {
         #[command(subcommand)]
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => commands::serve::run(a),
         Command::Submit(a) => commands::client::submit(a),
         Command::Capabilities(a) => commands::client::capabilities(a),
+        Command::Approvals(c) => commands::approvals::run(c),
         Command::Audit { cmd } => commands::audit::run(cmd),
     }
 }

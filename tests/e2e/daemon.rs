@@ -12,20 +12,20 @@ use warden_host::server::client::{Client, Response};
 use warden_host::signing;
 
 /// Tokens of the test principals, one per role.
-const SUBMIT: &str = "tok-submit";
-const AUDIT: &str = "tok-audit";
-const ADMIN: &str = "tok-admin";
-const APPROVE: &str = "tok-approve";
+pub(crate) const SUBMIT: &str = "tok-submit";
+pub(crate) const AUDIT: &str = "tok-audit";
+pub(crate) const ADMIN: &str = "tok-admin";
+pub(crate) const APPROVE: &str = "tok-approve";
 
 /// One capability of a test deployment.
-struct Cap {
-    name: &'static str,
-    guest: &'static str,
-    imports: &'static str,
-    extra: &'static str,
+pub(crate) struct Cap {
+    pub(crate) name: &'static str,
+    pub(crate) guest: &'static str,
+    pub(crate) imports: &'static str,
+    pub(crate) extra: &'static str,
 }
 
-fn cap(name: &'static str, guest: &'static str) -> Cap {
+pub(crate) fn cap(name: &'static str, guest: &'static str) -> Cap {
     Cap {
         name,
         guest,
@@ -35,9 +35,9 @@ fn cap(name: &'static str, guest: &'static str) -> Cap {
 }
 
 /// A route: `(id, kind, capability, function)`.
-type Route = (&'static str, &'static str, &'static str, &'static str);
+pub(crate) type Route = (&'static str, &'static str, &'static str, &'static str);
 
-fn routes_toml(routes: &[Route]) -> String {
+pub(crate) fn routes_toml(routes: &[Route]) -> String {
     routes
         .iter()
         .map(|(id, kind, cap, func)| {
@@ -48,7 +48,7 @@ fn routes_toml(routes: &[Route]) -> String {
         .collect()
 }
 
-fn policy_toml(c: &Cap) -> String {
+pub(crate) fn policy_toml(c: &Cap) -> String {
     format!(
         "[capability]\nname = \"{}\"\ncomponent = \"{}.wasm\"\nsigners = [\"ops\"]\n\n[imports]\n{}\n{}\n",
         c.name,
@@ -60,7 +60,7 @@ fn policy_toml(c: &Cap) -> String {
 
 /// Writes a deployment (signed components, trust, policies, routes, config)
 /// into a fresh directory and returns it.
-fn deploy(name: &str, caps: &[Cap], routes: &[Route], config_extra: &str) -> PathBuf {
+pub(crate) fn deploy(name: &str, caps: &[Cap], routes: &[Route], config_extra: &str) -> PathBuf {
     let dir = scratch(&format!("daemon-{name}"));
     let key = keys::generate();
     std::fs::create_dir_all(dir.join("components")).expect("mkdir");
@@ -113,14 +113,14 @@ fn deploy(name: &str, caps: &[Cap], routes: &[Route], config_extra: &str) -> Pat
 }
 
 /// A running `warden serve`; killed (SIGKILL) when dropped if still running.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     addr: String,
     dir: PathBuf,
 }
 
 impl Daemon {
-    fn start(dir: &Path) -> Daemon {
+    pub(crate) fn start(dir: &Path) -> Daemon {
         let ready = dir.join("ready");
         let _ = std::fs::remove_file(&ready);
         let mut child = Command::new(warden_bin())
@@ -155,21 +155,21 @@ impl Daemon {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn client(&self, token: &str) -> Client {
+    pub(crate) fn client(&self, token: &str) -> Client {
         Client::new(&self.url(), Some(token.to_string())).expect("url")
     }
 
-    fn submit(&self, body: Value) -> Response {
+    pub(crate) fn submit(&self, body: Value) -> Response {
         self.client(SUBMIT)
             .post_json("/v1/requests", &body)
             .expect("request")
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -179,7 +179,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then wait for the exit; returns (exit code, stderr).
-    fn terminate(mut self) -> (i32, String) {
+    pub(crate) fn terminate(mut self) -> (i32, String) {
         self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -195,7 +195,7 @@ impl Daemon {
         }
     }
 
-    fn audit(&self) -> Vec<Value> {
+    pub(crate) fn audit(&self) -> Vec<Value> {
         let body = self
             .client(AUDIT)
             .get("/v1/audit?after=0&limit=1000")

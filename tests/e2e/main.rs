@@ -1,6 +1,7 @@
 //! End-to-end tests: real components built for wasm32-wasip2 by the root
 //! build script, run through the `warden-host` library.
 
+mod approvals;
 mod audit;
 mod capabilities;
 mod cli;

@@ -4,6 +4,7 @@
 //! Commands are thin shells over the library; they never hold logic that an
 //! embedder would also need.
 
+pub mod approvals;
 pub mod audit;
 pub mod client;
 pub mod inspect;

@@ -173,6 +173,8 @@ pub struct Policy {
     pub budget: BudgetSection,
     /// `[retry]` (the daemon retries; a single `invoke` never does).
     pub retry: RetryPolicy,
+    /// `[[approval]]` rules, in file order (docs/approvals.md).
+    pub approvals: Vec<crate::approval::Rule>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +187,8 @@ struct RawPolicy {
     budget: BudgetSection,
     #[serde(default)]
     retry: RetryPolicy,
+    #[serde(default)]
+    approval: Vec<crate::approval::RawRule>,
 }
 
 impl Policy {
@@ -270,6 +274,30 @@ impl Policy {
                 Err(e) => errors.push(err_at(at, e)),
             }
         }
+        let mut approvals = Vec::new();
+        let mut search_from = find(text, "[[approval]]").unwrap_or(0);
+        for raw in raw.approval {
+            // Each rule's problems point at its own `[[approval]]` table.
+            let table = text
+                .get(search_from..)
+                .and_then(|t| t.find("[[approval]]"))
+                .map(|o| o + search_from);
+            let next_from = table.map_or(search_from, |t| t + "[[approval]]".len());
+            match raw.compile() {
+                Ok(rule) => approvals.push(rule),
+                Err(rule_errors) => {
+                    for e in rule_errors {
+                        let at = table.and_then(|t| {
+                            text.get(t..)
+                                .and_then(|rest| rest.find(&e.near))
+                                .map(|o| o + t)
+                        });
+                        errors.push(err_at(at.or(table), e.message));
+                    }
+                }
+            }
+            search_from = next_from;
+        }
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
@@ -279,6 +307,7 @@ impl Policy {
             imports,
             budget: raw.budget,
             retry: raw.retry,
+            approvals,
         })
     }
 
@@ -309,12 +338,29 @@ impl Policy {
         if !self.retry.is_empty() {
             effective["retry"] = serde_json::to_value(self.retry).unwrap_or_default();
         }
+        if !self.approvals.is_empty() {
+            effective["approval"] = self
+                .approvals
+                .iter()
+                .map(crate::approval::Rule::to_json)
+                .collect();
+        }
         effective
     }
 
     /// `sha256:<hex>` of the canonical JSON of the effective policy.
     pub fn hash(&self) -> String {
         crate::canonical::json_digest(&self.effective())
+    }
+
+    /// What `function` called with `input` needs before it may run, by the
+    /// `[[approval]]` rules (`None`: it runs at once).
+    pub fn approval_for(
+        &self,
+        function: &str,
+        input: &serde_json::Value,
+    ) -> Option<crate::approval::Requirement> {
+        crate::approval::requirement(&self.approvals, function, input)
     }
 
     /// Whether, by its grants alone, an invocation can be replayed (virtual

@@ -144,3 +144,50 @@ fn kebab_names() {
         assert!(!is_kebab_name(bad), "{bad}");
     }
 }
+
+#[test]
+fn approval_rules_are_parsed_in_order_and_enter_the_policy_hash() {
+    let base = "[capability]\nname = \"refund\"\ncomponent = \"refund.wasm\"\n";
+    let with_rules = format!(
+        "{base}\n[[approval]]\nfunction = \"refund\"\nwhen = \"input.amount > 100\"\nmode = \"dual\"\nexpires = \"2h\"\napprovers = [\"group:finance\"]\n\n[[approval]]\nfunction = \"*\"\nmode = \"none\"\n"
+    );
+    let p = Policy::parse(Path::new("refund.toml"), &with_rules).expect("valid");
+    assert_eq!(p.approvals.len(), 2);
+    assert_eq!(p.approvals[0].mode, crate::approval::Mode::Dual);
+    assert_eq!(p.approvals[0].expires, std::time::Duration::from_secs(7200));
+    let need = p
+        .approval_for("refund", &serde_json::json!({"amount": 101}))
+        .expect("gated");
+    assert_eq!((need.rule, need.mode), (1, crate::approval::Mode::Dual));
+    assert_eq!(
+        p.approval_for("refund", &serde_json::json!({"amount": 100})),
+        None
+    );
+    let plain = Policy::parse(Path::new("refund.toml"), base).expect("valid");
+    assert_ne!(p.hash(), plain.hash(), "rules are part of the policy hash");
+    assert!(p.effective()["approval"][0]["when"] == "input.amount > 100");
+}
+
+#[test]
+fn approval_rule_errors_point_at_their_own_rule() {
+    let text = "[capability]\nname = \"refund\"\ncomponent = \"refund.wasm\"\n\n[[approval]]\nfunction = \"refund\"\nwhen = \"input.amount > 1\"\nmode = \"single\"\n\n[[approval]]\nfunction = \"refund\"\nwhen = \"input.amount >\"\nmode = \"single\"\n\n[[approval]]\nfunction = \"refund\"\nmode = \"sometimes\"\n";
+    let errors = Policy::parse(Path::new("refund.toml"), text).expect_err("invalid");
+    let shown = errors.to_string();
+    // The unknown mode is a TOML-level error with its line.
+    assert!(shown.contains("refund.toml:17"), "{shown}");
+    let text = text.replace(
+        "mode = \"sometimes\"",
+        "mode = \"none\"\napprovers = [\"x\"]",
+    );
+    let errors = Policy::parse(Path::new("refund.toml"), &text).expect_err("invalid");
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("refund.toml:12:") && lines[0].contains("does not parse"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("refund.toml:18:") && lines[1].contains("takes no `approvers`"),
+        "{lines:?}"
+    );
+}

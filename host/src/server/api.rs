@@ -37,6 +37,10 @@ pub mod roles {
     pub const ADMIN: &[Role] = &[Role::Admin];
     /// `GET /metrics`.
     pub const METRICS: &[Role] = &[Role::Audit, Role::Admin];
+    /// `GET /v1/approvals[/{id}]`.
+    pub const READ_APPROVALS: &[Role] = &[Role::Approve, Role::Audit];
+    /// `POST /v1/approvals/{id}/approve|deny`.
+    pub const DECIDE: &[Role] = &[Role::Approve];
 }
 
 /// The API router.
@@ -49,6 +53,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/routes", get(routes))
         .route("/v1/audit", get(audit))
         .route("/v1/audit/checkpoints", get(checkpoints))
+        .route("/v1/approvals", get(approvals))
+        .route("/v1/approvals/{id}", get(approval))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/deny", post(deny))
         .route("/v1/admin/reload", post(reload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -73,8 +81,8 @@ impl Daemon {
     }
 }
 
-async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let principal = d.auth(&headers, roles::SUBMIT)?;
+/// Reads a JSON body within the body limit; client mistakes are 4xx codes.
+async fn read_json<T: serde::de::DeserializeOwned>(d: &Daemon, body: Body) -> Result<T, ApiError> {
     let limit = usize::try_from(d.config.limits.max_body.bytes()).unwrap_or(usize::MAX);
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
@@ -86,7 +94,7 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
             ),
         )
     })?;
-    let body: SubmitBody = serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data if e.to_string().contains("unknown field") => {
@@ -95,7 +103,12 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
             Category::Data => ApiError::bad_request("invalid_request", e.to_string()),
             _ => ApiError::bad_request("malformed_json", e.to_string()),
         }
-    })?;
+    })
+}
+
+async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let principal = d.auth(&headers, roles::SUBMIT)?;
+    let body: SubmitBody = read_json(&d, body).await?;
     // Run to the end even if the client goes away: the audit entry and the
     // idempotency record must not depend on the connection.
     let task = tokio::spawn(d.clone().submit(principal.name, body));
@@ -116,16 +129,51 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
     Ok(resp)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestQuery {
+    /// Long-poll: wait up to this long (e.g. `30s`) while the request is
+    /// pending approval.
+    wait: Option<String>,
+}
+
+/// Longest long-poll.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn request(
     State(d): Shared,
     headers: HeaderMap,
     Path(id): Path<String>,
+    query: Result<Query<RequestQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let principal = d.auth(&headers, roles::READ_REQUEST)?;
-    let stored = d
-        .state
-        .request(&id)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let wait = match q.wait.as_deref() {
+        None => std::time::Duration::ZERO,
+        Some(w) => crate::policy::HumanDuration::parse(w)
+            .map_err(|e| ApiError::bad_request("invalid_query", format!("wait: {e}")))?
+            .get()
+            .min(MAX_WAIT),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = d.changes.subscribe();
+    let stored = loop {
+        changes.mark_unchanged();
+        let stored = d
+            .state
+            .request(&id)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let pending = stored
+            .as_ref()
+            .is_some_and(|s| s.status == StatusCode::ACCEPTED.as_u16());
+        if !pending
+            || tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+        {
+            break stored;
+        }
+    };
     let may_read_all = principal.roles.contains(&Role::Audit);
     match stored {
         Some(s) if may_read_all || s.principal == principal.name => Ok(axum::Json(
@@ -276,6 +324,90 @@ async fn checkpoints(State(d): Shared, headers: HeaderMap) -> Result<Response, A
     Ok(axum::Json(json!({"checkpoints": cps})).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalsQuery {
+    #[serde(default = "default_state")]
+    state: String,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_state() -> String {
+    "pending".into()
+}
+
+async fn approvals(
+    State(d): Shared,
+    headers: HeaderMap,
+    query: Result<Query<ApprovalsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::READ_APPROVALS)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let state = super::approvals::HeldState::parse_filter(&q.state)
+        .map_err(|e| ApiError::bad_request("invalid_query", e))?;
+    let held = d
+        .state
+        .held_list(state.map(|s| s.as_str()), q.limit.clamp(1, MAX_AUDIT_PAGE))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let now = crate::store::now_ms();
+    let views: Vec<Value> = held.iter().map(|h| h.view(now)).collect();
+    Ok(axum::Json(json!({"approvals": views})).into_response())
+}
+
+async fn approval(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    d.auth(&headers, roles::READ_APPROVALS)?;
+    let held = d.load_held(&id)?;
+    Ok(axum::Json(held.view(crate::store::now_ms())).into_response())
+}
+
+async fn approve(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    decide(
+        d,
+        headers,
+        id,
+        body,
+        crate::audit::ApprovalDecision::Approved,
+    )
+    .await
+}
+
+async fn deny(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    decide(d, headers, id, body, crate::audit::ApprovalDecision::Denied).await
+}
+
+async fn decide(
+    d: Arc<Daemon>,
+    headers: HeaderMap,
+    id: String,
+    body: Body,
+    decision: crate::audit::ApprovalDecision,
+) -> Result<Response, ApiError> {
+    let principal = d.auth(&headers, roles::DECIDE)?;
+    let body: super::approvals::DecisionBody = read_json(&d, body).await?;
+    // Run to the end even if the approver goes away (the approved request
+    // executes inside this call).
+    let task = tokio::spawn(async move { d.decide(&principal, &id, decision, &body.reason).await });
+    let view = task
+        .await
+        .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))??;
+    Ok(axum::Json(view).into_response())
+}
+
 async fn reload(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
     let principal = d.auth(&headers, roles::ADMIN)?;
     match d.reload(&principal.name, "http").await {
@@ -338,8 +470,17 @@ async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiEr
     }
     let _ = writeln!(out, "# TYPE warden_requests_active gauge");
     let _ = writeln!(out, "warden_requests_active {}", *d.active.borrow());
+    let (pending, oldest) = d.state.pending_summary().unwrap_or((0, None));
     let _ = writeln!(out, "# TYPE warden_pending_approvals gauge");
-    let _ = writeln!(out, "warden_pending_approvals 0");
+    let _ = writeln!(out, "warden_pending_approvals {pending}");
+    let age = oldest.map_or(0.0, |t| {
+        crate::store::now_ms().saturating_sub(t) as f64 / 1000.0
+    });
+    let _ = writeln!(
+        out,
+        "# TYPE warden_oldest_pending_approval_age_seconds gauge"
+    );
+    let _ = writeln!(out, "warden_oldest_pending_approval_age_seconds {age}");
     if let Some(log) = d.host.audit() {
         let s = log.stats();
         let _ = writeln!(out, "# TYPE warden_audit_commit_batch_size histogram");

@@ -18,6 +18,8 @@ pub struct Principal {
     pub name: String,
     /// Roles granted.
     pub roles: Vec<Role>,
+    /// Groups (for approval rules naming `group:<name>`).
+    pub groups: Vec<String>,
 }
 
 /// The configured principals, by token hash.
@@ -39,6 +41,7 @@ impl Principals {
                     Principal {
                         name: p.name.clone(),
                         roles: p.roles.clone(),
+                        groups: p.groups.clone(),
                     },
                 ))
             })
@@ -112,11 +115,13 @@ mod tests {
                 name: "alice".into(),
                 token_sha256: token_hash("tok-alice"),
                 roles: vec![Role::Submit],
+                groups: vec![],
             },
             PrincipalConfig {
                 name: "ops".into(),
                 token_sha256: token_hash("tok-ops"),
                 roles: vec![Role::Admin, Role::Audit],
+                groups: vec![],
             },
         ])
     }

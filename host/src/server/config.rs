@@ -48,6 +48,10 @@ pub struct PrincipalConfig {
     pub token_sha256: String,
     /// Roles granted.
     pub roles: Vec<Role>,
+    /// Groups the principal belongs to (approval rules may name
+    /// `group:<name>` as approvers).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `[limits]`: request handling limits and per-capability defaults.

@@ -98,6 +98,7 @@ impl Deployment {
             if !trust_ok {
                 continue;
             }
+            check_approvers(&policy, config, &mut errors);
             match host.prepare_with(
                 trust.as_ref(),
                 policy,
@@ -134,6 +135,48 @@ impl Deployment {
                 trust_hash,
             }),
             _ => Err(errors),
+        }
+    }
+}
+
+/// Every `[[approval]]` rule can be satisfied by the configured
+/// principals: each named approver exists with the `approve` role, and a
+/// rule has at least as many eligible approvers as it needs approvals.
+fn check_approvers(
+    policy: &crate::policy::Policy,
+    config: &DaemonConfig,
+    errors: &mut Vec<String>,
+) {
+    use super::config::Role;
+    use crate::approval::Approver;
+    let approvers: Vec<_> = config
+        .principals
+        .iter()
+        .filter(|p| p.roles.contains(&Role::Approve))
+        .collect();
+    for (i, rule) in policy.approvals.iter().enumerate() {
+        let at = format!("{}: [[approval]] rule {}", policy.source.display(), i + 1);
+        for a in &rule.approvers {
+            if !approvers.iter().any(|p| a.admits(&p.name, &p.groups)) {
+                errors.push(format!(
+                    "{at}: approver `{a}` is not a principal with the `approve` role{} in the daemon config",
+                    if matches!(a, Approver::Group(_)) { " (no member of that group has it)" } else { "" }
+                ));
+            }
+        }
+        let eligible = approvers
+            .iter()
+            .filter(|p| {
+                rule.approvers.is_empty()
+                    || rule.approvers.iter().any(|a| a.admits(&p.name, &p.groups))
+            })
+            .count();
+        if eligible < rule.mode.required() {
+            errors.push(format!(
+                "{at}: mode `{}` needs {} distinct approvers but only {eligible} configured principal(s) may approve it",
+                rule.mode.as_str(),
+                rule.mode.required()
+            ));
         }
     }
 }

@@ -8,6 +8,7 @@
 //! through the host's log.
 
 mod api;
+pub mod approvals;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -90,6 +91,10 @@ pub struct Daemon {
     faults: Mutex<BTreeMap<String, u32>>,
     draining: AtomicBool,
     active: watch::Sender<usize>,
+    /// Serializes decisions on held requests.
+    approvals_lock: tokio::sync::Mutex<()>,
+    /// Bumped whenever a held request ends (wakes long-polls).
+    changes: watch::Sender<u64>,
 }
 
 /// Counts a request as active until dropped (graceful shutdown drains them).
@@ -149,6 +154,8 @@ impl Daemon {
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
             active,
+            approvals_lock: tokio::sync::Mutex::new(()),
+            changes: watch::channel(0u64).0,
             config,
         }))
     }
@@ -217,33 +224,46 @@ impl Daemon {
             1,
         );
         if let Some(log) = self.host.audit() {
-            let entry = NewEntry {
-                event: EventKind::Reload,
-                admitted_at_ms: crate::store::now_ms(),
-                request_id: crate::new_request_id(),
-                principal: principal.to_string(),
-                request_kind: via.to_string(),
-                route: None,
-                capability: String::new(),
-                component_digest: None,
-                policy_hash: None,
-                function: String::new(),
-                input_sha256: None,
-                output_sha256: None,
-                outcome,
-                usage: Usage::default(),
-                replayable: true,
-                unsigned_allowed: self.config.allow_unsigned,
-                attempt: 1,
-                approvals: Vec::new(),
-                host_calls: Vec::new(),
-                detail: Some(crate::canonical::canonical_json(&detail)),
-            };
+            let entry = self.event_entry(EventKind::Reload, principal, via, outcome, &detail);
             if let Err(e) = log.append(entry, Payloads::default()).await {
                 tracing::error!("reload audit entry failed: {e}");
             }
         }
         result
+    }
+
+    /// An audit entry for a daemon event (reload, approval decision): no
+    /// capability ran; `detail` says what happened.
+    fn event_entry(
+        &self,
+        event: EventKind,
+        principal: &str,
+        via: &str,
+        outcome: Outcome,
+        detail: &Value,
+    ) -> NewEntry {
+        NewEntry {
+            event,
+            admitted_at_ms: crate::store::now_ms(),
+            request_id: crate::new_request_id(),
+            principal: principal.to_string(),
+            request_kind: via.to_string(),
+            route: None,
+            capability: String::new(),
+            component_digest: None,
+            policy_hash: None,
+            function: String::new(),
+            input_sha256: None,
+            output_sha256: None,
+            outcome,
+            usage: Usage::default(),
+            replayable: true,
+            unsigned_allowed: self.config.allow_unsigned,
+            attempt: 1,
+            approvals: Vec::new(),
+            host_calls: Vec::new(),
+            detail: Some(crate::canonical::canonical_json(detail)),
+        }
     }
 
     /// Stops admitting requests, waits for active ones up to `deadline`,
@@ -280,6 +300,8 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
     // checkpoint, not kill the process with the default action.
     let term = term_signal();
     spawn_sighup(daemon.clone());
+    daemon.sweep_approvals(true).await;
+    spawn_approval_sweeper(daemon.clone());
     eprintln!("warden: listening on http://{addr}");
     if let Some(path) = &options.ready_file {
         std::fs::write(path, addr.to_string())?;
@@ -336,6 +358,22 @@ async fn wait_for_term(term: Option<tokio::signal::unix::Signal>) {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// How often pending approvals are checked for expiry.
+const APPROVAL_SWEEP: Duration = Duration::from_secs(1);
+
+fn spawn_approval_sweeper(daemon: Arc<Daemon>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(APPROVAL_SWEEP);
+        loop {
+            tick.tick().await;
+            if daemon.draining.load(Ordering::SeqCst) {
+                return;
+            }
+            daemon.sweep_approvals(false).await;
+        }
+    });
 }
 
 fn spawn_sighup(daemon: Arc<Daemon>) {

@@ -25,6 +25,14 @@ CREATE TABLE IF NOT EXISTS idempotency (
     request_id  TEXT NOT NULL,
     PRIMARY KEY (principal, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held (
+    id         TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    record     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_by_state ON held (state, created_ms);
 ";
 
 /// A stored response.
@@ -52,6 +60,20 @@ pub struct IdempotentRecord {
 pub struct StateStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+}
+
+fn put_request(c: &Connection, id: &str, stored: &StoredResponse) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            id,
+            stored.principal,
+            stored.status,
+            stored.response.to_string(),
+            crate::store::to_sql_int(crate::store::now_ms())
+        ],
+    )
+    .map(|_| ())
 }
 
 impl StateStore {
@@ -92,8 +114,10 @@ impl StateStore {
     ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
+            // A held request's row was written when it was held and is
+            // replaced when it ends; the submit path never overwrites it.
             tx.execute(
-                "INSERT OR REPLACE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     request_id,
                     stored.principal,
@@ -109,6 +133,102 @@ impl StateStore {
                 )?;
             }
             tx.commit()
+        })
+    }
+
+    /// Inserts or replaces a held (approval-gated) request; with `stored`,
+    /// also records the response `GET /v1/requests/{id}` shows meanwhile,
+    /// in the same transaction.
+    pub fn put_held(
+        &self,
+        held: &super::approvals::Held,
+        stored: Option<&StoredResponse>,
+    ) -> Result<(), StoreError> {
+        let record = serde_json::to_string(held).unwrap_or_default();
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO held (id, state, created_ms, expires_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    held.request_id,
+                    held.state.as_str(),
+                    crate::store::to_sql_int(held.admitted_at_ms),
+                    crate::store::to_sql_int(held.expires_at_ms),
+                    record
+                ],
+            )?;
+            if let Some(stored) = stored {
+                put_request(&tx, &held.request_id, stored)?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Records a held request's end together with the response callers
+    /// now read from `GET /v1/requests/{id}`, in one transaction.
+    pub fn end_held(
+        &self,
+        held: &super::approvals::Held,
+        stored: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let record = serde_json::to_string(held).unwrap_or_default();
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE held SET state = ?2, record = ?3 WHERE id = ?1",
+                params![held.request_id, held.state.as_str(), record],
+            )?;
+            put_request(&tx, &held.request_id, stored)?;
+            tx.commit()
+        })
+    }
+
+    /// A held request by id.
+    pub fn held(&self, id: &str) -> Result<Option<super::approvals::Held>, StoreError> {
+        let text: Option<String> = self.with(|c| {
+            c.query_row("SELECT record FROM held WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+        })?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Held requests in `state` (all states when `None`), oldest first, at most `limit`.
+    pub fn held_list(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<super::approvals::Held>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let texts: Vec<String> = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT record FROM held WHERE (?1 IS NULL OR state = ?1) ORDER BY created_ms, id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![state, limit], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        Ok(texts
+            .iter()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
+    }
+
+    /// Number of pending held requests and the creation time of the oldest.
+    pub fn pending_summary(&self) -> Result<(u64, Option<u64>), StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*), MIN(created_ms) FROM held WHERE state = 'pending'",
+                [],
+                |r| {
+                    let n: i64 = r.get(0)?;
+                    let oldest: Option<i64> = r.get(1)?;
+                    Ok((
+                        u64::try_from(n).unwrap_or(0),
+                        oldest.and_then(|o| u64::try_from(o).ok()),
+                    ))
+                },
+            )
         })
     }
 

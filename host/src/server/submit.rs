@@ -268,6 +268,7 @@ impl Daemon {
             // A no_route refusal also names the table it was made against.
             route: Some(deployment.routes.audit_route(&decision)),
             attempt: 1,
+            approvals: Vec::new(),
         };
         let (rule_id, cap_name) = match decision {
             Decision::NoRoute => {
@@ -298,11 +299,27 @@ impl Daemon {
             let record = self.host.refuse(None, &call, Outcome::Denied, why).await;
             return self.answer(&record, None, 1, None, &rule_id);
         };
+        if let Some(need) = cap.policy.approval_for(&call.function, &call.input) {
+            // Approvers are only ever asked about requests that could run.
+            if let Err(why) = cap.typed_params(&call.function, &call.input) {
+                let record = self
+                    .host
+                    .refuse(Some(&cap), &call, Outcome::InvalidInput, why)
+                    .await;
+                return self.answer(&record, Some(&cap), 1, None, &rule_id);
+            }
+            return self.hold(&cap, &call, body, &rule_id, need).await;
+        }
         self.attempts(cap, call, &rule_id).await
     }
 
     /// Queue, breaker and attempts for a routed request.
-    async fn attempts(&self, cap: Arc<Capability>, mut call: Call, rule_id: &str) -> Answer {
+    pub(super) async fn attempts(
+        &self,
+        cap: Arc<Capability>,
+        mut call: Call,
+        rule_id: &str,
+    ) -> Answer {
         let protection = self.protection(cap.name());
         let retry = cap.policy.retry;
         let started = Instant::now();
@@ -459,7 +476,7 @@ impl Daemon {
     }
 
     /// The response for a final record; counts it in the metrics.
-    fn answer(
+    pub(super) fn answer(
         &self,
         record: &InvocationRecord,
         cap: Option<&Capability>,

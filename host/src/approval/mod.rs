@@ -1,0 +1,387 @@
+//! Human approval gates: the `[[approval]]` rules of a policy and what they
+//! require of one request (docs/approvals.md).
+//!
+//! Pure: rules are parsed with the policy and evaluated on a request's
+//! function and JSON input. Holding requests, collecting decisions and
+//! running the approved request is the daemon's work (`server::approvals`);
+//! the [`crate::Host`] refuses to run a gated request without enough
+//! approvals attached to its [`crate::Call`].
+
+pub mod predicate;
+
+use crate::policy::HumanDuration;
+use predicate::Predicate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How many distinct people must approve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// No approval: the request runs at once.
+    None,
+    /// One approver.
+    Single,
+    /// Two distinct approvers.
+    Dual,
+}
+
+impl Mode {
+    /// Approvals needed.
+    pub fn required(self) -> usize {
+        match self {
+            Mode::None => 0,
+            Mode::Single => 1,
+            Mode::Dual => 2,
+        }
+    }
+
+    /// The name used in policies and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Single => "single",
+            Mode::Dual => "dual",
+        }
+    }
+}
+
+/// Who may approve: a principal by name, or any member of a group
+/// (`group:<name>`; groups are given to principals in the daemon config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    /// One principal.
+    Principal(String),
+    /// Members of a group.
+    Group(String),
+}
+
+impl Approver {
+    /// Parses `name` or `group:name`.
+    pub fn parse(text: &str) -> Result<Approver, String> {
+        let (group, name) = match text.strip_prefix("group:") {
+            Some(g) => (true, g),
+            None => (false, text),
+        };
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "approver `{text}` must be a principal name or `group:<name>` without spaces"
+            ));
+        }
+        Ok(if group {
+            Approver::Group(name.to_string())
+        } else {
+            Approver::Principal(name.to_string())
+        })
+    }
+
+    /// Whether `principal` (a member of `groups`) is this approver.
+    pub fn admits(&self, principal: &str, groups: &[String]) -> bool {
+        match self {
+            Approver::Principal(p) => p == principal,
+            Approver::Group(g) => groups.iter().any(|x| x == g),
+        }
+    }
+}
+
+impl std::fmt::Display for Approver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Approver::Principal(p) => f.write_str(p),
+            Approver::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+/// One `[[approval]]` rule, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Export id the rule applies to, or `*` for every function.
+    pub function: String,
+    /// When the rule applies; always when absent.
+    pub when: Option<Predicate>,
+    /// Approvals needed.
+    pub mode: Mode,
+    /// How long a held request waits for its approvals.
+    pub expires: Duration,
+    /// Who may approve; anyone with the `approve` role when empty.
+    pub approvers: Vec<Approver>,
+}
+
+/// Default `expires`.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// `[[approval]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Export id or `*`.
+    pub function: String,
+    /// Predicate text.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// `none`, `single` or `dual`.
+    pub mode: Mode,
+    /// Expiry; 24h by default.
+    #[serde(default)]
+    pub expires: Option<HumanDuration>,
+    /// Principal names or `group:<name>`.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+}
+
+/// Why a raw rule is invalid: the message, and the text of the part at
+/// fault (so the policy loader can point at its line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// Text to locate in the policy file.
+    pub near: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl RawRule {
+    /// Validates the rule.
+    pub fn compile(self) -> Result<Rule, Vec<RuleError>> {
+        let mut errors = Vec::new();
+        if self.function.is_empty() {
+            errors.push(RuleError {
+                near: "function".into(),
+                message: "`function` is empty: name an exported function or `*`".into(),
+            });
+        }
+        let when = match self.when.as_deref().map(Predicate::parse) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                errors.push(RuleError {
+                    near: self.when.clone().unwrap_or_default(),
+                    message: format!("approval `when` does not parse {e}"),
+                });
+                None
+            }
+        };
+        let expires = self.expires.map_or(DEFAULT_EXPIRY, |d| d.get());
+        if expires.is_zero() {
+            errors.push(RuleError {
+                near: "expires".into(),
+                message: "`expires` must be longer than 0s".into(),
+            });
+        }
+        let mut approvers = Vec::new();
+        for a in &self.approvers {
+            match Approver::parse(a) {
+                Ok(a) => approvers.push(a),
+                Err(message) => errors.push(RuleError {
+                    near: a.clone(),
+                    message,
+                }),
+            }
+        }
+        if self.mode == Mode::None && !self.approvers.is_empty() {
+            errors.push(RuleError {
+                near: "approvers".into(),
+                message: "a rule with mode = \"none\" takes no `approvers`".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Rule {
+            function: self.function,
+            when,
+            mode: self.mode,
+            expires,
+            approvers,
+        })
+    }
+}
+
+impl Rule {
+    /// Whether the rule is about `function`.
+    pub fn covers(&self, function: &str) -> bool {
+        self.function == "*" || self.function == function
+    }
+
+    /// The rule as JSON (in the effective policy, hence the policy hash,
+    /// and shown to approvers).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "function": self.function,
+            "when": self.when.as_ref().map(Predicate::source),
+            "mode": self.mode,
+            "expires": HumanDuration(self.expires).to_string(),
+            "approvers": self.approvers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What a request needs before it may run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requirement {
+    /// 1-based index of the rule that triggered, in file order.
+    pub rule: usize,
+    /// Approvals needed (never [`Mode::None`]).
+    pub mode: Mode,
+    /// How long the request may wait.
+    pub expires: Duration,
+    /// Who may approve (anyone with the `approve` role when empty).
+    pub approvers: Vec<Approver>,
+    /// Why: the predicate that held, or why it could not be evaluated.
+    pub reason: String,
+}
+
+impl Requirement {
+    /// As shown to approvers and callers.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rule": self.rule,
+            "mode": self.mode,
+            "approvals_needed": self.mode.required(),
+            "expires_after": HumanDuration(self.expires).to_string(),
+            "approvers": self.approvers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "reason": self.reason,
+        })
+    }
+}
+
+/// Evaluates `rules` in order for one request: the first rule about
+/// `function` whose `when` holds (or has none) decides. A `when` that cannot
+/// be evaluated (missing field, wrong type) makes its rule apply, and such a
+/// rule needs at least a single approval even if its mode is `none`: an
+/// input the gate cannot read never skips the gate. No rule, or a `none`
+/// rule, means no approval.
+pub fn requirement(rules: &[Rule], function: &str, input: &Value) -> Option<Requirement> {
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.covers(function) {
+            continue;
+        }
+        let (mode, reason) = match &rule.when {
+            None => (rule.mode, format!("every call of `{}`", rule.function)),
+            Some(p) => match p.eval(input) {
+                Ok(true) => (rule.mode, format!("`{}` holds", p.source())),
+                Ok(false) => continue,
+                Err(e) => (
+                    rule.mode.max(Mode::Single),
+                    format!(
+                        "`{}` cannot be evaluated ({e}), which requires approval",
+                        p.source()
+                    ),
+                ),
+            },
+        };
+        if mode == Mode::None {
+            return None;
+        }
+        return Some(Requirement {
+            rule: i + 1,
+            mode,
+            expires: rule.expires,
+            approvers: rule.approvers.clone(),
+            reason,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(function: &str, when: Option<&str>, mode: Mode) -> Rule {
+        RawRule {
+            function: function.into(),
+            when: when.map(Into::into),
+            mode,
+            expires: None,
+            approvers: vec![],
+        }
+        .compile()
+        .expect("valid rule")
+    }
+
+    fn refund_rules() -> Vec<Rule> {
+        vec![
+            rule("refund", Some("input.amount_cents > 100000"), Mode::Dual),
+            rule("refund", Some("input.amount_cents > 5000"), Mode::Single),
+            rule("refund", None, Mode::None),
+        ]
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides() {
+        let rules = refund_rules();
+        let need = |amount: Value| {
+            requirement(&rules, "refund", &json!({"amount_cents": amount}))
+                .map(|r| (r.rule, r.mode))
+        };
+        assert_eq!(need(json!(100)), None);
+        assert_eq!(need(json!(5000)), None);
+        assert_eq!(need(json!(5001)), Some((2, Mode::Single)));
+        assert_eq!(need(json!(100_000)), Some((2, Mode::Single)));
+        assert_eq!(need(json!(100_001)), Some((1, Mode::Dual)));
+        assert_eq!(requirement(&rules, "status", &json!({})), None);
+    }
+
+    #[test]
+    fn an_input_the_predicate_cannot_read_requires_approval() {
+        let rules = refund_rules();
+        for input in [
+            json!({}),
+            json!({"amount_cents": "100"}),
+            json!({"amount_cents": null}),
+            json!(null),
+        ] {
+            let r = requirement(&rules, "refund", &input).expect("gated");
+            assert_eq!((r.rule, r.mode), (1, Mode::Dual), "{input}");
+            assert!(r.reason.contains("cannot be evaluated"), "{}", r.reason);
+        }
+        // Even a `none` rule whose predicate cannot be read requires one approval.
+        let rules = vec![rule("refund", Some("input.trusted == true"), Mode::None)];
+        let r = requirement(&rules, "refund", &json!({})).expect("gated");
+        assert_eq!(r.mode, Mode::Single);
+        assert_eq!(
+            requirement(&rules, "refund", &json!({"trusted": true})),
+            None
+        );
+    }
+
+    #[test]
+    fn wildcard_rules_cover_every_function() {
+        let rules = vec![rule("*", None, Mode::Single)];
+        assert_eq!(
+            requirement(&rules, "anything", &json!({})).map(|r| r.mode),
+            Some(Mode::Single)
+        );
+    }
+
+    #[test]
+    fn invalid_rules_name_the_part_at_fault() {
+        let raw = RawRule {
+            function: String::new(),
+            when: Some("input.a >".into()),
+            mode: Mode::None,
+            expires: Some(HumanDuration(Duration::ZERO)),
+            approvers: vec!["bad name".into()],
+        };
+        let errors = raw.compile().expect_err("invalid");
+        let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(errors.len(), 5, "{text:?}");
+        assert!(text.iter().any(|m| m.contains("does not parse")));
+        assert!(text.iter().any(|m| m.contains("`expires`")));
+        assert!(text.iter().any(|m| m.contains("takes no `approvers`")));
+    }
+
+    #[test]
+    fn approvers_are_principals_or_groups() {
+        assert_eq!(
+            Approver::parse("alice"),
+            Ok(Approver::Principal("alice".into()))
+        );
+        let g = Approver::parse("group:finance").expect("group");
+        assert!(g.admits("bob", &["finance".into()]));
+        assert!(!g.admits("finance", &[]));
+        assert!(Approver::parse("group:").is_err());
+    }
+}

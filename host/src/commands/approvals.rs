@@ -1,0 +1,110 @@
+//! `warden approvals list|show|approve|deny`: decide on requests a running
+//! daemon holds for approval (docs/approvals.md). Needs a token with the
+//! `approve` role (`list`/`show` also work with `audit`).
+
+use super::client::{Connection, ok_json};
+use clap::{Args as ClapArgs, Subcommand};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// `warden approvals`.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List held requests (pending by default).
+    List {
+        /// pending, approved, executed, denied, expired or all.
+        #[arg(long, default_value = "pending")]
+        state: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one held request with its full context (input, rule, digest, policy hash).
+    Show {
+        /// The request id.
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Approve a held request; the last approval runs it and prints its result.
+    Approve(Decide),
+    /// Deny a held request (it ends as `approval_denied`).
+    Deny(Decide),
+}
+
+/// Arguments of `approve` and `deny`.
+#[derive(ClapArgs, Debug)]
+pub struct Decide {
+    /// The request id.
+    pub id: String,
+    /// Why (recorded; the audit chain keeps its SHA-256).
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// Runs `warden approvals ...`.
+pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::List { state, json, conn } => {
+            let body = ok_json(
+                conn.client()?
+                    .get(&format!("/v1/approvals?state={state}"))?,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let items = body["approvals"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                eprintln!("no {state} requests");
+            }
+            for h in items {
+                println!("{}", summary(&h));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Show { id, conn } => {
+            let body = ok_json(conn.client()?.get(&format!("/v1/approvals/{id}"))?)?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Approve(d) => decide(d, "approve"),
+        Cmd::Deny(d) => decide(d, "deny"),
+    }
+}
+
+fn decide(d: Decide, verb: &str) -> anyhow::Result<ExitCode> {
+    let resp = d.conn.client()?.post_json(
+        &format!("/v1/approvals/{}/{verb}", d.id),
+        &json!({"reason": d.reason}),
+    )?;
+    let body = ok_json(resp)?;
+    println!("{}", summary(&body));
+    if let Some(result) = body.get("result") {
+        println!("{}", serde_json::to_string_pretty(result)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line: id, state, approvals, capability/function, requester, expiry.
+fn summary(h: &Value) -> String {
+    format!(
+        "{}  {}  {}/{} approvals  {}#{}  by {}  expires in {}s{}",
+        h["request_id"].as_str().unwrap_or("?"),
+        h["state"].as_str().unwrap_or("?"),
+        h["approvals_given"],
+        h["approvals_needed"],
+        h["capability"].as_str().unwrap_or("?"),
+        h["function"].as_str().unwrap_or("?"),
+        h["requester"].as_str().unwrap_or("?"),
+        h["expires_in_ms"].as_u64().unwrap_or(0) / 1000,
+        h["outcome"]
+            .as_str()
+            .map(|o| format!("  -> {o}"))
+            .unwrap_or_default(),
+    )
+}

@@ -1,0 +1,591 @@
+//! Approval-gated requests (docs/approvals.md): hold, decide, expire, run.
+//!
+//! A request whose policy `[[approval]]` rules require approval is routed
+//! and type-checked, then *held*: persisted in `state.db`, audited as
+//! `pending_approval`, answered `202`. Approvers decide through the API;
+//! each decision (and each refused attempt to decide) is an `approval`
+//! audit entry. On the last approval the request runs against exactly the
+//! component digest and policy hash it was held with; if a reload changed
+//! either, the approval is void and the request ends `approval_denied`.
+//! Denied and expired requests end with their own audit entry. All of a
+//! request's entries share its request id.
+//!
+//! Decisions on held requests are serialized by one lock: two approvers
+//! racing on the same request see a consistent count.
+
+use super::Daemon;
+use super::auth::Principal;
+use super::errors::ApiError;
+use super::metrics::labels;
+use super::state::StoredResponse;
+use super::submit::{Answer, SubmitBody};
+use crate::approval::{Approver, Mode, Requirement};
+use crate::audit::{Approval, ApprovalDecision, EventKind, Hash256, RouteDecision};
+use crate::canonical::json_digest;
+use crate::{Binding, Call, Capability, Outcome};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Longest reason an approver may give.
+pub const MAX_REASON: usize = 2000;
+
+/// Where a held request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldState {
+    /// Waiting for decisions.
+    Pending,
+    /// Enough approvals; running now.
+    Approved,
+    /// Ran (whatever the outcome).
+    Executed,
+    /// Denied by an approver, or voided by a reload.
+    Denied,
+    /// Expired before enough approvals.
+    Expired,
+}
+
+impl HeldState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldState::Pending => "pending",
+            HeldState::Approved => "approved",
+            HeldState::Executed => "executed",
+            HeldState::Denied => "denied",
+            HeldState::Expired => "expired",
+        }
+    }
+
+    /// Parses a `?state=` filter (`all` is `None`).
+    pub fn parse_filter(s: &str) -> Result<Option<HeldState>, String> {
+        Ok(Some(match s {
+            "pending" => HeldState::Pending,
+            "approved" => HeldState::Approved,
+            "executed" => HeldState::Executed,
+            "denied" => HeldState::Denied,
+            "expired" => HeldState::Expired,
+            "all" => return Ok(None),
+            other => {
+                return Err(format!(
+                    "unknown state `{other}`: use pending, approved, executed, denied, expired or all"
+                ));
+            }
+        }))
+    }
+}
+
+/// One approver's decision, as kept with the held request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decision {
+    /// Who.
+    pub principal: String,
+    /// What.
+    pub decision: ApprovalDecision,
+    /// When, unix ms.
+    pub at_ms: u64,
+    /// Why (the audit chain keeps its SHA-256).
+    pub reason: String,
+}
+
+impl Decision {
+    fn audit(&self) -> Approval {
+        Approval {
+            principal: self.principal.clone(),
+            decision: self.decision,
+            at_ms: self.at_ms,
+            reason_sha256: Some(Hash256::of(self.reason.as_bytes())),
+        }
+    }
+}
+
+/// A held request: everything needed to show it to approvers and to run it
+/// later, exactly as submitted, against exactly what it was bound to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Held {
+    /// The request id (all its audit entries carry it).
+    pub request_id: String,
+    /// Where it is.
+    pub state: HeldState,
+    /// Who submitted it.
+    pub requester: String,
+    /// The submitted kind, tenant and attributes.
+    pub kind: String,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// Capability chosen by the route.
+    pub capability: String,
+    /// Function chosen by the route.
+    pub function: String,
+    /// The input, as submitted.
+    pub input: Value,
+    /// The route rule id.
+    pub route_rule: String,
+    /// The route decision recorded in the audit chain.
+    pub route: Option<RouteDecision>,
+    /// The component and policy approvers see and the request will run.
+    pub binding: Binding,
+    /// 1-based index of the `[[approval]]` rule that triggered.
+    pub rule: usize,
+    /// Approvals needed.
+    pub mode: Mode,
+    /// Who may approve (`group:<name>` for groups); anyone with the
+    /// `approve` role when empty.
+    pub approvers: Vec<String>,
+    /// Why the rule applied.
+    pub reason: String,
+    /// Admission time, unix ms.
+    pub admitted_at_ms: u64,
+    /// Deadline for the approvals, unix ms.
+    pub expires_at_ms: u64,
+    /// Decisions so far, in order.
+    pub decisions: Vec<Decision>,
+    /// When it ended, unix ms.
+    pub ended_at_ms: Option<u64>,
+    /// The final outcome, once ended.
+    pub outcome: Option<String>,
+    /// Why it ended that way.
+    pub end_reason: Option<String>,
+}
+
+impl Held {
+    /// Distinct approvals so far.
+    pub fn approvals_given(&self) -> usize {
+        self.decisions
+            .iter()
+            .filter(|d| d.decision == ApprovalDecision::Approved)
+            .count()
+    }
+
+    /// The call that runs it, with the decisions attached.
+    pub fn call(&self) -> Call {
+        Call {
+            capability: self.capability.clone(),
+            function: self.function.clone(),
+            input: self.input.clone(),
+            request_id: Some(self.request_id.clone()),
+            admitted_at: Some(UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
+            principal: self.requester.clone(),
+            via: "http".into(),
+            route: self.route.clone(),
+            attempt: 1,
+            approvals: self.decisions.iter().map(Decision::audit).collect(),
+        }
+    }
+
+    /// As shown by `GET /v1/approvals[/{id}]`.
+    pub fn view(&self, now_ms: u64) -> Value {
+        json!({
+            "request_id": self.request_id,
+            "state": self.state.as_str(),
+            "requester": self.requester,
+            "kind": self.kind,
+            "tenant": self.tenant,
+            "capability": self.capability,
+            "function": self.function,
+            "input": self.input,
+            "route": self.route_rule,
+            "component_digest": self.binding.component_digest,
+            "policy_hash": self.binding.policy_hash,
+            "rule": {"index": self.rule, "mode": self.mode, "reason": self.reason, "approvers": self.approvers},
+            "approvals_needed": self.mode.required(),
+            "approvals_given": self.approvals_given(),
+            "decisions": self.decisions,
+            "admitted_at_ms": self.admitted_at_ms,
+            "age_ms": now_ms.saturating_sub(self.admitted_at_ms),
+            "expires_at_ms": self.expires_at_ms,
+            "expires_in_ms": self.expires_at_ms.saturating_sub(now_ms),
+            "ended_at_ms": self.ended_at_ms,
+            "outcome": self.outcome,
+            "end_reason": self.end_reason,
+        })
+    }
+
+    fn admits(&self, who: &Principal) -> bool {
+        self.approvers.is_empty()
+            || self
+                .approvers
+                .iter()
+                .any(|a| Approver::parse(a).is_ok_and(|a| a.admits(&who.name, &who.groups)))
+    }
+}
+
+/// `POST /v1/approvals/{id}/approve|deny` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// Why (required, up to [`MAX_REASON`] bytes).
+    pub reason: String,
+}
+
+impl Daemon {
+    /// Holds a routed, gated request: audited as `pending_approval`,
+    /// persisted, answered 202. The input has already been type-checked.
+    pub(super) async fn hold(
+        &self,
+        cap: &Arc<Capability>,
+        call: &Call,
+        body: &SubmitBody,
+        rule_id: &str,
+        need: Requirement,
+    ) -> Answer {
+        let admitted_at_ms = crate::store::now_ms();
+        let expires = u64::try_from(need.expires.as_millis()).unwrap_or(u64::MAX);
+        let held = Held {
+            request_id: call.request_id.clone().unwrap_or_default(),
+            state: HeldState::Pending,
+            requester: call.principal.clone(),
+            kind: body.kind.clone(),
+            tenant: body.tenant.clone(),
+            capability: cap.name().to_string(),
+            function: call.function.clone(),
+            input: call.input.clone(),
+            route_rule: rule_id.to_string(),
+            route: call.route.clone(),
+            binding: cap.binding(),
+            rule: need.rule,
+            mode: need.mode,
+            approvers: need.approvers.iter().map(ToString::to_string).collect(),
+            reason: need.reason.clone(),
+            admitted_at_ms,
+            expires_at_ms: admitted_at_ms.saturating_add(expires),
+            decisions: Vec::new(),
+            ended_at_ms: None,
+            outcome: None,
+            end_reason: None,
+        };
+        let why = format!(
+            "held for {} approval (rule {}: {}); expires in {}",
+            need.mode.as_str(),
+            need.rule,
+            need.reason,
+            crate::policy::HumanDuration(need.expires)
+        );
+        let record = self
+            .host
+            .refuse(Some(cap), call, Outcome::PendingApproval, why)
+            .await;
+        if record.outcome != Outcome::PendingApproval {
+            // The audit entry could not be committed: nothing is held.
+            return self.answer(&record, Some(cap), 1, None, rule_id);
+        }
+        let mut answer = self.answer(&record, Some(cap), 1, None, rule_id);
+        answer.body["approval"] = json!({
+            "mode": need.mode,
+            "approvals_needed": need.mode.required(),
+            "rule": need.rule,
+            "reason": need.reason,
+            "approvers": held.approvers,
+            "expires_at_ms": held.expires_at_ms,
+        });
+        let stored = StoredResponse {
+            principal: held.requester.clone(),
+            status: answer.status.as_u16(),
+            response: answer.body.clone(),
+        };
+        let state = self.state.clone();
+        let h = held.clone();
+        let saved = tokio::task::spawn_blocking(move || state.put_held(&h, Some(&stored))).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!(request_id = %held.request_id, "persisting the held request failed: {saved:?}");
+            answer.status = StatusCode::SERVICE_UNAVAILABLE;
+            answer.body["outcome"] = json!("transient");
+            answer.body["error"] =
+                json!("the request could not be held (state store failure); submit it again");
+            return answer;
+        }
+        self.metrics.add(
+            "warden_approvals_held_total",
+            labels(&[("capability", cap.name())]),
+            1,
+        );
+        answer
+    }
+
+    /// One approver's decision on a held request.
+    pub async fn decide(
+        self: &Arc<Self>,
+        who: &Principal,
+        id: &str,
+        decision: ApprovalDecision,
+        reason: &str,
+    ) -> Result<Value, ApiError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > MAX_REASON {
+            return Err(ApiError::bad_request(
+                "invalid_reason",
+                format!("give a `reason` of 1 to {MAX_REASON} bytes"),
+            ));
+        }
+        let guard = self.approvals_lock.lock().await;
+        let mut held = self.load_held(id)?;
+        if held.state != HeldState::Pending {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_pending",
+                format!("request {id} is {}, not pending", held.state.as_str()),
+            ));
+        }
+        let now = crate::store::now_ms();
+        if now >= held.expires_at_ms {
+            self.expire(&mut held).await;
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "approval_expired",
+                format!("request {id} expired before this decision"),
+            ));
+        }
+        let refusal = if who.name == held.requester {
+            Some((
+                StatusCode::FORBIDDEN,
+                "self_approval",
+                format!(
+                    "`{}` submitted request {id} and cannot decide on it",
+                    who.name
+                ),
+            ))
+        } else if held.decisions.iter().any(|d| d.principal == who.name) {
+            Some((
+                StatusCode::CONFLICT,
+                "already_decided",
+                format!("`{}` has already decided on request {id}", who.name),
+            ))
+        } else if !held.admits(who) {
+            Some((
+                StatusCode::FORBIDDEN,
+                "not_an_approver",
+                format!(
+                    "`{}` is not among the approvers of request {id} ({})",
+                    who.name,
+                    held.approvers.join(", ")
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((status, code, message)) = refusal {
+            // A refused decision is evidence too.
+            let detail =
+                json!({"refused": code, "attempted": decision.as_str(), "message": message});
+            self.audit_approval(&held, &who.name, Outcome::Denied, Vec::new(), detail)
+                .await
+                .map_err(ApiError::internal)?;
+            self.metrics
+                .add("warden_denials_total", labels(&[("reason", code)]), 1);
+            return Err(ApiError::new(status, code, message));
+        }
+        let d = Decision {
+            principal: who.name.clone(),
+            decision,
+            at_ms: now,
+            reason: reason.to_string(),
+        };
+        held.decisions.push(d.clone());
+        let detail = json!({
+            "decision": decision.as_str(),
+            "approvals_given": held.approvals_given(),
+            "approvals_needed": held.mode.required(),
+            "rule": held.rule,
+        });
+        self.audit_approval(&held, &who.name, Outcome::Ok, vec![d.audit()], detail)
+            .await
+            .map_err(|e| ApiError::unavailable("transient", e, 1))?;
+        self.metrics.add(
+            "warden_approval_decisions_total",
+            labels(&[("decision", decision.as_str())]),
+            1,
+        );
+        if decision == ApprovalDecision::Denied {
+            let why = format!("denied by `{}`: {reason}", who.name);
+            self.end(&mut held, HeldState::Denied, Outcome::ApprovalDenied, why)
+                .await;
+            return Ok(held.view(crate::store::now_ms()));
+        }
+        // Bound to exactly what the approvers saw.
+        let cap = self
+            .deployment()
+            .capabilities
+            .get(&held.capability)
+            .cloned();
+        let cap = match cap {
+            Some(cap) if cap.binding() == held.binding => cap,
+            now_loaded => {
+                let now_is = now_loaded.map_or("not loaded".to_string(), |c| {
+                    format!("digest {} policy {}", c.digest, c.policy_hash)
+                });
+                let why = format!(
+                    "approval void: a reload changed capability `{}` after the request was held (held against digest {} policy {}; now {now_is}); submit it again",
+                    held.capability, held.binding.component_digest, held.binding.policy_hash
+                );
+                self.end(
+                    &mut held,
+                    HeldState::Denied,
+                    Outcome::ApprovalDenied,
+                    why.clone(),
+                )
+                .await;
+                return Err(ApiError {
+                    details: Some(Box::new(held.view(crate::store::now_ms()))),
+                    ..ApiError::new(StatusCode::CONFLICT, "approval_voided", why)
+                });
+            }
+        };
+        if held.approvals_given() < held.mode.required() {
+            self.save_held(&held).await.map_err(ApiError::internal)?;
+            return Ok(held.view(crate::store::now_ms()));
+        }
+        held.state = HeldState::Approved;
+        self.save_held(&held).await.map_err(ApiError::internal)?;
+        drop(guard);
+        let answer = self
+            .attempts(cap, held.call(), &held.route_rule.clone())
+            .await;
+        held.state = HeldState::Executed;
+        held.ended_at_ms = Some(crate::store::now_ms());
+        held.outcome = answer.body["outcome"].as_str().map(str::to_string);
+        self.finish_held(&held, &answer).await;
+        let mut view = held.view(crate::store::now_ms());
+        view["result"] = answer.body;
+        Ok(view)
+    }
+
+    /// Ends every pending request past its deadline; at startup, also ends
+    /// requests that were running when the daemon stopped (not re-run: they
+    /// may have had effects; their audit entries say what happened).
+    pub async fn sweep_approvals(&self, at_startup: bool) {
+        let _guard = self.approvals_lock.lock().await;
+        let now = crate::store::now_ms();
+        let state = self.state.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut all = state.held_list(Some(HeldState::Pending.as_str()), usize::MAX)?;
+            if at_startup {
+                all.extend(state.held_list(Some(HeldState::Approved.as_str()), usize::MAX)?);
+            }
+            Ok::<_, crate::store::StoreError>(all)
+        })
+        .await;
+        let Ok(Ok(held)) = listed else {
+            tracing::error!("listing held requests failed: {listed:?}");
+            return;
+        };
+        for mut h in held {
+            match h.state {
+                HeldState::Pending if now >= h.expires_at_ms => self.expire(&mut h).await,
+                HeldState::Approved => {
+                    let why = "the daemon stopped while this approved request was running; it is not re-run automatically (it may have had effects): check the audit chain for its request id and submit it again if needed".to_string();
+                    self.end(&mut h, HeldState::Executed, Outcome::Transient, why)
+                        .await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn expire(&self, held: &mut Held) {
+        let why = format!(
+            "no {} approval within the rule's expiry ({} of {} given)",
+            held.mode.as_str(),
+            held.approvals_given(),
+            held.mode.required()
+        );
+        self.metrics.add(
+            "warden_approval_expiries_total",
+            labels(&[("capability", &held.capability)]),
+            1,
+        );
+        self.end(held, HeldState::Expired, Outcome::ApprovalExpired, why)
+            .await;
+    }
+
+    /// Ends a held request without running it: the final audit entry
+    /// (bound to the held digest and policy), the state, the stored response.
+    async fn end(&self, held: &mut Held, state: HeldState, outcome: Outcome, why: String) {
+        let call = held.call();
+        let record = self
+            .host
+            .refuse_bound(&held.binding, &call, outcome, why.clone())
+            .await;
+        held.state = state;
+        held.ended_at_ms = Some(crate::store::now_ms());
+        held.outcome = Some(record.outcome.as_string());
+        held.end_reason = Some(why);
+        let answer = self.answer(&record, None, 1, None, &held.route_rule);
+        self.finish_held(held, &answer).await;
+    }
+
+    /// Persists the end of a held request and wakes long-polls.
+    async fn finish_held(&self, held: &Held, answer: &Answer) {
+        let latency = held
+            .ended_at_ms
+            .unwrap_or_default()
+            .saturating_sub(held.admitted_at_ms);
+        self.metrics.observe(
+            "warden_approval_latency_seconds",
+            labels(&[("state", held.state.as_str())]),
+            Duration::from_millis(latency),
+        );
+        let stored = StoredResponse {
+            principal: held.requester.clone(),
+            status: answer.status.as_u16(),
+            response: answer.body.clone(),
+        };
+        let state = self.state.clone();
+        let h = held.clone();
+        let saved = tokio::task::spawn_blocking(move || state.end_held(&h, &stored)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!(request_id = %held.request_id, "recording the end of a held request failed: {saved:?}");
+        }
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    async fn save_held(&self, held: &Held) -> Result<(), String> {
+        let state = self.state.clone();
+        let h = held.clone();
+        match tokio::task::spawn_blocking(move || state.put_held(&h, None)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub(super) fn load_held(&self, id: &str) -> Result<Held, ApiError> {
+        self.state
+            .held(id)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .ok_or_else(|| ApiError::not_found(format!("no held request `{id}`")))
+    }
+
+    /// An `approval` audit entry for a held request.
+    async fn audit_approval(
+        &self,
+        held: &Held,
+        principal: &str,
+        outcome: Outcome,
+        approvals: Vec<Approval>,
+        detail: Value,
+    ) -> Result<(), String> {
+        let Some(log) = self.host.audit() else {
+            return Ok(());
+        };
+        let mut entry = self.event_entry(EventKind::Approval, principal, "http", outcome, &detail);
+        entry.request_id = held.request_id.clone();
+        entry.route = held.route.clone();
+        entry.capability = held.capability.clone();
+        entry.component_digest = held.binding.component_digest.parse().ok();
+        entry.policy_hash = held.binding.policy_hash.parse().ok();
+        entry.function = held.function.clone();
+        entry.input_sha256 = json_digest(&held.input).parse().ok();
+        entry.approvals = approvals;
+        log.append(entry, crate::store::Payloads::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "the approval could not be recorded in the audit chain ({e}); nothing changed"
+                )
+            })
+    }
+}
