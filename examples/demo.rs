@@ -2,7 +2,10 @@
 //! script does that), generates a development signing key, signs the
 //! components, loads them under their policies with a trust file, runs
 //! requests through the host, prints outputs and usage, and verifies the
-//! audit chain the requests left behind.
+//! audit chain the requests left behind. Then it runs the daemon in-process
+//! with the `refund` capability behind human approval gates (single and
+//! dual approval, a denial) over its real HTTP API, and verifies the
+//! daemon's chain too.
 //!
 //! Everything it writes goes to `target/demo/` (recreated on every run).
 //!
@@ -41,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         "order-notes",
         "ticket-triage",
         "fx-rate",
+        "refund",
     ];
 
     println!("\n== local stand-ins for external services (loopback) ==");
@@ -181,6 +185,196 @@ async fn main() -> anyhow::Result<()> {
         "  (try: cargo run -p warden-host --bin warden -- audit show --data-dir {})",
         data.display()
     );
+
+    approvals(&repo, &signed_dir, &trust_path, &work.join("daemon")).await
+}
+
+/// Tokens of the demo daemon's principals (development only).
+const SHOP: &str = "demo-shop-token";
+const ANA: &str = "demo-ana-token";
+const BEN: &str = "demo-ben-token";
+
+/// The daemon in-process, `refund` behind approval gates, driven over HTTP.
+async fn approvals(
+    repo: &std::path::Path,
+    signed: &std::path::Path,
+    trust: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use warden_host::server::{self, DaemonConfig, ServeOptions, auth::token_hash};
+    println!("\n== approvals: `refund` behind the daemon (policies/refund.toml) ==");
+    let payments = doubles::payments(18081).await;
+    match &payments {
+        Ok(s) => println!("  payments API: {}", s.origin()),
+        Err(e) => println!(
+            "  payments API: port 18081 unavailable ({e}); refunds will report the failure"
+        ),
+    }
+    std::fs::create_dir_all(dir.join("policies"))?;
+    std::fs::copy(
+        repo.join("policies/refund.toml"),
+        dir.join("policies/refund.toml"),
+    )?;
+    std::fs::write(
+        dir.join("routes.toml"),
+        "[[route]]\nid = \"refunds\"\nmatch = { kind = \"refund\" }\ncapability = \"refund\"\nfunction = \"refund\"\n",
+    )?;
+    let principal = |name: &str, token: &str, roles: &str, groups: &str| {
+        format!(
+            "[[principal]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nroles = {roles}\ngroups = {groups}\n\n",
+            token_hash(token)
+        )
+    };
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!(
+            "components_dir = \"{}\"\ntrust = \"{}\"\n\n{}{}{}",
+            signed.display(),
+            trust.display(),
+            principal("shop", SHOP, "[\"submit\"]", "[]"),
+            principal("ana", ANA, "[\"approve\", \"audit\"]", "[\"finance\"]"),
+            principal("ben", BEN, "[\"approve\"]", "[\"finance\"]"),
+        ),
+    )?;
+    let config = DaemonConfig::load(&dir.join("warden.toml"))?;
+    let ready = dir.join("ready");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(server::serve_until(
+        config,
+        ServeOptions {
+            listen: Some(([127, 0, 0, 1], 0).into()),
+            ready_file: Some(ready.clone()),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let url = loop {
+        if let Ok(addr) = std::fs::read_to_string(&ready) {
+            break format!("http://{addr}");
+        }
+        if daemon.is_finished() {
+            daemon.await??;
+            anyhow::bail!("the daemon stopped before it was ready");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    tokio::task::spawn_blocking(move || refunds(&url)).await??;
+    let _ = stop.send(());
+    daemon.await??;
+
+    let data = dir.join("data");
+    let pubkey = hostkey::read_public_key(&data.join(hostkey::PUBLIC_FILE))?;
+    let report = warden_host::store::verify_db(&data.join("warden.db"), Some(&pubkey))?;
+    println!(
+        "\n  daemon chain: {} entries, {} signed checkpoints: {}",
+        report.entries_checked,
+        report.checkpoints_checked,
+        if report.passed(false) {
+            "chain verifies"
+        } else {
+            "CHAIN BROKEN"
+        }
+    );
+    Ok(())
+}
+
+/// Four refunds: one runs at once, one needs a single approval, one two
+/// distinct approvers (the requester cannot approve), one is denied.
+fn refunds(url: &str) -> anyhow::Result<()> {
+    use warden_host::server::client::Client;
+    let as_ = |token: &str| Client::new(url, Some(token.to_string()));
+    let submit = |order: &str, amount: u64, currency: &str| -> anyhow::Result<Value> {
+        let r = as_(SHOP)?.post_json(
+            "/v1/requests",
+            &json!({"kind": "refund", "input": {"order": order, "amount": amount, "currency": currency}}),
+        )?;
+        let body = r.json();
+        println!(
+            "\n  shop: refund {order} {}.{:02} {currency} -> {} {}",
+            amount / 100,
+            amount % 100,
+            r.status,
+            body["outcome"].as_str().unwrap_or("?")
+        );
+        if let Some(a) = body.get("approval") {
+            println!(
+                "        held: {} approval, rule {} ({})",
+                a["mode"].as_str().unwrap_or("?"),
+                a["rule"],
+                a["reason"].as_str().unwrap_or("")
+            );
+        } else if body["output"].is_object() {
+            println!("        receipt: {}", body["output"]["ok"]);
+        }
+        Ok(body)
+    };
+    let decide =
+        |token: &str, who: &str, id: &str, verb: &str, reason: &str| -> anyhow::Result<Value> {
+            let r = as_(token)?.post_json(
+                &format!("/v1/approvals/{id}/{verb}"),
+                &json!({"reason": reason}),
+            )?;
+            let body = r.json();
+            match body["error"]["code"].as_str() {
+                Some(code) => println!("  {who}: {verb} -> {} {code}", r.status),
+                None => println!(
+                    "  {who}: {verb} -> {} ({}/{} approvals){}",
+                    body["state"].as_str().unwrap_or("?"),
+                    body["approvals_given"],
+                    body["approvals_needed"],
+                    body["result"]["output"]["ok"]
+                        .as_object()
+                        .map(|o| format!(", receipt {}", Value::Object(o.clone())))
+                        .unwrap_or_default()
+                ),
+            }
+            Ok(body)
+        };
+    let id = |v: &Value| v["request_id"].as_str().unwrap_or_default().to_string();
+
+    submit("A-17", 2_500, "EUR")?;
+    let single = id(&submit("A-18", 12_000, "EUR")?);
+    decide(
+        ANA,
+        "ana",
+        &single,
+        "approve",
+        "customer returned the parcel",
+    )?;
+    let dual = id(&submit("B-2", 250_000, "EUR")?);
+    decide(
+        ANA,
+        "ana",
+        &dual,
+        "approve",
+        "matches the signed return form",
+    )?;
+    decide(ANA, "ana", &dual, "approve", "approving twice")?;
+    decide(BEN, "ben", &dual, "approve", "second check done")?;
+    let denied = id(&submit("C-9", 8_000, "GBP")?);
+    decide(
+        BEN,
+        "ben",
+        &denied,
+        "deny",
+        "order C-9 was never paid in GBP",
+    )?;
+
+    let audit = as_(ANA)?.get("/v1/audit?after=0&limit=1000")?.json();
+    println!("\n  audit entries of the dual-approval request {dual}:");
+    for e in audit["entries"].as_array().into_iter().flatten() {
+        let entry = &e["entry"];
+        if entry["request_id"] == dual.as_str() {
+            println!(
+                "    #{} {:<10} {:<16} by {}",
+                e["seq"],
+                entry["event"].as_str().unwrap_or("?"),
+                entry["outcome"].as_str().unwrap_or("?"),
+                entry["principal"].as_str().unwrap_or("?")
+            );
+        }
+    }
     Ok(())
 }
 

@@ -376,3 +376,26 @@ pub async fn fx_rates(port: u16) -> std::io::Result<Server> {
     })
     .await
 }
+
+/// A payments API double: `POST /refunds` with `{"order","amount","currency"}`
+/// answers `201 {"refund_id": "rf-<order>-<amount>", "status": "issued"}`
+/// (the stand-in for the service `refund` calls in the demo).
+pub async fn payments(port: u16) -> std::io::Result<Server> {
+    Server::start(port, |req| {
+        if req.method != "POST" || req.target != "/refunds" {
+            return Response::text(404, "not found");
+        }
+        let body = req.json();
+        match (body["order"].as_str(), body["amount"].as_u64()) {
+            (Some(order), Some(amount)) => Response {
+                status: 201,
+                ..Response::json(&json!({
+                    "refund_id": format!("rf-{order}-{amount}"),
+                    "status": "issued",
+                }))
+            },
+            _ => Response::text(400, "order and amount are required"),
+        }
+    })
+    .await
+}

@@ -285,6 +285,21 @@ impl Daemon {
 
 /// Runs the daemon until SIGTERM/SIGINT: validates, listens, serves, drains.
 pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), ServeError> {
+    // Installed before anything else, so before readiness is announced: a
+    // SIGTERM that arrives right after the ready file appears must drain and
+    // checkpoint, not kill the process with the default action.
+    let term = term_signal();
+    serve_until(config, options, wait_for_term(term)).await
+}
+
+/// [`serve`] until `shutdown` completes instead of a signal (for embedders
+/// running the daemon inside their own process, and the demo): validates,
+/// listens, serves, then drains and writes the final checkpoint.
+pub async fn serve_until(
+    config: DaemonConfig,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let listen = options.listen.unwrap_or(config.listen);
     let drain = config.limits.drain_timeout.get();
     let daemon = tokio::task::block_in_place(|| Daemon::start(config))?;
@@ -295,10 +310,6 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
             source,
         })?;
     let addr = listener.local_addr()?;
-    // Signal handlers are installed before readiness is announced: a
-    // SIGTERM that arrives right after the ready file appears must drain and
-    // checkpoint, not kill the process with the default action.
-    let term = term_signal();
     spawn_sighup(daemon.clone());
     daemon.sweep_approvals(true).await;
     spawn_approval_sweeper(daemon.clone());
@@ -311,7 +322,7 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
     let shutdown = {
         let daemon = daemon.clone();
         async move {
-            wait_for_term(term).await;
+            shutdown.await;
             tracing::info!("shutdown requested: draining");
             daemon.draining.store(true, Ordering::SeqCst);
             let _ = stop_tx.send(true);
