@@ -460,7 +460,7 @@ impl Daemon {
         let now = crate::store::now_ms();
         let state = self.state.clone();
         let listed = tokio::task::spawn_blocking(move || {
-            let mut all = state.held_list(Some(HeldState::Pending.as_str()), usize::MAX)?;
+            let mut all = state.held_due(now)?;
             if at_startup {
                 all.extend(state.held_list(Some(HeldState::Approved.as_str()), usize::MAX)?);
             }

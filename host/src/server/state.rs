@@ -214,6 +214,21 @@ impl StateStore {
             .collect())
     }
 
+    /// Pending held requests whose deadline is at or before `now_ms`.
+    pub fn held_due(&self, now_ms: u64) -> Result<Vec<super::approvals::Held>, StoreError> {
+        let texts: Vec<String> = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT record FROM held WHERE state = 'pending' AND expires_ms <= ?1 ORDER BY expires_ms, id",
+            )?;
+            let rows = stmt.query_map(params![crate::store::to_sql_int(now_ms)], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        Ok(texts
+            .iter()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
+    }
+
     /// Number of pending held requests and the creation time of the oldest.
     pub fn pending_summary(&self) -> Result<(u64, Option<u64>), StoreError> {
         self.with(|c| {
