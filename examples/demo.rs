@@ -169,18 +169,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n== verifying the audit chain with only the host's public key ==");
     host.shutdown().await?;
     let data = work.join("data");
-    let pubkey = hostkey::read_public_key(&data.join(hostkey::PUBLIC_FILE))?;
-    let report = warden_host::store::verify_db(&data.join("warden.db"), Some(&pubkey))?;
-    println!(
-        "  {} entries, {} signed checkpoints: {}",
-        report.entries_checked,
-        report.checkpoints_checked,
-        if report.passed(false) {
-            "chain verifies"
-        } else {
-            "CHAIN BROKEN"
-        }
-    );
+    verify_chain("host chain", &data)?;
     println!(
         "  (try: cargo run -p warden-host --bin warden -- audit show --data-dir {})",
         data.display()
@@ -263,11 +252,16 @@ async fn approvals(
     let _ = stop.send(());
     daemon.await??;
 
-    let data = dir.join("data");
+    println!();
+    verify_chain("daemon chain", &dir.join("data"))
+}
+
+/// Verifies the chain in `data` with only the host's public key; prints the report.
+fn verify_chain(label: &str, data: &std::path::Path) -> anyhow::Result<()> {
     let pubkey = hostkey::read_public_key(&data.join(hostkey::PUBLIC_FILE))?;
     let report = warden_host::store::verify_db(&data.join("warden.db"), Some(&pubkey))?;
     println!(
-        "\n  daemon chain: {} entries, {} signed checkpoints: {}",
+        "  {label}: {} entries, {} signed checkpoints: {}",
         report.entries_checked,
         report.checkpoints_checked,
         if report.passed(false) {

@@ -6,7 +6,6 @@ use crate::daemon::{ADMIN, APPROVE, AUDIT, Daemon, SUBMIT, cap, deploy, policy_t
 use crate::support::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use warden_host::server::auth::token_hash;
 
@@ -294,19 +293,7 @@ fn dual_approval_needs_two_distinct_eligible_approvers_and_refusals_are_audited(
 fn a_denied_request_never_runs_and_ends_approval_denied_through_the_cli() {
     let d = Daemon::start(&approval_deploy("deny"));
     let id = id_of(&hold(&d, SUBMIT, "pay the wrong account"));
-    let cli = |args: &[&str], token: &str| {
-        let out = Command::new(warden_bin())
-            .args(args)
-            .env("WARDEN_URL", d.url())
-            .env("WARDEN_TOKEN", token)
-            .output()
-            .expect("run warden");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str], token: &str| d.cli(args, token);
     let (code, out, err) = cli(&["approvals", "list"], APPROVE);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&id) && out.contains("0/1 approvals"), "{out}");

@@ -842,6 +842,22 @@ fn sigterm_drains_in_flight_requests_and_writes_a_final_checkpoint() {
 }
 
 impl Daemon {
+    /// Runs a `warden` client command against this daemon as `token`:
+    /// (exit code, stdout, stderr).
+    pub(crate) fn cli(&self, args: &[&str], token: &str) -> (i32, String, String) {
+        let out = Command::new(warden_bin())
+            .args(args)
+            .env("WARDEN_URL", self.url())
+            .env("WARDEN_TOKEN", token)
+            .output()
+            .expect("run warden");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Waits for a daemon that was already sent SIGTERM.
     fn terminate_after_signal(mut self) -> (i32, String) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -862,19 +878,7 @@ impl Daemon {
 #[test]
 fn the_cli_submits_lists_capabilities_and_tails_the_audit() {
     let d = Daemon::start(&echo_deploy("cli", "", ""));
-    let run = |args: &[&str], token: &str| {
-        let out = Command::new(warden_bin())
-            .args(args)
-            .env("WARDEN_URL", d.url())
-            .env("WARDEN_TOKEN", token)
-            .output()
-            .expect("run warden");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str], token: &str| d.cli(args, token);
     let (code, out, err) = run(
         &[
             "submit",

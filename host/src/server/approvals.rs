@@ -204,6 +204,15 @@ impl Held {
         })
     }
 
+    /// The response `GET /v1/requests/{id}` shows for it.
+    fn stored(&self, answer: &Answer) -> StoredResponse {
+        StoredResponse {
+            principal: self.requester.clone(),
+            status: answer.status.as_u16(),
+            response: answer.body.clone(),
+        }
+    }
+
     fn admits(&self, who: &Principal) -> bool {
         self.approvers.is_empty()
             || self
@@ -281,15 +290,12 @@ impl Daemon {
             "approvers": held.approvers,
             "expires_at_ms": held.expires_at_ms,
         });
-        let stored = StoredResponse {
-            principal: held.requester.clone(),
-            status: answer.status.as_u16(),
-            response: answer.body.clone(),
-        };
-        let state = self.state.clone();
-        let h = held.clone();
-        let saved = tokio::task::spawn_blocking(move || state.put_held(&h, Some(&stored))).await;
-        if !matches!(saved, Ok(Ok(()))) {
+        let (h, stored) = (held.clone(), held.stored(&answer));
+        let saved = self
+            .state
+            .blocking(move |s| s.put_held(&h, Some(&stored)))
+            .await;
+        if let Err(saved) = saved {
             tracing::error!(request_id = %held.request_id, "persisting the held request failed: {saved:?}");
             answer.status = StatusCode::SERVICE_UNAVAILABLE;
             answer.body["outcome"] = json!("transient");
@@ -458,16 +464,17 @@ impl Daemon {
     pub async fn sweep_approvals(&self, at_startup: bool) {
         let _guard = self.approvals_lock.lock().await;
         let now = crate::store::now_ms();
-        let state = self.state.clone();
-        let listed = tokio::task::spawn_blocking(move || {
-            let mut all = state.held_due(now)?;
-            if at_startup {
-                all.extend(state.held_list(Some(HeldState::Approved.as_str()), usize::MAX)?);
-            }
-            Ok::<_, crate::store::StoreError>(all)
-        })
-        .await;
-        let Ok(Ok(held)) = listed else {
+        let listed = self
+            .state
+            .blocking(move |state| {
+                let mut all = state.held_due(now)?;
+                if at_startup {
+                    all.extend(state.held_list(Some(HeldState::Approved.as_str()), usize::MAX)?);
+                }
+                Ok(all)
+            })
+            .await;
+        let Ok(held) = listed else {
             tracing::error!("listing held requests failed: {listed:?}");
             return;
         };
@@ -527,28 +534,16 @@ impl Daemon {
             labels(&[("state", held.state.as_str())]),
             Duration::from_millis(latency),
         );
-        let stored = StoredResponse {
-            principal: held.requester.clone(),
-            status: answer.status.as_u16(),
-            response: answer.body.clone(),
-        };
-        let state = self.state.clone();
-        let h = held.clone();
-        let saved = tokio::task::spawn_blocking(move || state.end_held(&h, &stored)).await;
-        if !matches!(saved, Ok(Ok(()))) {
+        let (h, stored) = (held.clone(), held.stored(answer));
+        if let Err(saved) = self.state.blocking(move |s| s.end_held(&h, &stored)).await {
             tracing::error!(request_id = %held.request_id, "recording the end of a held request failed: {saved:?}");
         }
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     async fn save_held(&self, held: &Held) -> Result<(), String> {
-        let state = self.state.clone();
         let h = held.clone();
-        match tokio::task::spawn_blocking(move || state.put_held(&h, None)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        self.state.blocking(move |s| s.put_held(&h, None)).await
     }
 
     pub(super) fn load_held(&self, id: &str) -> Result<Held, ApiError> {

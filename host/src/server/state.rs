@@ -62,9 +62,17 @@ pub struct StateStore {
     path: PathBuf,
 }
 
-fn put_request(c: &Connection, id: &str, stored: &StoredResponse) -> rusqlite::Result<()> {
+/// Writes a request's stored response; an existing row is replaced only
+/// when `replace` is set.
+fn put_request(
+    c: &Connection,
+    id: &str,
+    stored: &StoredResponse,
+    replace: bool,
+) -> rusqlite::Result<()> {
+    let verb = if replace { "REPLACE" } else { "IGNORE" };
     c.execute(
-        "INSERT OR REPLACE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &format!("INSERT OR {verb} INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)"),
         params![
             id,
             stored.principal,
@@ -96,6 +104,19 @@ impl StateStore {
         })
     }
 
+    /// Runs `f` on a blocking thread (SQLite calls fsync).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, String> {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || f(&this)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("state store task failed: {e}")),
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self
             .conn
@@ -116,16 +137,7 @@ impl StateStore {
             let tx = c.unchecked_transaction()?;
             // A held request's row was written when it was held and is
             // replaced when it ends; the submit path never overwrites it.
-            tx.execute(
-                "INSERT OR IGNORE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    request_id,
-                    stored.principal,
-                    stored.status,
-                    stored.response.to_string(),
-                    crate::store::to_sql_int(crate::store::now_ms())
-                ],
-            )?;
+            put_request(&tx, request_id, stored, false)?;
             if let Some((key, fingerprint)) = idempotency {
                 tx.execute(
                     "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, request_id) VALUES (?1, ?2, ?3, ?4)",
@@ -158,7 +170,7 @@ impl StateStore {
                 ],
             )?;
             if let Some(stored) = stored {
-                put_request(&tx, &held.request_id, stored)?;
+                put_request(&tx, &held.request_id, stored, true)?;
             }
             tx.commit()
         })
@@ -178,7 +190,7 @@ impl StateStore {
                 "UPDATE held SET state = ?2, record = ?3 WHERE id = ?1",
                 params![held.request_id, held.state.as_str(), record],
             )?;
-            put_request(&tx, &held.request_id, stored)?;
+            put_request(&tx, &held.request_id, stored, true)?;
             tx.commit()
         })
     }
