@@ -35,7 +35,7 @@ pub struct CallOutcome {
     pub logs: Vec<LogLine>,
     /// Log lines dropped over the log budget.
     pub logs_dropped: u64,
-    /// Summaries of host calls with authority (kv, model, HTTP).
+    /// Summaries of host calls with authority (kv, model, HTTP, filesystem).
     pub host_calls: Vec<HostCall>,
     /// Whether a call reached outside the host (HTTP, model): the
     /// invocation is then not replayable.
@@ -158,6 +158,8 @@ pub async fn invoke(
     if egress.external {
         state.calls.mark_external();
     }
+    let filesystem = state.fs.summaries();
+    state.calls.set_filesystem(filesystem);
     CallOutcome {
         outcome,
         output,
