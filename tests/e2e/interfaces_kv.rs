@@ -291,3 +291,48 @@ async fn kv_survives_a_host_restart_with_a_data_dir() {
     let got = call(&h, "kv-user", "fetch", json!({"key": "k"})).await;
     assert_eq!(got.output, Some(json!({"ok": "kept"})), "{got:?}");
 }
+
+#[tokio::test]
+async fn more_calls_than_max_calls_is_budget_exhausted_kv_whatever_the_guest_does() {
+    let h = kv_host(&["kv-user"], "{ max_calls = 5 }");
+    let r = call(&h, "kv-user", "get-many", json!({"key": "k", "count": 5})).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    assert_eq!(r.output, Some(json!({"ok": 5})), "{r:?}");
+
+    // The sixth call is refused; the guest ignores the error and returns
+    // `ok`, yet the invocation ends budget_exhausted:kv, output withheld.
+    let r = call(&h, "kv-user", "get-many", json!({"key": "k", "count": 8})).await;
+    assert_eq!(r.outcome, Outcome::BudgetExhausted(Budget::Kv), "{r:?}");
+    assert_eq!(r.output, None, "{r:?}");
+    assert_eq!(
+        r.error.as_deref(),
+        Some("kv: more than max_calls = 5 calls in one invocation"),
+        "{r:?}"
+    );
+    let statuses: Vec<&str> = r.host_calls.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+            "budget_exhausted",
+            "budget_exhausted",
+            "budget_exhausted"
+        ]
+    );
+
+    // Writes made before the crossing are not kept.
+    let r = call(
+        &h,
+        "kv-user",
+        "fill",
+        json!({"prefix": "f", "count": 6, "size": 1}),
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::BudgetExhausted(Budget::Kv), "{r:?}");
+    let listed = call(&h, "kv-user", "list-keys", json!({"prefix": "f"})).await;
+    assert_eq!(listed.output, Some(json!({"ok": []})), "{listed:?}");
+}

@@ -1,8 +1,10 @@
 //! Summaries of the host calls one invocation made, for its audit entry.
 //!
-//! Every call through an interface with authority (kv, model, outbound HTTP)
-//! is recorded: interface, target, bytes in/out, status, and SHA-256 of the
-//! request and response bodies. Bodies themselves are never recorded here.
+//! Every call through an interface with authority (kv, model, outbound HTTP,
+//! filesystem) is recorded: interface, target, bytes in/out, status, and
+//! SHA-256 of the request and response bodies. Bodies themselves are never
+//! recorded here. Filesystem calls are aggregated and bounded on their own
+//! (see [`super::fs`]) and listed after the other calls.
 
 use crate::audit::HostCall;
 use crate::audit::entry::Hash256;
@@ -17,6 +19,8 @@ pub const MAX_ITEMISED_CALLS: usize = 256;
 pub struct HostCallLog {
     calls: Vec<HostCall>,
     unitemised: u64,
+    /// `wasi:filesystem` summaries (already aggregated and bounded).
+    filesystem: Vec<HostCall>,
     /// Whether any call reached outside the host (HTTP, model): such an
     /// invocation is not replayable.
     pub(crate) external: bool,
@@ -37,8 +41,15 @@ impl HostCallLog {
         self.external = true;
     }
 
-    /// The summaries, with a final `truncated` entry counting unitemised calls.
+    /// Sets the invocation's `wasi:filesystem` summaries.
+    pub fn set_filesystem(&mut self, summaries: Vec<HostCall>) {
+        self.filesystem = summaries;
+    }
+
+    /// The summaries: itemised calls, then filesystem summaries, then a
+    /// final `truncated` entry counting unitemised calls.
     pub fn into_summaries(mut self) -> Vec<HostCall> {
+        self.calls.append(&mut self.filesystem);
         if self.unitemised > 0 {
             self.calls.push(HostCall {
                 interface: "warden:host".into(),

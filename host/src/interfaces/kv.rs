@@ -10,7 +10,9 @@
 //! own buffered writes. Quotas (`max_bytes`, `max_value_bytes`, `max_keys`)
 //! are checked on every write against the committed contents plus the
 //! buffer, and again inside the commit transaction (a concurrent invocation
-//! may have committed in between).
+//! may have committed in between). `max_calls` bounds the calls of one
+//! invocation: the call past it is refused, and the invocation ends
+//! `budget_exhausted:kv` whatever the guest does next.
 
 use super::bindings::warden::host::kv::Host;
 use super::bindings::warden::host::types::Error;
@@ -224,6 +226,11 @@ pub struct KvState {
     /// Why a write was refused for a quota, if one was: a failing
     /// invocation is then classified `budget_exhausted:kv`.
     pub(crate) refused: Option<String>,
+    /// Calls made so far (refused ones included).
+    calls: u64,
+    /// Set when a call crossed `max_calls`: the invocation then ends
+    /// `budget_exhausted:kv` whatever the guest does next.
+    pub(crate) overrun: Option<String>,
 }
 
 impl KvState {
@@ -236,7 +243,26 @@ impl KvState {
             pending: BTreeMap::new(),
             usage: None,
             refused: None,
+            calls: 0,
+            overrun: None,
         }
+    }
+
+    /// Counts one call, refusing it past `max_calls`.
+    fn admit_call(&mut self) -> Result<(), Error> {
+        self.calls = self.calls.saturating_add(1);
+        if self.calls <= u64::from(self.limits.max_calls) {
+            return Ok(());
+        }
+        let why = format!(
+            "kv: more than max_calls = {} calls in one invocation",
+            self.limits.max_calls
+        );
+        if self.overrun.is_none() {
+            tracing::info!(namespace = %self.namespace, "{why}");
+            self.overrun = Some(why.clone());
+        }
+        Err(Error::BudgetExhausted(why))
     }
 
     /// Applies the buffered writes (call only when the invocation ended `ok`).
@@ -385,8 +411,11 @@ impl KvView<'_> {
         out: impl Fn(&T) -> Vec<u8>,
     ) -> Result<T, Error> {
         let result = match self.kv.as_deref_mut() {
-            Some(kv) => check_key(key, if op == "list-keys" { "prefix" } else { "key" })
-                .and_then(|()| f(kv)),
+            Some(kv) => match kv.admit_call() {
+                Ok(()) => check_key(key, if op == "list-keys" { "prefix" } else { "key" })
+                    .and_then(|()| f(kv)),
+                Err(e) => Err(e),
+            },
             None => Err(Error::Denied("kv is not granted".into())),
         };
         let (status, response) = match &result {
@@ -507,6 +536,7 @@ mod tests {
             max_bytes: ByteSize(20),
             max_value_bytes: ByteSize(8),
             max_keys: 2,
+            ..KvLimits::default()
         };
         let mut s = state(&store, "a", limits);
         assert!(matches!(
@@ -525,5 +555,38 @@ mod tests {
         assert!(s.refused.is_some());
         s.commit().expect("within quota");
         assert_eq!(store.usage("a").expect("usage"), (14, 2));
+    }
+
+    #[test]
+    fn calls_past_max_calls_are_refused_and_mark_the_overrun() {
+        let store = Arc::new(KvStore::in_memory().expect("store"));
+        let limits = KvLimits {
+            max_calls: 2,
+            ..KvLimits::default()
+        };
+        let mut s = state(&store, "a", limits);
+        let mut calls = HostCallLog::default();
+        let mut view = KvView {
+            kv: Some(&mut s),
+            calls: &mut calls,
+        };
+        view.set("k".into(), b"v".to_vec()).expect("first call");
+        assert_eq!(
+            view.get("k".into()).expect("second call"),
+            Some(b"v".to_vec())
+        );
+        let refused = view.get("k".into());
+        assert!(
+            matches!(&refused, Err(Error::BudgetExhausted(m)) if m.contains("max_calls = 2")),
+            "{refused:?}"
+        );
+        let statuses: Vec<String> = calls
+            .into_summaries()
+            .into_iter()
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(statuses, ["ok", "ok", "budget_exhausted"]);
+        assert!(s.overrun.is_some());
+        assert!(s.refused.is_none(), "not a quota refusal");
     }
 }

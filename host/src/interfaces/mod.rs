@@ -3,14 +3,16 @@
 //! Each module implements the generated `Host` trait for a small piece of
 //! per-invocation state and offers `add_to_linker`. Every limit is a named,
 //! documented setting from the policy; a guest can never raise one. Every
-//! call with authority (kv, model, HTTP) is summarised in [`calls`] for the
-//! invocation's audit entry.
+//! call with authority (kv, model, HTTP, filesystem) is summarised in
+//! [`calls`] for the invocation's audit entry ([`fs`] wraps wasmtime-wasi's
+//! filesystem to observe it).
 //!
 //! Per-host resources the interfaces share across invocations (the KV store,
 //! model backends, static name resolution) live in [`HostServices`]; the
 //! host builds it once and hands it to every invocation.
 
 pub mod calls;
+pub mod fs;
 pub mod http;
 pub mod kv;
 pub mod log;

@@ -75,6 +75,11 @@ pub struct KvLimits {
     /// Most keys the namespace may hold. By default 1000.
     #[serde(default = "KvLimits::default_keys")]
     pub max_keys: u32,
+    /// Most kv calls (`get`, `set`, `delete`, `list-keys`) one invocation
+    /// may make. By default 10000. The call past it is refused and the
+    /// invocation ends `budget_exhausted:kv`.
+    #[serde(default = "KvLimits::default_calls")]
+    pub max_calls: u32,
 }
 
 impl KvLimits {
@@ -87,6 +92,9 @@ impl KvLimits {
     fn default_keys() -> u32 {
         1000
     }
+    fn default_calls() -> u32 {
+        10_000
+    }
 }
 
 impl Default for KvLimits {
@@ -95,6 +103,7 @@ impl Default for KvLimits {
             max_bytes: Self::default_bytes(),
             max_value_bytes: Self::default_value_bytes(),
             max_keys: Self::default_keys(),
+            max_calls: Self::default_calls(),
         }
     }
 }

@@ -35,7 +35,7 @@ pub struct CallOutcome {
     pub logs: Vec<LogLine>,
     /// Log lines dropped over the log budget.
     pub logs_dropped: u64,
-    /// Summaries of host calls with authority (kv, model, HTTP).
+    /// Summaries of host calls with authority (kv, model, HTTP, filesystem).
     pub host_calls: Vec<HostCall>,
     /// Whether a call reached outside the host (HTTP, model): the
     /// invocation is then not replayable.
@@ -158,6 +158,8 @@ pub async fn invoke(
     if egress.external {
         state.calls.mark_external();
     }
+    let filesystem = state.fs.summaries();
+    state.calls.set_filesystem(filesystem);
     CallOutcome {
         outcome,
         output,
@@ -174,8 +176,9 @@ pub async fn invoke(
 
 type Ending = (Outcome, Option<Value>, Option<String>);
 
-/// Host-interface budgets. Tokens spent past the budget end the invocation
-/// `budget_exhausted:tokens` whatever the guest did next (output withheld).
+/// Host-interface budgets. Tokens spent past the budget, or a kv call past
+/// `max_calls`, end the invocation `budget_exhausted:tokens` /
+/// `budget_exhausted:kv` whatever the guest did next (output withheld).
 /// A failing invocation (trap or capability error) that had a call refused
 /// for a budget (kv quota, no tokens left) is `budget_exhausted:<that>`.
 fn host_budgets(
@@ -195,6 +198,13 @@ fn host_budgets(
     if let Some(why) = state.model.as_ref().and_then(|m| m.overrun.as_ref()) {
         return (
             Outcome::BudgetExhausted(Budget::Tokens),
+            None,
+            Some(why.clone()),
+        );
+    }
+    if let Some(why) = state.kv.as_ref().and_then(|kv| kv.overrun.as_ref()) {
+        return (
+            Outcome::BudgetExhausted(Budget::Kv),
             None,
             Some(why.clone()),
         );

@@ -3,13 +3,13 @@
 
 use super::state::InvocationState;
 use crate::component::Shape;
+use crate::interfaces::fs::HasFs;
 use crate::policy::{GrantKind, Policy};
 use std::path::PathBuf;
 use wasmtime::Engine;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
 use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::random::WasiRandom;
 
@@ -182,10 +182,10 @@ fn link_one(l: &mut Linker<InvocationState>, id: &str, full: &str) -> wasmtime::
             wasi::random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())
         }
         "wasi:filesystem/types" => {
-            wasi::filesystem::types::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)
+            wasi::filesystem::types::add_to_linker::<S, HasFs>(l, S::fs_view)
         }
         "wasi:filesystem/preopens" => {
-            wasi::filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)
+            wasi::filesystem::preopens::add_to_linker::<S, HasFs>(l, S::fs_view)
         }
         "warden:host/types" => l.instance(full).map(|_| ()),
         "warden:host/log" => crate::interfaces::log::add_to_linker(l),

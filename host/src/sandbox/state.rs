@@ -4,6 +4,7 @@
 use super::clocks::{CountingMonotonicClock, FixedWallClock, seed};
 use crate::interfaces::HostServices;
 use crate::interfaces::calls::HostCallLog;
+use crate::interfaces::fs::{FsAudit, FsView};
 use crate::interfaces::http::EgressHooks;
 use crate::interfaces::kv::{KvState, KvView};
 use crate::interfaces::model::{ModelState, ModelView};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -38,6 +40,8 @@ pub struct InvocationState {
     pub(crate) http_hooks: EgressHooks,
     /// Summaries of host calls with authority.
     pub(crate) calls: HostCallLog,
+    /// Descriptor origins and summaries of `wasi:filesystem` calls.
+    pub(crate) fs: FsAudit,
 }
 
 impl WasiView for InvocationState {
@@ -158,6 +162,7 @@ impl InvocationState {
             http_ctx: WasiHttpCtx::new(),
             http_hooks: EgressHooks::new(http, services.clone()),
             calls: HostCallLog::default(),
+            fs: FsAudit::default(),
         })
     }
 
@@ -174,6 +179,17 @@ impl InvocationState {
         ModelView {
             model: self.model.as_mut(),
             calls: &mut self.calls,
+        }
+    }
+
+    /// The view `wasi:filesystem` calls work on: wasmtime-wasi's, observed.
+    pub(crate) fn fs_view(&mut self) -> FsView<'_> {
+        FsView {
+            inner: WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            audit: &mut self.fs,
         }
     }
 

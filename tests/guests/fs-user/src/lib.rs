@@ -10,6 +10,7 @@ wit_bindgen::generate!({
 
 use wasi::filesystem::preopens::get_directories;
 use wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
+use wasi::io::streams::StreamError;
 
 struct G;
 
@@ -41,17 +42,7 @@ fn open(path: &str, open: OpenFlags, flags: DescriptorFlags) -> Result<Descripto
 impl Guest for G {
     fn read(path: String) -> Result<String, String> {
         let file = open(&path, OpenFlags::empty(), DescriptorFlags::READ)?;
-        let mut data = Vec::new();
-        loop {
-            let (chunk, end) = file
-                .read(65536, data.len() as u64)
-                .map_err(|e| format!("{e:?}"))?;
-            data.extend(chunk);
-            if end {
-                break;
-            }
-        }
-        String::from_utf8(data).map_err(|e| e.to_string())
+        read_all(&file)
     }
 
     fn write(path: String, contents: String) -> Result<(), String> {
@@ -81,6 +72,85 @@ impl Guest for G {
         names.sort();
         Ok(names)
     }
+
+    fn read_stream(path: String) -> Result<String, String> {
+        let file = open(&path, OpenFlags::empty(), DescriptorFlags::READ)?;
+        let stream = file.read_via_stream(0).map_err(|e| format!("{e:?}"))?;
+        let mut data = Vec::new();
+        loop {
+            match stream.blocking_read(4096) {
+                Ok(chunk) => data.extend(chunk),
+                Err(StreamError::Closed) => break,
+                Err(e) => return Err(format!("{e:?}")),
+            }
+        }
+        String::from_utf8(data).map_err(|e| e.to_string())
+    }
+
+    fn write_stream(path: String, contents: String) -> Result<(), String> {
+        let file = open(
+            &path,
+            OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            DescriptorFlags::WRITE,
+        )?;
+        let stream = file.write_via_stream(0).map_err(|e| format!("{e:?}"))?;
+        for chunk in contents.as_bytes().chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        Ok(())
+    }
+
+    fn write_existing(path: String, contents: String) -> Result<u64, String> {
+        let file = open(&path, OpenFlags::empty(), DescriptorFlags::READ)?;
+        file.write(contents.as_bytes(), 0)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn read_in(dir: String, name: String) -> Result<String, String> {
+        let dir = open(&dir, OpenFlags::DIRECTORY, DescriptorFlags::READ)?;
+        let file = dir
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                &name,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .map_err(|e| format!("{e:?}"))?;
+        read_all(&file)
+    }
+
+    fn stat_many(path: String, count: u32, distinct: bool) -> Result<u32, String> {
+        let (dir, rest) = resolve(&path)?;
+        let mut ok = 0;
+        for i in 0..count {
+            let p = if distinct {
+                format!("{rest}{i}")
+            } else {
+                rest.clone()
+            };
+            if dir.stat_at(PathFlags::empty(), &p).is_ok() {
+                ok += 1;
+            }
+        }
+        Ok(ok)
+    }
+}
+
+/// Reads a whole file with `read` in 64 KiB chunks.
+fn read_all(file: &Descriptor) -> Result<String, String> {
+    let mut data = Vec::new();
+    loop {
+        let (chunk, end) = file
+            .read(65536, data.len() as u64)
+            .map_err(|e| format!("{e:?}"))?;
+        data.extend(chunk);
+        if end {
+            break;
+        }
+    }
+    String::from_utf8(data).map_err(|e| e.to_string())
 }
 
 export!(G);

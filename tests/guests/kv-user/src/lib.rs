@@ -52,6 +52,10 @@ impl Guest for G {
         Err("failing after a kv write".into())
     }
 
+    fn get_many(key: String, count: u32) -> Result<u32, String> {
+        Ok((0..count).filter(|_| kv::get(&key).is_ok()).count() as u32)
+    }
+
     fn put_and_read(key: String, value: String) -> Result<Option<String>, String> {
         kv::set(&key, value.as_bytes()).map_err(err)?;
         Self::fetch(key)
