@@ -4,7 +4,10 @@
 //! cargo bench --bench warden                 # full run, prints figures (release build)
 //! cargo test --bench warden                  # smoke mode: tiny sizes, checks it runs (CI)
 //! WARDEN_BENCH_VERIFY_ENTRIES=1000000 cargo bench --bench warden   # the default
+//! WARDEN_BENCH_ONLY=1,2 cargo bench --bench warden   # only these sections (profiling)
 //! ```
+//!
+//! Every figure is printed with the machine's load average at the time.
 //!
 //! Sections (numbers as in BENCHMARKS.md):
 //! 1. floor: raw wasmtime with warden's Engine configuration (pooling, fuel,
@@ -31,7 +34,7 @@ use warden_host::sandbox::{SandboxConfig, engine_config};
 use warden_host::signing::{self, TrustStore};
 use warden_host::store::{AuditLog, CheckpointPolicy, Payloads};
 use warden_host::{Call, Host, HostConfig, Outcome, Usage, keys};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 struct Sizes {
@@ -85,6 +88,27 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The 1/5/15-minute load average, printed with every figure: the machine
+/// may be shared, and figures taken under load are not comparable.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "load n/a".into(),
+        |t| {
+            format!(
+                "load {}",
+                t.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            )
+        },
+    )
+}
+
+/// Whether section `n` runs: all of them unless `WARDEN_BENCH_ONLY` lists
+/// section numbers (e.g. `WARDEN_BENCH_ONLY=1,2` to profile sections 1 and 2).
+fn enabled(n: u32) -> bool {
+    std::env::var("WARDEN_BENCH_ONLY")
+        .map_or(true, |v| v.split(',').any(|x| x.trim() == n.to_string()))
+}
+
 fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
@@ -98,62 +122,47 @@ fn bench_config(max: u32) -> SandboxConfig {
     }
 }
 
-/// 1. The floor: raw wasmtime, same engine configuration, typed call.
-async fn floor(s: &Sizes) -> (Duration, f64) {
+/// The floor's engine and pre-linked echo (no imports: an empty linker).
+fn floor_setup() -> (Engine, InstancePre<()>) {
     let engine = Engine::new(&engine_config(&bench_config(128))).expect("engine");
     let bytes = std::fs::read(guests().join("echo.wasm")).expect("echo.wasm");
     let component = Component::from_binary(&engine, &bytes).expect("compile");
     let linker: Linker<()> = Linker::new(&engine);
     let pre = linker.instantiate_pre(&component).expect("pre");
-    let ticker = {
-        let e = engine.clone();
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_millis(5));
-                e.increment_epoch();
-            }
-        })
-    };
-    drop(ticker);
-    let once = |pre: wasmtime::component::InstancePre<()>, engine: Engine| async move {
-        let mut store = Store::new(&engine, ());
-        store.set_fuel(10_000_000).expect("fuel");
-        store.set_epoch_deadline(1000);
-        store.epoch_deadline_trap();
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .expect("instantiate");
-        let f = instance
-            .get_typed_func::<(String,), (String,)>(&mut store, "echo")
-            .expect("echo");
-        let (out,) = f
-            .call_async(&mut store, ("hello".to_string(),))
-            .await
-            .expect("call");
-        assert_eq!(out, "hello");
-    };
-    let mut lat = Vec::with_capacity(s.latency_iters);
-    for _ in 0..s.latency_iters {
-        let t = Instant::now();
-        once(pre.clone(), engine.clone()).await;
-        lat.push(t.elapsed());
-    }
-    lat.sort();
-    let t = Instant::now();
-    for _ in 0..s.throughput_per_level {
-        once(pre.clone(), engine.clone()).await;
-    }
-    let rps = s.throughput_per_level as f64 / t.elapsed().as_secs_f64();
-    println!("1. floor (raw wasmtime, typed call, same engine config)");
-    println!(
-        "   latency c=1: p50 {}  p99 {}   throughput c=1: {:.0}/s",
-        us(pct(&lat, 0.5)),
-        us(pct(&lat, 0.99)),
-        rps
-    );
-    (pct(&lat, 0.5), rps)
+    let e = engine.clone();
+    // Ticks for the rest of the process, like warden's epoch ticker.
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(5));
+            e.increment_epoch();
+        }
+    });
+    (engine, pre)
 }
+
+/// One floor invocation: new Store with fuel and an epoch deadline,
+/// instantiate from `InstancePre`, typed call of `echo`.
+async fn floor_once(pre: InstancePre<()>, engine: Engine) {
+    let mut store = Store::new(&engine, ());
+    store.set_fuel(10_000_000).expect("fuel");
+    store.set_epoch_deadline(1000);
+    store.epoch_deadline_trap();
+    let instance = pre
+        .instantiate_async(&mut store)
+        .await
+        .expect("instantiate");
+    let f = instance
+        .get_typed_func::<(String,), (String,)>(&mut store, "echo")
+        .expect("echo");
+    let (out,) = f
+        .call_async(&mut store, ("hello".to_string(),))
+        .await
+        .expect("call");
+    assert_eq!(out, "hello");
+}
+
+/// Concurrency levels of the throughput runs (sections 1 and 2).
+const LEVELS: [usize; 4] = [1, 2, 8, 64];
 
 fn echo_host(data_dir: Option<PathBuf>) -> Host {
     let mut host = Host::new(HostConfig {
@@ -200,15 +209,24 @@ async fn invoke_echo(host: &Host) {
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
 }
 
-async fn throughput(host: Arc<Host>, concurrency: usize, total: usize) -> f64 {
+async fn invoke_arc(host: Arc<Host>) {
+    invoke_echo(&host).await
+}
+
+/// Runs `total` invocations of `one` split over `concurrency` tasks; per second.
+async fn throughput<F, Fut>(one: F, concurrency: usize, total: usize) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let t = Instant::now();
     let per = total.div_ceil(concurrency);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let h = host.clone();
+        let one = one.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..per {
-                invoke_echo(&h).await;
+                one().await;
             }
         }));
     }
@@ -218,40 +236,90 @@ async fn throughput(host: Arc<Host>, concurrency: usize, total: usize) -> f64 {
     (per * concurrency) as f64 / t.elapsed().as_secs_f64()
 }
 
-/// 2. warden in process, without and with the durable audit commit.
-async fn in_process(s: &Sizes, floor_p50: Duration, floor_rps: f64) {
+/// Sections 1 (the floor) and 2 (warden in process), measured interleaved
+/// so that both see the same machine load (the machine may be shared):
+/// latency alternates one floor call and one warden call; throughput runs
+/// floor, warden without an audit store and warden with the durable audit
+/// store back to back at each concurrency level.
+async fn floor_and_in_process(s: &Sizes) {
+    let (engine, pre) = floor_setup();
+    let fast = Arc::new(echo_host(None));
+    let durable = Arc::new(echo_host(Some(scratch("inproc"))));
+    let (mut floor_lat, mut fast_lat, mut durable_lat) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..s.latency_iters {
+        let t = Instant::now();
+        floor_once(pre.clone(), engine.clone()).await;
+        let t1 = Instant::now();
+        invoke_echo(&fast).await;
+        let t2 = Instant::now();
+        floor_lat.push(t1 - t);
+        fast_lat.push(t2 - t1);
+    }
+    let latency_load = load();
+    for _ in 0..s.latency_iters.div_ceil(10) {
+        let t = Instant::now();
+        invoke_echo(&durable).await;
+        durable_lat.push(t.elapsed());
+    }
+    let durable_load = load();
+    for v in [&mut floor_lat, &mut fast_lat, &mut durable_lat] {
+        v.sort();
+    }
+    let floor_p50 = pct(&floor_lat, 0.5);
+    let ratio = |d: Duration| d.as_secs_f64() / floor_p50.as_secs_f64();
+    let mut rows = Vec::new();
+    for c in LEVELS {
+        let n = s.throughput_per_level;
+        let (e, p) = (engine.clone(), pre.clone());
+        let f = throughput(move || floor_once(p.clone(), e.clone()), c, n).await;
+        let h = fast.clone();
+        let w = throughput(move || invoke_arc(h.clone()), c, n).await;
+        let h = durable.clone();
+        // The durable runs are fsync-bound at low concurrency: fewer calls.
+        let d = throughput(move || invoke_arc(h.clone()), c, (n / 64 * c).max(c * 4)).await;
+        rows.push((c, f, w, d, load()));
+    }
+    println!("1. floor (raw wasmtime, typed call, same engine config)");
+    println!(
+        "   latency c=1: p50 {}  p99 {}   ({latency_load}; interleaved with 2's calls)",
+        us(floor_p50),
+        us(pct(&floor_lat, 0.99)),
+    );
     println!(
         "2. warden in process (routed request: route decision -> Host::invoke on echo: policy, JSON typing, usage, fresh sandbox)"
     );
-    for (label, data_dir) in [
-        ("no audit store", None),
-        ("durable audit", Some(scratch("inproc"))),
-    ] {
-        let host = Arc::new(echo_host(data_dir));
-        let mut lat = Vec::with_capacity(s.latency_iters);
-        for _ in 0..s.latency_iters {
-            let t = Instant::now();
-            invoke_echo(&host).await;
-            lat.push(t.elapsed());
-        }
-        lat.sort();
-        let p50 = pct(&lat, 0.5);
+    let fast_p50 = pct(&fast_lat, 0.5);
+    let durable_p50 = pct(&durable_lat, 0.5);
+    println!(
+        "   [no audit store] latency c=1: p50 {}  p99 {}  ratio to floor p50: {:.2}x (target <= 1.25x)   ({latency_load})",
+        us(fast_p50),
+        us(pct(&fast_lat, 0.99)),
+        ratio(fast_p50)
+    );
+    println!(
+        "   [durable audit]  latency c=1: p50 {}  p99 {}  ratio to floor p50: {:.2}x   ({durable_load})",
+        us(durable_p50),
+        us(pct(&durable_lat, 0.99)),
+        ratio(durable_p50)
+    );
+    println!(
+        "   durable-commit wait at c=1 (p50 with the audit store minus p50 without): {}",
+        us(durable_p50.saturating_sub(fast_p50))
+    );
+    println!(
+        "   throughput (invocations/s)  floor | warden, no audit store | warden, durable audit"
+    );
+    let floor1 = rows[0].1;
+    for (c, f, w, d, l) in rows {
         println!(
-            "   [{label}] latency c=1: p50 {}  p99 {}  ratio to floor p50: {:.2}x",
-            us(p50),
-            us(pct(&lat, 0.99)),
-            p50.as_secs_f64() / floor_p50.as_secs_f64()
+            "   c={c:<3} {f:>8.0} | {w:>8.0} ({:>3.0}% of floor) | {d:>8.0} ({:>3.0}% of floor at c={c}, {:>3.0}% of floor at c=1)   ({l})",
+            100.0 * w / f,
+            100.0 * d / f,
+            100.0 * d / floor1
         );
-        let mut line = format!("   [{label}] throughput:");
-        for c in [1, 2, 8, 64] {
-            let rps = throughput(host.clone(), c, s.throughput_per_level).await;
-            line.push_str(&format!(
-                "  c={c}: {rps:.0}/s ({:.0}% of floor)",
-                100.0 * rps / floor_rps
-            ));
-        }
-        println!("{line}");
-        if let Ok(h) = Arc::try_unwrap(host) {
+    }
+    for h in [fast, durable] {
+        if let Ok(h) = Arc::try_unwrap(h) {
             let _ = h.shutdown().await;
         }
     }
@@ -318,11 +386,12 @@ async fn audit(s: &Sizes) {
         let secs = t.elapsed().as_secs_f64();
         let stats = log.stats();
         println!(
-            "   append c={c}: {:.0} entries/s ({} entries in {} commits, largest batch {})",
+            "   append c={c}: {:.0} entries/s ({} entries in {} commits, largest batch {})   ({})",
             (per * c) as f64 / secs,
             stats.entries,
             stats.commits,
-            stats.max_batch
+            stats.max_batch,
+            load()
         );
         log.close().await.expect("close");
     }
@@ -355,11 +424,12 @@ async fn audit(s: &Sizes) {
     let secs = t.elapsed().as_secs_f64();
     assert!(report.passed(false), "{report:?}");
     println!(
-        "   verify: {} entries + {} checkpoints in {:.2} s = {:.0} entries/s",
+        "   verify: {} entries + {} checkpoints in {:.2} s = {:.0} entries/s   ({})",
         report.entries_checked,
         report.checkpoints_checked,
         secs,
-        report.entries_checked as f64 / secs
+        report.entries_checked as f64 / secs,
+        load()
     );
 }
 
@@ -422,10 +492,11 @@ fn startup() {
             .map(|c| (c.compiles(), c.hits()))
             .unwrap_or_default();
         println!(
-            "   {round}: {:.1} ms ({} compiled, {} from cache)",
+            "   {round}: {:.1} ms ({} compiled, {} from cache)   ({})",
             elapsed.as_secs_f64() * 1e3,
             cache.0,
-            cache.1
+            cache.1,
+            load()
         );
         times.push(elapsed);
     }
@@ -496,15 +567,77 @@ async fn fuel_overhead(s: &Sizes) {
         }
         times.sort();
         println!(
-            "   metering {}: median {:.2} ms",
+            "   metering {}: median {:.2} ms   ({})",
             if metering { "on " } else { "off" },
-            times[2].as_secs_f64() * 1e3
+            times[2].as_secs_f64() * 1e3,
+            load()
         );
     }
 }
 
+/// `WARDEN_BENCH_PROFILE=floor|warden|durable`: loop one path at c=1 for
+/// `WARDEN_BENCH_PROFILE_SECS` (default 10) and exit, for a profiler:
+/// `perf record -g target/release/deps/warden-<hash> --bench` with it set.
+async fn profile_loop(which: &str) {
+    let secs: u64 = std::env::var("WARDEN_BENCH_PROFILE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut n = 0u64;
+    match which {
+        "floor" => {
+            let (engine, pre) = floor_setup();
+            while Instant::now() < end {
+                floor_once(pre.clone(), engine.clone()).await;
+                n += 1;
+            }
+        }
+        "warden" | "durable" => {
+            // WARDEN_BENCH_PROFILE_CONCURRENCY tasks (default 1).
+            let c: usize = std::env::var("WARDEN_BENCH_PROFILE_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let dir = (which == "durable").then(|| scratch("profile"));
+            let host = Arc::new(echo_host(dir));
+            let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..c {
+                let (host, count) = (host.clone(), count.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < end {
+                        invoke_echo(&host).await;
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("task");
+            }
+            n = count.load(std::sync::atomic::Ordering::Relaxed);
+            if let Ok(h) = Arc::try_unwrap(host) {
+                let _ = h.shutdown().await;
+            }
+        }
+        other => panic!("WARDEN_BENCH_PROFILE={other}: expected floor, warden or durable"),
+    }
+    println!(
+        "profile {which}: {n} invocations in {secs} s = {:.1} µs each",
+        secs as f64 * 1e6 / n as f64
+    );
+}
+
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
+    if let Ok(which) = std::env::var("WARDEN_BENCH_PROFILE") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(profile_loop(&which));
+        return;
+    }
     let s = sizes(smoke);
     println!(
         "warden benchmarks ({}; {} cores; {})",
@@ -525,10 +658,17 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (floor_p50, floor_rps) = floor(&s).await;
-        in_process(&s, floor_p50, floor_rps).await;
-        audit(&s).await;
+        if enabled(1) || enabled(2) {
+            floor_and_in_process(&s).await;
+        }
+        if enabled(3) {
+            audit(&s).await;
+        }
     });
-    startup();
-    rt.block_on(fuel_overhead(&s));
+    if enabled(4) {
+        startup();
+    }
+    if enabled(6) {
+        rt.block_on(fuel_overhead(&s));
+    }
 }

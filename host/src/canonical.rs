@@ -16,12 +16,13 @@ pub fn canonical_json(value: &Value) -> String {
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_tagged(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    crate::audit::Hash256(Sha256::digest(bytes).into()).tagged()
 }
 
-/// `sha256:<hex>` of the canonical form of `value`.
+/// `sha256:<hex>` of the canonical form of `value` (hashed as written, no
+/// intermediate `String`).
 pub fn json_digest(value: &Value) -> String {
-    sha256_tagged(canonical_json(value).as_bytes())
+    sha256_tagged(&crate::audit::entry::canonical_json(value))
 }
 
 #[cfg(test)]
@@ -39,6 +40,20 @@ mod tests {
             r#"{"a":[true,{"x":"s","y":null}],"b":1}"#
         );
         assert_eq!(json_digest(&a), json_digest(&b));
+    }
+
+    #[test]
+    fn digests_are_sha256_of_the_canonical_bytes_in_lowercase_hex() {
+        let v = json!({"b": [1, "x"], "a": null});
+        let expected = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(canonical_json(&v).as_bytes()))
+        );
+        assert_eq!(json_digest(&v), expected);
+        assert_eq!(
+            sha256_tagged(b""),
+            format!("sha256:{}", hex::encode(Sha256::digest(b"")))
+        );
     }
 
     #[test]

@@ -566,6 +566,10 @@ impl Host {
 
     fn blank_record(&self, call: &Call) -> InvocationRecord {
         let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
+        self.blank_record_at(call, admitted_at)
+    }
+
+    fn blank_record_at(&self, call: &Call, admitted_at: SystemTime) -> InvocationRecord {
         let request_id = call.request_id.clone().unwrap_or_else(new_request_id);
         InvocationRecord {
             request_id,
@@ -595,8 +599,7 @@ impl Host {
     /// Runs the invocation (no audit).
     async fn execute(&self, cap: Option<&Capability>, call: &Call) -> InvocationRecord {
         let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
-        let mut record = self.blank_record(call);
-        record.admitted_at_ms = unix_ms(admitted_at);
+        let mut record = self.blank_record_at(call, admitted_at);
         let request_id = record.request_id.clone();
         let Some(cap) = cap else {
             let why = format!("no capability named `{}` is loaded", call.capability);
@@ -638,6 +641,7 @@ impl Host {
             params,
             &id,
             &self.services,
+            !cap.shape.imports.is_empty(),
         )
         .await;
         record.outcome = done.outcome;
@@ -650,7 +654,10 @@ impl Host {
         record.replayable &= !done.external_calls;
         record.output = done.output;
         record.error = done.error;
-        record.output_hash = json_digest(&record.output_document());
+        record.output_hash = match &record.output {
+            Some(out) => json_digest(out),
+            None => json_digest(&record.output_document()),
+        };
         record
     }
 
@@ -755,11 +762,61 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A fresh request id: time-ordered and unique (`r-<ms hex>-<random hex>`).
+/// A fresh request id: time-ordered and unique (`r-<ms hex>-<random hex>`,
+/// as `format!("r-{:011x}-{:016x}", ms, random)` writes it, without the
+/// formatting machinery: it is on every request).
 pub fn new_request_id() -> String {
-    format!(
-        "r-{:011x}-{:016x}",
-        unix_ms(SystemTime::now()),
-        rand::random::<u64>()
-    )
+    let mut id = String::with_capacity(2 + 11 + 1 + 16);
+    id.push_str("r-");
+    push_hex_u64(unix_ms(SystemTime::now()), 11, &mut id);
+    id.push('-');
+    push_hex_u64(rand::random::<u64>(), 16, &mut id);
+    id
+}
+
+/// Appends `v` in lowercase hex, zero-padded to at least `width` digits.
+fn push_hex_u64(v: u64, width: usize, out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [b'0'; 16];
+    let mut i = buf.len();
+    let mut rest = v;
+    while rest > 0 {
+        i -= 1;
+        buf[i] = DIGITS[(rest & 0xf) as usize];
+        rest >>= 4;
+    }
+    let start = i.min(buf.len() - width.clamp(1, buf.len()));
+    for &b in &buf[start..] {
+        out.push(char::from(b));
+    }
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::*;
+
+    #[test]
+    fn hex_matches_the_format_macro() {
+        for v in [0u64, 1, 0xf, 0x10, 0x19a_3b4c_5d6e, u64::MAX, 1 << 44] {
+            for width in [0usize, 1, 11, 16] {
+                let mut s = String::new();
+                push_hex_u64(v, width, &mut s);
+                assert_eq!(s, format!("{v:0width$x}"), "{v} {width}");
+            }
+        }
+    }
+
+    #[test]
+    fn request_ids_have_the_documented_shape() {
+        let id = new_request_id();
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(parts.len(), 3, "{id}");
+        assert_eq!(parts[0], "r");
+        assert_eq!(parts[1].len(), 11, "{id}");
+        assert_eq!(parts[2].len(), 16, "{id}");
+        assert!(parts[1..].iter().all(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }));
+    }
 }

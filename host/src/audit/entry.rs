@@ -29,13 +29,35 @@ impl Hash256 {
 
     /// Lowercase hex without the `sha256:` prefix.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        let mut out = String::with_capacity(64);
+        push_hex(&self.0, &mut out);
+        out
+    }
+
+    /// The text form, `sha256:<64 lowercase hex>` (what `Display` writes,
+    /// without going through the formatter).
+    pub fn tagged(&self) -> String {
+        let mut out = String::with_capacity(7 + 64);
+        out.push_str("sha256:");
+        push_hex(&self.0, &mut out);
+        out
+    }
+}
+
+/// Appends the lowercase hex of `bytes` to `out`. Same text as
+/// `hex::encode`, without its per-character iterator (on every request path).
+pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
 }
 
 impl fmt::Display for Hash256 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        f.write_str(&self.tagged())
     }
 }
 

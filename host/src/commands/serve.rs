@@ -36,8 +36,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(refuse(&ServeError::Config(e))),
     };
+    // Every invocation runs on a blocking-pool thread of its own (see
+    // `invoke_on_own_thread`): the pool must hold `max_in_flight` of them,
+    // plus room for the other blocking work, or invocations past tokio's
+    // default of 512 would queue unseen behind the admitted ones.
+    let blocking = usize::try_from(config.limits.max_in_flight)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64)
+        .max(512);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking)
         .build()
         .context("starting the async runtime")?;
     if args.check {

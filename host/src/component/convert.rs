@@ -63,7 +63,7 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn mismatch(path: &str, expected: impl Into<String>, found: &Value) -> ConvertError {
+fn mismatch(path: impl fmt::Display, expected: impl Into<String>, found: &Value) -> ConvertError {
     ConvertError {
         path: path.to_string(),
         expected: expected.into(),
@@ -76,7 +76,7 @@ pub fn type_name(ty: &Type) -> String {
     super::wit::render_type(ty)
 }
 
-fn int_in<T: TryFrom<i128>>(path: &str, ty: &Type, v: &Value) -> Result<T, ConvertError> {
+fn int_in<T: TryFrom<i128>>(path: &JsonPath<'_>, ty: &Type, v: &Value) -> Result<T, ConvertError> {
     let n: Option<i128> = match v {
         Value::Number(n) => n
             .as_i64()
@@ -93,7 +93,7 @@ fn int_in<T: TryFrom<i128>>(path: &str, ty: &Type, v: &Value) -> Result<T, Conve
     })
 }
 
-fn float_of(path: &str, ty: &Type, v: &Value) -> Result<f64, ConvertError> {
+fn float_of(path: &JsonPath<'_>, ty: &Type, v: &Value) -> Result<f64, ConvertError> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| mismatch(path, type_name(ty), v)),
         Value::String(s) if s == "NaN" => Ok(f64::NAN),
@@ -113,8 +113,42 @@ fn json_float(f: f64) -> Value {
     }
 }
 
+/// Where a value sits in the request, rendered (`$.a[3].b`) only when a
+/// conversion fails: building the text for every field and element would
+/// cost an allocation each on every request.
+#[derive(Clone, Copy)]
+enum JsonPath<'a> {
+    Root(&'a str),
+    Field(&'a JsonPath<'a>, &'a str),
+    Index(&'a JsonPath<'a>, usize),
+}
+
+impl<'a> JsonPath<'a> {
+    fn field(&'a self, name: &'a str) -> JsonPath<'a> {
+        JsonPath::Field(self, name)
+    }
+
+    fn index(&'a self, i: usize) -> JsonPath<'a> {
+        JsonPath::Index(self, i)
+    }
+}
+
+impl fmt::Display for JsonPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonPath::Root(s) => f.write_str(s),
+            JsonPath::Field(parent, name) => write!(f, "{parent}.{name}"),
+            JsonPath::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
 /// Converts `v` to a component value of type `ty`; `path` locates `v` in the request.
 pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError> {
+    to_val(ty, v, &JsonPath::Root(path))
+}
+
+fn to_val(ty: &Type, v: &Value, path: &JsonPath<'_>) -> Result<Val, ConvertError> {
     Ok(match ty {
         Type::Bool => Val::Bool(v.as_bool().ok_or_else(|| mismatch(path, "a boolean", v))?),
         Type::S8 => Val::S8(int_in(path, ty, v)?),
@@ -157,7 +191,7 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| json_to_val(&elem, item, &format!("{path}[{i}]")))
+                    .map(|(i, item)| to_val(&elem, item, &path.index(i)))
                     .collect::<Result<_, _>>()?,
             )
         }
@@ -173,7 +207,7 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| json_to_val(&elem, item, &format!("{path}[{i}]")))
+                    .map(|(i, item)| to_val(&elem, item, &path.index(i)))
                     .collect::<Result<_, _>>()?,
             )
         }
@@ -183,13 +217,13 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                 .ok_or_else(|| mismatch(path, "an array of [key, value] pairs", v))?;
             let mut out = Vec::with_capacity(pairs.len());
             for (i, pair) in pairs.iter().enumerate() {
-                let p = format!("{path}[{i}]");
+                let p = path.index(i);
                 match pair.as_array().map(|a| a.as_slice()) {
                     Some([k, val]) => out.push((
-                        json_to_val(&map.key(), k, &format!("{p}[0]"))?,
-                        json_to_val(&map.value(), val, &format!("{p}[1]"))?,
+                        to_val(&map.key(), k, &p.index(0))?,
+                        to_val(&map.value(), val, &p.index(1))?,
                     )),
-                    _ => return Err(mismatch(&p, "a [key, value] pair", pair)),
+                    _ => return Err(mismatch(p, "a [key, value] pair", pair)),
                 }
             }
             Val::Map(out)
@@ -200,17 +234,15 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                 .ok_or_else(|| mismatch(path, format!("an object ({})", type_name(ty)), v))?;
             let mut fields = Vec::new();
             for field in record.fields() {
-                let p = format!("{path}.{}", field.name);
+                let p = path.field(field.name);
                 match obj.get(field.name) {
-                    Some(fv) => {
-                        fields.push((field.name.to_string(), json_to_val(&field.ty, fv, &p)?))
-                    }
+                    Some(fv) => fields.push((field.name.to_string(), to_val(&field.ty, fv, &p)?)),
                     None if matches!(field.ty, Type::Option(_)) => {
                         fields.push((field.name.to_string(), Val::Option(None)))
                     }
                     None => {
                         return Err(ConvertError {
-                            path: p,
+                            path: p.to_string(),
                             expected: format!("field `{}` ({})", field.name, type_name(&field.ty)),
                             found: "nothing (missing field)".into(),
                         });
@@ -234,7 +266,7 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                     .types()
                     .zip(items)
                     .enumerate()
-                    .map(|(i, (t, item))| json_to_val(&t, item, &format!("{path}[{i}]")))
+                    .map(|(i, (t, item))| to_val(&t, item, &path.index(i)))
                     .collect::<Result<_, _>>()?,
             )
         }
@@ -248,10 +280,10 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                 .cases()
                 .find(|c| c.name == name)
                 .ok_or_else(|| mismatch(path, expected(), v))?;
-            let p = format!("{path}.{name}");
+            let p = path.field(name);
             let value = match (case.ty, payload) {
                 (None, None | Some(Value::Null)) => None,
-                (Some(t), Some(pv)) => Some(Box::new(json_to_val(&t, pv, &p)?)),
+                (Some(t), Some(pv)) => Some(Box::new(to_val(&t, pv, &p)?)),
                 (Some(t), None) => {
                     return Err(mismatch(
                         path,
@@ -259,7 +291,7 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                         v,
                     ));
                 }
-                (None, Some(pv)) => return Err(mismatch(&p, "no payload (null)", pv)),
+                (None, Some(pv)) => return Err(mismatch(p, "no payload (null)", pv)),
             };
             Val::Variant(name.to_string(), value)
         }
@@ -285,25 +317,21 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
                         .ok_or_else(|| {
                             mismatch(path, "null or {\"some\": value} (nested option)", v)
                         })?;
-                    Val::Option(Some(Box::new(json_to_val(
-                        &inner,
-                        some,
-                        &format!("{path}.some"),
-                    )?)))
+                    Val::Option(Some(Box::new(to_val(&inner, some, &path.field("some"))?)))
                 }
-                _ => Val::Option(Some(Box::new(json_to_val(&inner, v, path)?))),
+                _ => Val::Option(Some(Box::new(to_val(&inner, v, path)?))),
             }
         }
         Type::Result(res) => {
             let expected = "{\"ok\": value} or {\"err\": value}";
             let (name, payload) = single_case(v).ok_or_else(|| mismatch(path, expected, v))?;
-            let p = format!("{path}.{name}");
+            let p = path.field(name);
             let convert = |t: Option<Type>| -> Result<Option<Box<Val>>, ConvertError> {
                 match (t, payload) {
                     (None, None | Some(Value::Null)) => Ok(None),
-                    (Some(t), Some(pv)) => Ok(Some(Box::new(json_to_val(&t, pv, &p)?))),
-                    (Some(t), None) => Err(mismatch(&p, type_name(&t), &Value::Null)),
-                    (None, Some(pv)) => Err(mismatch(&p, "no payload (null)", pv)),
+                    (Some(t), Some(pv)) => Ok(Some(Box::new(to_val(&t, pv, &p)?))),
+                    (Some(t), None) => Err(mismatch(p, type_name(&t), &Value::Null)),
+                    (None, Some(pv)) => Err(mismatch(p, "no payload (null)", pv)),
                 }
             };
             match name {
@@ -324,11 +352,7 @@ pub fn json_to_val(ty: &Type, v: &Value, path: &str) -> Result<Val, ConvertError
             let mut set = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let s = item.as_str().filter(|s| names.contains(s)).ok_or_else(|| {
-                    mismatch(
-                        &format!("{path}[{i}]"),
-                        format!("one of {}", names.join(" | ")),
-                        item,
-                    )
+                    mismatch(path.index(i), format!("one of {}", names.join(" | ")), item)
                 })?;
                 if !set.iter().any(|x: &String| x == s) {
                     set.push(s.to_string());
@@ -358,7 +382,7 @@ fn single_case(v: &Value) -> Option<(&str, Option<&Value>)> {
 fn reject_unknown_keys<'a>(
     obj: &Map<String, Value>,
     known: impl Iterator<Item = &'a str>,
-    path: &str,
+    path: impl fmt::Display,
 ) -> Result<(), ConvertError> {
     let known: Vec<&str> = known.collect();
     if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
@@ -381,13 +405,14 @@ pub fn json_to_params(params: &[(String, Type)], input: &Value) -> Result<Vec<Va
     };
     let mut vals = Vec::with_capacity(params.len());
     for (name, ty) in params {
-        let p = format!("$.{name}");
+        let root = JsonPath::Root("$");
+        let p = root.field(name);
         match obj.get(name) {
-            Some(v) => vals.push(json_to_val(ty, v, &p)?),
+            Some(v) => vals.push(to_val(ty, v, &p)?),
             None if matches!(ty, Type::Option(_)) => vals.push(Val::Option(None)),
             None => {
                 return Err(ConvertError {
-                    path: p,
+                    path: p.to_string(),
                     expected: format!("parameter `{name}` ({})", type_name(ty)),
                     found: "nothing (missing parameter)".into(),
                 });

@@ -61,6 +61,12 @@ impl CallOutcome {
 }
 
 /// Runs `export` with `params` in a fresh instance under `policy`'s budgets.
+///
+/// `links_imports` says whether anything is linked into the instance (the
+/// component has imports, all granted). Without imports the guest cannot
+/// wait in a host call, so the epoch deadline alone bounds its time and the
+/// async timeout (a timer registration per call) is skipped.
+#[allow(clippy::too_many_arguments)]
 pub async fn invoke(
     sandbox: &Sandbox,
     pre: &InstancePre<InvocationState>,
@@ -69,6 +75,7 @@ pub async fn invoke(
     params: Vec<Val>,
     id: &InvocationIdentity,
     services: &std::sync::Arc<HostServices>,
+    links_imports: bool,
 ) -> CallOutcome {
     let state = match InvocationState::new(policy, id, services) {
         Ok(s) => s,
@@ -109,7 +116,11 @@ pub async fn invoke(
         func.call_async(&mut store, &params, &mut results).await?;
         Ok::<_, wasmtime::Error>(results)
     };
-    let ended = tokio::time::timeout(wall_time + grace, call).await;
+    let ended = if links_imports {
+        tokio::time::timeout(wall_time + grace, call).await
+    } else {
+        Ok(call.await)
+    };
     let elapsed = started.elapsed();
 
     let fuel_used = if metering {
@@ -270,7 +281,7 @@ fn finish(
     policy: &Policy,
 ) -> (Outcome, Option<Value>, Option<String>) {
     let output = results.first().map_or(Value::Null, val_to_json);
-    let size = serde_json::to_vec(&output).map_or(usize::MAX, |v| v.len()) as u64;
+    let size = json_size(&output);
     let cap = policy.budget.max_output.bytes();
     if size > cap {
         return (
@@ -292,6 +303,25 @@ fn finish(
         );
     }
     (Outcome::Ok, Some(output), None)
+}
+
+/// Length of `serde_json::to_vec(value)`, counted without building it.
+fn json_size(value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => u64::MAX,
+    }
 }
 
 /// Decides which failure class an error from instantiation or the call is.
@@ -364,4 +394,24 @@ fn first_line(err: &wasmtime::Error) -> String {
         None => format!("{err:#}"),
     };
     text.lines().next().unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_size;
+    use serde_json::json;
+
+    #[test]
+    fn json_size_is_the_serialized_length() {
+        for v in [
+            json!(null),
+            json!("héllo \"quoted\" \u{1}"),
+            json!({"a": [1, 2.5, -3], "b": {"c": true}}),
+        ] {
+            assert_eq!(
+                json_size(&v),
+                serde_json::to_vec(&v).expect("json").len() as u64
+            );
+        }
+    }
 }

@@ -173,13 +173,15 @@ fn link_one(l: &mut Linker<InvocationState>, id: &str, full: &str) -> wasmtime::
             wasi::clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)
         }
         "wasi:random/random" => {
-            wasi::random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())
+            wasi::random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi_ctx().random())
         }
         "wasi:random/insecure" => {
-            wasi::random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())
+            wasi::random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi_ctx().random())
         }
         "wasi:random/insecure-seed" => {
-            wasi::random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.wasi.random())
+            wasi::random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| {
+                s.wasi_ctx().random()
+            })
         }
         "wasi:filesystem/types" => {
             wasi::filesystem::types::add_to_linker::<S, HasFs>(l, S::fs_view)

@@ -107,6 +107,7 @@ pub fn engine_config(config: &SandboxConfig) -> Config {
         .max_memories_per_component(8)
         .max_tables_per_component(32)
         .table_elements(100_000)
+        .decommit_batch_size(16)
         .max_memory_size(usize::try_from(config.max_memory_per_memory).unwrap_or(usize::MAX));
     let mut c = Config::new();
     c.wasm_component_model(true)

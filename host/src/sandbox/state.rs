@@ -24,7 +24,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// Everything a Store holds for one invocation. Nothing in it outlives the
 /// invocation: each call gets a fresh Store and instance.
 pub struct InvocationState {
-    pub(crate) wasi: WasiCtx,
+    /// Built on first use from `wasi_plan` (see [`InvocationState::wasi_ctx`]).
+    wasi: Option<WasiCtx>,
+    wasi_plan: WasiPlan,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: BudgetLimiter,
     pub(crate) stdout: MemoryOutputPipe,
@@ -46,10 +48,51 @@ pub struct InvocationState {
 
 impl WasiView for InvocationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| self.wasi_plan.build());
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
+    }
+}
+
+/// What the invocation's WASI context is made of, decided from the policy
+/// when the state is created. Building the context itself (clocks, seeded
+/// random generators, stdio pipes) is deferred to the first WASI call: a
+/// component that makes none (e.g. one with no WASI imports) never pays for
+/// it, and one that does gets exactly the context it would have had.
+struct WasiPlan {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    /// The virtual wall clock's reading, unless the system clock is granted.
+    fixed_wall: Option<Duration>,
+    virtual_monotonic: bool,
+    /// The request id seeding random, unless system random is granted.
+    seeded_from: Option<String>,
+    /// A builder already holding the preopens, when the policy grants any
+    /// (opened eagerly so a vanished directory fails before the call).
+    preopened: Option<WasiCtxBuilder>,
+}
+
+impl WasiPlan {
+    fn build(&mut self) -> WasiCtx {
+        let mut b = self.preopened.take().unwrap_or_default();
+        b.stdout(self.stdout.clone()).stderr(self.stderr.clone());
+        if let Some(since_epoch) = self.fixed_wall {
+            b.wall_clock(FixedWallClock { since_epoch });
+        }
+        if self.virtual_monotonic {
+            b.monotonic_clock(CountingMonotonicClock::default());
+        }
+        if let Some(request_id) = &self.seeded_from {
+            b.secure_random(StdRng::from_seed(seed(request_id, "secure")));
+            b.insecure_random(StdRng::from_seed(seed(request_id, "insecure")));
+            let s = seed(request_id, "insecure-seed");
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&s[..16]);
+            b.insecure_random_seed(u128::from_le_bytes(first));
+        }
+        b.build()
     }
 }
 
@@ -86,8 +129,7 @@ impl InvocationState {
         let cap = usize::try_from(policy.budget.max_stdout.bytes()).unwrap_or(usize::MAX);
         let stdout = MemoryOutputPipe::new(cap);
         let stderr = MemoryOutputPipe::new(cap);
-        let mut b = WasiCtxBuilder::new();
-        b.stdout(stdout.clone()).stderr(stderr.clone());
+        let mut preopened: Option<WasiCtxBuilder> = None;
         let mut wall = ClockMode::Virtual;
         let mut monotonic = ClockMode::Virtual;
         let mut random = RandomMode::Seeded;
@@ -115,6 +157,7 @@ impl InvocationState {
                 }
                 (GrantKind::Http(grant), _) => http = Some(grant.clone()),
                 (GrantKind::Preopens(p), _) => {
+                    let b = preopened.get_or_insert_with(WasiCtxBuilder::new);
                     for dir in &p.dirs {
                         let perms = match dir.mode {
                             DirMode::ReadOnly => FsPerms::ReadOnly,
@@ -127,26 +170,21 @@ impl InvocationState {
                 _ => {}
             }
         }
-        if wall == ClockMode::Virtual {
-            let since_epoch = id
-                .admitted_at
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO);
-            b.wall_clock(FixedWallClock { since_epoch });
-        }
-        if monotonic == ClockMode::Virtual {
-            b.monotonic_clock(CountingMonotonicClock::default());
-        }
-        if random == RandomMode::Seeded {
-            b.secure_random(StdRng::from_seed(seed(&id.request_id, "secure")));
-            b.insecure_random(StdRng::from_seed(seed(&id.request_id, "insecure")));
-            let s = seed(&id.request_id, "insecure-seed");
-            let mut first = [0u8; 16];
-            first.copy_from_slice(&s[..16]);
-            b.insecure_random_seed(u128::from_le_bytes(first));
-        }
+        let wasi_plan = WasiPlan {
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+            fixed_wall: (wall == ClockMode::Virtual).then(|| {
+                id.admitted_at
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO)
+            }),
+            virtual_monotonic: monotonic == ClockMode::Virtual,
+            seeded_from: (random == RandomMode::Seeded).then(|| id.request_id.clone()),
+            preopened,
+        };
         Ok(InvocationState {
-            wasi: b.build(),
+            wasi: None,
+            wasi_plan,
             table: ResourceTable::new(),
             limiter: BudgetLimiter::new(&policy.budget),
             stdout,
@@ -164,6 +202,11 @@ impl InvocationState {
             calls: HostCallLog::default(),
             fs: FsAudit::default(),
         })
+    }
+
+    /// The invocation's WASI context, built on first use.
+    pub(crate) fn wasi_ctx(&mut self) -> &mut WasiCtx {
+        self.wasi.get_or_insert_with(|| self.wasi_plan.build())
     }
 
     /// The view `warden:host/kv` calls work on.
@@ -184,9 +227,10 @@ impl InvocationState {
 
     /// The view `wasi:filesystem` calls work on: wasmtime-wasi's, observed.
     pub(crate) fn fs_view(&mut self) -> FsView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| self.wasi_plan.build());
         FsView {
             inner: WasiFilesystemCtxView {
-                ctx: self.wasi.filesystem(),
+                ctx: ctx.filesystem(),
                 table: &mut self.table,
             },
             audit: &mut self.fs,

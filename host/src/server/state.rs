@@ -1,11 +1,32 @@
 //! `state.db` in the data directory: finished requests (for
 //! `GET /v1/requests/{id}`) and idempotency keys. Kept apart from the audit
 //! database: the audit chain is evidence; this is the daemon's working state.
+//!
+//! Finished requests are written with group commit, like the audit log: a
+//! writer thread takes every [`StateStore::finish`] queued, writes them in
+//! one transaction (one WAL fsync under `synchronous=FULL`) and only then
+//! answers each caller. Concurrent requests share fsyncs instead of queueing
+//! one fsync each behind the connection lock; each caller still returns only
+//! once its own row is durable.
 
 use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
+
+/// Most finished requests one transaction takes.
+const MAX_FINISH_BATCH: usize = 1024;
+
+/// One queued [`StateStore::finish`].
+struct FinishJob {
+    request_id: String,
+    principal: String,
+    status: u16,
+    response: String,
+    /// `(key, fingerprint)`.
+    idempotency: Option<(String, String)>,
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
 
 /// File name inside the data directory.
 pub const STATE_FILE: &str = "state.db";
@@ -60,19 +81,14 @@ pub struct IdempotentRecord {
 pub struct StateStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Queue of the group-commit writer (which ends when every clone is dropped).
+    finishes: mpsc::Sender<FinishJob>,
 }
 
-/// Writes a request's stored response; an existing row is replaced only
-/// when `replace` is set.
-fn put_request(
-    c: &Connection,
-    id: &str,
-    stored: &StoredResponse,
-    replace: bool,
-) -> rusqlite::Result<()> {
-    let verb = if replace { "REPLACE" } else { "IGNORE" };
+/// Writes (or replaces) a request's stored response.
+fn put_request(c: &Connection, id: &str, stored: &StoredResponse) -> rusqlite::Result<()> {
     c.execute(
-        &format!("INSERT OR {verb} INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)"),
+        "INSERT OR REPLACE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             id,
             stored.principal,
@@ -98,9 +114,20 @@ impl StateStore {
         conn.execute_batch("PRAGMA synchronous=FULL;")
             .and_then(|()| conn.execute_batch(SCHEMA))
             .map_err(crate::store::sqlite_err(&path))?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (finishes, rx) = mpsc::channel();
+        let writer = conn.clone();
+        std::thread::Builder::new()
+            .name("warden-state-writer".into())
+            .spawn(move || write_finishes(&writer, &rx))
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok(StateStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             path,
+            finishes,
         })
     }
 
@@ -126,26 +153,53 @@ impl StateStore {
     }
 
     /// Records a finished request and (when given) its idempotency key, in
-    /// one transaction.
-    pub fn finish(
+    /// one transaction (shared with the other requests finishing at the same
+    /// time); returns once it is committed.
+    pub async fn finish_async(
         &self,
         request_id: &str,
         stored: &StoredResponse,
         idempotency: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction()?;
-            // A held request's row was written when it was held and is
-            // replaced when it ends; the submit path never overwrites it.
-            put_request(&tx, request_id, stored, false)?;
-            if let Some((key, fingerprint)) = idempotency {
-                tx.execute(
-                    "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, request_id) VALUES (?1, ?2, ?3, ?4)",
-                    params![stored.principal, key, fingerprint, request_id],
-                )?;
-            }
-            tx.commit()
-        })
+        let done = self.queue_finish(request_id, stored, idempotency)?;
+        self.finished(done.await)
+    }
+
+    fn queue_finish(
+        &self,
+        request_id: &str,
+        stored: &StoredResponse,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, StoreError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let job = FinishJob {
+            request_id: request_id.to_string(),
+            principal: stored.principal.clone(),
+            status: stored.status,
+            response: stored.response.to_string(),
+            idempotency: idempotency.map(|(k, f)| (k.to_string(), f.to_string())),
+            reply,
+        };
+        self.finishes
+            .send(job)
+            .map_err(|_| self.commit_failed("the state writer stopped".into()))?;
+        Ok(done)
+    }
+
+    fn finished(
+        &self,
+        result: Result<Result<(), String>, tokio::sync::oneshot::error::RecvError>,
+    ) -> Result<(), StoreError> {
+        result
+            .map_err(|_| self.commit_failed("the state writer stopped".into()))?
+            .map_err(|reason| self.commit_failed(reason))
+    }
+
+    fn commit_failed(&self, reason: String) -> StoreError {
+        StoreError::CommitFailed {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     /// Inserts or replaces a held (approval-gated) request; with `stored`,
@@ -170,7 +224,7 @@ impl StateStore {
                 ],
             )?;
             if let Some(stored) = stored {
-                put_request(&tx, &held.request_id, stored, true)?;
+                put_request(&tx, &held.request_id, stored)?;
             }
             tx.commit()
         })
@@ -190,7 +244,7 @@ impl StateStore {
                 "UPDATE held SET state = ?2, record = ?3 WHERE id = ?1",
                 params![held.request_id, held.state.as_str(), record],
             )?;
-            put_request(&tx, &held.request_id, stored, true)?;
+            put_request(&tx, &held.request_id, stored)?;
             tx.commit()
         })
     }
@@ -298,4 +352,54 @@ impl StateStore {
             .optional()
         })
     }
+}
+
+/// The group-commit writer: drains the queue, one transaction per batch.
+fn write_finishes(conn: &Mutex<Connection>, rx: &mpsc::Receiver<FinishJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_FINISH_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = {
+            let c = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            commit_finishes(&c, &batch).map_err(|e| e.to_string())
+        };
+        for job in batch {
+            let _ = job.reply.send(result.clone());
+        }
+    }
+}
+
+fn commit_finishes(c: &Connection, batch: &[FinishJob]) -> rusqlite::Result<()> {
+    let tx = c.unchecked_transaction()?;
+    let now = crate::store::to_sql_int(crate::store::now_ms());
+    {
+        // A held request's row was written when it was held and is
+        // replaced when it ends; the submit path never overwrites it.
+        let mut request = tx.prepare_cached(
+            "INSERT OR IGNORE INTO requests (id, principal, status, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut idempotency = tx.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency (principal, key, fingerprint, request_id) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for job in batch {
+            request.execute(params![
+                job.request_id,
+                job.principal,
+                job.status,
+                job.response,
+                now
+            ])?;
+            if let Some((key, fingerprint)) = &job.idempotency {
+                idempotency.execute(params![job.principal, key, fingerprint, job.request_id])?;
+            }
+        }
+    }
+    tx.commit()
 }

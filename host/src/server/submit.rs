@@ -135,20 +135,10 @@ impl Daemon {
             .idempotency_key
             .as_deref()
             .map(|k| (k, fingerprint.as_str()));
-        let state = self.state.clone();
-        let (id, key) = (
-            request_id.clone(),
-            key.map(|(k, f)| (k.to_string(), f.to_string())),
-        );
-        let saved = tokio::task::spawn_blocking(move || {
-            state.finish(
-                &id,
-                &stored,
-                key.as_ref().map(|(k, f)| (k.as_str(), f.as_str())),
-            )
-        })
-        .await;
-        if !matches!(saved, Ok(Ok(()))) {
+        // Group commit on the state writer thread; awaited without a
+        // blocking-pool hop.
+        let saved = self.state.finish_async(&request_id, &stored, key).await;
+        if saved.is_err() {
             tracing::error!(
                 request_id,
                 "recording the response in state.db failed: {saved:?}"
