@@ -352,11 +352,7 @@ fn to_val(ty: &Type, v: &Value, path: &JsonPath<'_>) -> Result<Val, ConvertError
             let mut set = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let s = item.as_str().filter(|s| names.contains(s)).ok_or_else(|| {
-                    mismatch(
-                        path.index(i),
-                        format!("one of {}", names.join(" | ")),
-                        item,
-                    )
+                    mismatch(path.index(i), format!("one of {}", names.join(" | ")), item)
                 })?;
                 if !set.iter().any(|x: &String| x == s) {
                     set.push(s.to_string());
