@@ -18,7 +18,8 @@
 #
 # Knobs: DURATION (seconds per load run, default 10), CONCURRENCY
 # ("16 64"), INFLIGHT (1000), SLOW_DELAY (seconds the slow server holds each
-# request, default 5). Figures are measured, never fixed; nothing here asserts
+# request, default 5), PEER=0 (skip `wasmtime serve`), WARDEN_BIN (a warden
+# binary to measure instead of building target/release/warden). Figures are measured, never fixed; nothing here asserts
 # timing. The machine load (uptime) is printed with every figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -229,7 +230,9 @@ wall_time = "1s"'
     local wt; wt=$(command -v wasmtime || true)
     declare -A P
     local peer="(not run: no wasmtime 48.x CLI; cargo install wasmtime-cli --version '^48' --locked --root target/tools)"
-    if [[ -n $wt ]] && "$wt" --version | grep -q '^wasmtime 48\.'; then
+    if [[ ${PEER:-1} == 0 ]]; then
+        peer="(skipped: PEER=0)"
+    elif [[ -n $wt ]] && "$wt" --version | grep -q '^wasmtime 48\.'; then
         peer="$("$wt" --version | head -n1) serve -Scli $GUESTS/http_hello.wasm"
         local port; port=$(free_port)
         "$wt" serve -Scli --addr "127.0.0.1:$port" "$GUESTS/http_hello.wasm" \

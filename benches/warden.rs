@@ -275,9 +275,13 @@ async fn floor_and_in_process(s: &Sizes) {
         let h = fast.clone();
         let w = throughput(move || invoke_arc(h.clone()), c, n).await;
         let h = durable.clone();
+        let before = durable.audit().map(|a| a.stats()).unwrap_or_default();
         // The durable runs are fsync-bound at low concurrency: fewer calls.
         let d = throughput(move || invoke_arc(h.clone()), c, (n / 64 * c).max(c * 4)).await;
-        rows.push((c, f, w, d, load()));
+        let after = durable.audit().map(|a| a.stats()).unwrap_or_default();
+        let commits = after.commits.saturating_sub(before.commits).max(1);
+        let batch = after.entries.saturating_sub(before.entries) as f64 / commits as f64;
+        rows.push((c, f, w, d, batch, load()));
     }
     println!("1. floor (raw wasmtime, typed call, same engine config)");
     println!(
@@ -310,9 +314,9 @@ async fn floor_and_in_process(s: &Sizes) {
         "   throughput (invocations/s)  floor | warden, no audit store | warden, durable audit"
     );
     let floor1 = rows[0].1;
-    for (c, f, w, d, l) in rows {
+    for (c, f, w, d, batch, l) in rows {
         println!(
-            "   c={c:<3} {f:>8.0} | {w:>8.0} ({:>3.0}% of floor) | {d:>8.0} ({:>3.0}% of floor at c={c}, {:>3.0}% of floor at c=1)   ({l})",
+            "   c={c:<3} {f:>8.0} | {w:>8.0} ({:>3.0}% of floor) | {d:>8.0} ({:>3.0}% of floor at c={c}, {:>3.0}% of floor at c=1; {batch:.1} entries per commit)   ({l})",
             100.0 * w / f,
             100.0 * d / f,
             100.0 * d / floor1

@@ -233,10 +233,14 @@ fn to_val(ty: &Type, v: &Value, path: &JsonPath<'_>) -> Result<Val, ConvertError
                 .as_object()
                 .ok_or_else(|| mismatch(path, format!("an object ({})", type_name(ty)), v))?;
             let mut fields = Vec::new();
+            let mut present = 0;
             for field in record.fields() {
                 let p = path.field(field.name);
                 match obj.get(field.name) {
-                    Some(fv) => fields.push((field.name.to_string(), to_val(&field.ty, fv, &p)?)),
+                    Some(fv) => {
+                        present += 1;
+                        fields.push((field.name.to_string(), to_val(&field.ty, fv, &p)?))
+                    }
                     None if matches!(field.ty, Type::Option(_)) => {
                         fields.push((field.name.to_string(), Val::Option(None)))
                     }
@@ -249,7 +253,10 @@ fn to_val(ty: &Type, v: &Value, path: &JsonPath<'_>) -> Result<Val, ConvertError
                     }
                 }
             }
-            reject_unknown_keys(obj, record.fields().map(|f| f.name), path)?;
+            // Keys are unique: every key matched a field unless there are more.
+            if obj.len() > present {
+                reject_unknown_keys(obj, record.fields().map(|f| f.name), path)?;
+            }
             Val::Record(fields)
         }
         Type::Tuple(tuple) => {
@@ -404,11 +411,15 @@ pub fn json_to_params(params: &[(String, Type)], input: &Value) -> Result<Vec<Va
         other => return Err(mismatch("$", "an object keyed by parameter names", other)),
     };
     let mut vals = Vec::with_capacity(params.len());
+    let mut present = 0;
     for (name, ty) in params {
         let root = JsonPath::Root("$");
         let p = root.field(name);
         match obj.get(name) {
-            Some(v) => vals.push(to_val(ty, v, &p)?),
+            Some(v) => {
+                present += 1;
+                vals.push(to_val(ty, v, &p)?)
+            }
             None if matches!(ty, Type::Option(_)) => vals.push(Val::Option(None)),
             None => {
                 return Err(ConvertError {
@@ -419,7 +430,9 @@ pub fn json_to_params(params: &[(String, Type)], input: &Value) -> Result<Vec<Va
             }
         }
     }
-    reject_unknown_keys(obj, params.iter().map(|(n, _)| n.as_str()), "$")?;
+    if obj.len() > present {
+        reject_unknown_keys(obj, params.iter().map(|(n, _)| n.as_str()), "$")?;
+    }
     Ok(vals)
 }
 
