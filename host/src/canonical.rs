@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 /// Writes `value` in canonical form (the audit format's definition,
 /// docs/audit.md "Canonical JSON").
 pub fn canonical_json(value: &Value) -> String {
-    String::from_utf8_lossy(&crate::audit::entry::canonical_json(value)).into_owned()
+    // Always UTF-8 (it is written from JSON strings); no copy on the way.
+    String::from_utf8(crate::audit::entry::canonical_json(value))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -22,7 +24,7 @@ pub fn sha256_tagged(bytes: &[u8]) -> String {
 /// `sha256:<hex>` of the canonical form of `value` (hashed as written, no
 /// intermediate `String`).
 pub fn json_digest(value: &Value) -> String {
-    sha256_tagged(&crate::audit::entry::canonical_json(value))
+    crate::audit::Hash256(crate::audit::entry::canonical_json_hash(value)).tagged()
 }
 
 #[cfg(test)]

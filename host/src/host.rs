@@ -570,7 +570,10 @@ impl Host {
     }
 
     fn blank_record_at(&self, call: &Call, admitted_at: SystemTime) -> InvocationRecord {
-        let request_id = call.request_id.clone().unwrap_or_else(new_request_id);
+        let request_id = call
+            .request_id
+            .clone()
+            .unwrap_or_else(|| request_id_at(admitted_at));
         InvocationRecord {
             request_id,
             admitted_at_ms: unix_ms(admitted_at),
@@ -600,7 +603,6 @@ impl Host {
     async fn execute(&self, cap: Option<&Capability>, call: &Call) -> InvocationRecord {
         let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
         let mut record = self.blank_record_at(call, admitted_at);
-        let request_id = record.request_id.clone();
         let Some(cap) = cap else {
             let why = format!("no capability named `{}` is loaded", call.capability);
             return record.fail(Outcome::Denied, why);
@@ -629,9 +631,9 @@ impl Host {
             }
         }
         let id = InvocationIdentity {
-            request_id,
+            request_id: &record.request_id,
             admitted_at,
-            capability: call.capability.clone(),
+            capability: &call.capability,
         };
         let done = sandbox::invoke(
             &self.sandbox,
@@ -766,9 +768,14 @@ fn unix_ms(t: SystemTime) -> u64 {
 /// as `format!("r-{:011x}-{:016x}", ms, random)` writes it, without the
 /// formatting machinery: it is on every request).
 pub fn new_request_id() -> String {
+    request_id_at(SystemTime::now())
+}
+
+/// A request id for a request admitted at `at` (no second clock read).
+fn request_id_at(at: SystemTime) -> String {
     let mut id = String::with_capacity(2 + 11 + 1 + 16);
     id.push_str("r-");
-    push_hex_u64(unix_ms(SystemTime::now()), 11, &mut id);
+    push_hex_u64(unix_ms(at), 11, &mut id);
     id.push('-');
     push_hex_u64(rand::random::<u64>(), 16, &mut id);
     id

@@ -1,9 +1,9 @@
 //! Calls into the library and the records they produce, and how a record
 //! becomes an audit entry.
 
+use crate::audit::canonical_json;
 use crate::audit::entry::{Hash256, NewEntry, RouteDecision};
 use crate::audit::{Approval, ApprovalDecision, EventKind, HostCall};
-use crate::canonical::canonical_json;
 use crate::interfaces::log::LogLine;
 use crate::outcome::{Outcome, Usage};
 use serde::Serialize;
@@ -176,8 +176,10 @@ impl InvocationRecord {
         self
     }
 
-    /// The audit entry for this record.
-    pub(crate) fn audit_entry(&self, call: &Call) -> NewEntry {
+    /// The audit entry this record is committed as (the host does this
+    /// itself; public for embedders that forward entries, and so that the
+    /// benchmark can time building it apart from the durable commit).
+    pub fn audit_entry(&self, call: &Call) -> NewEntry {
         let hash = |tagged: &str| tagged.parse::<Hash256>().ok();
         NewEntry {
             event: EventKind::Invocation,
@@ -203,11 +205,12 @@ impl InvocationRecord {
         }
     }
 
-    /// Canonical input and output payload bytes for the audit store.
-    pub(crate) fn payloads(&self, input: &Value) -> (Vec<u8>, Vec<u8>) {
+    /// Canonical input and output payload bytes for the audit store (the
+    /// bytes `input_hash` and `output_hash` cover).
+    pub fn payloads(&self, input: &Value) -> (Vec<u8>, Vec<u8>) {
         (
-            canonical_json(input).into_bytes(),
-            canonical_json(&self.output_document()).into_bytes(),
+            canonical_json(input),
+            canonical_json(&self.output_document()),
         )
     }
 }

@@ -640,6 +640,55 @@ fn a_full_capability_answers_503_with_retry_after() {
     );
 }
 
+/// Invocations run on the daemon's async workers; a guest yields at every
+/// epoch tick, so more spinning guests than there are workers (2 on the
+/// CI machine, at most `nproc`) cannot stall health checks or other requests.
+#[test]
+fn the_daemon_keeps_answering_while_more_guests_spin_than_it_has_workers() {
+    let mut spin = cap("spin", "spin-loop");
+    spin.extra = "[budget]\nfuel = \"off\"\nwall_time = \"3s\"";
+    let echo = cap("echo", "echo");
+    let dir = deploy(
+        "spinning",
+        &[spin, echo],
+        &[
+            ("spin", "spin", "spin", "spin"),
+            ("greet", "greet", "echo", "echo"),
+        ],
+        "[capability.spin]\nconcurrency = 16",
+    );
+    let d = Daemon::start(&dir);
+    let spinners = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2 + 2;
+    let body = json!({"kind": "spin", "input": {"n": 1}});
+    std::thread::scope(|s| {
+        let spins: Vec<_> = (0..spinners)
+            .map(|_| s.spawn(|| d.submit(body.clone())))
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let health = d.client(AUDIT).get("/healthz").expect("healthz");
+        assert_eq!(health.status, 200, "{}", health.text());
+        let r = d.submit(greet("still here"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["output"], "still here");
+        let running = spins.iter().filter(|h| !h.is_finished()).count();
+        assert_eq!(
+            running, spinners,
+            "every spinning guest is still running when the other requests were answered"
+        );
+        for h in spins {
+            let r = h.join().expect("thread");
+            assert_eq!(r.json()["outcome"], "budget_exhausted:time", "{}", r.text());
+        }
+    });
+    let metrics = d.client(AUDIT).get("/metrics").expect("metrics").text();
+    let waited: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("warden_audit_commit_wait_seconds_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the commit-wait counter is exported");
+    assert!(waited > 0.0, "{metrics}");
+}
+
 #[test]
 fn reload_applies_a_valid_set_and_a_broken_one_changes_nothing() {
     let dir = echo_deploy("reload", "", "");

@@ -33,6 +33,35 @@ async fn infinite_loop_with_fuel_off_is_stopped_by_wall_time() {
     assert_host_still_works(&h).await;
 }
 
+/// Guest code yields to the executor at every epoch tick: on a
+/// single-threaded runtime another task keeps running while a guest spins
+/// (without yielding it could not run until the guest's deadline).
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_guest_yields_so_other_tasks_keep_running() {
+    let mut h = host_with_echo();
+    load(
+        &mut h,
+        policy("spin-loop", "", "fuel = \"off\"\nwall_time = \"300ms\""),
+        "spin-loop",
+    );
+    let beats = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = beats.clone();
+    let other = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let r = call(&h, "spin-loop", "spin", json!({"n": 1})).await;
+    let ran = beats.load(std::sync::atomic::Ordering::Relaxed);
+    other.abort();
+    assert_eq!(r.outcome, Outcome::BudgetExhausted(Budget::Time), "{r:?}");
+    assert!(
+        ran >= 3,
+        "the other task ran {ran} times during a 300ms spinning guest"
+    );
+}
+
 #[tokio::test]
 async fn memory_growth_past_the_limit_is_stopped() {
     let mut h = host_with_echo();

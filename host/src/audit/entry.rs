@@ -660,72 +660,153 @@ pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
 }
 
 /// SHA-256 of [`canonical_json`]`(v)`: the input and output hashes in entries.
+/// The canonical bytes are hashed as they are written, never collected.
 pub fn canonical_json_hash(v: &serde_json::Value) -> [u8; 32] {
-    Sha256::digest(canonical_json(v)).into()
+    let mut hasher = Sha256::new();
+    write_canonical(v, &mut hasher);
+    hasher.finalize().into()
 }
 
-fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+/// Where canonical JSON bytes go: a buffer, or straight into a hash.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut impl Sink) {
     use serde_json::Value;
     match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Null => out.put(b"null"),
+        Value::Bool(true) => out.put(b"true"),
+        Value::Bool(false) => out.put(b"false"),
+        Value::Number(n) => write_number(n, out),
         Value::String(s) => write_json_string(s, out),
         Value::Array(items) => {
-            out.push(b'[');
+            out.put(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.put(b",");
                 }
                 write_canonical(item, out);
             }
-            out.push(b']');
+            out.put(b"]");
         }
         Value::Object(map) => {
-            let mut keys: Vec<(&String, &Value)> = map.iter().collect();
-            keys.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (k, val)) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_string(k, out);
-                out.push(b':');
-                write_canonical(val, out);
+            let by_bytes = |a: &&String, b: &&String| a.as_bytes().cmp(b.as_bytes());
+            let sorted = map
+                .keys()
+                .zip(map.keys().skip(1))
+                .all(|(a, b)| by_bytes(&a, &b).is_lt());
+            out.put(b"{");
+            if sorted {
+                // Already in canonical order (small objects usually are):
+                // no key list to build.
+                write_members(map.iter(), out);
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_unstable_by(|a, b| by_bytes(&a.0, &b.0));
+                write_members(members.into_iter(), out);
             }
-            out.push(b'}');
+            out.put(b"}");
         }
     }
 }
 
-fn write_json_string(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x00..=0x1f => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
-            }
-            _ => out.push(b),
+fn write_members<'a>(
+    members: impl Iterator<Item = (&'a String, &'a serde_json::Value)>,
+    out: &mut impl Sink,
+) {
+    for (i, (k, val)) in members.enumerate() {
+        if i > 0 {
+            out.put(b",");
+        }
+        write_json_string(k, out);
+        out.put(b":");
+        write_canonical(val, out);
+    }
+}
+
+/// A number as serde_json displays it, written without a `String`.
+fn write_number(n: &serde_json::Number, out: &mut impl Sink) {
+    struct Adapter<'a, S: Sink>(&'a mut S);
+    impl<S: Sink> std::fmt::Write for Adapter<'_, S> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.put(s.as_bytes());
+            Ok(())
         }
     }
-    out.push(b'"');
+    // Writing into the adapter cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut Adapter(out), format_args!("{n}"));
+}
+
+fn write_json_string(s: &str, out: &mut impl Sink) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.put(b"\"");
+    let bytes = s.as_bytes();
+    // Runs of bytes that need no escaping are written in one piece.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            0x0c => Some(b"\\f"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.put(&bytes[run..i]);
+        run = i + 1;
+        match escaped {
+            Some(e) => out.put(e),
+            None => out.put(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]),
+        }
+    }
+    out.put(&bytes[run..]);
+    out.put(b"\"");
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::outcome::Budget;
+
+    #[test]
+    fn the_streamed_hash_is_the_hash_of_the_canonical_bytes() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"z": [1, -2.5, 1e300, {"b": null, "a": true}], "a": "tab\t \"q\" \\ \u0001 é", "m": {}}"#,
+        )
+        .expect("json");
+        let bytes = canonical_json(&v);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).expect("utf-8"),
+            r#"{"a":"tab\t \"q\" \\ \u0001 é","m":{},"z":[1,-2.5,1e+300,{"a":true,"b":null}]}"#
+        );
+        assert_eq!(
+            canonical_json_hash(&v),
+            <[u8; 32]>::from(Sha256::digest(&bytes))
+        );
+    }
 
     /// The entry whose encoding and hash are printed in docs/audit.md.
     pub(crate) fn worked_example() -> NewEntry {

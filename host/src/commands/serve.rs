@@ -36,10 +36,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(refuse(&ServeError::Config(e))),
     };
-    // Every invocation runs on a blocking-pool thread of its own (see
-    // `invoke_on_own_thread`): the pool must hold `max_in_flight` of them,
-    // plus room for the other blocking work, or invocations past tokio's
-    // default of 512 would queue unseen behind the admitted ones.
+    // Invocations run as tasks on the workers (guests yield every epoch
+    // tick); their blocking work (filesystem calls, kv's SQLite) goes to
+    // the blocking pool, sized so that every admitted invocation can be in
+    // such a call at once without queueing unseen behind the others.
     let blocking = usize::try_from(config.limits.max_in_flight)
         .unwrap_or(usize::MAX)
         .saturating_add(64)

@@ -248,14 +248,22 @@ pub struct FsAudit {
     origins: HashMap<u32, Origin>,
     /// Which `read-directory` tally a directory-entry stream feeds.
     listings: HashMap<u32, usize>,
-    /// The summaries.
-    pub(crate) log: Arc<Mutex<FsLog>>,
+    /// The summaries, created by the first filesystem call (most
+    /// invocations make none).
+    log: Option<Arc<Mutex<FsLog>>>,
 }
 
 impl FsAudit {
     /// The summaries recorded so far.
     pub fn summaries(&self) -> Vec<HostCall> {
-        lock(&self.log).summaries()
+        self.log
+            .as_ref()
+            .map_or_else(Vec::new, |log| lock(log).summaries())
+    }
+
+    /// The summaries, shared with counted streams.
+    fn shared(&mut self) -> &Arc<Mutex<FsLog>> {
+        self.log.get_or_insert_with(Default::default)
     }
 }
 
@@ -321,8 +329,8 @@ impl FsView<'_> {
             .unwrap_or_else(Origin::unknown)
     }
 
-    fn log(&self) -> MutexGuard<'_, FsLog> {
-        lock(&self.audit.log)
+    fn log(&mut self) -> MutexGuard<'_, FsLog> {
+        lock(self.audit.shared())
     }
 
     /// Summarises a call on the descriptor itself.
@@ -638,7 +646,7 @@ impl types::HostDescriptor for FsView<'_> {
         let stream = self.inner.table.delete(r?)?;
         let counted: DynInputStream = Box::new(CountedInput {
             inner: stream,
-            log: self.audit.log.clone(),
+            log: self.audit.shared().clone(),
             tally: i,
         });
         Ok(self.inner.table.push(counted)?)
@@ -705,7 +713,7 @@ impl FsView<'_> {
         let stream = self.inner.table.delete(stream)?;
         let counted: DynOutputStream = Box::new(CountedOutput {
             inner: stream,
-            log: self.audit.log.clone(),
+            log: self.audit.shared().clone(),
             tally,
         });
         Ok(self.inner.table.push(counted)?)

@@ -109,8 +109,10 @@ impl KvStore {
     ) -> Result<R, KvError> {
         // A poisoned lock only means another thread panicked mid-call; the
         // connection itself is still consistent (SQLite transactions).
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn).map_err(|e| self.err(e))
+        blocking(|| {
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn).map_err(|e| self.err(e))
+        })
     }
 
     /// The committed value of `key` in `namespace`.
@@ -186,6 +188,21 @@ impl KvStore {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Runs `f`, which may block (SQLite I/O, waiting for the connection),
+/// telling a multi-threaded tokio runtime first so that it moves the
+/// worker's other tasks to another thread meanwhile. Invocations run on
+/// the runtime's workers; elsewhere (a current-thread runtime, no runtime)
+/// `f` simply runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 

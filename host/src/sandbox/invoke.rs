@@ -14,7 +14,7 @@ use crate::policy::{Fuel, Policy};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use wasmtime::component::{InstancePre, Val};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// How one call ended, with everything the invocation record needs.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub async fn invoke(
     policy: &Policy,
     export: &ExportFunc,
     params: Vec<Val>,
-    id: &InvocationIdentity,
+    id: &InvocationIdentity<'_>,
     services: &std::sync::Arc<HostServices>,
     links_imports: bool,
 ) -> CallOutcome {
@@ -98,10 +98,8 @@ pub async fn invoke(
         let _ = store.set_fuel(fuel_budget);
     }
     let wall_time = policy.budget.wall_time.get();
-    store.set_epoch_deadline(sandbox.deadline_ticks(wall_time));
-    store.epoch_deadline_trap();
-
     let started = Instant::now();
+    yield_every_tick_until(&mut store, started + wall_time);
     // The epoch deadline stops guest code; this timeout also bounds time the
     // guest spends waiting in host calls. A small grace lets the epoch trap
     // (which reports precisely) win for CPU-bound guests.
@@ -176,8 +174,8 @@ pub async fn invoke(
         output,
         error,
         usage,
-        stdout: state.stdout.contents().to_vec(),
-        stderr: state.stderr.contents().to_vec(),
+        stdout: state.stdout().to_vec(),
+        stderr: state.stderr().to_vec(),
         logs: state.log.lines,
         logs_dropped: state.log.dropped,
         external_calls: state.calls.external,
@@ -186,6 +184,22 @@ pub async fn invoke(
 }
 
 type Ending = (Outcome, Option<Value>, Option<String>);
+
+/// Guest code yields to the async executor at every epoch tick and traps
+/// (`Trap::Interrupt`, reported as `budget_exhausted:time`) at the first
+/// tick past `deadline`. A CPU-bound guest therefore holds a runtime worker
+/// for at most one tick at a time: invocations can run on the same workers
+/// as the HTTP server (or an embedder's own tasks) without stalling them.
+fn yield_every_tick_until(store: &mut Store<InvocationState>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+}
 
 /// Host-interface budgets. Tokens spent past the budget, or a kv call past
 /// `max_calls`, end the invocation `budget_exhausted:tokens` /
@@ -365,9 +379,7 @@ fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> 
             ),
         );
     }
-    let stderr = String::from_utf8_lossy(&state.stderr.contents())
-        .trim()
-        .to_string();
+    let stderr = String::from_utf8_lossy(&state.stderr()).trim().to_string();
     let detail = if stderr.is_empty() {
         String::new()
     } else {

@@ -78,14 +78,6 @@ impl Sandbox {
     pub fn config(&self) -> &SandboxConfig {
         &self.config
     }
-
-    /// How many epoch ticks cover `wall_time` (rounded up, plus one so that a
-    /// tick landing just after the call starts cannot cut it short).
-    pub fn deadline_ticks(&self, wall_time: Duration) -> u64 {
-        let tick = self.config.epoch_tick.as_nanos().max(1);
-        let ticks = wall_time.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
-    }
 }
 
 impl Drop for Sandbox {

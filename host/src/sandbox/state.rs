@@ -29,9 +29,6 @@ pub struct InvocationState {
     wasi_plan: WasiPlan,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: BudgetLimiter,
-    pub(crate) stdout: MemoryOutputPipe,
-    pub(crate) stderr: MemoryOutputPipe,
-    pub(crate) capture_cap: usize,
     pub(crate) log: crate::interfaces::log::LogState,
     /// `warden:host/kv` state, when granted.
     pub(crate) kv: Option<KvState>,
@@ -62,8 +59,10 @@ impl WasiView for InvocationState {
 /// component that makes none (e.g. one with no WASI imports) never pays for
 /// it, and one that does gets exactly the context it would have had.
 struct WasiPlan {
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    /// Cap on each captured stream (`max_stdout`).
+    capture_cap: usize,
+    /// Captured stdout and stderr, created with the context.
+    captured: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
     /// The virtual wall clock's reading, unless the system clock is granted.
     fixed_wall: Option<Duration>,
     virtual_monotonic: bool,
@@ -77,7 +76,11 @@ struct WasiPlan {
 impl WasiPlan {
     fn build(&mut self) -> WasiCtx {
         let mut b = self.preopened.take().unwrap_or_default();
-        b.stdout(self.stdout.clone()).stderr(self.stderr.clone());
+        let cap = self.capture_cap;
+        let (stdout, stderr) = self
+            .captured
+            .get_or_insert_with(|| (MemoryOutputPipe::new(cap), MemoryOutputPipe::new(cap)));
+        b.stdout(stdout.clone()).stderr(stderr.clone());
         if let Some(since_epoch) = self.fixed_wall {
             b.wall_clock(FixedWallClock { since_epoch });
         }
@@ -107,14 +110,14 @@ impl WasiHttpView for InvocationState {
 }
 
 /// Identity of the invocation, used to derive virtual time and seeds.
-#[derive(Debug, Clone)]
-pub struct InvocationIdentity {
+#[derive(Debug, Clone, Copy)]
+pub struct InvocationIdentity<'a> {
     /// The request id (seeds random).
-    pub request_id: String,
+    pub request_id: &'a str,
     /// Admission time (the virtual wall clock reads this).
     pub admitted_at: SystemTime,
-    /// The capability name (log records).
-    pub capability: String,
+    /// The capability name (log records, kv namespace).
+    pub capability: &'a str,
 }
 
 impl InvocationState {
@@ -123,12 +126,10 @@ impl InvocationState {
     /// at load, so it vanished since).
     pub fn new(
         policy: &Policy,
-        id: &InvocationIdentity,
+        id: &InvocationIdentity<'_>,
         services: &Arc<HostServices>,
     ) -> std::io::Result<InvocationState> {
         let cap = usize::try_from(policy.budget.max_stdout.bytes()).unwrap_or(usize::MAX);
-        let stdout = MemoryOutputPipe::new(cap);
-        let stderr = MemoryOutputPipe::new(cap);
         let mut preopened: Option<WasiCtxBuilder> = None;
         let mut wall = ClockMode::Virtual;
         let mut monotonic = ClockMode::Virtual;
@@ -148,7 +149,7 @@ impl InvocationState {
                 (GrantKind::Kv(limits), _) => {
                     kv = Some(KvState::new(
                         services.kv.clone(),
-                        id.capability.clone(),
+                        id.capability.to_string(),
                         *limits,
                     ))
                 }
@@ -171,15 +172,15 @@ impl InvocationState {
             }
         }
         let wasi_plan = WasiPlan {
-            stdout: stdout.clone(),
-            stderr: stderr.clone(),
+            capture_cap: cap,
+            captured: None,
             fixed_wall: (wall == ClockMode::Virtual).then(|| {
                 id.admitted_at
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or(Duration::ZERO)
             }),
             virtual_monotonic: monotonic == ClockMode::Virtual,
-            seeded_from: (random == RandomMode::Seeded).then(|| id.request_id.clone()),
+            seeded_from: (random == RandomMode::Seeded).then(|| id.request_id.to_string()),
             preopened,
         };
         Ok(InvocationState {
@@ -187,14 +188,19 @@ impl InvocationState {
             wasi_plan,
             table: ResourceTable::new(),
             limiter: BudgetLimiter::new(&policy.budget),
-            stdout,
-            stderr,
-            capture_cap: cap,
-            log: crate::interfaces::log::LogState::new(
-                log_limits.unwrap_or_default(),
-                id.capability.clone(),
-                id.request_id.clone(),
-            ),
+            // Names only when log is granted: nothing else can write lines.
+            log: match log_limits {
+                Some(limits) => crate::interfaces::log::LogState::new(
+                    limits,
+                    id.capability.to_string(),
+                    id.request_id.to_string(),
+                ),
+                None => crate::interfaces::log::LogState::new(
+                    Default::default(),
+                    String::new(),
+                    String::new(),
+                ),
+            },
             kv,
             model,
             http_ctx: WasiHttpCtx::new(),
@@ -237,10 +243,28 @@ impl InvocationState {
         }
     }
 
+    /// Captured stdout (empty if the guest never reached WASI).
+    pub(crate) fn stdout(&self) -> bytes::Bytes {
+        self.wasi_plan
+            .captured
+            .as_ref()
+            .map(|(out, _)| out.contents())
+            .unwrap_or_default()
+    }
+
+    /// Captured stderr (empty if the guest never reached WASI).
+    pub(crate) fn stderr(&self) -> bytes::Bytes {
+        self.wasi_plan
+            .captured
+            .as_ref()
+            .map(|(_, err)| err.contents())
+            .unwrap_or_default()
+    }
+
     /// Whether either captured stream hit its cap.
     pub(crate) fn capture_overflowed(&self) -> bool {
-        self.stdout.contents().len() >= self.capture_cap
-            || self.stderr.contents().len() >= self.capture_cap
+        let cap = self.wasi_plan.capture_cap;
+        self.stdout().len() >= cap || self.stderr().len() >= cap
     }
 }
 

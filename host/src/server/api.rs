@@ -500,6 +500,12 @@ async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiEr
         );
         let _ = writeln!(out, "warden_audit_commit_batch_size_sum {}", s.entries);
         let _ = writeln!(out, "warden_audit_commit_batch_size_count {}", s.commits);
+        let _ = writeln!(out, "# TYPE warden_audit_commit_wait_seconds_total counter");
+        let _ = writeln!(
+            out,
+            "warden_audit_commit_wait_seconds_total {}",
+            s.wait_nanos as f64 / 1e9
+        );
     }
     let mut resp = out.into_response();
     resp.headers_mut().insert(

@@ -385,7 +385,7 @@ impl Daemon {
                     .await
             } else {
                 let t = Instant::now();
-                let record = self.invoke_on_own_thread(&cap, &call).await;
+                let record = self.invoke_as_task(&cap, &call).await;
                 let total = t.elapsed();
                 let exec = Duration::from_micros(record.usage.wall_time_us);
                 self.metrics.observe(
@@ -430,20 +430,20 @@ impl Daemon {
         }
     }
 
-    /// Runs one attempt on a blocking-pool thread of its own. Guest code
-    /// runs until its epoch deadline without yielding, so on the HTTP
-    /// runtime's few workers a handful of CPU-bound guests would stall
-    /// every other request, health checks and metrics included.
-    async fn invoke_on_own_thread(&self, cap: &Arc<Capability>, call: &Call) -> InvocationRecord {
+    /// Runs one attempt as a task of its own on the runtime. Guest code
+    /// yields at every epoch tick (see `sandbox::invoke`), so CPU-bound
+    /// guests cannot stall the HTTP server's workers. A task of its own
+    /// (not the connection's future) means a client that disconnects
+    /// cannot cancel an invocation half way: it still finishes and is
+    /// audited; a panic in it is a `transient` failure, not a lost request.
+    async fn invoke_as_task(&self, cap: &Arc<Capability>, call: &Call) -> InvocationRecord {
         let (host, cap_for_task, call_for_task) = (self.host.clone(), cap.clone(), call.clone());
-        let runtime = tokio::runtime::Handle::current();
-        let task = tokio::task::spawn_blocking(move || {
-            runtime.block_on(host.invoke_capability(&cap_for_task, call_for_task))
-        });
+        let task =
+            tokio::spawn(async move { host.invoke_capability(&cap_for_task, call_for_task).await });
         match task.await {
             Ok(record) => record,
             Err(e) => {
-                let why = format!("the invocation thread failed: {e}");
+                let why = format!("the invocation task failed: {e}");
                 self.host
                     .refuse(Some(cap), call, Outcome::Transient, why)
                     .await

@@ -71,6 +71,10 @@ pub struct AppendStats {
     pub entries: u64,
     /// Appends waiting for their commit right now (queue depth).
     pub in_flight: u64,
+    /// Total time appenders have spent waiting for their entry to be
+    /// committed (from handing it to the writer until it is durable), in
+    /// nanoseconds, summed over every append so far.
+    pub wait_nanos: u64,
     /// Largest batch.
     pub max_batch: u64,
     /// `histogram[i]` counts batches of size in `(2^(i-1), 2^i]` (`[0]`: size 1).
@@ -100,6 +104,7 @@ struct Stats {
     entries: AtomicU64,
     max_batch: AtomicU64,
     in_flight: AtomicU64,
+    wait_nanos: AtomicU64,
     histogram: [AtomicU64; HISTOGRAM_BUCKETS],
 }
 
@@ -114,17 +119,19 @@ impl Stats {
 }
 
 /// Counts an append as in flight until it returns (or its future is dropped).
-struct InFlight<'a>(&'a Stats);
+struct InFlight<'a>(&'a Stats, Instant);
 
 impl<'a> InFlight<'a> {
     fn enter(stats: &'a Stats) -> Self {
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(stats)
+        InFlight(stats, Instant::now())
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
+        let waited = u64::try_from(self.1.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.wait_nanos.fetch_add(waited, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -321,6 +328,7 @@ impl AuditLog {
             entries: AtomicU64::new(0),
             max_batch: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            wait_nanos: AtomicU64::new(0),
             histogram: Default::default(),
         });
         let (tx, rx) = mpsc::channel();
@@ -440,6 +448,7 @@ impl AuditLog {
             entries: s.entries.load(Ordering::Relaxed),
             max_batch: s.max_batch.load(Ordering::Relaxed),
             in_flight: s.in_flight.load(Ordering::Relaxed),
+            wait_nanos: s.wait_nanos.load(Ordering::Relaxed),
             histogram: s
                 .histogram
                 .iter()
