@@ -263,6 +263,38 @@ fn daemon_refuses_to_start_and_lists_every_problem() {
 }
 
 #[test]
+fn serve_check_is_read_only_and_runs_beside_a_serving_daemon() {
+    let dir = echo_deploy("check", "", "");
+    let check = || {
+        Command::new(warden_bin())
+            .args(["serve", "--check", "--config"])
+            .arg(dir.join("warden.toml"))
+            .output()
+            .expect("run warden serve --check")
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("validates"));
+    assert!(
+        !dir.join("data").exists(),
+        "--check created the data directory"
+    );
+    let d = Daemon::start(&dir);
+    let out = check();
+    assert!(
+        out.status.success(),
+        "--check beside a running daemon: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = d.submit(greet("after the check"));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
 fn a_config_with_an_unknown_field_is_refused_with_its_line() {
     let dir = echo_deploy("badconfig", "", "[limits]\nmax_bdy = \"1KiB\"");
     let (code, _out, err) = warden(&[

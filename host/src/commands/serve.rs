@@ -25,7 +25,9 @@ pub struct Args {
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
     /// Validate everything (config, trust, policies, signatures, components,
-    /// routes), print the problems, and exit without listening.
+    /// routes, approvers), print the problems, and exit without listening.
+    /// Read-only: opens nothing in the data directory, so it can check a
+    /// deployment while a daemon serves it.
     #[arg(long)]
     pub check: bool,
 }
@@ -51,8 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     if args.check {
         return runtime.block_on(async {
-            match tokio::task::block_in_place(|| server::Daemon::start(config)) {
-                Ok(_) => {
+            match tokio::task::block_in_place(|| server::Daemon::check(&config)) {
+                Ok(()) => {
                     println!("ok: {} validates", args.config.display());
                     Ok(ExitCode::SUCCESS)
                 }

@@ -116,6 +116,32 @@ impl Drop for Active<'_> {
 impl Daemon {
     /// Opens the host and state store and validates the whole deployment.
     /// Nothing listens yet.
+    /// Validates `config` and everything it names (trust, policies,
+    /// signatures, components, routes, approvers) without touching the data
+    /// directory: no audit store, no lock, no key, no cache is opened or
+    /// created, so it runs beside a daemon serving the same deployment.
+    /// Components are compiled in memory.
+    pub fn check(config: &DaemonConfig) -> Result<(), ServeError> {
+        let host = Host::new(HostConfig {
+            sandbox: SandboxConfig {
+                max_concurrent_instances: config.limits.max_in_flight,
+                ..SandboxConfig::default()
+            },
+            trust: None,
+            allow_unsigned: config.allow_unsigned,
+            data_dir: None,
+            checkpoints: CheckpointPolicy::default(),
+            host_key: None,
+            cache_dir: None,
+            models: config.models.clone(),
+            hosts: config.hosts.clone(),
+        })?;
+        Deployment::load(&host, config)
+            .map(|_| ())
+            .map_err(ServeError::Invalid)
+    }
+
+    /// Opens the data directory and loads the deployment (see [`serve`]).
     pub fn start(config: DaemonConfig) -> Result<Arc<Daemon>, ServeError> {
         let host = Host::new(HostConfig {
             sandbox: SandboxConfig {
