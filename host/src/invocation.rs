@@ -210,7 +210,10 @@ impl InvocationRecord {
     pub fn payloads(&self, input: &Value) -> (Vec<u8>, Vec<u8>) {
         (
             canonical_json(input),
-            canonical_json(&self.output_document()),
+            match &self.output {
+                Some(out) => canonical_json(out),
+                None => canonical_json(&self.output_document()),
+            },
         )
     }
 }

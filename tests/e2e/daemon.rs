@@ -827,6 +827,81 @@ fn reload_applies_a_valid_set_and_a_broken_one_changes_nothing() {
     );
 }
 
+/// Whether process `pid` catches signal `signo` (its `SigCgt` mask).
+fn catches(pid: u32, signo: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signo - 1)) != 0)
+}
+
+/// A SIGHUP that arrives while the daemon is still loading its deployment
+/// (e.g. an operator reloading right after a restart) must not kill it with
+/// the default action: it is applied as a reload once the daemon is up.
+#[test]
+fn a_sighup_during_start_up_is_a_reload_not_a_kill() {
+    const SIGHUP: u32 = 1;
+    const SIGTERM: u32 = 15;
+    let dir = echo_deploy("early-hup", "", "");
+    let ready = dir.join("ready");
+    let mut child = Command::new(warden_bin())
+        .args(["serve", "--config"])
+        .arg(dir.join("warden.toml"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warden serve");
+    let pid = child.id();
+    // The SIGTERM handler is installed first thing; send SIGHUP then.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !catches(pid, SIGTERM) {
+        assert!(Instant::now() < deadline, "no SIGTERM handler installed");
+        assert!(child.try_wait().expect("wait").is_none(), "exited early");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let before_ready = !ready.exists();
+    let sent = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    while std::fs::read_to_string(&ready).map_or(true, |a| a.is_empty()) {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("warden serve died after an early SIGHUP ({status}):\n{err}");
+        }
+        assert!(Instant::now() < deadline, "warden serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(catches(pid, SIGHUP));
+    let d = Daemon {
+        child,
+        addr: std::fs::read_to_string(&ready).expect("ready"),
+        dir: dir.clone(),
+    };
+    let r = d.submit(greet("after an early SIGHUP"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    if before_ready {
+        // The held signal became a reload, recorded in the chain.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.audit().iter().any(|e| e["entry"]["event"] == "reload") {
+            assert!(
+                Instant::now() < deadline,
+                "no reload entry: {:?}",
+                d.audit()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 #[test]
 fn sigterm_drains_in_flight_requests_and_writes_a_final_checkpoint() {
     let mut spin = cap("spin", "spin-loop");

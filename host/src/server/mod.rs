@@ -314,8 +314,12 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
     // Installed before anything else, so before readiness is announced: a
     // SIGTERM that arrives right after the ready file appears must drain and
     // checkpoint, not kill the process with the default action.
+    // SIGHUP too: one arriving while the deployment is still loading is
+    // kept and applied as a reload once the daemon is up, instead of
+    // killing it with the default action.
+    let hup = hup_signal();
     let term = term_signal();
-    serve_until(config, options, wait_for_term(term)).await
+    serve_with(config, options, wait_for_term(term), hup).await
 }
 
 /// [`serve`] until `shutdown` completes instead of a signal (for embedders
@@ -325,6 +329,15 @@ pub async fn serve_until(
     config: DaemonConfig,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(config, options, shutdown, hup_signal()).await
+}
+
+async fn serve_with(
+    config: DaemonConfig,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    hup: Option<tokio::signal::unix::Signal>,
 ) -> Result<(), ServeError> {
     let listen = options.listen.unwrap_or(config.listen);
     let drain = config.limits.drain_timeout.get();
@@ -336,7 +349,9 @@ pub async fn serve_until(
             source,
         })?;
     let addr = listener.local_addr()?;
-    spawn_sighup(daemon.clone());
+    if let Some(hup) = hup {
+        spawn_sighup(daemon.clone(), hup);
+    }
     daemon.sweep_approvals(true).await;
     spawn_approval_sweeper(daemon.clone());
     eprintln!("warden: listening on http://{addr}");
@@ -413,12 +428,17 @@ fn spawn_approval_sweeper(daemon: Arc<Daemon>) {
     });
 }
 
-fn spawn_sighup(daemon: Arc<Daemon>) {
+/// Installs the SIGHUP handler now (`None` if the OS refuses).
+fn hup_signal() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install SIGHUP handler; reload only through the API");
-        return;
-    };
+    signal(SignalKind::hangup())
+        .map_err(|e| {
+            tracing::error!("cannot install SIGHUP handler; reload only through the API: {e}")
+        })
+        .ok()
+}
+
+fn spawn_sighup(daemon: Arc<Daemon>, mut hup: tokio::signal::unix::Signal) {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             match daemon.reload("signal:SIGHUP", "signal").await {
