@@ -85,6 +85,21 @@ pub enum KeyError {
         /// The existing file.
         path: PathBuf,
     },
+    /// The host key is gone from a data directory that already holds an
+    /// audit chain (or the host's public key): a new key would make every
+    /// existing checkpoint fail verification, so none is created.
+    #[error(
+        "{key} is missing, but {dir} already holds an audit chain or a host public key made with it; \
+         restore {key} from a backup (or set `host_key` to where it is). A new key would make every \
+         existing checkpoint unverifiable; to start a new chain on purpose, move warden.db and host.pub \
+         out of {dir} first"
+    )]
+    HostKeyMissing {
+        /// The missing private key file.
+        key: PathBuf,
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// Reading or writing a key file failed.
     #[error("{path}: {source}")]
     Io {
