@@ -17,7 +17,9 @@
 #     1000-request burst of part 7.
 #
 # Knobs: DURATION (seconds per load run, default 10), CONCURRENCY
-# ("16 64"), INFLIGHT (1000), SLOW_DELAY (seconds the slow server holds each
+# ("16 64"), ROUNDS (3: warden and the peer are loaded alternately this many
+# times per concurrency and the medians compared), MEMORY_INIT_COW ("true
+# false": section 5 once per engine setting, both servers set alike), INFLIGHT (1000), SLOW_DELAY (seconds the slow server holds each
 # request, default 5), PEER=0 (skip `wasmtime serve`), WARDEN_BIN (a warden
 # binary to measure instead of building target/release/warden). Figures are measured, never fixed; nothing here asserts
 # timing. The machine load (uptime) is printed with every figure.
@@ -28,6 +30,8 @@ PART=${1:-all}
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-16 64}
 INFLIGHT=${INFLIGHT:-1000}
+ROUNDS=${ROUNDS:-3}
+MEMORY_INIT_COW=${MEMORY_INIT_COW:-true false}
 SLOW_DELAY=${SLOW_DELAY:-5}
 TOOLS=$ROOT/target/tools
 GUESTS=$ROOT/target/guests/wasm32-wasip2/release
@@ -208,8 +212,20 @@ vm() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; } # pid field ->
 http_part() {
     pick_load_tool
     echo "5. HTTP daemon: POST echo over loopback; tool: $LOAD ($($LOAD --version 2>&1 | head -n1)); ${DURATION}s per run"
-    local dir=$WORK/echo
-    deploy "$dir" "[limits]
+    for cow in $MEMORY_INIT_COW; do http_engine "$cow"; done
+}
+
+# http_engine true|false: section 5 with both servers' engines set alike
+# (warden `[engine] memory_init_cow`, wasmtime `-O memory-init-cow`).
+http_engine() {
+    local cow=$1 flag=y
+    [[ $cow == false ]] && flag=n
+    echo "-- engine: memory_init_cow = $cow (wasmtime serve -O memory-init-cow=$flag)"
+    local dir=$WORK/echo-$cow
+    deploy "$dir" "[engine]
+memory_init_cow = $cow
+
+[limits]
 max_in_flight = 128
 concurrency = 128
 queue_timeout = \"10s\"" echo echo echo echo "" 'fuel = 100_000_000
@@ -218,49 +234,66 @@ wall_time = "1s"'
     start_warden "$dir"
     local url="http://$WARDEN_ADDR/v1/requests"
     printf '{"kind":"echo","input":{"message":"hello"}}' >"$WORK/echo.json"
-    DURATION=2 run_load "$url" 16 "$WORK/echo.json" "$TOKEN" >/dev/null # warm-up
-    declare -A W
-    for c in $CONCURRENCY; do
-        local l; l=$(load)
-        W[$c]="$(run_load "$url" "$c" "$WORK/echo.json" "$TOKEN") $l"
-    done
-    echo "   warden serve peak RSS (VmHWM) after the runs: $(( $(vm "$WARDEN_PID" VmHWM) / 1024 )) MiB"
-    stop "$WARDEN_PID"
 
+    # The peer runs beside warden (an idle server costs nothing); the two are
+    # loaded alternately, ROUNDS times per concurrency, so both see the same
+    # machine conditions; the medians are compared.
     local wt; wt=$(command -v wasmtime || true)
-    declare -A P
     local peer="(not run: no wasmtime 48.x CLI; cargo install wasmtime-cli --version '^48' --locked --root target/tools)"
+    local purl="" wpid=""
     if [[ ${PEER:-1} == 0 ]]; then
         peer="(skipped: PEER=0)"
     elif [[ -n $wt ]] && "$wt" --version | grep -q '^wasmtime 48\.'; then
-        peer="$("$wt" --version | head -n1) serve -Scli $GUESTS/http_hello.wasm"
+        peer="$("$wt" --version | head -n1) serve -Scli -O memory-init-cow=$flag $GUESTS/http_hello.wasm"
         local port; port=$(free_port)
-        "$wt" serve -Scli --addr "127.0.0.1:$port" "$GUESTS/http_hello.wasm" \
+        "$wt" serve -Scli -O "memory-init-cow=$flag" --addr "127.0.0.1:$port" "$GUESTS/http_hello.wasm" \
             >"$WORK/wasmtime.out" 2>"$WORK/wasmtime.err" &
-        local wpid=$!
+        wpid=$!
         PIDS+=("$wpid")
         wait_http "http://127.0.0.1:$port/"
-        DURATION=2 run_load "http://127.0.0.1:$port/" 16 "$WORK/echo.json" "" >/dev/null
-        for c in $CONCURRENCY; do
+        purl="http://127.0.0.1:$port/"
+    fi
+    DURATION=2 run_load "$url" 16 "$WORK/echo.json" "$TOKEN" >/dev/null # warm-up
+    if [[ -n $purl ]]; then DURATION=2 run_load "$purl" 16 "$WORK/echo.json" "" >/dev/null; fi
+    echo "   peer: $peer"
+    echo "   $ROUNDS rounds per concurrency, warden and the peer alternately"
+    local results=$WORK/results.txt
+    : >"$results"
+    for c in $CONCURRENCY; do
+        for r in $(seq 1 "$ROUNDS"); do
             local l; l=$(load)
-            P[$c]="$(run_load "http://127.0.0.1:$port/" "$c" "$WORK/echo.json" "") $l"
+            echo "warden $c $(run_load "$url" "$c" "$WORK/echo.json" "$TOKEN") $l" >>"$results"
+            if [[ -n $purl ]]; then
+                l=$(load)
+                echo "peer $c $(run_load "$purl" "$c" "$WORK/echo.json" "") $l" >>"$results"
+            fi
         done
+    done
+    echo "   warden serve peak RSS (VmHWM) after the runs: $(( $(vm "$WARDEN_PID" VmHWM) / 1024 )) MiB"
+    stop "$WARDEN_PID"
+    if [[ -n $wpid ]]; then
         echo "   wasmtime serve peak RSS (VmHWM) after the runs: $(( $(vm "$wpid" VmHWM) / 1024 )) MiB"
         stop "$wpid"
     fi
-    echo "   peer: $peer"
-    printf '   %-4s | %-44s | %-44s | %s\n' "c" "warden serve + echo (req/s, p50, p99, ok/total)" "wasmtime serve + hello (same)" "warden/wasmtime req/s"
-    for c in $CONCURRENCY; do
-        read -r wr w50 w99 wok wtot _ <<<"${W[$c]}"
-        local wl=${W[$c]#* * * * * }
-        local pcol="-" ratio="-"
-        if [[ -n ${P[$c]:-} ]]; then
-            read -r pr p50 p99 pok ptot _ <<<"${P[$c]}"
-            pcol="$pr/s, $p50 ms, $p99 ms, $pok/$ptot"
-            ratio=$(python3 -c "print(f'{$wr/$pr:.2f}x')")
-        fi
-        printf '   %-4s | %-44s | %-44s | %s   (%s)\n' "$c" "$wr/s, $w50 ms, $w99 ms, $wok/$wtot" "$pcol" "$ratio" "$wl"
-    done
+    python3 - "$results" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    who, c, rps, p50, p99, ok, total, *load = line.split()
+    rows.setdefault((int(c), who), []).append((float(rps), p50, p99, ok, total, " ".join(load)))
+for c in sorted({c for c, _ in rows}):
+    for who, name in (("warden", "warden serve + echo"), ("peer", "wasmtime serve + hello")):
+        for rps, p50, p99, ok, total, load in rows.get((c, who), []):
+            print(f"   c={c:<3} {name:<24} {rps:>6.0f}/s  p50 {p50} ms  p99 {p99} ms  ok {ok}/{total}  ({load})")
+    w = [r[0] for r in rows.get((c, "warden"), [])]
+    p = [r[0] for r in rows.get((c, "peer"), [])]
+    if w and p:
+        per = ", ".join(f"{a / b:.2f}" for a, b in zip(w, p))
+        print(f"   c={c:<3} median: warden {statistics.median(w):.0f}/s vs wasmtime serve {statistics.median(p):.0f}/s"
+              f" = {statistics.median(w) / statistics.median(p):.2f}x   (per round: {per})")
+    elif w:
+        print(f"   c={c:<3} median: warden {statistics.median(w):.0f}/s")
+EOF
 }
 
 # --- 7. memory: 1000 invocations in flight on a slow loopback server ------------

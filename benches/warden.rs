@@ -115,9 +115,14 @@ fn us(d: Duration) -> String {
 
 const ECHO_POLICY: &str = "[capability]\nname = \"echo\"\ncomponent = \"echo.wasm\"\n[budget]\nfuel = 10_000_000\nmemory = \"16MiB\"\nwall_time = \"1s\"\n";
 
+/// Whether the engine (floor's and warden's alike) initializes memories
+/// copy-on-write (the default) or by copying data segments.
+static MEMORY_INIT_COW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 fn bench_config(max: u32) -> SandboxConfig {
     SandboxConfig {
         max_concurrent_instances: max,
+        memory_init_cow: MEMORY_INIT_COW.load(std::sync::atomic::Ordering::Relaxed),
         ..SandboxConfig::default()
     }
 }
@@ -715,7 +720,15 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         if enabled(1) || enabled(2) {
-            floor_and_in_process(&s).await;
+            // Both engine settings for memory initialization (the floor
+            // always uses warden's): the default, then the one for small
+            // components ([engine] memory_init_cow = false).
+            for cow in [true, false] {
+                MEMORY_INIT_COW.store(cow, std::sync::atomic::Ordering::Relaxed);
+                println!("-- engine: memory_init_cow = {cow}");
+                floor_and_in_process(&s).await;
+            }
+            MEMORY_INIT_COW.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if enabled(3) {
             audit(&s).await;

@@ -3,7 +3,8 @@
 
 use crate::support::*;
 use serde_json::json;
-use warden_host::{Budget, Outcome};
+use warden_host::sandbox::SandboxConfig;
+use warden_host::{Budget, Host, HostConfig, Outcome};
 
 #[tokio::test]
 async fn infinite_loop_is_stopped_by_fuel() {
@@ -161,6 +162,31 @@ async fn reading_a_file_without_a_preopen_fails_inside_the_guest() {
         assert!(!err.contains("root:"), "{path} must not be readable: {r:?}");
     }
     assert_host_still_works(&h).await;
+}
+
+/// Both ways of initializing linear memory (copy-on-write image, or the
+/// data segments copied at instantiation: `memory_init_cow = false`) give
+/// every invocation the component's initial memory, never the previous
+/// invocation's writes.
+#[tokio::test]
+async fn no_invocation_sees_the_previous_ones_memory_writes_either_way() {
+    for cow in [true, false] {
+        let mut h = Host::new(HostConfig {
+            sandbox: SandboxConfig {
+                memory_init_cow: cow,
+                ..small_pool()
+            },
+            allow_unsigned: true,
+            ..HostConfig::default()
+        })
+        .expect("host");
+        load(&mut h, policy("memory-hog", STD_IMPORTS, ""), "memory-hog");
+        for _ in 0..3 {
+            let r = call(&h, "memory-hog", "bump", json!({})).await;
+            assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+            assert_eq!(r.output, Some(json!(1)), "memory_init_cow = {cow}");
+        }
+    }
 }
 
 #[tokio::test]

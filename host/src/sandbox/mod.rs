@@ -36,6 +36,17 @@ pub struct SandboxConfig {
     /// turn it off to measure its cost. With it off, `fuel` budgets are not
     /// enforced (wall time still is).
     pub fuel_metering: bool,
+    /// Whether linear memories start as copy-on-write mappings of the
+    /// component's initial memory image (wasmtime's default) rather than
+    /// being filled by copying its data segments at each instantiation.
+    /// By default true. Copy-on-write costs a page fault, and on a
+    /// multi-threaded host a TLB shootdown across cores, per page the guest
+    /// writes; copying costs the whole image per instantiation. Small
+    /// components (a Rust capability's image is a few KiB) run about twice
+    /// as fast with `false`; components with a large initialized heap
+    /// (componentize-py's runtime, ~13 MB) run several times slower with
+    /// it (BENCHMARKS.md).
+    pub memory_init_cow: bool,
 }
 
 impl Default for SandboxConfig {
@@ -45,6 +56,7 @@ impl Default for SandboxConfig {
             max_memory_per_memory: 1 << 30,
             epoch_tick: Duration::from_millis(5),
             fuel_metering: true,
+            memory_init_cow: true,
         }
     }
 }
@@ -105,6 +117,7 @@ pub fn engine_config(config: &SandboxConfig) -> Config {
     c.wasm_component_model(true)
         .consume_fuel(config.fuel_metering)
         .epoch_interruption(true)
+        .memory_init_cow(config.memory_init_cow)
         .max_wasm_stack(1 << 20)
         .async_stack_size(2 << 20)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -107,6 +107,24 @@ pub struct Checkpoints {
     pub every: HumanDuration,
 }
 
+/// `[engine]`: settings of the one wasmtime engine every capability runs on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Engine {
+    /// Copy-on-write memory images (see `SandboxConfig::memory_init_cow`).
+    /// By default true.
+    #[serde(default = "defaults::memory_init_cow")]
+    pub memory_init_cow: bool,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            memory_init_cow: defaults::memory_init_cow(),
+        }
+    }
+}
+
 /// `[testing]`: fault injection for the daemon's own tests. Off by default.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +163,8 @@ struct RawConfig {
     #[serde(default)]
     checkpoints: Option<Checkpoints>,
     #[serde(default)]
+    engine: Engine,
+    #[serde(default)]
     testing: Testing,
     #[serde(default)]
     models: BTreeMap<String, crate::interfaces::model::ModelBackend>,
@@ -154,6 +174,9 @@ struct RawConfig {
 
 mod defaults {
     use super::*;
+    pub fn memory_init_cow() -> bool {
+        true
+    }
     pub fn listen() -> String {
         "127.0.0.1:7878".into()
     }
@@ -239,6 +262,8 @@ pub struct DaemonConfig {
     pub capabilities: BTreeMap<String, CapabilityLimits>,
     /// Checkpoint interval.
     pub checkpoints: Checkpoints,
+    /// `[engine]`: wasmtime engine settings.
+    pub engine: Engine,
     /// Test-only fault injection.
     pub testing: Testing,
     /// `[models.<name>]`: model backends that `warden:host/model` grants may name.
@@ -403,6 +428,7 @@ impl DaemonConfig {
             limits,
             capabilities: raw.capability,
             checkpoints: raw.checkpoints.unwrap_or_default(),
+            engine: raw.engine,
             testing: raw.testing,
             models: raw.models,
             hosts: raw.hosts,
@@ -436,8 +462,17 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
         assert_eq!(c.data_dir, Path::new("conf/data"));
         assert_eq!(c.limits.max_body.bytes(), 1 << 20);
+        assert!(c.engine.memory_init_cow);
         assert_eq!(c.checkpoints.every_entries, 10_000);
         assert!(c.testing.transient_faults.is_empty());
+    }
+
+    #[test]
+    fn the_engine_section_sets_memory_initialization() {
+        let c = parse("[engine]\nmemory_init_cow = false\n").expect("valid");
+        assert!(!c.engine.memory_init_cow);
+        let e = parse("[engine]\nmemory_init = false\n").expect_err("unknown field");
+        assert_eq!(e.0[0].line, Some(2), "{e}");
     }
 
     #[test]

@@ -125,6 +125,7 @@ impl Daemon {
         let host = Host::new(HostConfig {
             sandbox: SandboxConfig {
                 max_concurrent_instances: config.limits.max_in_flight,
+                memory_init_cow: config.engine.memory_init_cow,
                 ..SandboxConfig::default()
             },
             trust: None,
@@ -146,6 +147,7 @@ impl Daemon {
         let host = Host::new(HostConfig {
             sandbox: SandboxConfig {
                 max_concurrent_instances: config.limits.max_in_flight,
+                memory_init_cow: config.engine.memory_init_cow,
                 ..SandboxConfig::default()
             },
             trust: None,
