@@ -16,9 +16,13 @@
 //!    `Host::invoke` on the same `echo` (policy checks,
 //!    typed JSON conversion, usage accounting), without and with the durable
 //!    audit commit; latency p50/p99 at concurrency 1, throughput at 1/2/8/64;
+//!    the cost of building the audit entry, and each call's own commit
+//!    wait; 1 and 2 run under both `memory_init_cow` engine settings;
 //! 3. audit: durable append rate at concurrency 1 and 64; verify rate;
 //! 4. start-up: loading 10 signed capabilities cold (compile) vs warm (cache);
-//! 6. fuel overhead: invoice-reconcile on 10k lines, metering on vs off.
+//! 6. fuel overhead: invoice-reconcile on 10k lines, metering on vs off;
+//! 8. memory initialization: one call of echo and of the Python and
+//!    JavaScript examples, copy-on-write images vs copied data segments.
 //!
 //! Timing lives here, never in the test suite. Smoke mode (no `--bench`
 //! argument, as under `cargo test`) only checks that every section runs.
@@ -636,6 +640,93 @@ async fn fuel_overhead(s: &Sizes) {
     }
 }
 
+/// Section 8, memory initialization: median time of one call of each example
+/// component with copy-on-write memory images (the default) and with data
+/// segments copied (`[engine] memory_init_cow = false`). The Python and
+/// JavaScript components are the ones `cargo test --test e2e polyglot`
+/// builds into target/polyglot (skipped when absent).
+async fn memory_init(s: &Sizes) {
+    let calls = if s.latency_iters < 1000 { 3 } else { 21 };
+    println!(
+        "8. memory initialization: one call of each component, median of {calls} (load, compile and the first call excluded)"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let polyglot = root.join("target/polyglot");
+    let cases: Vec<(&str, PathBuf, String, &str, Value)> = vec![
+        (
+            "echo (Rust test guest)",
+            guests().join("echo.wasm"),
+            ECHO_POLICY.to_string(),
+            "echo",
+            json!({"message": "hello"}),
+        ),
+        (
+            "invoice-total (Python, componentize-py)",
+            polyglot.join("invoice_total.wasm"),
+            std::fs::read_to_string(root.join("examples/python/invoice-total/policy.toml"))
+                .unwrap_or_default(),
+            "total",
+            json!({"invoice": {"id": "INV-7", "currency": "EUR", "lines": [
+                {"sku": "A-1", "quantity": 3, "unit-cents": 1250}]}}),
+        ),
+        (
+            "word-stats (JavaScript, componentize-js)",
+            polyglot.join("word_stats.wasm"),
+            std::fs::read_to_string(root.join("examples/javascript/word-stats/policy.toml"))
+                .unwrap_or_default(),
+            "analyze",
+            json!({"doc": {"title": "Motto", "text": "Warden runs the capability; the capability obeys warden."}}),
+        ),
+    ];
+    let smoke = s.latency_iters < 1000;
+    for (name, file, policy_text, function, input) in cases {
+        if smoke && function != "echo" {
+            println!("   {name}: skipped in smoke mode");
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&file) else {
+            println!(
+                "   {name}: skipped ({} not built: cargo test --test e2e polyglot)",
+                file.display()
+            );
+            continue;
+        };
+        let mut row = Vec::new();
+        for cow in [true, false] {
+            let mut host = Host::new(HostConfig {
+                sandbox: SandboxConfig {
+                    memory_init_cow: cow,
+                    ..bench_config(8)
+                },
+                allow_unsigned: true,
+                cache_dir: Some(polyglot.join("cache")),
+                ..HostConfig::default()
+            })
+            .expect("host");
+            let policy = Policy::parse(&file.with_extension("toml"), &policy_text).expect("policy");
+            let capability = policy.capability.name.clone();
+            host.load(policy, &bytes, name).expect("load");
+            let call = Call::new(&capability, function, input.clone());
+            let first = host.invoke(call.clone()).await;
+            assert_eq!(first.outcome, Outcome::Ok, "{name}: {:?}", first.error);
+            let mut times = Vec::new();
+            for _ in 0..calls {
+                let t = Instant::now();
+                host.invoke(call.clone()).await;
+                times.push(t.elapsed());
+            }
+            times.sort();
+            row.push(times[calls / 2]);
+        }
+        println!(
+            "   {name:<42} copy-on-write {:>9}   copied {:>9}   ({})",
+            us(row[0]),
+            us(row[1]),
+            load()
+        );
+    }
+}
+
 /// `WARDEN_BENCH_PROFILE=floor|warden|durable`: loop one path at c=1 for
 /// `WARDEN_BENCH_PROFILE_SECS` (default 10) and exit, for a profiler:
 /// `perf record -g target/release/deps/warden-<hash> --bench` with it set.
@@ -739,5 +830,8 @@ fn main() {
     }
     if enabled(6) {
         rt.block_on(fuel_overhead(&s));
+    }
+    if enabled(8) {
+        rt.block_on(memory_init(&s));
     }
 }

@@ -42,10 +42,10 @@ pub struct SandboxConfig {
     /// By default true. Copy-on-write costs a page fault, and on a
     /// multi-threaded host a TLB shootdown across cores, per page the guest
     /// writes; copying costs the whole image per instantiation. Small
-    /// components (a Rust capability's image is a few KiB) run about twice
-    /// as fast with `false`; components with a large initialized heap
-    /// (componentize-py's runtime, ~13 MB) run several times slower with
-    /// it (BENCHMARKS.md).
+    /// components (a Rust capability's image is a few KiB) run 1.4-2x as
+    /// fast with `false`; components with a large initialized heap (the
+    /// componentize-py and componentize-js runtimes) run slower with it
+    /// (BENCHMARKS.md, section 8).
     pub memory_init_cow: bool,
 }
 
