@@ -151,6 +151,55 @@ async fn every_outcome_class_produces_exactly_one_entry_with_the_right_fields() 
     assert_eq!(report.entries_checked, records.len() as u64);
 }
 
+/// `warden audit prune` deletes stored payloads past the retention period;
+/// the entries keep the payloads' hashes, so the chain still verifies.
+#[test]
+fn audit_prune_deletes_old_payloads_and_the_chain_still_verifies() {
+    let data = scratch("prune");
+    let d = data.display().to_string();
+    let (code, _, err) = warden(&[
+        "run",
+        &guest("echo").display().to_string(),
+        "--policy",
+        &repo().join("policies/echo.toml").display().to_string(),
+        "--call",
+        "echo",
+        "--input",
+        "{\"message\":\"kept until pruned\"}",
+        "--allow-unsigned",
+        "--data-dir",
+        &d,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let db = data.join("warden.db");
+    let input_hash = {
+        let reader = warden_host::store::AuditReader::open(&db).expect("db");
+        let entry = reader
+            .entries(1, 10, &EntryFilter::default())
+            .expect("entries")
+            .into_iter()
+            .next()
+            .expect("one entry");
+        let hash = entry.entry.input_sha256.expect("input hash");
+        assert!(reader.payload(&hash).expect("read").is_some());
+        hash
+    };
+    // A long retention keeps everything.
+    let (code, out, err) = warden(&["audit", "prune", "--older-than", "30d", "--data-dir", &d]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deleted 0 payloads"), "{out}");
+    let (code, out, err) = warden(&["audit", "prune", "--older-than", "0s", "--data-dir", &d]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deleted 2 payloads"), "{out}");
+    let reader = warden_host::store::AuditReader::open(&db).expect("db");
+    assert_eq!(reader.payload(&input_hash).expect("read"), None);
+    let (code, out, err) = warden(&["audit", "verify", "--data-dir", &d]);
+    assert_eq!(code, 0, "the chain verifies without payloads: {out}\n{err}");
+    let (code, _, err) = warden(&["audit", "prune", "--older-than", "soon", "--data-dir", &d]);
+    assert_eq!(code, 2, "a bad duration is a usage error: {err}");
+    assert!(err.contains("soon"), "{err}");
+}
+
 #[test]
 fn warden_run_appends_to_the_audit_store_and_audit_verify_passes() {
     let data = scratch("run-audit");

@@ -1,4 +1,5 @@
-//! `warden audit verify|show|export`: check, read and export the audit chain.
+//! `warden audit verify|show|export|tail|prune`: check, read, export the
+//! audit chain, and delete old payloads.
 //!
 //! Exit codes: 0 the chain verifies (or the listing/export succeeded); 3 the
 //! chain does not verify (the first problem is printed); 2 the database or
@@ -52,6 +53,22 @@ pub enum Cmd {
     /// Print the newest entries from a running daemon (`GET /v1/audit`);
     /// `--follow` keeps polling.
     Tail(TailArgs),
+    /// Delete stored input/output payloads older than a retention period.
+    ///
+    /// Entries keep the payloads' SHA-256, so the chain still verifies; only
+    /// the bytes are gone (`audit show` and exports then omit them). Safe
+    /// while a daemon is running on the same database.
+    Prune(PruneArgs),
+}
+
+/// `warden audit prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Delete payloads stored longer ago than this (`30d`, `12h`, `0s` for all).
+    #[arg(long, value_parser = warden_host::policy::HumanDuration::parse)]
+    older_than: warden_host::policy::HumanDuration,
 }
 
 /// `warden audit tail`.
@@ -130,7 +147,27 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Show(a) => show(a),
         Cmd::Export(a) => export(a),
         Cmd::Tail(a) => tail(a),
+        Cmd::Prune(a) => prune(a),
     }
+}
+
+fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
+    let reader = open(&a.db.db_path())?;
+    let now = std::time::SystemTime::now();
+    let cutoff = now
+        .checked_sub(a.older_than.get())
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let cutoff_ms = cutoff
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let deleted = reader
+        .prune_payloads(cutoff_ms)
+        .with_context(|| format!("pruning payloads in {}", a.db.db_path().display()))?;
+    println!(
+        "deleted {deleted} payloads stored more than {} ago (before Unix ms {cutoff_ms}); entries keep their hashes",
+        a.older_than
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn tail(a: TailArgs) -> anyhow::Result<ExitCode> {
