@@ -783,6 +783,9 @@ async fn profile_loop(which: &str) {
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     if let Ok(which) = std::env::var("WARDEN_BENCH_PROFILE") {
+        // WARDEN_BENCH_MEMORY_INIT_COW=false profiles the copying engine.
+        let cow = std::env::var("WARDEN_BENCH_MEMORY_INIT_COW").map_or(true, |v| v != "false");
+        MEMORY_INIT_COW.store(cow, std::sync::atomic::Ordering::Relaxed);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
