@@ -151,12 +151,9 @@ async fn every_outcome_class_produces_exactly_one_entry_with_the_right_fields() 
     assert_eq!(report.entries_checked, records.len() as u64);
 }
 
-/// `warden audit prune` deletes stored payloads past the retention period;
-/// the entries keep the payloads' hashes, so the chain still verifies.
-#[test]
-fn audit_prune_deletes_old_payloads_and_the_chain_still_verifies() {
-    let data = scratch("prune");
-    let d = data.display().to_string();
+/// `warden run` of echo with `message`, appending to the audit store in `data_dir`.
+fn warden_run_echo(data_dir: &str, message: &str) {
+    let input = serde_json::to_string(&json!({"message": message})).expect("json");
     let (code, _, err) = warden(&[
         "run",
         &guest("echo").display().to_string(),
@@ -165,12 +162,22 @@ fn audit_prune_deletes_old_payloads_and_the_chain_still_verifies() {
         "--call",
         "echo",
         "--input",
-        "{\"message\":\"kept until pruned\"}",
+        &input,
         "--allow-unsigned",
         "--data-dir",
-        &d,
+        data_dir,
     ]);
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("audit: entry"), "{err}");
+}
+
+/// `warden audit prune` deletes stored payloads past the retention period;
+/// the entries keep the payloads' hashes, so the chain still verifies.
+#[test]
+fn audit_prune_deletes_old_payloads_and_the_chain_still_verifies() {
+    let data = scratch("prune");
+    let d = data.display().to_string();
+    warden_run_echo(&d, "kept until pruned");
     let db = data.join("warden.db");
     let input_hash = {
         let reader = warden_host::store::AuditReader::open(&db).expect("db");
@@ -205,22 +212,7 @@ fn warden_run_appends_to_the_audit_store_and_audit_verify_passes() {
     let data = scratch("run-audit");
     let d = data.display().to_string();
     for message in ["one", "two"] {
-        let input = format!("{{\"message\":\"{message}\"}}");
-        let (code, _, err) = warden(&[
-            "run",
-            &guest("echo").display().to_string(),
-            "--policy",
-            &repo().join("policies/echo.toml").display().to_string(),
-            "--call",
-            "echo",
-            "--input",
-            &input,
-            "--allow-unsigned",
-            "--data-dir",
-            &d,
-        ]);
-        assert_eq!(code, 0, "{err}");
-        assert!(err.contains("audit: entry"), "{err}");
+        warden_run_echo(&d, message);
     }
     let (code, out, err) = warden(&["audit", "verify", "--data-dir", &d]);
     assert_eq!(code, 0, "{out}\n{err}");

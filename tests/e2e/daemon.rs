@@ -121,31 +121,45 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(dir: &Path) -> Daemon {
-        let ready = dir.join("ready");
-        let _ = std::fs::remove_file(&ready);
-        let mut child = Command::new(warden_bin())
+        let mut d = Daemon::spawn(dir);
+        d.wait_ready();
+        d
+    }
+
+    /// `warden serve` started, not yet ready (`addr` is empty until
+    /// [`wait_ready`](Self::wait_ready)).
+    pub(crate) fn spawn(dir: &Path) -> Daemon {
+        let _ = std::fs::remove_file(dir.join("ready"));
+        let child = Command::new(warden_bin())
             .args(["serve", "--config"])
             .arg(dir.join("warden.toml"))
             .arg("--ready-file")
-            .arg(&ready)
+            .arg(dir.join("ready"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn warden serve");
+        Daemon {
+            child,
+            addr: String::new(),
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Waits for the ready file; panics with the daemon's stderr if it exits.
+    pub(crate) fn wait_ready(&mut self) {
+        let ready = self.dir.join("ready");
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(addr) = std::fs::read_to_string(&ready)
                 && !addr.is_empty()
             {
-                return Daemon {
-                    child,
-                    addr,
-                    dir: dir.to_owned(),
-                };
+                self.addr = addr;
+                return;
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
+                if let Some(mut e) = self.child.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
                 panic!("warden serve exited early ({status}):\n{err}");
@@ -845,47 +859,20 @@ fn a_sighup_during_start_up_is_a_reload_not_a_kill() {
     const SIGHUP: u32 = 1;
     const SIGTERM: u32 = 15;
     let dir = echo_deploy("early-hup", "", "");
-    let ready = dir.join("ready");
-    let mut child = Command::new(warden_bin())
-        .args(["serve", "--config"])
-        .arg(dir.join("warden.toml"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn warden serve");
-    let pid = child.id();
+    let mut d = Daemon::spawn(&dir);
+    let pid = d.child.id();
     // The SIGTERM handler is installed first thing; send SIGHUP then.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !catches(pid, SIGTERM) {
         assert!(Instant::now() < deadline, "no SIGTERM handler installed");
-        assert!(child.try_wait().expect("wait").is_none(), "exited early");
+        assert!(d.child.try_wait().expect("wait").is_none(), "exited early");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let before_ready = !ready.exists();
-    let sent = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    while std::fs::read_to_string(&ready).map_or(true, |a| a.is_empty()) {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            panic!("warden serve died after an early SIGHUP ({status}):\n{err}");
-        }
-        assert!(Instant::now() < deadline, "warden serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let before_ready = !dir.join("ready").exists();
+    d.signal("-HUP");
+    // Dies here (panicking with its stderr) if the SIGHUP killed it.
+    d.wait_ready();
     assert!(catches(pid, SIGHUP));
-    let d = Daemon {
-        child,
-        addr: std::fs::read_to_string(&ready).expect("ready"),
-        dir: dir.clone(),
-    };
     let r = d.submit(greet("after an early SIGHUP"));
     assert_eq!(r.status, 200, "{}", r.text());
     if before_ready {

@@ -34,6 +34,33 @@ async fn infinite_loop_with_fuel_off_is_stopped_by_wall_time() {
     assert_host_still_works(&h).await;
 }
 
+/// The largest wall time a policy can write is not a point in time the host
+/// can compute: it means "no deadline", never a host panic.
+#[tokio::test]
+async fn an_enormous_wall_time_budget_is_no_deadline_not_a_host_panic() {
+    let mut h = host();
+    load(
+        &mut h,
+        policy("echo", "", "wall_time = \"18446744073709551615s\""),
+        "echo",
+    );
+    let r = call(&h, "echo", "echo", json!({"message": "hi"})).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    assert_eq!(r.output, Some(json!("hi")));
+    // With imports the call is also under a timeout: same budget, same answer.
+    load(
+        &mut h,
+        policy(
+            "memory-hog",
+            STD_IMPORTS,
+            "wall_time = \"18446744073709551615s\"",
+        ),
+        "memory-hog",
+    );
+    let r = call(&h, "memory-hog", "bump", json!({})).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+}
+
 /// Guest code yields to the executor at every epoch tick: on a
 /// single-threaded runtime another task keeps running while a guest spins
 /// (without yielding it could not run until the guest's deadline).

@@ -20,9 +20,6 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
     keys::read_public_key_file(path)
 }
 
-/// The audit store whose checkpoints the host key signs.
-const CHAIN_FILE: &str = "warden.db";
-
 /// Reads `<data_dir>/host.key`, or creates the pair on first start. Refuses
 /// to create one when the directory already holds a chain or a host public
 /// key (the key was lost or moved, not never made).
@@ -31,7 +28,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, KeyError> {
     if private.exists() {
         return keys::read_private_key(&private);
     }
-    if data_dir.join(CHAIN_FILE).exists() || data_dir.join(PUBLIC_FILE).exists() {
+    if data_dir.join(crate::store::DB_FILE).exists() || data_dir.join(PUBLIC_FILE).exists() {
         return Err(KeyError::HostKeyMissing {
             key: private,
             dir: data_dir.to_path_buf(),
@@ -66,7 +63,7 @@ mod tests {
     fn a_lost_key_beside_an_existing_chain_is_refused_not_replaced() {
         let dir = fresh_dir("lost");
         load_or_create(&dir).expect("created");
-        std::fs::write(dir.join(CHAIN_FILE), b"chain").expect("chain");
+        std::fs::write(dir.join(crate::store::DB_FILE), b"chain").expect("chain");
         std::fs::remove_file(dir.join(PRIVATE_FILE)).expect("rm key");
         std::fs::remove_file(dir.join(PUBLIC_FILE)).expect("rm pub");
         let err = load_or_create(&dir).expect_err("refused");

@@ -153,13 +153,8 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
 
 fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let reader = open(&a.db.db_path())?;
-    let now = std::time::SystemTime::now();
-    let cutoff = now
-        .checked_sub(a.older_than.get())
-        .unwrap_or(std::time::UNIX_EPOCH);
-    let cutoff_ms = cutoff
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let retention_ms = u64::try_from(a.older_than.get().as_millis()).unwrap_or(u64::MAX);
+    let cutoff_ms = now_ms().saturating_sub(retention_ms);
     let deleted = reader
         .prune_payloads(cutoff_ms)
         .with_context(|| format!("pruning payloads in {}", a.db.db_path().display()))?;
@@ -305,11 +300,7 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let reader = open(&a.db.db_path())?;
     let key = hostkey::read_public_key(&a.db.data_dir.join(hostkey::PUBLIC_FILE)).ok();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let s = reader.export_jsonl(&a.out, key.as_ref(), now)?;
+    let s = reader.export_jsonl(&a.out, key.as_ref(), now_ms())?;
     println!(
         "wrote {}: {} entries, {} checkpoints",
         a.out.display(),
@@ -317,6 +308,13 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         s.checkpoints
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn open(db: &Path) -> anyhow::Result<AuditReader> {

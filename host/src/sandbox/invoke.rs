@@ -99,7 +99,8 @@ pub async fn invoke(
     }
     let wall_time = policy.budget.wall_time.get();
     let started = Instant::now();
-    yield_every_tick_until(&mut store, started + wall_time);
+    // `None`: a wall time too large to be a point in time never ends.
+    yield_every_tick_until(&mut store, started.checked_add(wall_time));
     // The epoch deadline stops guest code; this timeout also bounds time the
     // guest spends waiting in host calls. A small grace lets the epoch trap
     // (which reports precisely) win for CPU-bound guests.
@@ -115,7 +116,7 @@ pub async fn invoke(
         Ok::<_, wasmtime::Error>(results)
     };
     let ended = if links_imports {
-        tokio::time::timeout(wall_time + grace, call).await
+        tokio::time::timeout(wall_time.saturating_add(grace), call).await
     } else {
         Ok(call.await)
     };
@@ -187,13 +188,13 @@ type Ending = (Outcome, Option<Value>, Option<String>);
 
 /// Guest code yields to the async executor at every epoch tick and traps
 /// (`Trap::Interrupt`, reported as `budget_exhausted:time`) at the first
-/// tick past `deadline`. A CPU-bound guest therefore holds a runtime worker
+/// tick past `deadline` (never, without one). A CPU-bound guest therefore holds a runtime worker
 /// for at most one tick at a time: invocations can run on the same workers
 /// as the HTTP server (or an embedder's own tasks) without stalling them.
-fn yield_every_tick_until(store: &mut Store<InvocationState>, deadline: Instant) {
+fn yield_every_tick_until(store: &mut Store<InvocationState>, deadline: Option<Instant>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
+        Ok(if deadline.is_some_and(|d| Instant::now() >= d) {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Yield(1)

@@ -113,55 +113,46 @@ impl Drop for Active<'_> {
     }
 }
 
+/// The host the daemon runs on. Without `data` (for `--check`) nothing in
+/// the data directory is used: no audit store, key, cache or KV file.
+fn host_config(config: &DaemonConfig, data: bool) -> HostConfig {
+    HostConfig {
+        sandbox: SandboxConfig {
+            max_concurrent_instances: config.limits.max_in_flight,
+            memory_init_cow: config.engine.memory_init_cow,
+            ..SandboxConfig::default()
+        },
+        trust: None,
+        allow_unsigned: config.allow_unsigned,
+        data_dir: data.then(|| config.data_dir.clone()),
+        checkpoints: CheckpointPolicy {
+            every_entries: config.checkpoints.every_entries,
+            every: config.checkpoints.every.get(),
+        },
+        host_key: if data { config.host_key.clone() } else { None },
+        cache_dir: None,
+        models: config.models.clone(),
+        hosts: config.hosts.clone(),
+    }
+}
+
 impl Daemon {
-    /// Opens the host and state store and validates the whole deployment.
-    /// Nothing listens yet.
     /// Validates `config` and everything it names (trust, policies,
     /// signatures, components, routes, approvers) without touching the data
     /// directory: no audit store, no lock, no key, no cache is opened or
     /// created, so it runs beside a daemon serving the same deployment.
     /// Components are compiled in memory.
     pub fn check(config: &DaemonConfig) -> Result<(), ServeError> {
-        let host = Host::new(HostConfig {
-            sandbox: SandboxConfig {
-                max_concurrent_instances: config.limits.max_in_flight,
-                memory_init_cow: config.engine.memory_init_cow,
-                ..SandboxConfig::default()
-            },
-            trust: None,
-            allow_unsigned: config.allow_unsigned,
-            data_dir: None,
-            checkpoints: CheckpointPolicy::default(),
-            host_key: None,
-            cache_dir: None,
-            models: config.models.clone(),
-            hosts: config.hosts.clone(),
-        })?;
+        let host = Host::new(host_config(config, false))?;
         Deployment::load(&host, config)
             .map(|_| ())
             .map_err(ServeError::Invalid)
     }
 
-    /// Opens the data directory and loads the deployment (see [`serve`]).
+    /// Opens the host and state store and validates the whole deployment.
+    /// Nothing listens yet.
     pub fn start(config: DaemonConfig) -> Result<Arc<Daemon>, ServeError> {
-        let host = Host::new(HostConfig {
-            sandbox: SandboxConfig {
-                max_concurrent_instances: config.limits.max_in_flight,
-                memory_init_cow: config.engine.memory_init_cow,
-                ..SandboxConfig::default()
-            },
-            trust: None,
-            allow_unsigned: config.allow_unsigned,
-            data_dir: Some(config.data_dir.clone()),
-            checkpoints: CheckpointPolicy {
-                every_entries: config.checkpoints.every_entries,
-                every: config.checkpoints.every.get(),
-            },
-            host_key: config.host_key.clone(),
-            cache_dir: None,
-            models: config.models.clone(),
-            hosts: config.hosts.clone(),
-        })?;
+        let host = Host::new(host_config(&config, true))?;
         let deployment = match Deployment::load(&host, &config) {
             Ok(d) => d,
             // Dropping the host closes the audit log (final checkpoint).
