@@ -385,7 +385,7 @@ impl Host {
     pub fn prepare_with(
         &self,
         trust: Option<&TrustStore>,
-        policy: Policy,
+        mut policy: Policy,
         bytes: &[u8],
         origin: &str,
     ) -> Result<Capability, LoadError> {
@@ -394,7 +394,7 @@ impl Host {
         check_limits(&self.sandbox, &policy)?;
         let (component, compiled) = self.compile(&name, &digest, bytes, origin)?;
         let shape = Shape::of(self.sandbox.engine(), &component);
-        check_approval_rules(&shape, &policy)?;
+        bind_approval_rules(&shape, &mut policy)?;
         let link_err = |source| LoadError::Link {
             capability: name.clone(),
             source,
@@ -614,7 +614,9 @@ impl Host {
             Ok(typed) => typed,
             Err(why) => return record.fail(Outcome::InvalidInput, why),
         };
-        if let Some(need) = cap.policy.approval_for(&call.function, &call.input) {
+        // From here on the function is named by its canonical identity only.
+        record.function = export.id.clone();
+        if let Some(need) = cap.policy.approval_for(&export.function_id(), &call.input) {
             let have = call.approvers().len();
             if have < need.mode.required() {
                 let why = format!(
@@ -739,24 +741,24 @@ fn check_limits(sandbox: &Sandbox, policy: &Policy) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Every `[[approval]]` rule names a function the component exports.
-fn check_approval_rules(shape: &Shape, policy: &Policy) -> Result<(), LoadError> {
-    for (i, rule) in policy.approvals.iter().enumerate() {
-        if rule.function != "*" && shape.export(&rule.function).is_none() {
+/// Every `[[approval]]` rule names a function the component exports, and
+/// is bound to that function's canonical identity: from here on rules and
+/// requests are compared only as [`crate::policy::FunctionId`]s, whichever
+/// form (`iface#func` or `ns:pkg/iface#func`) either side was written in.
+fn bind_approval_rules(shape: &Shape, policy: &mut Policy) -> Result<(), LoadError> {
+    let source = policy.source.display().to_string();
+    policy
+        .bind_functions(|name| shape.resolve(name))
+        .map_err(|(i, function)| {
             let names: Vec<&str> = shape.exports.iter().map(|e| e.id.as_str()).collect();
-            return Err(LoadError::Limits {
+            LoadError::Limits {
                 capability: policy.capability.name.clone(),
                 message: format!(
-                    "{}: [[approval]] rule {} names function `{}`, which the component does not export (it exports: {})",
-                    policy.source.display(),
-                    i + 1,
-                    rule.function,
+                    "{source}: [[approval]] rule {i} names function `{function}`, which the component does not export (it exports: {})",
                     names.join(", ")
                 ),
-            });
-        }
-    }
-    Ok(())
+            }
+        })
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

@@ -30,6 +30,8 @@ pub enum Budget {
     Kv,
     /// Log lines or bytes.
     Log,
+    /// Bytes written under a preopened directory (`max_write_bytes`).
+    Fs,
 }
 
 impl Budget {
@@ -45,6 +47,7 @@ impl Budget {
             Budget::Tokens => "tokens",
             Budget::Kv => "kv",
             Budget::Log => "log",
+            Budget::Fs => "fs",
         }
     }
 }
@@ -130,6 +133,7 @@ impl Outcome {
                 "tokens" => Budget::Tokens,
                 "kv" => Budget::Kv,
                 "log" => Budget::Log,
+                "fs" => Budget::Fs,
                 _ => return None,
             };
             return Some(Outcome::BudgetExhausted(budget));
@@ -207,6 +211,7 @@ mod tests {
             Outcome::BudgetExhausted(Budget::Tokens),
             Outcome::BudgetExhausted(Budget::Kv),
             Outcome::BudgetExhausted(Budget::Log),
+            Outcome::BudgetExhausted(Budget::Fs),
             Outcome::Trap,
             Outcome::CapabilityError,
             Outcome::Transient,

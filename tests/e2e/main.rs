@@ -3,11 +3,13 @@
 
 mod approvals;
 mod audit;
+mod bounds;
 mod capabilities;
 mod cli;
 mod daemon;
 mod determinism;
 mod doubles;
+mod function_identity;
 mod hostile;
 mod interfaces_fs;
 mod interfaces_http;

@@ -9,7 +9,7 @@
 
 pub mod predicate;
 
-use crate::policy::HumanDuration;
+use crate::policy::{FunctionId, HumanDuration};
 use predicate::Predicate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -97,8 +97,14 @@ impl std::fmt::Display for Approver {
 /// One `[[approval]]` rule, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    /// Export id the rule applies to, or `*` for every function.
+    /// The function as written in the policy (an export id, its short form,
+    /// or `*` for every function); shown and hashed as written.
     pub function: String,
+    /// The canonical identity `function` resolved to against the component
+    /// (set by [`crate::policy::Policy::bind_functions`] at load). A named
+    /// rule that was never bound covers every function: an unresolved name
+    /// fails closed.
+    pub bound: Option<FunctionId>,
     /// When the rule applies; always when absent.
     pub when: Option<Predicate>,
     /// Approvals needed.
@@ -190,6 +196,7 @@ impl RawRule {
         }
         Ok(Rule {
             function: self.function,
+            bound: None,
             when,
             mode: self.mode,
             expires,
@@ -199,9 +206,17 @@ impl RawRule {
 }
 
 impl Rule {
-    /// Whether the rule is about `function`.
-    pub fn covers(&self, function: &str) -> bool {
-        self.function == "*" || self.function == function
+    /// Whether the rule is about `function`, compared as canonical
+    /// identities only. A rule whose name was never bound to an export
+    /// covers every function (fails closed).
+    pub fn covers(&self, function: &FunctionId) -> bool {
+        if self.function == "*" {
+            return true;
+        }
+        match &self.bound {
+            Some(id) => id == function,
+            None => true,
+        }
     }
 
     /// The rule as JSON (in the effective policy, hence the policy hash,
@@ -252,7 +267,7 @@ impl Requirement {
 /// rule needs at least a single approval even if its mode is `none`: an
 /// input the gate cannot read never skips the gate. No rule, or a `none`
 /// rule, means no approval.
-pub fn requirement(rules: &[Rule], function: &str, input: &Value) -> Option<Requirement> {
+pub fn requirement(rules: &[Rule], function: &FunctionId, input: &Value) -> Option<Requirement> {
     for (i, rule) in rules.iter().enumerate() {
         if !rule.covers(function) {
             continue;
@@ -289,8 +304,12 @@ pub fn requirement(rules: &[Rule], function: &str, input: &Value) -> Option<Requ
 mod tests {
     use super::*;
 
+    fn fid(name: &str) -> FunctionId {
+        FunctionId::from_export_id(name)
+    }
+
     fn rule(function: &str, when: Option<&str>, mode: Mode) -> Rule {
-        RawRule {
+        let mut rule = RawRule {
             function: function.into(),
             when: when.map(Into::into),
             mode,
@@ -298,7 +317,11 @@ mod tests {
             approvers: vec![],
         }
         .compile()
-        .expect("valid rule")
+        .expect("valid rule");
+        if function != "*" {
+            rule.bound = Some(fid(function));
+        }
+        rule
     }
 
     fn refund_rules() -> Vec<Rule> {
@@ -313,7 +336,7 @@ mod tests {
     fn the_first_matching_rule_decides() {
         let rules = refund_rules();
         let need = |amount: Value| {
-            requirement(&rules, "refund", &json!({"amount_cents": amount}))
+            requirement(&rules, &fid("refund"), &json!({"amount_cents": amount}))
                 .map(|r| (r.rule, r.mode))
         };
         assert_eq!(need(json!(100)), None);
@@ -321,7 +344,7 @@ mod tests {
         assert_eq!(need(json!(5001)), Some((2, Mode::Single)));
         assert_eq!(need(json!(100_000)), Some((2, Mode::Single)));
         assert_eq!(need(json!(100_001)), Some((1, Mode::Dual)));
-        assert_eq!(requirement(&rules, "status", &json!({})), None);
+        assert_eq!(requirement(&rules, &fid("status"), &json!({})), None);
     }
 
     #[test]
@@ -333,16 +356,16 @@ mod tests {
             json!({"amount_cents": null}),
             json!(null),
         ] {
-            let r = requirement(&rules, "refund", &input).expect("gated");
+            let r = requirement(&rules, &fid("refund"), &input).expect("gated");
             assert_eq!((r.rule, r.mode), (1, Mode::Dual), "{input}");
             assert!(r.reason.contains("cannot be evaluated"), "{}", r.reason);
         }
         // Even a `none` rule whose predicate cannot be read requires one approval.
         let rules = vec![rule("refund", Some("input.trusted == true"), Mode::None)];
-        let r = requirement(&rules, "refund", &json!({})).expect("gated");
+        let r = requirement(&rules, &fid("refund"), &json!({})).expect("gated");
         assert_eq!(r.mode, Mode::Single);
         assert_eq!(
-            requirement(&rules, "refund", &json!({"trusted": true})),
+            requirement(&rules, &fid("refund"), &json!({"trusted": true})),
             None
         );
     }
@@ -351,7 +374,7 @@ mod tests {
     fn wildcard_rules_cover_every_function() {
         let rules = vec![rule("*", None, Mode::Single)];
         assert_eq!(
-            requirement(&rules, "anything", &json!({})).map(|r| r.mode),
+            requirement(&rules, &fid("anything"), &json!({})).map(|r| r.mode),
             Some(Mode::Single)
         );
     }
@@ -383,5 +406,26 @@ mod tests {
         assert!(g.admits("bob", &["finance".into()]));
         assert!(!g.admits("finance", &[]));
         assert!(Approver::parse("group:").is_err());
+    }
+
+    #[test]
+    fn a_named_rule_never_bound_to_an_export_gates_every_function() {
+        let mut unbound = rule("calc#add", None, Mode::Single);
+        unbound.bound = None;
+        for f in ["calc#add", "ns:pkg/calc#add", "other"] {
+            assert!(
+                requirement(std::slice::from_ref(&unbound), &fid(f), &json!({})).is_some(),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bound_rule_covers_only_its_canonical_function() {
+        let mut bound = rule("calc#add", None, Mode::Single);
+        bound.bound = Some(fid("ns:pkg/calc#add"));
+        let rules = [bound];
+        assert!(requirement(&rules, &fid("ns:pkg/calc#add"), &json!({})).is_some());
+        assert!(requirement(&rules, &fid("ns:pkg/calc#sub"), &json!({})).is_none());
     }
 }

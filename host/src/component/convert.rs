@@ -436,52 +436,207 @@ pub fn json_to_params(params: &[(String, Type)], input: &Value) -> Result<Vec<Va
     Ok(vals)
 }
 
-/// Converts a component value back to JSON. Values come from the guest: they
-/// are typed by wasmtime already, so this cannot fail except for kinds that
-/// cannot cross JSON (resources, futures, streams), which become `null` and
-/// are refused at inspection time.
-pub fn val_to_json(v: &Val) -> Value {
-    match v {
-        Val::Bool(b) => Value::Bool(*b),
-        Val::S8(n) => Value::from(*n),
-        Val::U8(n) => Value::from(*n),
-        Val::S16(n) => Value::from(*n),
-        Val::U16(n) => Value::from(*n),
-        Val::S32(n) => Value::from(*n),
-        Val::U32(n) => Value::from(*n),
-        Val::S64(n) => Value::from(*n),
-        Val::U64(n) => Value::from(*n),
-        Val::Float32(f) => json_float(f64::from(*f)),
-        Val::Float64(f) => json_float(*f),
-        Val::Char(c) => Value::String(c.to_string()),
-        Val::String(s) => Value::String(s.clone()),
-        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
-            Value::Array(items.iter().map(val_to_json).collect())
+/// The guest's output would serialise to more bytes than the budget allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the output exceeds {limit} bytes of JSON (conversion stopped at {reached} bytes)")]
+pub struct OutputOverBudget {
+    /// The budget, in bytes of compact JSON.
+    pub limit: u64,
+    /// How many bytes had been counted when conversion stopped.
+    pub reached: u64,
+}
+
+/// Counts the bytes of compact JSON (`serde_json::to_vec`) as a value is
+/// converted, and stops the conversion the moment they pass the limit.
+struct Meter {
+    used: u64,
+    limit: u64,
+}
+
+impl Meter {
+    fn add(&mut self, n: u64) -> Result<(), OutputOverBudget> {
+        self.used = self.used.saturating_add(n);
+        if self.used > self.limit {
+            return Err(OutputOverBudget {
+                limit: self.limit,
+                reached: self.used,
+            });
         }
-        Val::Map(pairs) => Value::Array(
-            pairs
-                .iter()
-                .map(|(k, v)| Value::Array(vec![val_to_json(k), val_to_json(v)]))
-                .collect(),
-        ),
-        Val::Record(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), val_to_json(v)))
-                .collect(),
-        ),
-        Val::Variant(name, None) => Value::String(name.clone()),
-        Val::Variant(name, Some(p)) => single(name, val_to_json(p)),
-        Val::Enum(name) => Value::String(name.clone()),
-        Val::Option(None) => Value::Null,
+        Ok(())
+    }
+
+    /// `s` as a JSON string: quotes plus escapes exactly as serde_json writes them.
+    fn string(&mut self, s: &str) -> Result<(), OutputOverBudget> {
+        let escaped: u64 = s
+            .bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                0x00..=0x1f => 6,
+                _ => 1,
+            })
+            .sum();
+        self.add(escaped.saturating_add(2))
+    }
+
+    /// `n` more elements of an array or members of an object: brackets and
+    /// separators.
+    fn container(&mut self, n: usize) -> Result<(), OutputOverBudget> {
+        self.add((n as u64).saturating_add(1).max(2))
+    }
+}
+
+fn decimal_len(mut n: u128) -> u64 {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+fn int_json(meter: &mut Meter, n: i128) -> Result<Value, OutputOverBudget> {
+    meter.add(decimal_len(n.unsigned_abs()) + u64::from(n < 0))?;
+    Ok(match (i64::try_from(n), u64::try_from(n)) {
+        (Ok(i), _) => Value::from(i),
+        (_, Ok(u)) => Value::from(u),
+        _ => Value::Null,
+    })
+}
+
+/// Converts a component value back to JSON, counting the bytes of its
+/// compact serialisation as it goes and stopping as soon as they pass
+/// `limit` (the invocation's `max_output`): the host never builds more than
+/// a budget's worth of JSON for a guest, however long the value. Values
+/// come from the guest but are typed by wasmtime already, so nothing else
+/// can fail; kinds that cannot cross JSON (resources, futures, streams)
+/// become `null` and are refused at inspection time.
+pub fn val_to_json(v: &Val, limit: u64) -> Result<Value, OutputOverBudget> {
+    let mut meter = Meter { used: 0, limit };
+    to_json(v, &mut meter)
+}
+
+fn to_json(v: &Val, m: &mut Meter) -> Result<Value, OutputOverBudget> {
+    Ok(match v {
+        Val::Bool(b) => {
+            m.add(if *b { 4 } else { 5 })?;
+            Value::Bool(*b)
+        }
+        Val::S8(n) => int_json(m, i128::from(*n))?,
+        Val::U8(n) => int_json(m, i128::from(*n))?,
+        Val::S16(n) => int_json(m, i128::from(*n))?,
+        Val::U16(n) => int_json(m, i128::from(*n))?,
+        Val::S32(n) => int_json(m, i128::from(*n))?,
+        Val::U32(n) => int_json(m, i128::from(*n))?,
+        Val::S64(n) => int_json(m, i128::from(*n))?,
+        Val::U64(n) => int_json(m, i128::from(*n))?,
+        Val::Float32(f) => counted(m, json_float(f64::from(*f)))?,
+        Val::Float64(f) => counted(m, json_float(*f))?,
+        Val::Char(c) => {
+            let mut buf = [0u8; 4];
+            let s: &str = c.encode_utf8(&mut buf);
+            m.string(s)?;
+            Value::String(s.to_string())
+        }
+        Val::String(s) => {
+            m.string(s)?;
+            Value::String(s.clone())
+        }
+        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+            m.container(items.len())?;
+            let mut out = Vec::new();
+            for item in items {
+                out.push(to_json(item, m)?);
+            }
+            Value::Array(out)
+        }
+        Val::Map(pairs) => {
+            m.container(pairs.len())?;
+            let mut out = Vec::new();
+            for (k, v) in pairs {
+                m.container(2)?;
+                let k = to_json(k, m)?;
+                out.push(Value::Array(vec![k, to_json(v, m)?]));
+            }
+            Value::Array(out)
+        }
+        Val::Record(fields) => {
+            m.container(fields.len())?;
+            let mut out = Map::new();
+            for (k, v) in fields {
+                m.string(k)?;
+                m.add(1)?;
+                out.insert(k.clone(), to_json(v, m)?);
+            }
+            Value::Object(out)
+        }
+        Val::Variant(name, None) | Val::Enum(name) => {
+            m.string(name)?;
+            Value::String(name.clone())
+        }
+        Val::Variant(name, Some(p)) => single_json(m, name, Some(p))?,
+        Val::Option(None) => {
+            m.add(4)?;
+            Value::Null
+        }
         Val::Option(Some(inner)) => match inner.as_ref() {
-            Val::Option(_) => single("some", val_to_json(inner)),
-            other => val_to_json(other),
+            Val::Option(_) => single_json(m, "some", Some(inner))?,
+            other => to_json(other, m)?,
         },
-        Val::Result(Ok(p)) => single("ok", p.as_deref().map_or(Value::Null, val_to_json)),
-        Val::Result(Err(p)) => single("err", p.as_deref().map_or(Value::Null, val_to_json)),
-        Val::Flags(names) => Value::Array(names.iter().map(|n| Value::String(n.clone())).collect()),
-        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Null,
+        Val::Result(Ok(p)) => single_json(m, "ok", p.as_deref())?,
+        Val::Result(Err(p)) => single_json(m, "err", p.as_deref())?,
+        Val::Flags(names) => {
+            m.container(names.len())?;
+            let mut out = Vec::new();
+            for n in names {
+                m.string(n)?;
+                out.push(Value::String(n.clone()));
+            }
+            Value::Array(out)
+        }
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
+            m.add(4)?;
+            Value::Null
+        }
+    })
+}
+
+/// `{"key": payload}` (`null` without a payload).
+fn single_json(m: &mut Meter, key: &str, payload: Option<&Val>) -> Result<Value, OutputOverBudget> {
+    m.container(1)?;
+    m.string(key)?;
+    m.add(1)?;
+    let v = match payload {
+        Some(p) => to_json(p, m)?,
+        None => {
+            m.add(4)?;
+            Value::Null
+        }
+    };
+    Ok(single(key, v))
+}
+
+/// A scalar whose length is easiest to count by writing it (floats).
+fn counted(m: &mut Meter, v: Value) -> Result<Value, OutputOverBudget> {
+    m.add(serialized_len(&v))?;
+    Ok(v)
+}
+
+/// Length of `serde_json::to_vec(value)`, counted without building it.
+pub fn serialized_len(value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len() as u64);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => u64::MAX,
     }
 }
 
@@ -511,5 +666,75 @@ pub fn is_json_representable(ty: &Type) -> bool {
                 && r.err().as_ref().is_none_or(is_json_representable)
         }
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn val() -> impl Strategy<Value = Val> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Val::Bool),
+            any::<i8>().prop_map(Val::S8),
+            any::<u64>().prop_map(Val::U64),
+            any::<i64>().prop_map(Val::S64),
+            any::<f32>().prop_map(Val::Float32),
+            any::<f64>().prop_map(Val::Float64),
+            any::<char>().prop_map(Val::Char),
+            ".{0,12}".prop_map(Val::String),
+            "[a-z]{1,6}".prop_map(Val::Enum),
+            Just(Val::Option(None)),
+            Just(Val::Result(Ok(None))),
+            prop::collection::vec("[a-z]{1,5}", 0..4).prop_map(Val::Flags),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Val::List),
+                prop::collection::vec(inner.clone(), 1..4).prop_map(Val::Tuple),
+                prop::collection::vec(("[a-z]{1,6}", inner.clone()), 1..4).prop_map(|f| {
+                    // Record field names are unique in WIT.
+                    let mut seen = std::collections::BTreeSet::new();
+                    Val::Record(
+                        f.into_iter()
+                            .filter(|(k, _)| seen.insert(k.clone()))
+                            .collect(),
+                    )
+                }),
+                prop::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(Val::Map),
+                ("[a-z]{1,6}", inner.clone()).prop_map(|(n, p)| Val::Variant(n, Some(Box::new(p)))),
+                inner.clone().prop_map(|p| Val::Option(Some(Box::new(p)))),
+                inner
+                    .clone()
+                    .prop_map(|p| Val::Result(Err(Some(Box::new(p))))),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The meter counts exactly the bytes serde_json writes: a value
+        /// converts within a budget of its own size and not within one byte less.
+        #[test]
+        fn the_output_meter_counts_the_exact_serialized_length(v in val()) {
+            let json = val_to_json(&v, u64::MAX).expect("no limit");
+            let len = serialized_len(&json);
+            let within = val_to_json(&v, len);
+            prop_assert_eq!(within.as_ref(), Ok(&json));
+            prop_assert!(val_to_json(&v, len - 1).is_err());
+        }
+
+    }
+
+    #[test]
+    fn a_long_list_stops_converting_at_the_budget_not_at_its_end() {
+        // Its separators alone pass the budget: refused before any element.
+        let long = Val::List(vec![Val::Result(Ok(None)); 1_000_000]);
+        let err = val_to_json(&long, 1000).expect_err("over budget");
+        assert_eq!(err.limit, 1000);
+        // Separators fit, elements do not: stops within one element of it.
+        let some = Val::List(vec![Val::Result(Ok(None)); 400]);
+        let err = val_to_json(&some, 1000).expect_err("over budget");
+        assert!(err.reached <= 1000 + 11, "{err:?}");
     }
 }

@@ -8,7 +8,7 @@ pub mod convert;
 pub mod schema;
 pub mod wit;
 
-use crate::policy::InterfaceName;
+use crate::policy::{FunctionId, InterfaceName};
 use serde_json::Value;
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
@@ -58,6 +58,11 @@ impl ExportFunc {
     /// JSON Schema of the output.
     pub fn output_schema(&self) -> Value {
         schema::output_schema(self.result.as_ref())
+    }
+
+    /// The canonical identity every comparison of function names uses.
+    pub fn function_id(&self) -> FunctionId {
+        FunctionId::from_export_id(&self.id)
     }
 
     /// Whether the result is a `result<..>`: an `err` is a capability error.
@@ -121,6 +126,14 @@ impl Shape {
             }
         }
         Shape { imports, exports }
+    }
+
+    /// Resolves a caller's name for a function to its canonical identity:
+    /// the export id itself, or the short form `iface#func` when exactly
+    /// one export has it. Every place that names a function (approval
+    /// rules, routes, `--call`, [`crate::Call`]) goes through this once.
+    pub fn resolve(&self, name: &str) -> Option<FunctionId> {
+        self.export(name).map(ExportFunc::function_id)
     }
 
     /// Finds an export by its id (`echo`, `ns:pkg/iface#func`) or by the short

@@ -25,6 +25,17 @@
 //! target [`FURTHER_CALLS`] (bytes summed, no hashes), so a refusal is never
 //! lost and an entry stays bounded.
 //!
+//! **Write budget.** Each preopen has `max_write_bytes` (policy; 16 MiB by
+//! default). Every byte a guest asks to write — `write`, writes to
+//! `write-via-stream`/`append-via-stream` streams, `write-zeroes`, and the
+//! size given to `set-size` — is charged to the preopen the descriptor came
+//! from *before* the host does the write. A write that would pass the budget
+//! is refused (`quota` to the guest; the stream write fails), summarised,
+//! and the invocation ends `budget_exhausted:fs` whatever the guest does
+//! next. Bytes written before the refusal stay in the directory (a
+//! filesystem has no rollback). A descriptor of unknown origin may not
+//! write at all.
+//!
 //! **Streams.** `read-via-stream`, `write-via-stream` and `append-via-stream`
 //! return `wasi:io` streams; the host wraps them so the bytes the guest reads
 //! (or writes, and the stream accepts) are counted and hashed into the
@@ -45,7 +56,7 @@ use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
 use wasmtime_wasi::p2::{FsError, FsResult, ReaddirIterator};
 use wasmtime_wasi_io::poll::Pollable;
 use wasmtime_wasi_io::streams::{
-    DynInputStream, DynOutputStream, InputStream, OutputStream, StreamResult,
+    DynInputStream, DynOutputStream, InputStream, OutputStream, StreamError, StreamResult,
 };
 
 /// The interface name in host-call summaries.
@@ -126,16 +137,58 @@ struct Tally {
     hashed: bool,
 }
 
+/// The write budget of one preopen (by its guest path).
+#[derive(Debug, Clone)]
+pub struct WriteBudget {
+    /// The preopen's guest path.
+    pub preopen: Arc<str>,
+    /// Most bytes one invocation may write under it; `None`: read-only
+    /// (wasmtime-wasi refuses every write there itself).
+    pub limit: Option<u64>,
+    /// Bytes charged so far.
+    pub used: u64,
+}
+
 /// The filesystem summaries of one invocation, shared with the stream
-/// wrappers (which outlive the call that opened them).
+/// wrappers (which outlive the call that opened them), and the write
+/// budgets they charge.
 #[derive(Default)]
 pub struct FsLog {
     tallies: Vec<Tally>,
     index: HashMap<(String, String), usize>,
     itemised: usize,
+    budgets: Vec<WriteBudget>,
+    /// Why a write was refused for its budget: the invocation then ends
+    /// `budget_exhausted:fs`.
+    overrun: Option<String>,
 }
 
 impl FsLog {
+    /// Charges `n` bytes a guest asks to write under `preopen`, before the
+    /// write happens. Refuses (and remembers why) past the budget.
+    fn charge(&mut self, preopen: &str, n: u64) -> Result<(), String> {
+        let why = match self.budgets.iter_mut().find(|b| &*b.preopen == preopen) {
+            Some(WriteBudget { limit: None, .. }) => return Ok(()),
+            Some(b) => match (b.used.checked_add(n), b.limit) {
+                (Some(total), Some(limit)) if total <= limit => {
+                    b.used = total;
+                    return Ok(());
+                }
+                (_, limit) => format!(
+                    "writes under preopen `{preopen}` would pass its max_write_bytes of {} bytes \
+                     ({} written, {n} more asked)",
+                    limit.unwrap_or(0),
+                    b.used
+                ),
+            },
+            None => {
+                format!("a write through a descriptor of unknown origin (`{preopen}`) was refused")
+            }
+        };
+        self.overrun.get_or_insert_with(|| why.clone());
+        Err(why)
+    }
+
     /// Counts one call under (`target`, `status`); returns its tally.
     fn call(&mut self, target: String, status: String) -> usize {
         let folded = self.itemised >= MAX_FS_SUMMARIES;
@@ -241,7 +294,7 @@ fn lock(log: &Mutex<FsLog>) -> MutexGuard<'_, FsLog> {
     log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Per-invocation filesystem audit state.
+/// Per-invocation filesystem audit state and write budgets.
 #[derive(Default)]
 pub struct FsAudit {
     /// Origin of every live descriptor and directory-entry stream, by rep.
@@ -254,6 +307,24 @@ pub struct FsAudit {
 }
 
 impl FsAudit {
+    /// State for an invocation granted `budgets` (one per preopen).
+    pub fn new(budgets: Vec<WriteBudget>) -> FsAudit {
+        FsAudit {
+            log: (!budgets.is_empty()).then(|| {
+                Arc::new(Mutex::new(FsLog {
+                    budgets,
+                    ..FsLog::default()
+                }))
+            }),
+            ..FsAudit::default()
+        }
+    }
+
+    /// Why a write was refused for its budget, if one was.
+    pub fn overrun(&self) -> Option<String> {
+        self.log.as_ref().and_then(|log| lock(log).overrun.clone())
+    }
+
     /// The summaries recorded so far.
     pub fn summaries(&self) -> Vec<HostCall> {
         self.log
@@ -414,6 +485,13 @@ impl types::HostDescriptor for FsView<'_> {
     }
 
     async fn set_size(&mut self, fd: Resource<Descriptor>, size: types::Filesize) -> FsResult<()> {
+        let origin = self.origin(&fd);
+        // Growing a file allocates up to `size` bytes: charged like a write.
+        if self.log().charge(&origin.preopen, size).is_err() {
+            let r = Err(types::ErrorCode::Quota.into());
+            self.on("set-size", &origin, &r);
+            return r;
+        }
         on_descriptor!(self, "set-size", set_size(fd, size))
     }
 
@@ -448,6 +526,16 @@ impl types::HostDescriptor for FsView<'_> {
         offset: types::Filesize,
     ) -> FsResult<types::Filesize> {
         let origin = self.origin(&fd);
+        if self
+            .log()
+            .charge(&origin.preopen, buf.len() as u64)
+            .is_err()
+        {
+            let r = Err(types::ErrorCode::Quota.into());
+            let i = self.on("write", &origin, &r);
+            self.log().sent(i, &buf);
+            return r;
+        }
         let data = buf.clone();
         let r = types::HostDescriptor::write(&mut self.inner, fd, buf, offset).await;
         let i = self.on("write", &origin, &r);
@@ -657,20 +745,22 @@ impl types::HostDescriptor for FsView<'_> {
         fd: Resource<Descriptor>,
         offset: types::Filesize,
     ) -> FsResult<Resource<DynOutputStream>> {
-        let target = format!("write-via-stream {} @{offset}", self.origin(&fd).describe());
+        let origin = self.origin(&fd);
+        let target = format!("write-via-stream {} @{offset}", origin.describe());
         let r = types::HostDescriptor::write_via_stream(&mut self.inner, fd, offset);
         let i = self.log().call(target, status(&r));
-        self.counted_output(r?, i)
+        self.counted_output(r?, i, origin.preopen)
     }
 
     fn append_via_stream(
         &mut self,
         fd: Resource<Descriptor>,
     ) -> FsResult<Resource<DynOutputStream>> {
-        let target = format!("append-via-stream {}", self.origin(&fd).describe());
+        let origin = self.origin(&fd);
+        let target = format!("append-via-stream {}", origin.describe());
         let r = types::HostDescriptor::append_via_stream(&mut self.inner, fd);
         let i = self.log().call(target, status(&r));
-        self.counted_output(r?, i)
+        self.counted_output(r?, i, origin.preopen)
     }
 
     async fn is_same_object(
@@ -709,12 +799,14 @@ impl FsView<'_> {
         &mut self,
         stream: Resource<DynOutputStream>,
         tally: usize,
+        preopen: Arc<str>,
     ) -> FsResult<Resource<DynOutputStream>> {
         let stream = self.inner.table.delete(stream)?;
         let counted: DynOutputStream = Box::new(CountedOutput {
             inner: stream,
             log: self.audit.shared().clone(),
             tally,
+            preopen,
         });
         Ok(self.inner.table.push(counted)?)
     }
@@ -797,15 +889,23 @@ impl InputStream for CountedInput {
     }
 }
 
-/// A file output stream whose accepted bytes are counted into a summary.
+/// A file output stream whose accepted bytes are counted into a summary
+/// and charged to its preopen's write budget before they are written.
 /// Bytes a failing write may have partly written are not counted.
 struct CountedOutput {
     inner: DynOutputStream,
     log: Arc<Mutex<FsLog>>,
     tally: usize,
+    preopen: Arc<str>,
 }
 
 impl CountedOutput {
+    fn charge(&self, n: usize) -> StreamResult<()> {
+        lock(&self.log)
+            .charge(&self.preopen, n as u64)
+            .map_err(|why| StreamError::LastOperationFailed(wasmtime::format_err!("{why}")))
+    }
+
     fn count(&self, r: &StreamResult<()>, data: &[u8]) {
         if r.is_ok() {
             lock(&self.log).sent(self.tally, data);
@@ -823,6 +923,7 @@ impl Pollable for CountedOutput {
 #[async_trait::async_trait]
 impl OutputStream for CountedOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.charge(bytes.len())?;
         let data = bytes.clone();
         let r = self.inner.write(bytes);
         self.count(&r, &data);
@@ -838,6 +939,7 @@ impl OutputStream for CountedOutput {
     }
 
     async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.charge(bytes.len())?;
         let data = bytes.clone();
         let r = self.inner.blocking_write_and_flush(bytes).await;
         self.count(&r, &data);
@@ -845,6 +947,7 @@ impl OutputStream for CountedOutput {
     }
 
     fn write_zeroes(&mut self, nelem: usize) -> StreamResult<()> {
+        self.charge(nelem)?;
         let r = self.inner.write_zeroes(nelem);
         if r.is_ok() {
             lock(&self.log).sent_zeroes(self.tally, nelem);
@@ -940,5 +1043,36 @@ mod tests {
         let s = log.summaries();
         assert_eq!(s[0].bytes_out, 7);
         assert_eq!(s[0].response_sha256, Some(Hash256::of(b"a.txt\nb")));
+    }
+
+    #[test]
+    fn writes_are_charged_to_their_preopen_and_refused_past_its_budget() {
+        let mut log = FsLog {
+            budgets: vec![
+                WriteBudget {
+                    preopen: "/out".into(),
+                    limit: Some(10),
+                    used: 0,
+                },
+                WriteBudget {
+                    preopen: "/in".into(),
+                    limit: None,
+                    used: 0,
+                },
+            ],
+            ..FsLog::default()
+        };
+        assert!(log.charge("/out", 6).is_ok());
+        assert!(log.charge("/out", 4).is_ok());
+        assert!(log.overrun.is_none());
+        let why = log.charge("/out", 1).expect_err("over");
+        assert!(why.contains("max_write_bytes of 10"), "{why}");
+        assert!(
+            log.charge("/in", u64::MAX).is_ok(),
+            "read-only: wasmtime refuses"
+        );
+        assert!(log.charge("?", 1).is_err(), "unknown origin never writes");
+        assert!(log.charge("/out", u64::MAX).is_err(), "no overflow");
+        assert!(log.overrun.is_some());
     }
 }

@@ -214,7 +214,11 @@ async fn send(
         return Err(Error::DestinationIpProhibited);
     }
     let timeout = per_request_timeout(&grant, options);
-    let deadline = tokio::time::Instant::now() + timeout;
+    // Policy durations are at most 100 years, but never panic on a clock edge.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(timeout)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365));
     let limit = grant.max_request_bytes.bytes();
     let used = with(&log, |l| l.request_bytes);
     let metered_request = MeteredBody::new(

@@ -3,7 +3,12 @@
 //!
 //! Lines past `max_lines`, or bytes past `max_bytes`, are dropped (the WIT
 //! promises logging never fails); the count of dropped lines is reported in
-//! the invocation record so a flood is visible.
+//! the invocation record so a flood is visible. Every part of a line counts
+//! against `max_bytes` as the host writes it — the message and each field
+//! escaped, plus fixed framing per line and per field — so empty fields
+//! cannot slip past the budget, and a line carries at most
+//! [`MAX_FIELDS_PER_LINE`] fields. Guest text is written escaped (`{:?}`),
+//! so a guest cannot forge log lines with newlines or control characters.
 
 use super::bindings::warden::host::log::{Host, Level};
 use crate::policy::LogLimits;
@@ -20,6 +25,39 @@ pub struct LogLine {
     /// Structured fields.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, String)>,
+}
+
+/// Most fields one log line may carry; a line with more is dropped (and
+/// counted). Stops a guest from making the host format and store a huge
+/// number of (possibly empty) fields.
+pub const MAX_FIELDS_PER_LINE: usize = 32;
+
+/// Bytes every line counts against `max_bytes` besides its text (level,
+/// capability and request id are the host's, but a line of empty text must
+/// still cost something).
+pub const LINE_FRAMING: u64 = 16;
+
+/// Bytes every field counts against `max_bytes` besides its key and value
+/// (the quotes and separators the host writes around them).
+pub const FIELD_FRAMING: u64 = 10;
+
+/// Bytes `text` takes once escaped for the host's log.
+fn escaped_len(text: &str) -> u64 {
+    text.chars()
+        .map(|c| c.escape_debug().count() as u64)
+        .fold(0u64, u64::saturating_add)
+}
+
+/// What one line costs against `max_bytes`.
+fn line_cost(message: &str, fields: &[(String, String)]) -> u64 {
+    fields.iter().fold(
+        escaped_len(message).saturating_add(LINE_FRAMING),
+        |sum, (k, v)| {
+            sum.saturating_add(escaped_len(k))
+                .saturating_add(escaped_len(v))
+                .saturating_add(FIELD_FRAMING)
+        },
+    )
 }
 
 /// Per-invocation log state.
@@ -46,31 +84,32 @@ impl LogState {
     }
 
     fn record(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
-        let size: u64 =
-            (message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
         let over_lines = self.lines.len() as u64 >= u64::from(self.limits.max_lines);
-        let over_bytes = self.bytes.saturating_add(size) > self.limits.max_bytes.bytes();
-        if over_lines || over_bytes {
+        let too_many_fields = fields.len() > MAX_FIELDS_PER_LINE;
+        let over_bytes = || {
+            self.bytes.saturating_add(line_cost(&message, &fields)) > self.limits.max_bytes.bytes()
+        };
+        if over_lines || too_many_fields || over_bytes() {
             self.dropped = self.dropped.saturating_add(1);
             return;
         }
-        self.bytes += size;
+        self.bytes = self.bytes.saturating_add(line_cost(&message, &fields));
         let level = level_name(level);
         match level {
             "error" => {
-                tracing::error!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message}")
+                tracing::error!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message:?}")
             }
             "warn" => {
-                tracing::warn!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message}")
+                tracing::warn!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message:?}")
             }
             "info" => {
-                tracing::info!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message}")
+                tracing::info!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message:?}")
             }
             "debug" => {
-                tracing::debug!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message}")
+                tracing::debug!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message:?}")
             }
             _ => {
-                tracing::trace!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message}")
+                tracing::trace!(capability = %self.capability, request_id = %self.request_id, fields = ?fields, "{message:?}")
             }
         }
         self.lines.push(LogLine {
@@ -139,7 +178,8 @@ mod tests {
         let mut s = LogState::new(
             LogLimits {
                 max_lines: 100,
-                max_bytes: ByteSize(10),
+                // "12345" costs 5 + LINE_FRAMING = 21, "1234567" 23.
+                max_bytes: ByteSize(40),
             },
             "c".into(),
             "r".into(),
@@ -148,5 +188,40 @@ mod tests {
         s.log(Level::Warn, "1234567".into());
         assert_eq!(s.lines.len(), 1);
         assert_eq!(s.dropped, 1);
+    }
+
+    #[test]
+    fn empty_fields_count_against_the_byte_budget() {
+        let mut s = LogState::new(
+            LogLimits {
+                max_lines: 1000,
+                max_bytes: ByteSize(1000),
+            },
+            "c".into(),
+            "r".into(),
+        );
+        let empty = vec![(String::new(), String::new()); MAX_FIELDS_PER_LINE];
+        for _ in 0..100 {
+            s.log_fields(Level::Info, String::new(), empty.clone());
+        }
+        let cost = LINE_FRAMING + FIELD_FRAMING * MAX_FIELDS_PER_LINE as u64;
+        assert_eq!(s.lines.len() as u64, 1000 / cost);
+        assert_eq!(s.dropped, 100 - 1000 / cost);
+        assert!(s.bytes <= 1000);
+    }
+
+    #[test]
+    fn a_line_with_more_fields_than_the_cap_is_dropped() {
+        let mut s = LogState::new(LogLimits::default(), "c".into(), "r".into());
+        let many = vec![(String::new(), String::new()); MAX_FIELDS_PER_LINE + 1];
+        s.log_fields(Level::Info, "m".into(), many);
+        assert!(s.lines.is_empty());
+        assert_eq!(s.dropped, 1);
+    }
+
+    #[test]
+    fn control_characters_count_as_the_escapes_the_log_writes() {
+        assert_eq!(escaped_len("a\nb"), 4);
+        assert_eq!(escaped_len("\u{1b}"), "\\u{1b}".len() as u64);
     }
 }

@@ -185,6 +185,18 @@ pub struct PreopenDir {
     pub guest: String,
     /// `read-only` or `read-write`. Required: no default for write access.
     pub mode: DirMode,
+    /// Most bytes one invocation may write under this directory (writes,
+    /// stream writes, zero fills, and file sizes set); past it writes are
+    /// refused and the invocation ends `budget_exhausted:fs`. By default
+    /// 16MiB. Ignored for `read-only`.
+    #[serde(default = "PreopenDir::default_write_bytes")]
+    pub max_write_bytes: ByteSize,
+}
+
+impl PreopenDir {
+    fn default_write_bytes() -> ByteSize {
+        ByteSize(16 << 20)
+    }
 }
 
 /// `wasi:filesystem/preopens` settings.

@@ -16,7 +16,7 @@ pub use grants::{
     ClockMode, DirMode, GrantKind, HttpGrant, KvLimits, LogLimits, ModelGrant, PreopenDir,
     PreopenDirs, RandomMode, default_grant_settings,
 };
-pub use names::InterfaceName;
+pub use names::{FunctionId, InterfaceName};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
 pub use units::{ByteSize, HumanDuration};
 
@@ -357,10 +357,30 @@ impl Policy {
     /// `[[approval]]` rules (`None`: it runs at once).
     pub fn approval_for(
         &self,
-        function: &str,
+        function: &FunctionId,
         input: &serde_json::Value,
     ) -> Option<crate::approval::Requirement> {
         crate::approval::requirement(&self.approvals, function, input)
+    }
+
+    /// Binds every `[[approval]]` rule's function name to its canonical
+    /// identity with `resolve` (the component's
+    /// [`crate::component::Shape::resolve`]). Returns, for the first rule
+    /// whose name resolves to nothing, its 1-based index and name.
+    pub fn bind_functions(
+        &mut self,
+        resolve: impl Fn(&str) -> Option<FunctionId>,
+    ) -> Result<(), (usize, String)> {
+        for (i, rule) in self.approvals.iter_mut().enumerate() {
+            if rule.function == "*" {
+                continue;
+            }
+            match resolve(&rule.function) {
+                Some(id) => rule.bound = Some(id),
+                None => return Err((i + 1, rule.function.clone())),
+            }
+        }
+        Ok(())
     }
 
     /// Whether, by its grants alone, an invocation can be replayed (virtual

@@ -162,3 +162,36 @@ mod tests {
         }
     }
 }
+
+/// The canonical identity of an exported function: its export id exactly as
+/// [`crate::component::Shape`] lists it (`echo`, or
+/// `ns:pkg/iface#func` inside an exported interface).
+///
+/// A caller may name a function by a short form (`iface#func`); every such
+/// name is resolved to a `FunctionId` once, against the component, and
+/// function names are compared only as `FunctionId`s. Only
+/// [`crate::component::Shape::resolve`] makes one from a caller's text, so
+/// an unresolved name cannot be compared by accident (issue: an approval
+/// rule written `calc#add` did not gate a call of
+/// `warden-test:all-types/calc#add`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FunctionId(String);
+
+impl FunctionId {
+    /// Wraps an export id as the component lists it. Only the component
+    /// inspection (and tests) may call this.
+    pub(crate) fn from_export_id(id: &str) -> FunctionId {
+        FunctionId(id.to_string())
+    }
+
+    /// The export id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FunctionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -156,11 +156,17 @@ fn approval_rules_are_parsed_in_order_and_enter_the_policy_hash() {
     assert_eq!(p.approvals[0].mode, crate::approval::Mode::Dual);
     assert_eq!(p.approvals[0].expires, std::time::Duration::from_secs(7200));
     let need = p
-        .approval_for("refund", &serde_json::json!({"amount": 101}))
+        .approval_for(
+            &crate::policy::FunctionId::from_export_id("refund"),
+            &serde_json::json!({"amount": 101}),
+        )
         .expect("gated");
     assert_eq!((need.rule, need.mode), (1, crate::approval::Mode::Dual));
     assert_eq!(
-        p.approval_for("refund", &serde_json::json!({"amount": 100})),
+        p.approval_for(
+            &crate::policy::FunctionId::from_export_id("refund"),
+            &serde_json::json!({"amount": 100})
+        ),
         None
     );
     let plain = Policy::parse(Path::new("refund.toml"), base).expect("valid");

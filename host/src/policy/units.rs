@@ -91,7 +91,15 @@ impl serde::Serialize for ByteSize {
     }
 }
 
+/// The longest duration a policy or config may write: 100 years. Every
+/// duration is added to clocks and deadlines (`Instant`, tokio timers,
+/// millisecond counters); refusing longer ones when the file is read means
+/// no later use can overflow (issue: `timeout = "10000000000000000d"`
+/// passed `policy check` and panicked at request time).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A duration written as a string such as `"500ms"`, `"2s"`, `"5m"`, `"4h"`, `"1d"`, `"250us"`.
+/// At most [`MAX_DURATION`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HumanDuration(pub Duration);
 
@@ -102,13 +110,20 @@ impl HumanDuration {
         let n: u64 = digits.parse().map_err(|_| {
             format!("`{text}` is not a duration: expected e.g. \"500ms\", \"2s\", \"4h\"")
         })?;
+        let too_long =
+            || format!("`{text}` is too long: durations are at most 100 years (\"36500d\")");
+        let secs = |per: u64| {
+            n.checked_mul(per)
+                .map(Duration::from_secs)
+                .ok_or_else(too_long)
+        };
         let d = match unit {
             "us" | "µs" => Duration::from_micros(n),
             "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            "s" => secs(1)?,
+            "m" => secs(60)?,
+            "h" => secs(3600)?,
+            "d" => secs(86_400)?,
             "" => {
                 return Err(format!(
                     "`{text}` has no unit: write e.g. \"{n}ms\" or \"{n}s\""
@@ -120,6 +135,9 @@ impl HumanDuration {
                 ));
             }
         };
+        if d > MAX_DURATION {
+            return Err(too_long());
+        }
         Ok(HumanDuration(d))
     }
 
@@ -182,10 +200,40 @@ mod tests {
             Ok(Duration::from_secs(14_400))
         );
         assert!(HumanDuration::parse("500").is_err());
+        assert_eq!(
+            HumanDuration::parse("36500d").map(|d| d.get()),
+            Ok(MAX_DURATION)
+        );
+        for too_long in [
+            "36501d",
+            "10000000000000000d",
+            "18446744073709551615s",
+            "99999999999999999999ms",
+        ] {
+            assert!(HumanDuration::parse(too_long).is_err(), "{too_long}");
+        }
         assert!(HumanDuration::parse("5 fortnights").is_err());
         assert_eq!(
             HumanDuration(Duration::from_millis(1500)).to_string(),
             "1500ms"
         );
+    }
+
+    proptest::proptest! {
+        /// Any text either parses to a duration no longer than the maximum
+        /// or is refused; nothing panics.
+        #[test]
+        fn every_parsed_duration_is_at_most_the_maximum(text in "[0-9_]{0,24}(us|ms|s|m|h|d|x)?") {
+            if let Ok(d) = HumanDuration::parse(&text) {
+                proptest::prop_assert!(d.get() <= MAX_DURATION);
+                proptest::prop_assert!(std::time::Instant::now().checked_add(d.get()).is_some());
+            }
+        }
+
+        /// Any text either parses to a size or is refused; nothing panics.
+        #[test]
+        fn sizes_never_panic(text in "[0-9_ ]{0,24}(B|KiB|MiB|GiB|KB|MB|GB|x)?") {
+            let _ = ByteSize::parse(&text);
+        }
     }
 }

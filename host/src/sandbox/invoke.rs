@@ -5,7 +5,7 @@ use super::Sandbox;
 use super::state::{InvocationIdentity, InvocationState};
 use crate::audit::HostCall;
 use crate::component::ExportFunc;
-use crate::component::convert::val_to_json;
+use crate::component::convert::{OutputOverBudget, val_to_json};
 use crate::interfaces::HostServices;
 use crate::interfaces::kv::KvError;
 use crate::interfaces::log::LogLine;
@@ -97,6 +97,7 @@ pub async fn invoke(
         // Cannot fail: metering is enabled on this engine.
         let _ = store.set_fuel(fuel_budget);
     }
+    store.set_hostcall_fuel(transfer_budget(policy));
     let wall_time = policy.budget.wall_time.get();
     let started = Instant::now();
     // `None`: a wall time too large to be a point in time never ends.
@@ -127,14 +128,13 @@ pub async fn invoke(
     } else {
         0
     };
-    let state = store.data();
     let usage = Usage {
         fuel: if policy.budget.fuel == Fuel::Off {
             fuel_used.min(u64::MAX / 2)
         } else {
             fuel_used
         },
-        peak_memory: state.limiter.peak_memory,
+        peak_memory: store.data().limiter.peak_memory,
         wall_time_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
     };
     let (outcome, output, error) = match ended {
@@ -147,11 +147,12 @@ pub async fn invoke(
             )),
         ),
         Ok(Err(err)) => {
-            let (outcome, why) = classify(&err, state, policy);
+            let (outcome, why) = classify(&err, store.data(), policy);
             (outcome, None, Some(why))
         }
-        Ok(Ok(results)) => finish(results, export, policy),
+        Ok(Ok(results)) => finish(results, export, policy).await,
     };
+    let state = store.data();
     let (outcome, output, error) = host_budgets(outcome, output, error, state);
     let (outcome, output, error) = commit_writes(outcome, output, error, state);
     let mut state = store.into_data();
@@ -235,6 +236,9 @@ fn host_budgets(
             Some(why.clone()),
         );
     }
+    if let Some(why) = state.fs.overrun() {
+        return (Outcome::BudgetExhausted(Budget::Fs), None, Some(why));
+    }
     let failed = matches!(outcome, Outcome::Trap | Outcome::CapabilityError);
     if failed && let Some(why) = state.model.as_ref().and_then(|m| m.refused.as_ref()) {
         let then = error.unwrap_or_default();
@@ -289,28 +293,78 @@ fn commit_writes(
     }
 }
 
-/// Turns returned values into output JSON, applying the output budget.
-fn finish(
+/// Most bytes of host values (wasmtime's "hostcall fuel") the guest may make
+/// the host allocate in one transfer: lifting its result, or the arguments of
+/// one host call. It stops a guest from returning (or passing) a value that
+/// is small in its own memory but huge on the host — a long list of tiny
+/// elements, or many strings aliasing one buffer — before the host builds
+/// it. By default wasmtime allows 128 MiB per transfer; warden gives
+/// [`TRANSFER_PER_OUTPUT_BYTE`] bytes per `max_output` byte, at least
+/// [`TRANSFER_FLOOR`] (host-call arguments such as KV values need room
+/// whatever the output budget) and at most [`TRANSFER_CEILING`].
+pub const TRANSFER_FLOOR: usize = 8 << 20;
+
+/// See [`TRANSFER_FLOOR`]: 48 bytes covers a component value (40 bytes)
+/// for every byte of the smallest JSON element (`0,`).
+pub const TRANSFER_PER_OUTPUT_BYTE: usize = 48;
+
+/// See [`TRANSFER_FLOOR`].
+pub const TRANSFER_CEILING: usize = 256 << 20;
+
+/// Outputs budgets up to this size are converted to JSON on the calling
+/// task (at most a few milliseconds of work); larger ones on the blocking
+/// pool, so a guest's long output never holds an async worker.
+pub const INLINE_CONVERSION_MAX: u64 = 1 << 20;
+
+/// The transfer budget of one invocation under `policy`.
+pub fn transfer_budget(policy: &Policy) -> usize {
+    let per_output = usize::try_from(policy.budget.max_output.bytes())
+        .unwrap_or(usize::MAX)
+        .saturating_mul(TRANSFER_PER_OUTPUT_BYTE);
+    per_output.clamp(TRANSFER_FLOOR, TRANSFER_CEILING)
+}
+
+/// Turns returned values into output JSON, applying the output budget as
+/// the JSON is built (never after): conversion stops at `max_output`.
+async fn finish(
     results: Vec<Val>,
     export: &ExportFunc,
     policy: &Policy,
 ) -> (Outcome, Option<Value>, Option<String>) {
-    let output = results.first().map_or(Value::Null, val_to_json);
-    let size = json_size(&output);
     let cap = policy.budget.max_output.bytes();
-    if size > cap {
-        return (
-            Outcome::BudgetExhausted(Budget::Output),
-            None,
-            Some(format!(
-                "output of {size} bytes exceeds the max_output budget of {}",
-                policy.budget.max_output
-            )),
-        );
-    }
-    if export.returns_result()
-        && let Some(Val::Result(Err(_))) = results.first()
-    {
+    let is_err = export.returns_result() && matches!(results.first(), Some(Val::Result(Err(_))));
+    let convert = move || match results.first() {
+        Some(v) => val_to_json(v, cap),
+        None => Ok(Value::Null),
+    };
+    let converted = if cap <= INLINE_CONVERSION_MAX {
+        convert()
+    } else {
+        match tokio::task::spawn_blocking(convert).await {
+            Ok(converted) => converted,
+            Err(e) => {
+                return (
+                    Outcome::Transient,
+                    None,
+                    Some(format!("converting the output failed: {e}")),
+                );
+            }
+        }
+    };
+    let output = match converted {
+        Ok(output) => output,
+        Err(OutputOverBudget { .. }) => {
+            return (
+                Outcome::BudgetExhausted(Budget::Output),
+                None,
+                Some(format!(
+                    "output exceeds the max_output budget of {} (conversion stopped there)",
+                    policy.budget.max_output
+                )),
+            );
+        }
+    };
+    if is_err {
         return (
             Outcome::CapabilityError,
             Some(output),
@@ -318,25 +372,6 @@ fn finish(
         );
     }
     (Outcome::Ok, Some(output), None)
-}
-
-/// Length of `serde_json::to_vec(value)`, counted without building it.
-fn json_size(value: &Value) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len() as u64;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => u64::MAX,
-    }
 }
 
 /// Decides which failure class an error from instantiation or the call is.
@@ -356,6 +391,17 @@ fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> 
             );
         }
         _ => {}
+    }
+    if is_transfer_exhausted(err) {
+        return (
+            Outcome::BudgetExhausted(Budget::Output),
+            format!(
+                "the guest passed the host more data in one transfer (its result or a host-call \
+                 argument) than the transfer budget of {} bytes allows (max_output {})",
+                transfer_budget(policy),
+                b.max_output
+            ),
+        );
     }
     if state.limiter.memory_refused || state.limiter.table_refused {
         let what = if state.limiter.memory_refused {
@@ -401,6 +447,16 @@ fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> 
     )
 }
 
+/// Whether wasmtime stopped lifting guest values at the transfer budget
+/// (its hostcall fuel). wasmtime's error type for it is private; its
+/// message is stable and a test pins it.
+fn is_transfer_exhausted(err: &wasmtime::Error) -> bool {
+    err.chain().any(|e| {
+        e.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
+}
+
 fn first_line(err: &wasmtime::Error) -> String {
     let text = match err.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
@@ -411,20 +467,19 @@ fn first_line(err: &wasmtime::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::json_size;
-    use serde_json::json;
+    use super::*;
 
     #[test]
-    fn json_size_is_the_serialized_length() {
-        for v in [
-            json!(null),
-            json!("héllo \"quoted\" \u{1}"),
-            json!({"a": [1, 2.5, -3], "b": {"c": true}}),
-        ] {
-            assert_eq!(
-                json_size(&v),
-                serde_json::to_vec(&v).expect("json").len() as u64
+    fn the_transfer_budget_grows_with_max_output_between_floor_and_ceiling() {
+        let with = |max_output: &str| {
+            let text = format!(
+                "[capability]\nname = \"c\"\ncomponent = \"c.wasm\"\n[budget]\nmax_output = \"{max_output}\"\n"
             );
-        }
+            let p = Policy::parse(std::path::Path::new("c.toml"), &text).expect("policy");
+            transfer_budget(&p)
+        };
+        assert_eq!(with("1KiB"), TRANSFER_FLOOR);
+        assert_eq!(with("1MiB"), 48 << 20);
+        assert_eq!(with("64MiB"), TRANSFER_CEILING);
     }
 }

@@ -4,7 +4,7 @@
 use super::clocks::{CountingMonotonicClock, FixedWallClock, seed};
 use crate::interfaces::HostServices;
 use crate::interfaces::calls::HostCallLog;
-use crate::interfaces::fs::{FsAudit, FsView};
+use crate::interfaces::fs::{FsAudit, FsView, WriteBudget};
 use crate::interfaces::http::EgressHooks;
 use crate::interfaces::kv::{KvState, KvView};
 use crate::interfaces::model::{ModelState, ModelView};
@@ -138,6 +138,7 @@ impl InvocationState {
         let mut kv = None;
         let mut model = None;
         let mut http = None;
+        let mut write_budgets = Vec::new();
         for g in &policy.imports {
             match (&g.kind, g.name.interface.as_str()) {
                 (GrantKind::Clock { mode }, "wall-clock") => wall = *mode,
@@ -166,6 +167,12 @@ impl InvocationState {
                         };
                         b.preopened_dir(preopen_host_path(policy, dir), &dir.guest, perms)
                             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+                        write_budgets.push(WriteBudget {
+                            preopen: dir.guest.as_str().into(),
+                            limit: (dir.mode == DirMode::ReadWrite)
+                                .then(|| dir.max_write_bytes.bytes()),
+                            used: 0,
+                        });
                     }
                 }
                 _ => {}
@@ -206,7 +213,7 @@ impl InvocationState {
             http_ctx: WasiHttpCtx::new(),
             http_hooks: EgressHooks::new(http, services.clone()),
             calls: HostCallLog::default(),
-            fs: FsAudit::default(),
+            fs: FsAudit::new(write_budgets),
         })
     }
 

@@ -289,7 +289,21 @@ impl Daemon {
             let record = self.host.refuse(None, &call, Outcome::Denied, why).await;
             return self.answer(&record, None, 1, None, &rule_id);
         };
-        if let Some(need) = cap.policy.approval_for(&call.function, &call.input) {
+        // The route's function name becomes its canonical identity once;
+        // the approval gate and everything after compare only that.
+        let Some(function) = cap.shape.resolve(&call.function) else {
+            let why = match cap.typed_params(&call.function, &call.input) {
+                Err(why) => why,
+                Ok(_) => format!("`{}` does not resolve to one export", call.function),
+            };
+            let record = self
+                .host
+                .refuse(Some(&cap), &call, Outcome::InvalidInput, why)
+                .await;
+            return self.answer(&record, Some(&cap), 1, None, &rule_id);
+        };
+        call.function = function.as_str().to_string();
+        if let Some(need) = cap.policy.approval_for(&function, &call.input) {
             // Approvers are only ever asked about requests that could run.
             if let Err(why) = cap.typed_params(&call.function, &call.input) {
                 let record = self
