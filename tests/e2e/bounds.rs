@@ -387,3 +387,31 @@ async fn filesystem_writes_past_max_write_bytes_end_budget_exhausted_fs() {
     }
     assert_host_still_works(&h).await;
 }
+
+#[tokio::test]
+async fn http_header_blocks_and_live_guest_resources_are_bounded() {
+    let mut h = host_with_echo();
+    let imports = format!(
+        "{STD_IMPORTS}\n\"wasi:clocks/monotonic-clock\" = {{}}\n\"wasi:http/types\" = {{}}\n\"wasi:http/outgoing-handler\" = {{ allow = [\"http://127.0.0.1:9\"] }}"
+    );
+    load(&mut h, policy("http-fetch", &imports, ""), "http-fetch");
+    let hoard = |count: u32, bytes: u32| {
+        call(
+            &h,
+            "http-fetch",
+            "hoard-fields",
+            json!({"count": count, "bytes": bytes}),
+        )
+    };
+    // One header block holds at most MAX_HTTP_FIELDS_BYTES.
+    let r = hoard(1, 8 * 1024).await;
+    assert_eq!(r.output, Some(json!(1)), "{:?}", r.error);
+    // wasi:http 0.2 has no error for it: a header past the limit traps.
+    let r = hoard(1, 17 * 1024).await;
+    assert_eq!(r.outcome, Outcome::Trap, "{:?} {:?}", r.error, r.output);
+    // Live resources stop at MAX_LIVE_HANDLES: the guest traps, it cannot
+    // make the host keep 100,000 header blocks.
+    let r = hoard(100_000, 1024).await;
+    assert_eq!(r.outcome, Outcome::Trap, "{:?} {:?}", r.error, r.output);
+    assert_host_still_works(&h).await;
+}

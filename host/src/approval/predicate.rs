@@ -749,4 +749,85 @@ mod tests {
         let e = Predicate::parse(&long).expect_err("too long");
         assert!(e.message.contains("longer than"), "{e}");
     }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-z ]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("(amount|customer|tier|items|a|b)", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Predicate text assembled from the language's own tokens, so the
+    /// parser sees mostly-valid input and reaches its deep paths.
+    fn predicate_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![
+            Just("input.amount"),
+            Just("input.customer.tier"),
+            Just("input.items[0]"),
+            Just("input.items[99999999999999999999]"),
+            Just(" > "),
+            Just(" >= "),
+            Just(" == "),
+            Just(" != "),
+            Just(" and "),
+            Just(" or "),
+            Just("not "),
+            Just("("),
+            Just(")"),
+            Just(" in "),
+            Just("["),
+            Just("]"),
+            Just(","),
+            Just(" starts_with "),
+            Just("\"gold\""),
+            Just("1000"),
+            Just("-1e308"),
+            Just("18446744073709551616"),
+            Just("true"),
+            Just("null"),
+            Just("\""),
+            Just("\\"),
+            Just("é"),
+        ];
+        proptest::collection::vec(token, 0..24).prop_map(|t| t.concat())
+    }
+
+    proptest::proptest! {
+        /// Any text parses or is refused with an error; any parsed
+        /// predicate evaluates on any JSON to a value or an error. No panic.
+        #[test]
+        fn any_predicate_on_any_json_never_panics(text in predicate_text(), input in any_json()) {
+            if let Ok(p) = Predicate::parse(&text) {
+                let _ = p.eval(&input);
+            }
+        }
+
+        /// Arbitrary bytes as predicate text never panic the parser.
+        #[test]
+        fn arbitrary_text_never_panics_the_parser(text in ".{0,64}") {
+            let _ = Predicate::parse(&text);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_long_text_are_refused_not_recursed() {
+        let deep = format!("{}input.a > 1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(Predicate::parse(&deep).is_err());
+        let nots = format!("{}input.a", "not ".repeat(1_000));
+        assert!(Predicate::parse(&nots).is_err());
+    }
 }

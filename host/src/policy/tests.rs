@@ -197,3 +197,78 @@ fn approval_rule_errors_point_at_their_own_rule() {
         "{lines:?}"
     );
 }
+
+/// Policy text assembled from real keys and extreme values, so the parser
+/// and validator see mostly-valid input.
+fn policy_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let value = prop_oneof![
+        Just("\"64KiB\""),
+        Just("\"18446744073709551615GiB\""),
+        Just("\"36501d\""),
+        Just("\"0ms\""),
+        Just("\"500ms\""),
+        Just("0"),
+        Just("-1"),
+        Just("18446744073709551615"),
+        Just("\"off\""),
+        Just("\"system\""),
+        Just("\"read-write\""),
+        Just("[]"),
+        Just("[\"https://x.example.com\", \"http://[::1]:99999\"]"),
+        Just("{}"),
+        Just("{ max_bytes = \"1B\", max_lines = 4294967295 }"),
+        Just(
+            "{ dirs = [{ host = \"/tmp\", guest = \"/t\", mode = \"read-write\", max_write_bytes = \"1GiB\" }] }"
+        ),
+        Just("{ allow = [\"https://a.example\"], timeout = \"10000000000000000d\" }"),
+        Just("\"calc#add\""),
+        Just("\"input.amount > 1e400\""),
+    ];
+    let line = prop_oneof![
+        Just("[capability]\nname = \"p\"\ncomponent = \"p.wasm\"\n".to_string()),
+        Just("[imports]\n".to_string()),
+        Just("[budget]\n".to_string()),
+        Just("[[approval]]\nfunction = \"*\"\nmode = \"single\"\n".to_string()),
+        Just("[retry]\n".to_string()),
+        (
+            prop_oneof![
+                Just("fuel"),
+                Just("memory"),
+                Just("wall_time"),
+                Just("max_output"),
+                Just("max_stdout"),
+                Just("table_elements"),
+                Just("\"warden:host/log\""),
+                Just("\"warden:host/kv\""),
+                Just("\"wasi:filesystem/preopens\""),
+                Just("\"wasi:http/outgoing-handler\""),
+                Just("\"wasi:clocks/wall-clock\""),
+                Just("when"),
+                Just("expires"),
+                Just("payloads"),
+                Just("transient"),
+            ],
+            value,
+        )
+            .prop_map(|(k, v)| format!("{k} = {v}\n")),
+    ];
+    proptest::collection::vec(line, 0..12).prop_map(|l| l.concat())
+}
+
+proptest::proptest! {
+    /// Any text parses to a policy or to errors that name a line; no panic.
+    #[test]
+    fn any_policy_text_parses_or_is_refused_without_a_panic(text in policy_text()) {
+        if let Ok(p) = parse(&text) {
+            let _ = p.hash();
+            let _ = p.effective();
+        }
+    }
+
+    /// Arbitrary bytes as a policy never panic the parser.
+    #[test]
+    fn arbitrary_text_never_panics_the_policy_parser(text in ".{0,200}") {
+        let _ = parse(&text);
+    }
+}

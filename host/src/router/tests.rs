@@ -431,3 +431,38 @@ proptest! {
         prop_assert_eq!(t.decide(&with), expected);
     }
 }
+
+proptest! {
+    /// Any route-table text parses or is refused with errors; any parsed
+    /// table decides any request. No panic.
+    #[test]
+    fn any_route_table_text_parses_or_is_refused_without_a_panic(
+        lines in prop::collection::vec(
+            prop::sample::select(vec![
+                "[[route]]\n",
+                "id = \"r\"\n",
+                "id = \"\"\n",
+                "match = { kind = \"k\" }\n",
+                "match = { kind = \"k\", tenant = \"\", attributes = { a = \"b\" } }\n",
+                "match = { kind = \"*\" }\n",
+                "capability = \"echo\"\n",
+                "function = \"calc#add\"\n",
+                "function = 7\n",
+                "[route]\n",
+                "\u{0}\n",
+            ]),
+            0..16,
+        ),
+        kind in "[a-z*]{0,4}",
+    ) {
+        let text: String = lines.concat();
+        if let Ok(t) = parse(&text) {
+            let _ = t.decide(&req(&kind, Some("acme"), &[("a", "b")]));
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics_the_route_parser(text in ".{0,200}") {
+        let _ = parse(&text);
+    }
+}

@@ -98,6 +98,7 @@ pub async fn invoke(
         let _ = store.set_fuel(fuel_budget);
     }
     store.set_hostcall_fuel(transfer_budget(policy));
+    store.set_max_component_handles(super::state::MAX_LIVE_HANDLES);
     let wall_time = policy.budget.wall_time.get();
     let started = Instant::now();
     // `None`: a wall time too large to be a point in time never ends.

@@ -120,6 +120,21 @@ pub struct InvocationIdentity<'a> {
     pub capability: &'a str,
 }
 
+/// Most resources (descriptors, streams, HTTP fields and requests,
+/// pollables, …) one invocation may hold at once, in the host's resource
+/// table and in wasmtime's own handle tables. Each can hold host memory
+/// (an HTTP `fields` up to [`MAX_HTTP_FIELDS_BYTES`]), so the count bounds
+/// what a guest can make the host keep: wasmtime's defaults (100,000
+/// handles, 1,000,000 table entries) would let it pin gigabytes. Past it the
+/// guest traps.
+pub const MAX_LIVE_HANDLES: usize = 4096;
+
+/// Most bytes of names and values one `wasi:http` `fields` (a header block
+/// the guest builds) may hold; an `append`/`set` past it traps the guest
+/// (`wasi:http@0.2` has no error case for it). wasmtime-wasi-http's default
+/// is 128 KiB.
+pub const MAX_HTTP_FIELDS_BYTES: usize = 16 << 10;
+
 impl InvocationState {
     /// Builds the state for one invocation of a capability under `policy`.
     /// Fails only if a preopened directory cannot be opened (it was checked
@@ -193,7 +208,11 @@ impl InvocationState {
         Ok(InvocationState {
             wasi: None,
             wasi_plan,
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_LIVE_HANDLES);
+                table
+            },
             limiter: BudgetLimiter::new(&policy.budget),
             // Names only when log is granted: nothing else can write lines.
             log: match log_limits {
@@ -210,7 +229,11 @@ impl InvocationState {
             },
             kv,
             model,
-            http_ctx: WasiHttpCtx::new(),
+            http_ctx: {
+                let mut ctx = WasiHttpCtx::new();
+                ctx.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
+                ctx
+            },
             http_hooks: EgressHooks::new(http, services.clone()),
             calls: HostCallLog::default(),
             fs: FsAudit::new(write_budgets),

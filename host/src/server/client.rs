@@ -203,4 +203,20 @@ mod tests {
         assert_eq!((r.status, r.text().as_str()), (503, "abc"));
         assert_eq!(r.header("Retry-After"), Some("3"));
     }
+
+    proptest::proptest! {
+        /// A hostile or broken server's answer parses or is refused; no panic.
+        #[test]
+        fn any_response_bytes_parse_or_are_refused_without_a_panic(
+            head in "HTTP/1.1 [0-9]{0,4} [A-Z]{0,3}\r\n(Transfer-Encoding: chunked\r\n)?\r\n",
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            chunks in proptest::collection::vec("[0-9a-fA-F;x]{0,18}\r\n[a-z]{0,4}\r\n", 0..4),
+        ) {
+            let mut raw = head.into_bytes();
+            raw.extend_from_slice(chunks.concat().as_bytes());
+            raw.extend_from_slice(&body);
+            let _ = parse(&raw);
+            let _ = dechunk(&body);
+        }
+    }
 }

@@ -374,3 +374,29 @@ fn describe_reports_each_signature() {
         "trailing garbage is malformed"
     );
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes, and a real component with bytes flipped or cut,
+    /// never panic the section reader, the digest or the signature reader.
+    #[test]
+    fn arbitrary_and_mutated_components_never_panic_the_signature_reader(
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..8),
+        cut in 0usize..4096,
+    ) {
+        let _ = signatures(&noise);
+        let _ = digest(&noise);
+        let _ = detached_signatures(&noise);
+        let mut bytes = sign(&sample_component(1), &key(1)).expect("sign");
+        let len = bytes.len().max(1);
+        for (at, b) in flips {
+            if let Some(slot) = bytes.get_mut(at % len) {
+                *slot = b;
+            }
+        }
+        bytes.truncate(cut.min(bytes.len()));
+        let _ = signatures(&bytes);
+        let _ = digest(&bytes);
+        let _ = strip(&bytes);
+    }
+}

@@ -93,7 +93,24 @@ fn wait(
     }
 }
 
+fn hoard(count: u32, bytes: u32) -> u32 {
+    let value = vec![b'v'; bytes as usize];
+    let mut kept = Vec::new();
+    for _ in 0..count {
+        let fields = Fields::new();
+        if fields.append("x-hoard", &value).is_err() {
+            break;
+        }
+        kept.push(fields);
+    }
+    kept.len() as u32
+}
+
 impl Guest for G {
+    fn hoard_fields(count: u32, bytes: u32) -> u32 {
+        hoard(count, bytes)
+    }
+
     fn fetch(method: String, url: String, body: Option<String>) -> Result<Reply, String> {
         request(&method, &url, body.as_deref())
     }
