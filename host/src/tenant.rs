@@ -200,8 +200,19 @@ mod tests {
             Err(TenantError::TooLong { .. })
         ));
         for bad in [
-            " acme", "acme ", "ac me", "acme\n", "acmé", "ａｃｍｅ", "acme/x", "-acme", "acme-",
-            "ac--me", "acme_x", "*", "acme\0",
+            " acme",
+            "acme ",
+            "ac me",
+            "acme\n",
+            "acmé",
+            "ａｃｍｅ",
+            "acme/x",
+            "-acme",
+            "acme-",
+            "ac--me",
+            "acme_x",
+            "*",
+            "acme\0",
         ] {
             let e = Tenant::parse(bad).expect_err(bad);
             assert!(

@@ -129,7 +129,11 @@ fn final_outcomes_still_replay_under_their_idempotency_key() {
     ];
     for (body, status, outcome) in cases {
         let (s1, first, _) = submit(&d, &body);
-        assert_eq!((s1, first["outcome"].as_str()), (status, Some(outcome)), "{first}");
+        assert_eq!(
+            (s1, first["outcome"].as_str()),
+            (status, Some(outcome)),
+            "{first}"
+        );
         let (s2, second, replayed) = submit(&d, &body);
         assert_eq!(s2, status);
         assert!(replayed, "{outcome} replays: {second}");
@@ -149,7 +153,8 @@ fn a_503_stored_under_a_key_by_an_earlier_version_no_longer_replays() {
     let (code, _) = Daemon::start(&dir).terminate();
     assert_eq!(code, 0);
     let db = rusqlite::Connection::open(dir.join("data/state.db")).expect("state.db");
-    let stuck = json!({"request_id": "req-stuck", "outcome": "transient", "error_code": "overloaded"});
+    let stuck =
+        json!({"request_id": "req-stuck", "outcome": "transient", "error_code": "overloaded"});
     db.execute(
         "INSERT INTO requests (id, principal, status, response, at_ms) VALUES ('req-stuck', 'alice', 503, ?1, 0)",
         [stuck.to_string()],

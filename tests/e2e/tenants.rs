@@ -79,21 +79,21 @@ fn fetch(d: &Daemon, token: &str, tenant: Option<&str>) -> Value {
 #[test]
 fn a_principal_bound_to_acme_cannot_submit_for_globex_and_the_refusal_is_audited() {
     let d = Daemon::start(&notes_deploy("tenant-bound"));
-    let put_for = |tenant: Option<&str>| {
-        request(
-            "note.put",
-            json!({"key": "note/1", "value": "x"}),
-            tenant,
-        )
-    };
+    let put_for =
+        |tenant: Option<&str>| request("note.put", json!({"key": "note/1", "value": "x"}), tenant);
     let (status, body) = submit(&d, ACME, &put_for(Some("globex")));
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["outcome"], "denied");
     assert_eq!(body["error_code"], "tenant_forbidden");
     let why = body["error"].as_str().expect("why");
-    assert!(why.contains("`acme-app`") && why.contains("`globex`"), "{why}");
+    assert!(
+        why.contains("`acme-app`") && why.contains("`globex`"),
+        "{why}"
+    );
     let id = body["request_id"].as_str().expect("id").to_string();
-    let seq = body["audit"]["seq"].as_u64().expect("the refusal is audited");
+    let seq = body["audit"]["seq"]
+        .as_u64()
+        .expect("the refusal is audited");
     let entry = d
         .audit()
         .into_iter()
@@ -102,11 +102,17 @@ fn a_principal_bound_to_acme_cannot_submit_for_globex_and_the_refusal_is_audited
     assert_eq!(entry["entry"]["request_id"], id.as_str());
     assert_eq!(entry["entry"]["outcome"], "denied");
     assert_eq!(entry["entry"]["principal"], "acme-app");
-    assert_eq!(entry["entry"]["detail"], json!({"tenant": "globex"}).to_string());
+    assert_eq!(
+        entry["entry"]["detail"],
+        json!({"tenant": "globex"}).to_string()
+    );
 
     // Bound to tenants: a tenant-less request is refused too.
     let (status, body) = submit(&d, ACME, &put_for(None));
-    assert_eq!((status, body["error_code"].clone()), (403, json!("tenant_forbidden")));
+    assert_eq!(
+        (status, body["error_code"].clone()),
+        (403, json!("tenant_forbidden"))
+    );
     // Bound to no tenant: only tenant-less requests.
     let (status, _) = submit(&d, crate::daemon::SUBMIT, &put_for(Some("acme")));
     assert_eq!(status, 403);
@@ -275,7 +281,10 @@ fn warden_kv_migrate_without_a_tenant_moves_rows_to_the_tenant_less_namespace() 
     ]);
     assert_eq!(code, 0, "{out}{err}");
     let d = Daemon::start(&dir);
-    assert_eq!(fetch(&d, crate::daemon::SUBMIT, None), json!({"ok": "legacy"}));
+    assert_eq!(
+        fetch(&d, crate::daemon::SUBMIT, None),
+        json!({"ok": "legacy"})
+    );
     assert_eq!(fetch(&d, ACME, Some("acme")), json!({"ok": null}));
 }
 
@@ -285,8 +294,8 @@ async fn the_library_scopes_kv_by_the_calls_tenant() {
     let imports = format!("{STD_IMPORTS}\n\"warden:host/types\" = {{}}\n\"warden:host/kv\" = {{}}");
     load(&mut h, policy("kv-user", &imports, ""), "kv-user");
     let acme = Tenant::parse("acme").expect("tenant");
-    let put = Call::new("kv-user", "put", json!({"key": "k", "value": "acme"}))
-        .for_tenant(acme.clone());
+    let put =
+        Call::new("kv-user", "put", json!({"key": "k", "value": "acme"})).for_tenant(acme.clone());
     let r = h.invoke(put).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert_eq!(r.tenant.as_ref(), Some(&acme));
@@ -296,8 +305,14 @@ async fn the_library_scopes_kv_by_the_calls_tenant() {
         c
     };
     let globex = Tenant::parse("globex").expect("tenant");
-    assert_eq!(h.invoke(get(Some(&acme))).await.output, Some(json!({"ok": "acme"})));
-    assert_eq!(h.invoke(get(Some(&globex))).await.output, Some(json!({"ok": null})));
+    assert_eq!(
+        h.invoke(get(Some(&acme))).await.output,
+        Some(json!({"ok": "acme"}))
+    );
+    assert_eq!(
+        h.invoke(get(Some(&globex))).await.output,
+        Some(json!({"ok": null}))
+    );
     assert_eq!(h.invoke(get(None)).await.output, Some(json!({"ok": null})));
 }
 
@@ -341,5 +356,8 @@ fn warden_run_tenant_selects_the_tenants_kv_namespace() {
     assert!(out.contains("null"), "{out}");
     let (code, _, err) = run("fetch", r#"{"key":"k"}"#, Some("ac me"));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--tenant") && err.contains("\"ac me\""), "{err}");
+    assert!(
+        err.contains("--tenant") && err.contains("\"ac me\""),
+        "{err}"
+    );
 }

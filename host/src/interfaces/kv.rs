@@ -83,9 +83,7 @@ pub enum KvError {
         rows: u64,
     },
     /// The file was written by a newer warden.
-    #[error(
-        "kv store {path} has layout version {found}; this warden knows up to {LAYOUT_VERSION}"
-    )]
+    #[error("kv store {path} has layout version {found}; this warden knows up to {LAYOUT_VERSION}")]
     NewerLayout {
         /// The database file.
         path: String,
@@ -746,7 +744,10 @@ mod tests {
         assert_eq!(s.visible("k1").expect("get"), Some(b"v1".to_vec()));
         assert_eq!(store.get(&ns("a"), "k1").expect("get"), None);
         s.commit().expect("commit");
-        assert_eq!(store.get(&ns("a"), "k1").expect("get"), Some(b"v1".to_vec()));
+        assert_eq!(
+            store.get(&ns("a"), "k1").expect("get"),
+            Some(b"v1".to_vec())
+        );
         assert_eq!(store.get(&ns("b"), "k1").expect("get"), None);
     }
 
@@ -839,7 +840,10 @@ mod tests {
         let mut s = KvState::new(store.clone(), acme.clone(), KvLimits::default());
         s.set("n", b"acme secret".to_vec()).expect("set");
         s.commit().expect("commit");
-        assert_eq!(store.get(&acme, "n").expect("get"), Some(b"acme secret".to_vec()));
+        assert_eq!(
+            store.get(&acme, "n").expect("get"),
+            Some(b"acme secret".to_vec())
+        );
         assert_eq!(store.get(&globex, "n").expect("get"), None);
         assert_eq!(store.get(&none, "n").expect("get"), None);
         assert!(store.keys(&globex, "").expect("keys").is_empty());
@@ -853,7 +857,10 @@ mod tests {
         let mut g = KvState::new(store.clone(), globex.clone(), one_key);
         g.set("n", b"globex".to_vec()).expect("globex has room");
         g.commit().expect("commit");
-        assert_eq!(store.get(&acme, "n").expect("get"), Some(b"acme secret".to_vec()));
+        assert_eq!(
+            store.get(&acme, "n").expect("get"),
+            Some(b"acme secret".to_vec())
+        );
     }
 
     /// A `kv.db` as warden wrote it before tenants: `(namespace, key, value)`.
@@ -891,7 +898,11 @@ mod tests {
         // Refusing changed nothing: still the old table, still its row.
         let c = Connection::open(&path).expect("open");
         let n: i64 = c
-            .query_row("SELECT COUNT(*) FROM kv WHERE namespace = 'notes'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM kv WHERE namespace = 'notes'",
+                [],
+                |r| r.get(0),
+            )
             .expect("old rows");
         assert_eq!(n, 1);
     }
@@ -910,7 +921,11 @@ mod tests {
 
     #[test]
     fn migrating_moves_old_rows_into_the_tenant_less_namespace_or_one_tenant() {
-        let rows = [("notes", "a", "1"), ("notes", "b", "2"), ("other", "a", "3")];
+        let rows = [
+            ("notes", "a", "1"),
+            ("notes", "b", "2"),
+            ("other", "a", "3"),
+        ];
         let path = old_layout_file("to-none", &rows);
         assert_eq!(
             KvStore::migrate(&path, None).expect("migrate"),
@@ -920,8 +935,14 @@ mod tests {
             }
         );
         let store = KvStore::open(&path).expect("current layout");
-        assert_eq!(store.get(&ns("notes"), "b").expect("get"), Some(b"2".to_vec()));
-        assert_eq!(store.get(&ns("other"), "a").expect("get"), Some(b"3".to_vec()));
+        assert_eq!(
+            store.get(&ns("notes"), "b").expect("get"),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(
+            store.get(&ns("other"), "a").expect("get"),
+            Some(b"3".to_vec())
+        );
         let acme = Namespace::new("notes", Some(&tenant("acme")));
         assert_eq!(store.get(&acme, "b").expect("get"), None);
         drop(store);

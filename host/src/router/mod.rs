@@ -276,7 +276,10 @@ impl RouteTable {
                 Some(t) => match crate::tenant::Tenant::parse(t.get_ref()) {
                     Ok(canonical) => Some(canonical.to_string()),
                     Err(e) => {
-                        errors.push(at(t.span().start, format!("route `{id}`: match.tenant: {e}")));
+                        errors.push(at(
+                            t.span().start,
+                            format!("route `{id}`: match.tenant: {e}"),
+                        ));
                         ok = false;
                         None
                     }

@@ -396,10 +396,7 @@ impl DaemonConfig {
                 errors.push(err(line, format!("principal `{}` has no roles", p.name)));
             }
             if let Err(why) = p.tenant_binding() {
-                errors.push(err(
-                    line,
-                    format!("principal `{}`: tenants: {why}", p.name),
-                ));
+                errors.push(err(line, format!("principal `{}`: tenants: {why}", p.name)));
             }
         }
         let limits = raw.limits.unwrap_or_default();
@@ -512,13 +509,22 @@ mod tests {
         };
         let c = parse(&principal("tenants = [\"ACME\", \"globex\"]")).expect("valid");
         let acme = crate::tenant::Tenant::parse("acme").expect("tenant");
-        assert!(c.principals[0].tenant_binding().expect("binding").admits(Some(&acme)));
+        assert!(
+            c.principals[0]
+                .tenant_binding()
+                .expect("binding")
+                .admits(Some(&acme))
+        );
         let c = parse(&principal("")).expect("valid");
         assert_eq!(
             c.principals[0].tenant_binding(),
             Ok(crate::tenant::TenantBinding::TenantLess)
         );
-        for bad in ["tenants = [\"ac me\"]", "tenants = [\"*\", \"acme\"]", "tenants = [\"\"]"] {
+        for bad in [
+            "tenants = [\"ac me\"]",
+            "tenants = [\"*\", \"acme\"]",
+            "tenants = [\"\"]",
+        ] {
             let e = parse(&principal(bad)).expect_err(bad);
             assert!(e.to_string().contains("principal `a`: tenants:"), "{e}");
         }
