@@ -578,6 +578,7 @@ impl Host {
             request_id,
             admitted_at_ms: unix_ms(admitted_at),
             principal: call.principal.clone(),
+            tenant: call.tenant.clone(),
             capability: call.capability.clone(),
             function: call.function.clone(),
             component_digest: String::new(),
@@ -636,6 +637,7 @@ impl Host {
             request_id: &record.request_id,
             admitted_at,
             capability: &call.capability,
+            tenant: call.tenant.as_ref(),
         };
         let done = sandbox::invoke(
             &self.sandbox,

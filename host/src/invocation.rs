@@ -6,6 +6,7 @@ use crate::audit::entry::{Hash256, NewEntry, RouteDecision};
 use crate::audit::{Approval, ApprovalDecision, EventKind, HostCall};
 use crate::interfaces::log::LogLine;
 use crate::outcome::{Outcome, Usage};
+use crate::tenant::Tenant;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::SystemTime;
@@ -25,6 +26,10 @@ pub struct Call {
     pub admitted_at: Option<SystemTime>,
     /// Who asked (authenticated principal). By default `local`.
     pub principal: String,
+    /// The tenant the call is made for; `None` (the default) is
+    /// tenant-less. Scopes KV: each (capability, tenant) pair, and the
+    /// capability's tenant-less namespace, are separate namespaces.
+    pub tenant: Option<Tenant>,
     /// How the request arrived: `embed` (default), `cli`, `http`.
     pub via: String,
     /// The routing decision, when a route table chose the target.
@@ -46,6 +51,7 @@ impl Call {
             request_id: None,
             admitted_at: None,
             principal: "local".into(),
+            tenant: None,
             via: "embed".into(),
             route: None,
             attempt: 1,
@@ -56,6 +62,13 @@ impl Call {
     /// Sets the request id.
     pub fn with_request_id(mut self, id: impl Into<String>) -> Call {
         self.request_id = Some(id.into());
+        self
+    }
+
+    /// Makes the call for `tenant` (its KV namespace is the capability's
+    /// namespace for that tenant).
+    pub fn for_tenant(mut self, tenant: Tenant) -> Call {
+        self.tenant = Some(tenant);
         self
     }
 
@@ -110,6 +123,8 @@ pub struct InvocationRecord {
     pub admitted_at_ms: u64,
     /// Who asked.
     pub principal: String,
+    /// The tenant it ran for (canonical); `None`: tenant-less.
+    pub tenant: Option<Tenant>,
     /// Capability name.
     pub capability: String,
     /// Function id.
@@ -201,7 +216,12 @@ impl InvocationRecord {
             attempt: call.attempt,
             approvals: call.approvals.clone(),
             host_calls: self.host_calls.clone(),
-            detail: None,
+            // The tenant the request was made for (and whose KV namespace
+            // it used), when it named one.
+            detail: self
+                .tenant
+                .as_ref()
+                .map(|t| json!({ "tenant": t }).to_string()),
         }
     }
 

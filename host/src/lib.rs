@@ -22,7 +22,9 @@ pub mod scaffold;
 pub mod server;
 pub mod signing;
 pub mod store;
+pub mod tenant;
 
 pub use host::{Binding, Capability, Host, HostConfig, HostError, LoadError, new_request_id};
 pub use invocation::{AuditRef, Call, InvocationRecord};
 pub use outcome::{Budget, Outcome, Usage};
+pub use tenant::Tenant;

@@ -35,6 +35,9 @@ enum Command {
     New(commands::new::Args),
     /// Manage Ed25519 signing keys (`warden key generate --name <name>`).
     Key(commands::key::Args),
+    /// Maintain the KV store of a data directory (`warden kv migrate`).
+    #[command(subcommand)]
+    Kv(commands::kv::Cmd),
     /// Sign a component: embed a signature section, or write a detached signature.
     Sign(commands::sign::Args),
     /// Show a component's digest and signatures, and check them against a trust file.
@@ -84,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Routes(c) => commands::routes::run(c),
         Command::New(a) => commands::new::run(a),
         Command::Key(args) => commands::key::run(args),
+        Command::Kv(c) => commands::kv::run(c),
         Command::Sign(args) => commands::sign::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Serve(a) => commands::serve::run(a),

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod client;
 pub mod inspect;
 pub mod key;
+pub mod kv;
 pub mod new;
 pub mod policy;
 pub mod routes;

@@ -192,9 +192,18 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
+    // Canonical, as the daemon makes it at admission.
+    let tenant = match args.tenant.as_deref().map(warden_host::Tenant::parse) {
+        Some(Err(e)) => {
+            eprintln!("error: --tenant: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Some(Ok(t)) => Some(t.to_string()),
+        None => None,
+    };
     let request = RouteRequest {
         kind: args.kind,
-        tenant: args.tenant,
+        tenant,
         attributes: args.attrs.into_iter().collect(),
     };
     let file = args.routes.display();

@@ -5,7 +5,7 @@ use clap::Args as ClapArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use warden_host::signing::TrustStore;
-use warden_host::{Call, Host, HostConfig};
+use warden_host::{Call, Host, HostConfig, Tenant};
 
 /// Run one function of a component under a policy and print its output and usage.
 ///
@@ -36,6 +36,11 @@ pub struct Args {
     /// Request id (seeds random; default: generated).
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Tenant the call is made for: the capability's KV namespace for that
+    /// tenant (default: the tenant-less namespace). Canonical form: see
+    /// docs/api.md "Tenants".
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Print the whole invocation record as JSON instead of output + usage.
     #[arg(long)]
     pub json: bool,
@@ -62,6 +67,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let input: serde_json::Value = serde_json::from_str(&input_text)
         .with_context(|| format!("--input is not valid JSON: {input_text}"))?;
+    let tenant = args
+        .tenant
+        .as_deref()
+        .map(Tenant::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let trust = match &args.trust {
         Some(path) => Some(TrustStore::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),
@@ -88,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut call = Call::new(cap.name(), &args.call, input);
     call.request_id = args.request_id.clone();
+    call.tenant = tenant;
     let record = runtime.block_on(host.invoke(call));
     runtime
         .block_on(host.shutdown())

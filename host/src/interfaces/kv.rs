@@ -1,18 +1,33 @@
-//! `warden:host/kv`: a key-value namespace per capability, in SQLite.
+//! `warden:host/kv`: a key-value namespace per (capability, tenant), in SQLite.
 //!
-//! The namespace is the capability's name, chosen by the host; the guest
-//! only ever names keys inside it, so it can never reach another
-//! capability's keys.
+//! The namespace is chosen by the host: the capability's name and the
+//! invocation's tenant ([`crate::Call::tenant`], canonical). A tenant-less
+//! invocation uses the capability's tenant-less namespace, which is distinct
+//! from every tenant's. The guest only ever names keys inside its namespace,
+//! so it can never reach another capability's or another tenant's keys.
 //!
 //! Writes are buffered in the invocation and applied in one transaction when
 //! the invocation ends `ok` ([`KvState::commit`]); any other outcome
 //! (including `capability_error`) discards them. Reads see the invocation's
 //! own buffered writes. Quotas (`max_bytes`, `max_value_bytes`, `max_keys`)
-//! are checked on every write against the committed contents plus the
-//! buffer, and again inside the commit transaction (a concurrent invocation
-//! may have committed in between). `max_calls` bounds the calls of one
-//! invocation: the call past it is refused, and the invocation ends
-//! `budget_exhausted:kv` whatever the guest does next.
+//! hold per namespace (so per tenant) and are checked on every write against
+//! the committed contents plus the buffer, and again inside the commit
+//! transaction (a concurrent invocation may have committed in between).
+//! `max_calls` bounds the calls of one invocation: the call past it is
+//! refused, and the invocation ends `budget_exhausted:kv` whatever the guest
+//! does next.
+//!
+//! # Layout
+//!
+//! `kv.db` has one table `kv (namespace, tenant, key, value)`, `tenant` being
+//! `''` for the tenant-less namespace (no tenant name is empty), and
+//! `PRAGMA user_version` = [`LAYOUT_VERSION`]. The layout of earlier
+//! versions (`kv (namespace, key, value)`, version 0: one namespace per
+//! capability, shared by every tenant) is never re-scoped silently: opening
+//! such a file with rows in it fails with [`KvError::OldLayout`], naming
+//! `warden kv migrate`, which moves the rows into the tenant-less namespace
+//! or a named tenant's ([`KvStore::migrate`]). An old-layout file without
+//! rows has nothing to re-scope and is upgraded in place.
 
 use super::bindings::warden::host::kv::Host;
 use super::bindings::warden::host::types::Error;
@@ -20,6 +35,7 @@ use super::calls::{HostCallLog, body_hash};
 use crate::audit::HostCall;
 use crate::audit::entry::Hash256;
 use crate::policy::KvLimits;
+use crate::tenant::Tenant;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +45,9 @@ use wasmtime::component::{HasData, Linker};
 /// Longest key, in bytes. Keys are stored and compared as given; the bound
 /// stops a guest from turning keys into an unmetered second value store.
 pub const MAX_KEY_BYTES: usize = 512;
+
+/// `PRAGMA user_version` of the (capability, tenant) layout.
+pub const LAYOUT_VERSION: i64 = 2;
 
 const INTERFACE: &str = "warden:host/kv";
 
@@ -46,6 +65,79 @@ pub enum KvError {
     /// Committing would leave the namespace over a quota.
     #[error("kv quota: {0}")]
     Quota(String),
+    /// The file holds rows in the capability-only layout of earlier
+    /// versions; they are not re-scoped without an explicit migration.
+    #[error(
+        "kv store {path} uses the capability-only layout of earlier warden versions ({rows} row(s), \
+         shared by every tenant of a capability); refusing to re-scope them silently. Stop every \
+         process using it, then run `warden kv migrate --data-dir {data_dir}` to move them into \
+         each capability's tenant-less namespace, or `warden kv migrate --data-dir {data_dir} \
+         --tenant <tenant>` to move them into one tenant's namespace (docs/operations.md)"
+    )]
+    OldLayout {
+        /// The database file.
+        path: String,
+        /// Its data directory.
+        data_dir: String,
+        /// Rows in the old table.
+        rows: u64,
+    },
+    /// The file was written by a newer warden.
+    #[error("kv store {path} has layout version {found}; this warden knows up to {LAYOUT_VERSION}")]
+    NewerLayout {
+        /// The database file.
+        path: String,
+        /// Its `user_version`.
+        found: i64,
+    },
+}
+
+/// A KV namespace: a capability, and the tenant it runs for (`None`: the
+/// capability's tenant-less namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// Capability name.
+    pub capability: String,
+    /// Tenant, canonical.
+    pub tenant: Option<Tenant>,
+}
+
+impl Namespace {
+    /// The namespace of `capability` for `tenant`.
+    pub fn new(capability: &str, tenant: Option<&Tenant>) -> Namespace {
+        Namespace {
+            capability: capability.to_string(),
+            tenant: tenant.cloned(),
+        }
+    }
+
+    /// The `tenant` column: `''` for tenant-less (no tenant name is empty).
+    fn tenant_column(&self) -> &str {
+        self.tenant.as_ref().map_or("", Tenant::as_str)
+    }
+}
+
+impl std::fmt::Display for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tenant {
+            Some(t) => write!(f, "{}@{t}", self.capability),
+            None => write!(f, "{} (tenant-less)", self.capability),
+        }
+    }
+}
+
+/// What [`KvStore::migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migration {
+    /// The file already had the current layout.
+    AlreadyCurrent,
+    /// Rows moved from the capability-only layout.
+    Moved {
+        /// Rows moved.
+        rows: u64,
+        /// Distinct capabilities they belonged to.
+        capabilities: u64,
+    },
 }
 
 /// The store shared by every invocation on a host.
@@ -56,13 +148,56 @@ pub struct KvStore {
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (
     namespace TEXT NOT NULL,
+    tenant    TEXT NOT NULL,
     key       TEXT NOT NULL,
     value     BLOB NOT NULL,
-    PRIMARY KEY (namespace, key)
-) WITHOUT ROWID;";
+    PRIMARY KEY (namespace, tenant, key)
+) WITHOUT ROWID;
+PRAGMA user_version = 2;";
+
+/// Where a file stands.
+enum Layout {
+    /// No `kv` table yet.
+    Fresh,
+    /// `(namespace, tenant, key, value)`.
+    Current,
+    /// `(namespace, key, value)` with this many rows.
+    CapabilityOnly(u64),
+    /// Written by a newer warden.
+    Newer(i64),
+}
+
+fn layout(c: &Connection) -> rusqlite::Result<Layout> {
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > LAYOUT_VERSION {
+        return Ok(Layout::Newer(version));
+    }
+    let mut stmt = c.prepare("SELECT name FROM pragma_table_info('kv')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if columns.is_empty() {
+        return Ok(Layout::Fresh);
+    }
+    if columns.iter().any(|c| c == "tenant") {
+        return Ok(Layout::Current);
+    }
+    let rows: i64 = c.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?;
+    Ok(Layout::CapabilityOnly(u64::try_from(rows).unwrap_or(0)))
+}
+
+fn data_dir_of(path: &Path) -> String {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .display()
+        .to_string()
+}
 
 impl KvStore {
-    /// Opens (or creates) the store at `path` (`<data_dir>/kv.db`).
+    /// Opens (or creates) the store at `path` (`<data_dir>/kv.db`). A file
+    /// with rows in the capability-only layout of earlier versions is
+    /// refused ([`KvError::OldLayout`]); see [`KvStore::migrate`].
     pub fn open(path: &Path) -> Result<KvStore, KvError> {
         let name = path.display().to_string();
         let err = |e: rusqlite::Error| KvError::Sqlite {
@@ -74,11 +209,88 @@ impl KvStore {
             .map_err(err)?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        match layout(&conn).map_err(err)? {
+            Layout::Fresh => conn.execute_batch(SCHEMA).map_err(err)?,
+            Layout::Current => {}
+            Layout::CapabilityOnly(0) => {
+                // Nothing to re-scope: replace the empty old table.
+                tracing::info!(path = %name, "kv store: upgrading an empty capability-only kv table to the (capability, tenant) layout");
+                conn.execute_batch(&format!("BEGIN; DROP TABLE kv; {SCHEMA} COMMIT;"))
+                    .map_err(err)?;
+            }
+            Layout::CapabilityOnly(rows) => {
+                return Err(KvError::OldLayout {
+                    path: name,
+                    data_dir: data_dir_of(path),
+                    rows,
+                });
+            }
+            Layout::Newer(found) => return Err(KvError::NewerLayout { path: name, found }),
+        }
         Ok(KvStore {
             path: name,
             conn: Mutex::new(conn),
         })
+    }
+
+    /// Moves the rows of a capability-only `kv.db` (earlier versions) into
+    /// the (capability, tenant) layout, in one transaction: into each
+    /// capability's tenant-less namespace, or into `tenant`'s. A file that
+    /// already has the current layout is left as it is. Run it while no
+    /// process uses the file.
+    pub fn migrate(path: &Path, tenant: Option<&Tenant>) -> Result<Migration, KvError> {
+        let name = path.display().to_string();
+        let err = |e: rusqlite::Error| KvError::Sqlite {
+            path: name.clone(),
+            message: e.to_string(),
+        };
+        if !path.exists() {
+            return Err(KvError::Sqlite {
+                path: name,
+                message: "no such file".into(),
+            });
+        }
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let moved = match layout(&tx).map_err(err)? {
+            Layout::Current => return Ok(Migration::AlreadyCurrent),
+            Layout::Newer(found) => return Err(KvError::NewerLayout { path: name, found }),
+            Layout::Fresh => {
+                tx.execute_batch(SCHEMA).map_err(err)?;
+                Migration::Moved {
+                    rows: 0,
+                    capabilities: 0,
+                }
+            }
+            Layout::CapabilityOnly(_) => {
+                let capabilities: i64 = tx
+                    .query_row("SELECT COUNT(DISTINCT namespace) FROM kv", [], |r| r.get(0))
+                    .map_err(err)?;
+                tx.execute_batch(&format!(
+                    "ALTER TABLE kv RENAME TO kv_capability_only; {SCHEMA}"
+                ))
+                .map_err(err)?;
+                let rows = tx
+                    .execute(
+                        "INSERT INTO kv (namespace, tenant, key, value)
+                         SELECT namespace, ?1, key, value FROM kv_capability_only",
+                        params![tenant.map_or("", Tenant::as_str)],
+                    )
+                    .map_err(err)?;
+                tx.execute_batch("DROP TABLE kv_capability_only")
+                    .map_err(err)?;
+                Migration::Moved {
+                    rows: rows as u64,
+                    capabilities: u64::try_from(capabilities).unwrap_or(0),
+                }
+            }
+        };
+        tx.commit().map_err(err)?;
+        Ok(moved)
     }
 
     /// A store that lives in memory (hosts without a data directory). Same
@@ -115,25 +327,25 @@ impl KvStore {
         })
     }
 
-    /// The committed value of `key` in `namespace`.
-    pub fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    /// The committed value of `key` in `ns`.
+    pub fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.with(|c| {
             c.query_row(
-                "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2",
-                params![namespace, key],
+                "SELECT value FROM kv WHERE namespace = ?1 AND tenant = ?2 AND key = ?3",
+                params![ns.capability, ns.tenant_column(), key],
                 |r| r.get(0),
             )
             .optional()
         })
     }
 
-    /// Committed keys of `namespace` starting with `prefix`, ascending.
-    pub fn keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
+    /// Committed keys of `ns` starting with `prefix`, ascending.
+    pub fn keys(&self, ns: &Namespace, prefix: &str) -> Result<Vec<String>, KvError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT key FROM kv WHERE namespace = ?1 AND key >= ?2 ORDER BY key",
+                "SELECT key FROM kv WHERE namespace = ?1 AND tenant = ?2 AND key >= ?3 ORDER BY key",
             )?;
-            let mut rows = stmt.query(params![namespace, prefix])?;
+            let mut rows = stmt.query(params![ns.capability, ns.tenant_column(), prefix])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let key: String = row.get(0)?;
@@ -146,36 +358,37 @@ impl KvStore {
         })
     }
 
-    /// (bytes of keys + values, number of keys) committed in `namespace`.
-    pub fn usage(&self, namespace: &str) -> Result<(u64, u64), KvError> {
-        self.with(|c| usage_in(c, namespace))
+    /// (bytes of keys + values, number of keys) committed in `ns`.
+    pub fn usage(&self, ns: &Namespace) -> Result<(u64, u64), KvError> {
+        self.with(|c| usage_in(c, ns))
     }
 
-    /// Applies `writes` (`None` deletes) to `namespace` in one transaction,
+    /// Applies `writes` (`None` deletes) to `ns` in one transaction,
     /// refusing (and applying nothing) if the result is over `limits`.
     pub fn commit(
         &self,
-        namespace: &str,
+        ns: &Namespace,
         writes: &BTreeMap<String, Option<Vec<u8>>>,
         limits: &KvLimits,
     ) -> Result<(), KvError> {
         let mut over = None;
+        let tenant = ns.tenant_column();
         self.with(|c| {
             let tx = c.transaction()?;
             for (key, value) in writes {
                 match value {
                     Some(v) => tx.execute(
-                        "INSERT INTO kv (namespace, key, value) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
-                        params![namespace, key, v],
+                        "INSERT INTO kv (namespace, tenant, key, value) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (namespace, tenant, key) DO UPDATE SET value = excluded.value",
+                        params![ns.capability, tenant, key, v],
                     )?,
                     None => tx.execute(
-                        "DELETE FROM kv WHERE namespace = ?1 AND key = ?2",
-                        params![namespace, key],
+                        "DELETE FROM kv WHERE namespace = ?1 AND tenant = ?2 AND key = ?3",
+                        params![ns.capability, tenant, key],
                     )?,
                 };
             }
-            let (bytes, keys) = usage_in(&tx, namespace)?;
+            let (bytes, keys) = usage_in(&tx, ns)?;
             over = quota_problem(bytes, keys, limits);
             if over.is_none() {
                 tx.commit()?;
@@ -206,11 +419,11 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-fn usage_in(c: &Connection, namespace: &str) -> rusqlite::Result<(u64, u64)> {
+fn usage_in(c: &Connection, ns: &Namespace) -> rusqlite::Result<(u64, u64)> {
     c.query_row(
         "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0), COUNT(*)
-         FROM kv WHERE namespace = ?1",
-        params![namespace],
+         FROM kv WHERE namespace = ?1 AND tenant = ?2",
+        params![ns.capability, ns.tenant_column()],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
     )
 }
@@ -234,7 +447,7 @@ fn quota_problem(bytes: u64, keys: u64, limits: &KvLimits) -> Option<String> {
 /// One invocation's view of its namespace: buffered writes and quota use.
 pub struct KvState {
     store: Arc<KvStore>,
-    namespace: String,
+    namespace: Namespace,
     limits: KvLimits,
     /// Buffered writes; `None` is a delete.
     pending: BTreeMap<String, Option<Vec<u8>>>,
@@ -251,8 +464,8 @@ pub struct KvState {
 }
 
 impl KvState {
-    /// Fresh state for one invocation of the capability `namespace`.
-    pub fn new(store: Arc<KvStore>, namespace: String, limits: KvLimits) -> KvState {
+    /// Fresh state for one invocation working in `namespace`.
+    pub fn new(store: Arc<KvStore>, namespace: Namespace, limits: KvLimits) -> KvState {
         KvState {
             store,
             namespace,
@@ -515,8 +728,12 @@ mod tests {
     use super::*;
     use crate::policy::ByteSize;
 
-    fn state(store: &Arc<KvStore>, ns: &str, limits: KvLimits) -> KvState {
-        KvState::new(store.clone(), ns.into(), limits)
+    fn ns(capability: &str) -> Namespace {
+        Namespace::new(capability, None)
+    }
+
+    fn state(store: &Arc<KvStore>, capability: &str, limits: KvLimits) -> KvState {
+        KvState::new(store.clone(), ns(capability), limits)
     }
 
     #[test]
@@ -525,10 +742,13 @@ mod tests {
         let mut s = state(&store, "a", KvLimits::default());
         s.set("k1", b"v1".to_vec()).expect("set");
         assert_eq!(s.visible("k1").expect("get"), Some(b"v1".to_vec()));
-        assert_eq!(store.get("a", "k1").expect("get"), None);
+        assert_eq!(store.get(&ns("a"), "k1").expect("get"), None);
         s.commit().expect("commit");
-        assert_eq!(store.get("a", "k1").expect("get"), Some(b"v1".to_vec()));
-        assert_eq!(store.get("b", "k1").expect("get"), None);
+        assert_eq!(
+            store.get(&ns("a"), "k1").expect("get"),
+            Some(b"v1".to_vec())
+        );
+        assert_eq!(store.get(&ns("b"), "k1").expect("get"), None);
     }
 
     #[test]
@@ -571,7 +791,7 @@ mod tests {
         s.set("k3", vec![0; 8]).expect("room again");
         assert!(s.refused.is_some());
         s.commit().expect("within quota");
-        assert_eq!(store.usage("a").expect("usage"), (14, 2));
+        assert_eq!(store.usage(&ns("a")).expect("usage"), (14, 2));
     }
 
     #[test]
@@ -605,5 +825,152 @@ mod tests {
         assert_eq!(statuses, ["ok", "ok", "budget_exhausted"]);
         assert!(s.overrun.is_some());
         assert!(s.refused.is_none(), "not a quota refusal");
+    }
+
+    fn tenant(name: &str) -> Tenant {
+        Tenant::parse(name).expect("tenant")
+    }
+
+    #[test]
+    fn each_tenant_and_the_tenant_less_namespace_are_separate() {
+        let store = Arc::new(KvStore::in_memory().expect("store"));
+        let acme = Namespace::new("notes", Some(&tenant("acme")));
+        let globex = Namespace::new("notes", Some(&tenant("globex")));
+        let none = Namespace::new("notes", None);
+        let mut s = KvState::new(store.clone(), acme.clone(), KvLimits::default());
+        s.set("n", b"acme secret".to_vec()).expect("set");
+        s.commit().expect("commit");
+        assert_eq!(
+            store.get(&acme, "n").expect("get"),
+            Some(b"acme secret".to_vec())
+        );
+        assert_eq!(store.get(&globex, "n").expect("get"), None);
+        assert_eq!(store.get(&none, "n").expect("get"), None);
+        assert!(store.keys(&globex, "").expect("keys").is_empty());
+        assert!(store.keys(&none, "").expect("keys").is_empty());
+        assert_eq!(store.usage(&none).expect("usage"), (0, 0));
+        // Quotas are per namespace: globex's writes do not count acme's keys.
+        let one_key = KvLimits {
+            max_keys: 1,
+            ..KvLimits::default()
+        };
+        let mut g = KvState::new(store.clone(), globex.clone(), one_key);
+        g.set("n", b"globex".to_vec()).expect("globex has room");
+        g.commit().expect("commit");
+        assert_eq!(
+            store.get(&acme, "n").expect("get"),
+            Some(b"acme secret".to_vec())
+        );
+    }
+
+    /// A `kv.db` as warden wrote it before tenants: `(namespace, key, value)`.
+    fn old_layout_file(name: &str, rows: &[(&str, &str, &str)]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "warden-kv-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("kv.db");
+        let c = Connection::open(&path).expect("open");
+        c.execute_batch(
+            "CREATE TABLE kv (namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, \
+             PRIMARY KEY (namespace, key)) WITHOUT ROWID;",
+        )
+        .expect("old schema");
+        for (ns, k, v) in rows {
+            c.execute(
+                "INSERT INTO kv (namespace, key, value) VALUES (?1, ?2, ?3)",
+                params![ns, k, v.as_bytes()],
+            )
+            .expect("row");
+        }
+        path
+    }
+
+    #[test]
+    fn an_old_layout_file_with_rows_is_refused_naming_the_migration() {
+        let path = old_layout_file("refused", &[("notes", "n", "v")]);
+        let e = KvStore::open(&path).err().expect("refused");
+        let text = e.to_string();
+        assert!(matches!(e, KvError::OldLayout { rows: 1, .. }), "{text}");
+        assert!(text.contains("warden kv migrate --data-dir"), "{text}");
+        // Refusing changed nothing: still the old table, still its row.
+        let c = Connection::open(&path).expect("open");
+        let n: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM kv WHERE namespace = 'notes'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("old rows");
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn an_empty_old_layout_file_is_upgraded_in_place() {
+        let path = old_layout_file("empty", &[]);
+        let store = KvStore::open(&path).expect("nothing to re-scope");
+        assert_eq!(store.usage(&ns("notes")).expect("usage"), (0, 0));
+        drop(store);
+        assert_eq!(
+            KvStore::migrate(&path, None).expect("migrate"),
+            Migration::AlreadyCurrent
+        );
+    }
+
+    #[test]
+    fn migrating_moves_old_rows_into_the_tenant_less_namespace_or_one_tenant() {
+        let rows = [
+            ("notes", "a", "1"),
+            ("notes", "b", "2"),
+            ("other", "a", "3"),
+        ];
+        let path = old_layout_file("to-none", &rows);
+        assert_eq!(
+            KvStore::migrate(&path, None).expect("migrate"),
+            Migration::Moved {
+                rows: 3,
+                capabilities: 2
+            }
+        );
+        let store = KvStore::open(&path).expect("current layout");
+        assert_eq!(
+            store.get(&ns("notes"), "b").expect("get"),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(
+            store.get(&ns("other"), "a").expect("get"),
+            Some(b"3".to_vec())
+        );
+        let acme = Namespace::new("notes", Some(&tenant("acme")));
+        assert_eq!(store.get(&acme, "b").expect("get"), None);
+        drop(store);
+        assert_eq!(
+            KvStore::migrate(&path, None).expect("again"),
+            Migration::AlreadyCurrent
+        );
+
+        let path = old_layout_file("to-acme", &rows);
+        KvStore::migrate(&path, Some(&tenant("acme"))).expect("migrate");
+        let store = KvStore::open(&path).expect("current layout");
+        assert_eq!(store.get(&acme, "a").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(store.get(&ns("notes"), "a").expect("get"), None);
+        let version: i64 = store
+            .with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .expect("version");
+        assert_eq!(version, LAYOUT_VERSION);
+    }
+
+    #[test]
+    fn a_file_from_a_newer_layout_is_refused() {
+        let path = old_layout_file("newer", &[]);
+        Connection::open(&path)
+            .and_then(|c| c.execute_batch("PRAGMA user_version = 99"))
+            .expect("bump");
+        assert!(matches!(
+            KvStore::open(&path),
+            Err(KvError::NewerLayout { found: 99, .. })
+        ));
     }
 }

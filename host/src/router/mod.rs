@@ -260,15 +260,32 @@ impl RouteTable {
                     KindPattern::Exact(kind.clone())
                 }
             };
-            if let Some(t) = &raw.matcher.tenant
-                && t.get_ref().is_empty()
-            {
-                errors.push(at(
-                    t.span().start,
-                    format!("route `{id}`: match.tenant is empty: omit it to match every tenant"),
-                ));
-                ok = false;
-            }
+            // Tenants are compared in canonical form only (requests are
+            // canonicalised at admission).
+            let tenant = match &raw.matcher.tenant {
+                Some(t) if t.get_ref().is_empty() => {
+                    errors.push(at(
+                        t.span().start,
+                        format!(
+                            "route `{id}`: match.tenant is empty: omit it to match every tenant"
+                        ),
+                    ));
+                    ok = false;
+                    None
+                }
+                Some(t) => match crate::tenant::Tenant::parse(t.get_ref()) {
+                    Ok(canonical) => Some(canonical.to_string()),
+                    Err(e) => {
+                        errors.push(at(
+                            t.span().start,
+                            format!("route `{id}`: match.tenant: {e}"),
+                        ));
+                        ok = false;
+                        None
+                    }
+                },
+                None => None,
+            };
             let capability_at = raw.capability.span().start;
             let capability = raw.capability.into_inner();
             if !crate::policy::is_kebab_name(&capability) {
@@ -300,7 +317,7 @@ impl RouteTable {
                 id,
                 matcher: RouteMatch {
                     kind,
-                    tenant: raw.matcher.tenant.map(Spanned::into_inner),
+                    tenant,
                     attributes: raw.matcher.attributes,
                     pattern,
                 },

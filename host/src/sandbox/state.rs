@@ -118,6 +118,8 @@ pub struct InvocationIdentity<'a> {
     pub admitted_at: SystemTime,
     /// The capability name (log records, kv namespace).
     pub capability: &'a str,
+    /// The tenant the invocation runs for (kv namespace); `None`: tenant-less.
+    pub tenant: Option<&'a crate::tenant::Tenant>,
 }
 
 /// Most resources (descriptors, streams, HTTP fields and requests,
@@ -165,7 +167,7 @@ impl InvocationState {
                 (GrantKind::Kv(limits), _) => {
                     kv = Some(KvState::new(
                         services.kv.clone(),
-                        id.capability.to_string(),
+                        crate::interfaces::kv::Namespace::new(id.capability, id.tenant),
                         *limits,
                     ))
                 }

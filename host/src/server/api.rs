@@ -111,7 +111,7 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
     let body: SubmitBody = read_json(&d, body).await?;
     // Run to the end even if the client goes away: the audit entry and the
     // idempotency record must not depend on the connection.
-    let task = tokio::spawn(d.clone().submit(principal.name, body));
+    let task = tokio::spawn(d.clone().submit(principal, body));
     let answer = task
         .await
         .map_err(|e| ApiError::internal(format!("request task failed: {e}")))??;
@@ -175,8 +175,13 @@ async fn request(
         }
     };
     let may_read_all = principal.roles.contains(&Role::Audit);
+    // A submitter reads its own answers, and only for tenants it is still bound to.
+    let own = |s: &super::state::StoredResponse| {
+        s.principal == principal.name
+            && super::submit::may_read_answer(&principal.tenants, &s.response)
+    };
     match stored {
-        Some(s) if may_read_all || s.principal == principal.name => Ok(axum::Json(
+        Some(s) if may_read_all || own(&s) => Ok(axum::Json(
             json!({"status": s.status, "principal": s.principal, "response": s.response}),
         )
         .into_response()),

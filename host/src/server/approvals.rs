@@ -114,8 +114,8 @@ pub struct Held {
     pub requester: String,
     /// The submitted kind, tenant and attributes.
     pub kind: String,
-    /// Tenant.
-    pub tenant: Option<String>,
+    /// Tenant, canonical (the request runs for it: its KV namespace).
+    pub tenant: Option<crate::Tenant>,
     /// Capability chosen by the route.
     pub capability: String,
     /// Function chosen by the route.
@@ -169,6 +169,7 @@ impl Held {
             request_id: Some(self.request_id.clone()),
             admitted_at: Some(UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
             principal: self.requester.clone(),
+            tenant: self.tenant.clone(),
             via: "http".into(),
             route: self.route.clone(),
             attempt: 1,
@@ -248,7 +249,7 @@ impl Daemon {
             state: HeldState::Pending,
             requester: call.principal.clone(),
             kind: body.kind.clone(),
-            tenant: body.tenant.clone(),
+            tenant: call.tenant.clone(),
             capability: cap.name().to_string(),
             function: call.function.clone(),
             input: call.input.clone(),

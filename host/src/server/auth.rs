@@ -7,6 +7,7 @@
 
 use super::config::{PrincipalConfig, Role};
 use super::errors::ApiError;
+use crate::tenant::TenantBinding;
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -20,6 +21,8 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// Groups (for approval rules naming `group:<name>`).
     pub groups: Vec<String>,
+    /// Tenants it may submit requests for (and read the answers of).
+    pub tenants: TenantBinding,
 }
 
 /// The configured principals, by token hash.
@@ -36,12 +39,15 @@ impl Principals {
             .filter_map(|p| {
                 let bytes = hex::decode(&p.token_sha256).ok()?;
                 let hash: [u8; 32] = bytes.try_into().ok()?;
+                // Validated with the config; an invalid list binds nothing.
+                let tenants = p.tenant_binding().unwrap_or_default();
                 Some((
                     hash,
                     Principal {
                         name: p.name.clone(),
                         roles: p.roles.clone(),
                         groups: p.groups.clone(),
+                        tenants,
                     },
                 ))
             })
@@ -116,12 +122,14 @@ mod tests {
                 token_sha256: token_hash("tok-alice"),
                 roles: vec![Role::Submit],
                 groups: vec![],
+                tenants: vec![],
             },
             PrincipalConfig {
                 name: "ops".into(),
                 token_sha256: token_hash("tok-ops"),
                 roles: vec![Role::Admin, Role::Audit],
                 groups: vec![],
+                tenants: vec![],
             },
         ])
     }

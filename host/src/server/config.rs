@@ -52,6 +52,18 @@ pub struct PrincipalConfig {
     /// `group:<name>` as approvers).
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Tenants the principal may submit requests for (canonical names, see
+    /// [`crate::tenant`]); `["*"]` is any tenant. By default none: only
+    /// tenant-less requests.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+impl PrincipalConfig {
+    /// The tenants this principal may act for.
+    pub fn tenant_binding(&self) -> Result<crate::tenant::TenantBinding, String> {
+        crate::tenant::TenantBinding::parse(&self.tenants)
+    }
 }
 
 /// `[limits]`: request handling limits and per-capability defaults.
@@ -383,6 +395,9 @@ impl DaemonConfig {
             if p.roles.is_empty() {
                 errors.push(err(line, format!("principal `{}` has no roles", p.name)));
             }
+            if let Err(why) = p.tenant_binding() {
+                errors.push(err(line, format!("principal `{}`: tenants: {why}", p.name)));
+            }
         }
         let limits = raw.limits.unwrap_or_default();
         if limits.max_in_flight == 0 {
@@ -482,6 +497,37 @@ mod tests {
         assert_eq!(e.0.len(), 1);
         assert_eq!(e.0[0].line, Some(4), "{e}");
         assert!(e.to_string().contains("max_bdy"), "{e}");
+    }
+
+    #[test]
+    fn principal_tenants_are_canonical_and_star_stands_alone() {
+        let principal = |tenants: &str| {
+            format!(
+                "[[principal]]\nname = \"a\"\ntoken_sha256 = \"{}\"\nroles = [\"submit\"]\n{tenants}\n",
+                "0".repeat(64)
+            )
+        };
+        let c = parse(&principal("tenants = [\"ACME\", \"globex\"]")).expect("valid");
+        let acme = crate::tenant::Tenant::parse("acme").expect("tenant");
+        assert!(
+            c.principals[0]
+                .tenant_binding()
+                .expect("binding")
+                .admits(Some(&acme))
+        );
+        let c = parse(&principal("")).expect("valid");
+        assert_eq!(
+            c.principals[0].tenant_binding(),
+            Ok(crate::tenant::TenantBinding::TenantLess)
+        );
+        for bad in [
+            "tenants = [\"ac me\"]",
+            "tenants = [\"*\", \"acme\"]",
+            "tenants = [\"\"]",
+        ] {
+            let e = parse(&principal(bad)).expect_err(bad);
+            assert!(e.to_string().contains("principal `a`: tenants:"), "{e}");
+        }
     }
 
     #[test]

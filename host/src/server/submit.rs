@@ -1,9 +1,16 @@
 //! `POST /v1/requests`: the request path, one straight line.
 //!
-//! route -> idempotency -> breaker -> queue (pool + capability slots) ->
-//! attempts (each audited; retried per policy `[retry]`) -> response, stored
-//! for `GET /v1/requests/{id}` and the idempotency key.
+//! tenant (canonical, bound to the principal) -> idempotency -> route ->
+//! breaker -> queue (pool + capability slots) -> attempts (each audited;
+//! retried per policy `[retry]`) -> response, stored for
+//! `GET /v1/requests/{id}` and, when final, under the idempotency key.
+//!
+//! Only a final answer is stored under an idempotency key: a retryable one
+//! (`503`: `transient`, `overloaded`, an open breaker) releases the key, so
+//! a client retrying after `Retry-After` with the same key runs the request
+//! again instead of replaying the `503` ([`Answer::is_final`]).
 
+use super::auth::Principal;
 use super::errors::ApiError;
 use super::metrics::labels;
 use super::protect::Admission;
@@ -11,7 +18,7 @@ use super::state::StoredResponse;
 use super::{Active, Daemon};
 use crate::canonical::json_digest;
 use crate::router::{Decision, RouteRequest};
-use crate::{Call, Capability, InvocationRecord, Outcome};
+use crate::{Call, Capability, InvocationRecord, Outcome, Tenant};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,7 +36,9 @@ pub struct SubmitBody {
     pub kind: String,
     /// The function's input.
     pub input: Value,
-    /// Tenant, for tenant-specific routes.
+    /// Tenant the request is made for: routes may match on it, and it
+    /// scopes the capability's KV namespace. Parsed into canonical form at
+    /// admission ([`crate::tenant`]); the principal must be bound to it.
     #[serde(default)]
     pub tenant: Option<String>,
     /// Extra routing attributes.
@@ -49,6 +58,27 @@ pub struct Answer {
     pub body: Value,
     /// `Retry-After` seconds.
     pub retry_after: Option<u64>,
+}
+
+impl Answer {
+    /// Whether the answer is final, so that an idempotency key may replay
+    /// it. Every `503` (`transient` after the last attempt, `overloaded`, an
+    /// open breaker) tells the client to retry: storing it under the key
+    /// would answer every retry with the same `503`.
+    pub fn is_final(&self) -> bool {
+        self.status != StatusCode::SERVICE_UNAVAILABLE && self.retry_after.is_none()
+    }
+}
+
+/// Whether a principal bound to `tenants` may read a stored answer: the
+/// answer's `tenant` (absent or null: tenant-less) must be one of them. An
+/// unreadable `tenant` is readable by no one but auditors.
+pub fn may_read_answer(tenants: &crate::tenant::TenantBinding, body: &Value) -> bool {
+    match body.get("tenant") {
+        None | Some(Value::Null) => tenants.admits(None),
+        Some(Value::String(t)) => Tenant::parse(t).is_ok_and(|t| tenants.admits(Some(&t))),
+        Some(_) => false,
+    }
 }
 
 /// HTTP status for an outcome (docs/api.md "Status codes").
@@ -96,8 +126,8 @@ impl Daemon {
     /// client going away: the handler spawns it).
     pub async fn submit(
         self: Arc<Self>,
-        principal: String,
-        body: SubmitBody,
+        principal: Principal,
+        mut body: SubmitBody,
     ) -> Result<Answer, ApiError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(ApiError::unavailable(
@@ -110,42 +140,108 @@ impl Daemon {
         if body.kind.is_empty() {
             return Err(ApiError::bad_request("invalid_request", "`kind` is empty"));
         }
+        // The tenant's one parse: from here on only its canonical name exists
+        // (routing, the fingerprint, a held request, the KV namespace).
+        let tenant = match body.tenant.as_deref().map(Tenant::parse).transpose() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_tenant",
+                    e.to_string(),
+                ));
+            }
+        };
+        body.tenant = tenant.as_ref().map(ToString::to_string);
+        let principal_name = principal.name;
+        let answer = if principal.tenants.admits(tenant.as_ref()) {
+            self.submit_admitted(&principal_name, &body, tenant.as_ref())
+                .await?
+        } else {
+            // Before the idempotency key is looked at: a replay must not
+            // answer for a tenant the principal is (no longer) bound to.
+            self.refuse_tenant(&principal_name, &body, tenant.as_ref())
+                .await
+        };
+        Ok(answer)
+    }
+
+    /// Claims the idempotency key (if any), runs, and records the answer.
+    async fn submit_admitted(
+        &self,
+        principal: &str,
+        body: &SubmitBody,
+        tenant: Option<&Tenant>,
+    ) -> Result<Answer, ApiError> {
         let fingerprint = json_digest(&json!({
             "kind": body.kind, "input": body.input, "tenant": body.tenant, "attributes": body.attributes,
         }));
         let claim = match &body.idempotency_key {
-            Some(key) => self.claim(&principal, key, &fingerprint).await?,
+            Some(key) => self.claim(principal, key, &fingerprint).await?,
             None => Claim::Run(None),
         };
         let pending = match claim {
             Claim::Replay(answer) => return Ok(answer),
             Claim::Run(pending) => pending,
         };
-        let answer = self.run(&principal, &body).await;
-        let request_id = answer.body["request_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let stored = StoredResponse {
-            principal: principal.clone(),
-            status: answer.status.as_u16(),
-            response: answer.body.clone(),
-        };
+        let answer = self.run(principal, body, tenant).await;
+        // A retryable answer releases the key (dropping `pending`) instead
+        // of being stored under it.
         let key = body
             .idempotency_key
             .as_deref()
+            .filter(|_| answer.is_final())
             .map(|k| (k, fingerprint.as_str()));
-        // Group commit on the state writer thread; awaited without a
-        // blocking-pool hop.
-        let saved = self.state.finish_async(&request_id, &stored, key).await;
+        self.record(principal, &answer, key).await;
+        drop(pending);
+        Ok(answer)
+    }
+
+    /// Stores the answer for `GET /v1/requests/{id}` and, with `key`, under
+    /// the idempotency key (group commit on the state writer thread; awaited
+    /// without a blocking-pool hop).
+    async fn record(&self, principal: &str, answer: &Answer, key: Option<(&str, &str)>) {
+        let request_id = answer.body["request_id"].as_str().unwrap_or_default();
+        let stored = StoredResponse {
+            principal: principal.to_string(),
+            status: answer.status.as_u16(),
+            response: answer.body.clone(),
+        };
+        let saved = self.state.finish_async(request_id, &stored, key).await;
         if saved.is_err() {
             tracing::error!(
                 request_id,
                 "recording the response in state.db failed: {saved:?}"
             );
         }
-        drop(pending);
-        Ok(answer)
+    }
+
+    /// Refuses (`403 denied`, audited with the principal and the tenant) a
+    /// request for a tenant the principal is not bound to.
+    async fn refuse_tenant(
+        &self,
+        principal: &str,
+        body: &SubmitBody,
+        tenant: Option<&Tenant>,
+    ) -> Answer {
+        let why = match tenant {
+            Some(t) => format!(
+                "principal `{principal}` is not bound to tenant `{t}` (`tenants` of its [[principal]] in the daemon config)"
+            ),
+            None => format!(
+                "principal `{principal}` is bound to tenants and must name one of them: a tenant-less request is refused"
+            ),
+        };
+        let mut call = Call::new("", "", body.input.clone())
+            .with_request_id(crate::new_request_id())
+            .admitted_at(SystemTime::now())
+            .from_principal(principal, "http");
+        call.tenant = tenant.cloned();
+        let record = self.host.refuse(None, &call, Outcome::Denied, why).await;
+        let mut answer = self.answer_denied_for(&record, None, 1, None, "", "tenant");
+        answer.body["error_code"] = json!("tenant_forbidden");
+        self.record(principal, &answer, None).await;
+        answer
     }
 
     /// Claims an idempotency key: waits while a duplicate runs, replays a
@@ -176,7 +272,9 @@ impl Daemon {
                             .state
                             .idempotent(principal, key)
                             .map_err(|e| ApiError::internal(e.to_string()))?;
-                        if let Some(done) = done {
+                        if let Some(done) = done
+                            && !self.stored_retryable(&done)?
+                        {
                             drop(pending);
                             return self.replay(principal, key, fingerprint, &done);
                         }
@@ -195,6 +293,17 @@ impl Daemon {
                 let _ = rx.wait_for(|done| *done).await;
             }
         }
+    }
+
+    /// Whether the answer recorded under a key is a retryable `503` (only
+    /// earlier versions stored those): the key is then free again, and the
+    /// new run's final answer replaces the record.
+    fn stored_retryable(&self, done: &super::state::IdempotentRecord) -> Result<bool, ApiError> {
+        let stored = self
+            .state
+            .request(&done.request_id)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(stored.is_some_and(|s| s.status == StatusCode::SERVICE_UNAVAILABLE.as_u16()))
     }
 
     fn replay(
@@ -232,7 +341,7 @@ impl Daemon {
     }
 
     /// Routes and runs the request (every attempt audited).
-    async fn run(&self, principal: &str, body: &SubmitBody) -> Answer {
+    async fn run(&self, principal: &str, body: &SubmitBody, tenant: Option<&Tenant>) -> Answer {
         let admitted = SystemTime::now();
         let request_id = crate::new_request_id();
         let deployment = self.deployment();
@@ -254,6 +363,7 @@ impl Daemon {
             request_id: Some(request_id),
             admitted_at: Some(admitted),
             principal: principal.to_string(),
+            tenant: tenant.cloned(),
             via: "http".into(),
             // A no_route refusal also names the table it was made against.
             route: Some(deployment.routes.audit_route(&decision)),
@@ -488,6 +598,19 @@ impl Daemon {
         retry_after: Option<u64>,
         rule_id: &str,
     ) -> Answer {
+        self.answer_denied_for(record, cap, attempts, retry_after, rule_id, "policy")
+    }
+
+    /// [`answer`](Self::answer), counting a `denied` outcome under `denial_reason`.
+    fn answer_denied_for(
+        &self,
+        record: &InvocationRecord,
+        cap: Option<&Capability>,
+        attempts: u32,
+        retry_after: Option<u64>,
+        rule_id: &str,
+        denial_reason: &str,
+    ) -> Answer {
         let outcome = record.outcome;
         let capability = cap.map_or("", |c| c.name());
         self.metrics.add(
@@ -514,8 +637,11 @@ impl Daemon {
             );
         }
         if outcome == Outcome::Denied {
-            self.metrics
-                .add("warden_denials_total", labels(&[("reason", "policy")]), 1);
+            self.metrics.add(
+                "warden_denials_total",
+                labels(&[("reason", denial_reason)]),
+                1,
+            );
         }
         let body = json!({
             "request_id": record.request_id,
@@ -529,6 +655,7 @@ impl Daemon {
             "component_digest": record.component_digest,
             "policy_hash": record.policy_hash,
             "attempts": attempts,
+            "tenant": record.tenant,
             "audit": record.audit,
             "replayed": false,
         });
