@@ -9,6 +9,7 @@ mod daemon;
 mod determinism;
 mod doubles;
 mod hostile;
+mod http_limits;
 mod interfaces_fs;
 mod interfaces_http;
 mod interfaces_kv;

@@ -164,40 +164,49 @@ impl Daemon {
         }
         let map_key = (principal.to_string(), key.to_string());
         loop {
-            let waiting = {
+            let claimed = {
                 let mut pending = self
                     .pending
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match pending.get(&map_key) {
-                    Some(rx) => Some(rx.clone()),
+                    Some(rx) => Err(rx.clone()),
                     None => {
-                        let done = self
-                            .state
-                            .idempotent(principal, key)
-                            .map_err(|e| ApiError::internal(e.to_string()))?;
-                        if let Some(done) = done {
-                            drop(pending);
-                            return self.replay(principal, key, fingerprint, &done);
-                        }
                         let (tx, rx) = watch::channel(false);
                         pending.insert(map_key.clone(), rx);
-                        return Ok(Claim::Run(Some(PendingKey {
-                            daemon: self,
-                            key: map_key,
-                            done: tx,
-                        })));
+                        Ok(tx)
                     }
                 }
             };
-            if let Some(mut rx) = waiting {
+            match claimed {
+                Ok(done) => {
+                    // This request holds the key now (duplicates wait for
+                    // it), so the lookup below cannot race another run.
+                    let mine = PendingKey {
+                        daemon: self,
+                        key: map_key,
+                        done,
+                    };
+                    let (p, k) = (principal.to_string(), key.to_string());
+                    let recorded = self
+                        .state
+                        .blocking(move |s| s.idempotent(&p, &k))
+                        .await
+                        .map_err(ApiError::internal)?;
+                    return match recorded {
+                        Some(done) => self.replay(principal, key, fingerprint, &done).await,
+                        None => Ok(Claim::Run(Some(mine))),
+                    };
+                }
                 // The first request is running: wait for it, then look again.
-                let _ = rx.wait_for(|done| *done).await;
+                Err(mut rx) => {
+                    let _ = rx.wait_for(|done| *done).await;
+                }
             }
         }
     }
 
-    fn replay(
+    async fn replay(
         &self,
         principal: &str,
         key: &str,
@@ -214,10 +223,12 @@ impl Daemon {
                 ),
             ));
         }
+        let id = done.request_id.clone();
         let stored = self
             .state
-            .request(&done.request_id)
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .blocking(move |s| s.request(&id))
+            .await
+            .map_err(ApiError::internal)?
             .filter(|s| s.principal == principal)
             .ok_or_else(|| ApiError::internal("the recorded response is missing"))?;
         let mut body = stored.response;
