@@ -9,7 +9,9 @@ use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use warden_host::audit::{EventKind, NewEntry};
 use warden_host::outcome::{Outcome, Usage};
-use warden_host::store::{AuditLog, AuditReader, CheckpointPolicy, EntryFilter, Payloads, verify_db};
+use warden_host::store::{
+    AuditLog, AuditReader, CheckpointPolicy, EntryFilter, Payloads, verify_db,
+};
 
 /// Entries in the test chain; every `RARE_EVERY`th is capability `rare`
 /// with outcome `trap`, the rest `common` and `ok`.
@@ -92,7 +94,11 @@ fn walk(reader: &AuditReader, filter: &EntryFilter, limit: usize, max_scan: usiz
     let mut from = 1;
     for _ in 0..=ENTRIES {
         let page = reader.page(from, limit, max_scan, filter).expect("page");
-        assert!(page.examined <= max_scan, "a page examined {}", page.examined);
+        assert!(
+            page.examined <= max_scan,
+            "a page examined {}",
+            page.examined
+        );
         assert!(page.entries.len() <= limit);
         seqs.extend(page.entries.iter().map(|e| e.seq));
         if page.complete {

@@ -116,7 +116,10 @@ fn slowloris_connections_are_closed_and_never_lock_out_a_fresh_client() {
         .iter_mut()
         .filter_map(|s| (!closed_within(s, Duration::from_millis(1))).then_some(s))
         .collect();
-    assert!(!open.is_empty(), "some partial connections fit under the cap");
+    assert!(
+        !open.is_empty(),
+        "some partial connections fit under the cap"
+    );
     for s in open {
         let left = Duration::from_secs(10).saturating_sub(started.elapsed());
         assert!(
@@ -171,7 +174,10 @@ fn a_trickled_body_is_cut_off_and_requests_past_the_open_limit_are_shed_unread()
     let answer = read_answer(&mut shed, Duration::from_secs(5));
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("\"overloaded\""), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
     assert!(refused_at.elapsed() < Duration::from_secs(2));
     // (c) the trickled bodies are cut off at the body-read timeout.
     std::thread::scope(|scope| {
@@ -213,7 +219,10 @@ fn a_timed_out_body_is_answered_408_and_the_connection_closed() {
     let answer = read_answer(&mut s, Duration::from_secs(5));
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"body_timeout\""), "{answer}");
-    assert!(closed_within(&mut s, Duration::from_secs(2)), "closed after the 408");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(2)),
+        "closed after the 408"
+    );
 }
 
 #[test]

@@ -521,7 +521,9 @@ mod tests {
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("explain");
         let rows = stmt
-            .query_map(rusqlite::params![key, 1i64, 100i64], |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params![key, 1i64, 100i64], |r| {
+                r.get::<_, String>(3)
+            })
             .expect("plan");
         rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("; ")
     }
@@ -535,10 +537,22 @@ mod tests {
             outcome: outcome.map(str::to_owned),
         };
         for (filter, index) in [
-            (f(Some("fx"), None), "USING INDEX audit_entries_by_capability"),
-            (f(Some("fx"), Some("trap")), "USING INDEX audit_entries_by_capability"),
-            (f(None, Some("budget_exhausted")), "USING INDEX audit_entries_by_outcome_class"),
-            (f(None, Some("budget_exhausted:fuel")), "USING INDEX audit_entries_by_outcome_class"),
+            (
+                f(Some("fx"), None),
+                "USING INDEX audit_entries_by_capability",
+            ),
+            (
+                f(Some("fx"), Some("trap")),
+                "USING INDEX audit_entries_by_capability",
+            ),
+            (
+                f(None, Some("budget_exhausted")),
+                "USING INDEX audit_entries_by_outcome_class",
+            ),
+            (
+                f(None, Some("budget_exhausted:fuel")),
+                "USING INDEX audit_entries_by_outcome_class",
+            ),
             (f(None, None), "USING INTEGER PRIMARY KEY"),
         ] {
             let plan = plan(&conn, &filter);
