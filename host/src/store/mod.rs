@@ -187,12 +187,10 @@ fn migrate_to_v2(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             let mut stmt = conn
                 .prepare("SELECT name FROM pragma_table_info('audit_entries')")
                 .map_err(sql(path))?;
-            let names = stmt
-                .query_map([], |r| r.get(0))
+            stmt.query_map([], |r| r.get(0))
                 .map_err(sql(path))?
                 .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(sql(path))?;
-            names
+                .map_err(sql(path))?
         };
         for column in ["capability", "outcome", "outcome_class"] {
             if !columns.iter().any(|c| c == column) {
