@@ -11,6 +11,7 @@ mod determinism;
 mod doubles;
 mod function_identity;
 mod hostile;
+mod http_limits;
 mod idempotency;
 mod interfaces_fs;
 mod interfaces_http;

@@ -81,19 +81,62 @@ impl Daemon {
     }
 }
 
-/// Reads a JSON body within the body limit; client mistakes are 4xx codes.
+/// Admits a request that carries a body, before a byte of the body is
+/// read: refused with `503` and `Retry-After` while the daemon drains or
+/// while `[http] max_open_requests` requests already hold one. The permit
+/// lives as long as the request (move it into any task that outlives the
+/// handler).
+fn admit_body(d: &Daemon) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    if d.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "the daemon is shutting down",
+            1,
+        ));
+    }
+    d.open_requests.clone().try_acquire_owned().map_err(|_| {
+        d.metrics
+            .add("warden_requests_shed_total", String::new(), 1);
+        ApiError::unavailable(
+            "overloaded",
+            format!(
+                "{} requests are already open; retry later",
+                d.config.http.max_open_requests
+            ),
+            1,
+        )
+    })
+}
+
+/// Reads a JSON body within the body limit and `[http] body_read_timeout`;
+/// client mistakes are 4xx codes.
 async fn read_json<T: serde::de::DeserializeOwned>(d: &Daemon, body: Body) -> Result<T, ApiError> {
     let limit = usize::try_from(d.config.limits.max_body.bytes()).unwrap_or(usize::MAX);
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "the request body is over the limit of {}",
-                d.config.limits.max_body
-            ),
-        )
-    })?;
+    let deadline = d.config.http.body_read_timeout;
+    let bytes = tokio::time::timeout(deadline.get(), axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            d.metrics.add(
+                "warden_connections_closed_total",
+                super::metrics::labels(&[("reason", "body_timeout")]),
+                1,
+            );
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {deadline}"),
+            )
+        })?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request body is over the limit of {}",
+                    d.config.limits.max_body
+                ),
+            )
+        })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -108,10 +151,18 @@ async fn read_json<T: serde::de::DeserializeOwned>(d: &Daemon, body: Body) -> Re
 
 async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let principal = d.auth(&headers, roles::SUBMIT)?;
+    let open = admit_body(&d)?;
     let body: SubmitBody = read_json(&d, body).await?;
     // Run to the end even if the client goes away: the audit entry and the
     // idempotency record must not depend on the connection.
-    let task = tokio::spawn(d.clone().submit(principal, body));
+    let task = tokio::spawn({
+        let run = d.clone().submit(principal, body);
+        async move {
+            let answer = run.await;
+            drop(open);
+            answer
+        }
+    });
     let answer = task
         .await
         .map_err(|e| ApiError::internal(format!("request task failed: {e}")))??;
@@ -159,10 +210,13 @@ async fn request(
     let mut changes = d.changes.subscribe();
     let stored = loop {
         changes.mark_unchanged();
-        let stored = d
-            .state
-            .request(&id)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let stored = {
+            let id = id.clone();
+            d.state
+                .blocking(move |s| s.request(&id))
+                .await
+                .map_err(ApiError::internal)?
+        };
         let pending = stored
             .as_ref()
             .is_some_and(|s| s.status == StatusCode::ACCEPTED.as_u16());
@@ -285,6 +339,28 @@ fn default_limit() -> usize {
 /// Most entries one `GET /v1/audit` returns.
 const MAX_AUDIT_PAGE: usize = 1000;
 
+/// Most rows one `GET /v1/audit` examines, so a filter that matches rarely
+/// (or not at all) costs a bounded amount of work per page; the client
+/// continues from `next_after`.
+pub(crate) const MAX_AUDIT_SCAN: usize = 10_000;
+
+/// Runs a read of the audit store on the blocking pool.
+async fn audit_read<T: Send + 'static>(
+    d: &Arc<Daemon>,
+    f: impl FnOnce(&crate::store::AuditLog) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let d = d.clone();
+    tokio::task::spawn_blocking(move || {
+        let log = d
+            .host
+            .audit()
+            .ok_or_else(|| ApiError::internal("no audit log"))?;
+        f(log).map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("audit read task failed: {e}")))?
+}
+
 async fn audit(
     State(d): Shared,
     headers: HeaderMap,
@@ -292,26 +368,21 @@ async fn audit(
 ) -> Result<Response, ApiError> {
     d.auth(&headers, roles::AUDIT)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let log = d
-        .host
-        .audit()
-        .ok_or_else(|| ApiError::internal("no audit log"))?;
     let filter = crate::store::EntryFilter {
         capability: q.capability,
         outcome: q.outcome,
     };
-    let entries = log
-        .entries(
-            q.after.saturating_add(1),
-            q.limit.clamp(1, MAX_AUDIT_PAGE),
-            &filter,
-        )
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let next = entries.last().map_or(q.after, |e| e.seq);
-    let (head, head_hash) = log.head();
+    let from = q.after.saturating_add(1);
+    let limit = q.limit.clamp(1, MAX_AUDIT_PAGE);
+    let (page, (head, head_hash)) = audit_read(&d, move |log| {
+        let page = log.page(from, limit, MAX_AUDIT_SCAN, &filter)?;
+        Ok((page, log.head()))
+    })
+    .await?;
     Ok(axum::Json(json!({
-        "entries": entries,
-        "next_after": next,
+        "entries": page.entries,
+        "next_after": page.next_after,
+        "more": !page.complete,
         "head": {"seq": head, "hash": head_hash},
     }))
     .into_response())
@@ -319,13 +390,7 @@ async fn audit(
 
 async fn checkpoints(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
     d.auth(&headers, roles::AUDIT)?;
-    let log = d
-        .host
-        .audit()
-        .ok_or_else(|| ApiError::internal("no audit log"))?;
-    let cps = log
-        .checkpoints()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let cps = audit_read(&d, |log| log.checkpoints()).await?;
     Ok(axum::Json(json!({"checkpoints": cps})).into_response())
 }
 
@@ -351,10 +416,12 @@ async fn approvals(
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let state = super::approvals::HeldState::parse_filter(&q.state)
         .map_err(|e| ApiError::bad_request("invalid_query", e))?;
+    let limit = q.limit.clamp(1, MAX_AUDIT_PAGE);
     let held = d
         .state
-        .held_list(state.map(|s| s.as_str()), q.limit.clamp(1, MAX_AUDIT_PAGE))
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .blocking(move |s| s.held_list(state.map(|s| s.as_str()), limit))
+        .await
+        .map_err(ApiError::internal)?;
     let now = crate::store::now_ms();
     let views: Vec<Value> = held.iter().map(|h| h.view(now)).collect();
     Ok(axum::Json(json!({"approvals": views})).into_response())
@@ -366,7 +433,7 @@ async fn approval(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     d.auth(&headers, roles::READ_APPROVALS)?;
-    let held = d.load_held(&id)?;
+    let held = d.load_held(&id).await?;
     Ok(axum::Json(held.view(crate::store::now_ms())).into_response())
 }
 
@@ -403,10 +470,15 @@ async fn decide(
     decision: crate::audit::ApprovalDecision,
 ) -> Result<Response, ApiError> {
     let principal = d.auth(&headers, roles::DECIDE)?;
+    let open = admit_body(&d)?;
     let body: super::approvals::DecisionBody = read_json(&d, body).await?;
     // Run to the end even if the approver goes away (the approved request
     // executes inside this call).
-    let task = tokio::spawn(async move { d.decide(&principal, &id, decision, &body.reason).await });
+    let task = tokio::spawn(async move {
+        let view = d.decide(&principal, &id, decision, &body.reason).await;
+        drop(open);
+        view
+    });
     let view = task
         .await
         .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))??;
@@ -475,7 +547,11 @@ async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiEr
     }
     let _ = writeln!(out, "# TYPE warden_requests_active gauge");
     let _ = writeln!(out, "warden_requests_active {}", *d.active.borrow());
-    let (pending, oldest) = d.state.pending_summary().unwrap_or((0, None));
+    let (pending, oldest) = d
+        .state
+        .blocking(|s| s.pending_summary())
+        .await
+        .unwrap_or((0, None));
     let _ = writeln!(out, "# TYPE warden_pending_approvals gauge");
     let _ = writeln!(out, "warden_pending_approvals {pending}");
     let age = oldest.map_or(0.0, |t| {

@@ -328,7 +328,7 @@ impl Daemon {
             ));
         }
         let guard = self.approvals_lock.lock().await;
-        let mut held = self.load_held(id)?;
+        let mut held = self.load_held(id).await?;
         if held.state != HeldState::Pending {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -547,10 +547,12 @@ impl Daemon {
         self.state.blocking(move |s| s.put_held(&h, None)).await
     }
 
-    pub(super) fn load_held(&self, id: &str) -> Result<Held, ApiError> {
+    pub(super) async fn load_held(&self, id: &str) -> Result<Held, ApiError> {
+        let id_owned = id.to_string();
         self.state
-            .held(id)
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .blocking(move |s| s.held(&id_owned))
+            .await
+            .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("no held request `{id}`")))
     }
 

@@ -95,6 +95,51 @@ pub struct Limits {
     pub breaker_cool_down: HumanDuration,
 }
 
+/// `[http]`: what a client may hold of the daemon's connection layer, and
+/// for how long. These stop a client that opens connections and sends
+/// nothing (or a request a byte at a time) from exhausting file
+/// descriptors, memory or the request slots of everyone else.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Connections open at once. At the cap, a new connection closes the
+    /// oldest one that is not in the middle of a request; when every one
+    /// is, the new one gets `503` and is closed. By default 1024.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// How long a client may take to send a request head once it has sent
+    /// its first byte. By default 10s.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// How long a client may take to send a whole request body once its
+    /// head is read; past it, `408 body_timeout` and the connection
+    /// closes. By default 30s.
+    #[serde(default = "defaults::body_read_timeout")]
+    pub body_read_timeout: HumanDuration,
+    /// How long a connection may wait, without a byte of its next request,
+    /// before it is closed (a fresh connection and a keep-alive one alike).
+    /// By default 60s.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Requests carrying a body (`POST /v1/requests`, approval decisions)
+    /// admitted at once: reading their body, queued or running. Past it,
+    /// `503 overloaded` with `Retry-After`, before the body is read; so at
+    /// most `max_open_requests × max_body` bytes of bodies are held. By
+    /// default 128.
+    #[serde(default = "defaults::max_open_requests")]
+    pub max_open_requests: u32,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("every field has a default"))
+    }
+}
+
+/// Longest `[http]` timeout accepted: long enough for any client, short
+/// enough that every deadline computed from it is representable.
+pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// `[capability.<name>]`: per-capability overrides of `[limits]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +216,8 @@ struct RawConfig {
     #[serde(default)]
     limits: Option<Limits>,
     #[serde(default)]
+    http: Option<Http>,
+    #[serde(default)]
     capability: BTreeMap<String, CapabilityLimits>,
     #[serde(default)]
     checkpoints: Option<Checkpoints>,
@@ -225,6 +272,21 @@ mod defaults {
     pub fn breaker_cool_down() -> HumanDuration {
         HumanDuration(Duration::from_secs(10))
     }
+    pub fn max_connections() -> u32 {
+        1024
+    }
+    pub fn header_read_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub fn body_read_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn idle_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+    pub fn max_open_requests() -> u32 {
+        128
+    }
     pub fn every_entries() -> u64 {
         10_000
     }
@@ -270,6 +332,8 @@ pub struct DaemonConfig {
     pub principals: Vec<PrincipalConfig>,
     /// Limits and per-capability defaults.
     pub limits: Limits,
+    /// Connection-layer limits and timeouts.
+    pub http: Http,
     /// Per-capability overrides.
     pub capabilities: BTreeMap<String, CapabilityLimits>,
     /// Checkpoint interval.
@@ -412,6 +476,30 @@ impl DaemonConfig {
                 "concurrency = 0 would refuse every request".into(),
             ));
         }
+        let http = raw.http.unwrap_or_default();
+        for (key, n) in [
+            ("max_connections", http.max_connections),
+            ("max_open_requests", http.max_open_requests),
+        ] {
+            if n == 0 {
+                errors.push(err(
+                    at(key),
+                    format!("{key} = 0 would refuse every request"),
+                ));
+            }
+        }
+        for (key, d) in [
+            ("header_read_timeout", http.header_read_timeout),
+            ("body_read_timeout", http.body_read_timeout),
+            ("idle_timeout", http.idle_timeout),
+        ] {
+            if d.get().is_zero() || d.get() > MAX_HTTP_TIMEOUT {
+                errors.push(err(
+                    at(key),
+                    format!("{key} = \"{d}\" must be more than 0 and at most 1d"),
+                ));
+            }
+        }
         for (name, c) in &raw.capability {
             if c.concurrency == Some(0) {
                 errors.push(err(
@@ -441,6 +529,7 @@ impl DaemonConfig {
             allow_unsigned: raw.allow_unsigned,
             principals: raw.principal,
             limits,
+            http,
             capabilities: raw.capability,
             checkpoints: raw.checkpoints.unwrap_or_default(),
             engine: raw.engine,
@@ -488,6 +577,23 @@ mod tests {
         assert!(!c.engine.memory_init_cow);
         let e = parse("[engine]\nmemory_init = false\n").expect_err("unknown field");
         assert_eq!(e.0[0].line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn the_http_section_has_finite_defaults_and_refuses_zero_or_endless_limits() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.http.max_connections, 1024);
+        assert_eq!(c.http.header_read_timeout.get(), Duration::from_secs(10));
+        assert_eq!(c.http.body_read_timeout.get(), Duration::from_secs(30));
+        assert_eq!(c.http.idle_timeout.get(), Duration::from_secs(60));
+        assert_eq!(c.http.max_open_requests, 128);
+        let e = parse(
+            "[http]\nmax_connections = 0\nmax_open_requests = 0\nheader_read_timeout = \"0s\"\n\
+             body_read_timeout = \"2d\"\nidle_timeout = \"30d\"\n",
+        )
+        .expect_err("refused");
+        assert_eq!(e.0.len(), 5, "{e}");
+        assert!(e.to_string().contains("body_read_timeout"), "{e}");
     }
 
     #[test]

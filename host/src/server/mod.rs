@@ -12,6 +12,7 @@ pub mod approvals;
 pub mod auth;
 pub mod client;
 pub mod config;
+mod connections;
 mod deployment;
 mod errors;
 mod metrics;
@@ -86,6 +87,9 @@ pub struct Daemon {
     /// Idempotency keys being executed now: `(principal, key) -> done`.
     pending: Mutex<HashMap<(String, String), watch::Receiver<bool>>>,
     pool: Semaphore,
+    /// Requests holding a body (`[http] max_open_requests`), taken before
+    /// the body is read.
+    open_requests: Arc<Semaphore>,
     protection: Mutex<BTreeMap<String, Arc<Protection>>>,
     metrics: Metrics,
     faults: Mutex<BTreeMap<String, u32>>,
@@ -163,6 +167,11 @@ impl Daemon {
         Ok(Arc::new(Daemon {
             principals: Principals::new(&config.principals),
             pool: Semaphore::new(config.limits.max_in_flight as usize),
+            open_requests: Arc::new(Semaphore::new(
+                usize::try_from(config.http.max_open_requests)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             faults: Mutex::new(config.testing.transient_faults.clone()),
             host: Arc::new(host),
             deployment: RwLock::new(Arc::new(deployment)),
@@ -334,6 +343,7 @@ async fn serve_with(
 ) -> Result<(), ServeError> {
     let listen = options.listen.unwrap_or(config.listen);
     let drain = config.limits.drain_timeout.get();
+    let limits = connections::ConnectionLimits::of(&config);
     let daemon = tokio::task::block_in_place(|| Daemon::start(config))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -362,8 +372,14 @@ async fn serve_with(
             let _ = stop_tx.send(true);
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let server = tokio::spawn(server.into_future());
+    tokio::spawn(shutdown);
+    let server = tokio::spawn(connections::serve(
+        listener,
+        app,
+        daemon.clone(),
+        limits,
+        stop_rx.clone(),
+    ));
     let _ = stop_rx.wait_for(|s| *s).await;
     let started = std::time::Instant::now();
     // Connections finish their current request; keep-alive ones are closed.

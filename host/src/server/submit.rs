@@ -260,59 +260,76 @@ impl Daemon {
         }
         let map_key = (principal.to_string(), key.to_string());
         loop {
-            let waiting = {
+            let claimed = {
                 let mut pending = self
                     .pending
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match pending.get(&map_key) {
-                    Some(rx) => Some(rx.clone()),
+                    Some(rx) => Err(rx.clone()),
                     None => {
-                        let done = self
-                            .state
-                            .idempotent(principal, key)
-                            .map_err(|e| ApiError::internal(e.to_string()))?;
-                        if let Some(done) = done
-                            && !self.stored_retryable(&done)?
-                        {
-                            drop(pending);
-                            return self.replay(principal, key, fingerprint, &done);
-                        }
                         let (tx, rx) = watch::channel(false);
                         pending.insert(map_key.clone(), rx);
-                        return Ok(Claim::Run(Some(PendingKey {
-                            daemon: self,
-                            key: map_key,
-                            done: tx,
-                        })));
+                        Ok(tx)
                     }
                 }
             };
-            if let Some(mut rx) = waiting {
+            match claimed {
+                Ok(done) => {
+                    // This request holds the key now (duplicates wait for
+                    // it), so the lookup below cannot race another run.
+                    let mine = PendingKey {
+                        daemon: self,
+                        key: map_key,
+                        done,
+                    };
+                    let (p, k) = (principal.to_string(), key.to_string());
+                    let recorded = self
+                        .state
+                        .blocking(move |s| s.idempotent(&p, &k))
+                        .await
+                        .map_err(ApiError::internal)?;
+                    return match recorded {
+                        Some(done) => match self.replay(principal, key, fingerprint, &done).await? {
+                            Some(answer) => Ok(Claim::Replay(answer)),
+                            // Only earlier versions stored a retryable 503:
+                            // the key is free again and this run's final
+                            // answer replaces the record.
+                            None => Ok(Claim::Run(Some(mine))),
+                        },
+                        None => Ok(Claim::Run(Some(mine))),
+                    };
+                }
                 // The first request is running: wait for it, then look again.
-                let _ = rx.wait_for(|done| *done).await;
+                Err(mut rx) => {
+                    let _ = rx.wait_for(|done| *done).await;
+                }
             }
         }
     }
 
-    /// Whether the answer recorded under a key is a retryable `503` (only
-    /// earlier versions stored those): the key is then free again, and the
-    /// new run's final answer replaces the record.
-    fn stored_retryable(&self, done: &super::state::IdempotentRecord) -> Result<bool, ApiError> {
-        let stored = self
-            .state
-            .request(&done.request_id)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(stored.is_some_and(|s| s.status == StatusCode::SERVICE_UNAVAILABLE.as_u16()))
-    }
-
-    fn replay(
+    /// The answer recorded under a key, to replay; `None` when it is a
+    /// retryable `503` (only earlier versions stored those: the key is then
+    /// free again).
+    async fn replay(
         &self,
         principal: &str,
         key: &str,
         fingerprint: &str,
         done: &super::state::IdempotentRecord,
-    ) -> Result<Claim<'_>, ApiError> {
+    ) -> Result<Option<Answer>, ApiError> {
+        let id = done.request_id.clone();
+        let stored = self
+            .state
+            .blocking(move |s| s.request(&id))
+            .await
+            .map_err(ApiError::internal)?;
+        if stored
+            .as_ref()
+            .is_some_and(|s| s.status == StatusCode::SERVICE_UNAVAILABLE.as_u16())
+        {
+            return Ok(None);
+        }
         if done.fingerprint != fingerprint {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -323,17 +340,14 @@ impl Daemon {
                 ),
             ));
         }
-        let stored = self
-            .state
-            .request(&done.request_id)
-            .map_err(|e| ApiError::internal(e.to_string()))?
+        let stored = stored
             .filter(|s| s.principal == principal)
             .ok_or_else(|| ApiError::internal("the recorded response is missing"))?;
         let mut body = stored.response;
         body["replayed"] = json!(true);
         self.metrics
             .add("warden_idempotent_replays_total", String::new(), 1);
-        Ok(Claim::Replay(Answer {
+        Ok(Some(Answer {
             status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
             body,
             retry_after: None,

@@ -481,6 +481,17 @@ impl AuditLog {
         self.with_reader(|r| r.entries(from, limit, filter))
     }
 
+    /// One bounded page of committed entries (see [`AuditReader::page`]).
+    pub fn page(
+        &self,
+        from: u64,
+        limit: usize,
+        max_scan: usize,
+        filter: &EntryFilter,
+    ) -> Result<super::EntryPage, StoreError> {
+        self.with_reader(|r| r.page(from, limit, max_scan, filter))
+    }
+
     /// Every committed checkpoint.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         self.with_reader(AuditReader::checkpoints)
@@ -678,7 +689,8 @@ impl Writer {
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO audit_entries (seq, prev_hash, hash, entry) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO audit_entries (seq, prev_hash, hash, entry, capability, outcome, outcome_class) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(sqlite_err(&self.path))?;
             let mut ins_payload = tx
@@ -694,7 +706,10 @@ impl Writer {
                     to_sql_int(e.seq),
                     &e.prev_hash.0[..],
                     &e.hash.0[..],
-                    &self.scratch[..]
+                    &self.scratch[..],
+                    &e.entry.capability,
+                    e.entry.outcome.as_string(),
+                    e.entry.outcome.class()
                 ])
                 .map_err(sqlite_err(&self.path))?;
                 for data in [&payloads.input, &payloads.output].into_iter().flatten() {

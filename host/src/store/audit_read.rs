@@ -23,18 +23,80 @@ pub struct EntryFilter {
 
 impl EntryFilter {
     fn matches(&self, e: &AuditEntry) -> bool {
-        if self
-            .capability
-            .as_ref()
-            .is_some_and(|c| *c != e.entry.capability)
+        self.matches_columns(
+            Some(&e.entry.capability),
+            Some(&e.entry.outcome.as_string()),
+            Some(e.entry.outcome.class()),
+        )
+    }
+
+    /// Whether the extracted columns of a row (`capability`, `outcome`,
+    /// `outcome_class`) match. An outcome with a `:` is a full form
+    /// (`budget_exhausted:fuel`); one without is a class, and a full form
+    /// without `:` is always equal to its class.
+    fn matches_columns(
+        &self,
+        capability: Option<&str>,
+        outcome: Option<&str>,
+        class: Option<&str>,
+    ) -> bool {
+        if let Some(c) = &self.capability
+            && capability != Some(c.as_str())
         {
             return false;
         }
         match &self.outcome {
             None => true,
-            Some(o) => *o == e.entry.outcome.as_string() || o == e.entry.outcome.class(),
+            Some(o) if o.contains(':') => outcome == Some(o.as_str()),
+            Some(o) => class == Some(o.as_str()),
         }
     }
+
+    /// The query a listing runs: it walks one index (capability, else
+    /// outcome class, else the sequence itself) in sequence order, so the
+    /// rows it examines are only rows that can match.
+    fn listing_sql(&self, listing_columns: bool) -> (&'static str, Option<String>) {
+        if !listing_columns {
+            return (
+                "SELECT seq, prev_hash, hash, entry, NULL, NULL, NULL \
+                 FROM audit_entries WHERE ?1 IS NULL AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                None,
+            );
+        }
+        match (&self.capability, &self.outcome) {
+            (Some(c), _) => (
+                "SELECT seq, prev_hash, hash, entry, capability, outcome, outcome_class \
+                 FROM audit_entries WHERE capability = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                Some(c.clone()),
+            ),
+            (None, Some(o)) => (
+                "SELECT seq, prev_hash, hash, entry, capability, outcome, outcome_class \
+                 FROM audit_entries WHERE outcome_class = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                Some(o.split(':').next().unwrap_or_default().to_owned()),
+            ),
+            (None, None) => (
+                "SELECT seq, prev_hash, hash, entry, capability, outcome, outcome_class \
+                 FROM audit_entries WHERE ?1 IS NULL AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                None,
+            ),
+        }
+    }
+}
+
+/// One page of a listing ([`AuditReader::page`]).
+#[derive(Debug, Clone, Default)]
+pub struct EntryPage {
+    /// The matching entries, in sequence order.
+    pub entries: Vec<AuditEntry>,
+    /// The cursor: the last sequence number examined (every matching entry
+    /// up to it is in this page or an earlier one). Continue with
+    /// `from = next_after + 1`. Equal to `from - 1` when nothing was examined.
+    pub next_after: u64,
+    /// Rows the page examined (at most the scan bound it was given).
+    pub examined: usize,
+    /// True when the scan reached the end of the chain as committed now
+    /// (no further entry can match until more are appended).
+    pub complete: bool,
 }
 
 /// What an export wrote.
@@ -51,6 +113,16 @@ pub struct ExportSummary {
 pub struct AuditReader {
     conn: Connection,
     path: PathBuf,
+    /// Schema 2: rows carry the listing columns and their indexes. A
+    /// version-1 file (not yet opened by a writer of this version) is
+    /// listed by decoding rows, still within each page's scan bound.
+    listing_columns: bool,
+}
+
+/// Whether `conn`'s database has schema 2's listing columns.
+fn has_listing_columns(conn: &Connection) -> bool {
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .is_ok_and(|v| v >= 2)
 }
 
 fn hash_from_blob(path: &Path, what: &str, seq: u64, blob: &[u8]) -> Result<Hash256, String> {
@@ -117,14 +189,17 @@ impl AuditReader {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such database"),
             });
         }
+        let conn = open_connection(path, false)?;
         Ok(AuditReader {
-            conn: open_connection(path, false)?,
+            listing_columns: has_listing_columns(&conn),
+            conn,
             path: path.to_owned(),
         })
     }
 
     pub(crate) fn from_connection(conn: Connection, path: &Path) -> AuditReader {
         AuditReader {
+            listing_columns: has_listing_columns(&conn),
             conn,
             path: path.to_owned(),
         }
@@ -137,35 +212,83 @@ impl AuditReader {
         }
     }
 
-    /// Entries with `seq >= from` that match `filter`, at most `limit`, in order.
+    /// Entries with `seq >= from` that match `filter`, at most `limit`, in
+    /// order, however many rows that examines (the CLI's offline listing).
     pub fn entries(
         &self,
         from: u64,
         limit: usize,
         filter: &EntryFilter,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.page(from, limit, usize::MAX, filter)?.entries)
+    }
+
+    /// One page of a listing: entries with `seq >= from` that match
+    /// `filter`, at most `limit`, examining at most `max_scan` rows. The
+    /// rows come from the index of what `filter` names, so a page examines
+    /// only rows that can match; with both a capability and an outcome it
+    /// walks the capability's rows and stops after `max_scan` of them.
+    /// Continue from [`EntryPage::next_after`].
+    pub fn page(
+        &self,
+        from: u64,
+        limit: usize,
+        max_scan: usize,
+        filter: &EntryFilter,
+    ) -> Result<EntryPage, StoreError> {
+        let (sql, key) = filter.listing_sql(self.listing_columns);
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT seq, prev_hash, hash, entry FROM audit_entries WHERE seq >= ?1 ORDER BY seq",
-            )
+            .prepare_cached(sql)
             .map_err(sqlite_err(&self.path))?;
+        let scan = i64::try_from(max_scan).unwrap_or(i64::MAX);
         let mut rows = stmt
-            .query([to_sql_int(from)])
+            .query(rusqlite::params![key, to_sql_int(from), scan])
             .map_err(sqlite_err(&self.path))?;
-        let mut out = Vec::new();
-        while out.len() < limit {
+        let mut page = EntryPage {
+            next_after: from.saturating_sub(1),
+            ..EntryPage::default()
+        };
+        loop {
+            if page.entries.len() >= limit {
+                return Ok(page);
+            }
             let Some(row) = rows.next().map_err(sqlite_err(&self.path))? else {
-                break;
+                page.complete = page.examined < max_scan;
+                return Ok(page);
             };
+            page.examined += 1;
+            let seq: i64 = row.get(0).map_err(sqlite_err(&self.path))?;
+            page.next_after = u64::try_from(seq).unwrap_or(0);
+            let column = |i| -> Result<Option<String>, StoreError> {
+                row.get(i).map_err(sqlite_err(&self.path))
+            };
+            if self.listing_columns {
+                let (capability, outcome, class) = (column(4)?, column(5)?, column(6)?);
+                if !filter.matches_columns(
+                    capability.as_deref(),
+                    outcome.as_deref(),
+                    class.as_deref(),
+                ) {
+                    continue;
+                }
+            }
             let entry = row_to_entry(&self.path, row)
                 .map_err(sqlite_err(&self.path))?
                 .map_err(|d| self.corrupt(d))?;
-            if filter.matches(&entry) {
-                out.push(entry);
+            if !filter.matches(&entry) {
+                if !self.listing_columns {
+                    continue;
+                }
+                // The columns are not hashed: never list an entry its own
+                // (hashed) content says does not match.
+                return Err(self.corrupt(format!(
+                    "row {}: its capability/outcome columns disagree with its entry",
+                    entry.seq
+                )));
             }
+            page.entries.push(entry);
         }
-        Ok(out)
     }
 
     /// Every checkpoint, in the order written.
@@ -385,4 +508,56 @@ pub fn verify_export(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans for a listing's query.
+    fn plan(conn: &Connection, filter: &EntryFilter) -> String {
+        let (sql, key) = filter.listing_sql(true);
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let rows = stmt
+            .query_map(rusqlite::params![key, 1i64, 100i64], |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("plan");
+        rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn every_listing_walks_an_index_in_sequence_order_without_a_scan_or_a_sort() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = crate::store::open_connection(&dir.path().join("w.db"), true).expect("db");
+        let f = |capability: Option<&str>, outcome: Option<&str>| EntryFilter {
+            capability: capability.map(str::to_owned),
+            outcome: outcome.map(str::to_owned),
+        };
+        for (filter, index) in [
+            (
+                f(Some("fx"), None),
+                "USING INDEX audit_entries_by_capability",
+            ),
+            (
+                f(Some("fx"), Some("trap")),
+                "USING INDEX audit_entries_by_capability",
+            ),
+            (
+                f(None, Some("budget_exhausted")),
+                "USING INDEX audit_entries_by_outcome_class",
+            ),
+            (
+                f(None, Some("budget_exhausted:fuel")),
+                "USING INDEX audit_entries_by_outcome_class",
+            ),
+            (f(None, None), "USING INTEGER PRIMARY KEY"),
+        ] {
+            let plan = plan(&conn, &filter);
+            assert!(plan.contains(index), "{filter:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts: {plan}");
+        }
+    }
 }

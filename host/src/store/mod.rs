@@ -13,7 +13,9 @@ mod audit_log;
 mod audit_read;
 
 pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
-pub use audit_read::{AuditReader, EntryFilter, ExportSummary, verify_db, verify_export};
+pub use audit_read::{
+    AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_export,
+};
 
 use crate::audit::Problem;
 use rusqlite::Connection;
@@ -22,8 +24,9 @@ use std::path::{Path, PathBuf};
 /// Default file name of the database inside the data directory.
 pub const DB_FILE: &str = "warden.db";
 
-/// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version stored in `PRAGMA user_version`: 1 is the chain; 2 adds
+/// the listing columns and their indexes ([`migrate_to_v2`]).
+const SCHEMA_VERSION: i64 = 2;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -147,11 +150,111 @@ pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection, S
         .map_err(sqlite_err(path))?;
     conn.execute_batch("PRAGMA synchronous=FULL;")
         .map_err(sqlite_err(path))?;
-    if version < SCHEMA_VERSION {
+    if version < 1 {
         conn.execute_batch(SCHEMA).map_err(sqlite_err(path))?;
+    }
+    // Only the writer (which holds the lock file, so no older warden is
+    // writing) migrates; readers never alter a schema.
+    if version < 2 && create {
+        migrate_to_v2(&conn, path)?;
     }
     Ok(conn)
 }
+
+/// Rows the v2 migration decodes per step (bounds its memory).
+const MIGRATION_CHUNK: i64 = 10_000;
+
+/// Schema 1 -> 2: `audit_entries` gains `capability`, `outcome` and
+/// `outcome_class` (copied out of each entry, so `GET /v1/audit` filters
+/// through an index instead of decoding every entry) and their indexes.
+/// Idempotent and safe to race: it runs in one `BEGIN IMMEDIATE`
+/// transaction that re-reads the version, adds only missing columns and
+/// fills only empty rows. A row whose entry does not decode keeps empty
+/// columns (it is listed unfiltered, and `audit verify` reports it).
+/// Entries are hashed over their encoded blob only, so nothing here changes
+/// what verifies.
+fn migrate_to_v2(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = sqlite_err;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql(path))?;
+    let result = (|| -> Result<(), StoreError> {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql(path))?;
+        if version >= 2 {
+            return Ok(());
+        }
+        let columns: Vec<String> = {
+            let mut stmt = conn
+                .prepare("SELECT name FROM pragma_table_info('audit_entries')")
+                .map_err(sql(path))?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(sql(path))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(sql(path))?
+        };
+        for column in ["capability", "outcome", "outcome_class"] {
+            if !columns.iter().any(|c| c == column) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE audit_entries ADD COLUMN {column} TEXT"
+                ))
+                .map_err(sql(path))?;
+            }
+        }
+        let mut after: i64 = 0;
+        loop {
+            let chunk: Vec<(i64, Vec<u8>)> = {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT seq, entry FROM audit_entries \
+                         WHERE seq > ?1 AND capability IS NULL ORDER BY seq LIMIT ?2",
+                    )
+                    .map_err(sql(path))?;
+                let rows = stmt
+                    .query_map([after, MIGRATION_CHUNK], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sql(path))?;
+                rows.collect::<rusqlite::Result<_>>().map_err(sql(path))?
+            };
+            let Some(last) = chunk.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            after = last;
+            let mut update = conn
+                .prepare_cached(
+                    "UPDATE audit_entries SET capability = ?2, outcome = ?3, outcome_class = ?4 \
+                     WHERE seq = ?1",
+                )
+                .map_err(sql(path))?;
+            for (seq, blob) in &chunk {
+                if let Ok((_, e)) = crate::audit::entry::decode(blob) {
+                    update
+                        .execute(rusqlite::params![
+                            seq,
+                            e.capability,
+                            e.outcome.as_string(),
+                            e.outcome.class()
+                        ])
+                        .map_err(sql(path))?;
+                }
+            }
+        }
+        conn.execute_batch(INDEXES_V2).map_err(sql(path))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(sql(path)),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The indexes `GET /v1/audit` filters through (schema 2).
+const INDEXES_V2: &str = "
+CREATE INDEX IF NOT EXISTS audit_entries_by_capability ON audit_entries (capability, seq);
+CREATE INDEX IF NOT EXISTS audit_entries_by_outcome_class ON audit_entries (outcome_class, seq);
+PRAGMA user_version = 2;
+";
 
 /// The schema (docs/audit.md "Storage"). `IF NOT EXISTS` keeps it idempotent.
 const SCHEMA: &str = "
