@@ -484,13 +484,20 @@ fn audit_verify_with_an_expected_checkpoint_passes_on_the_chain_and_fails_on_a_c
     let head = anchor.head_hash.to_string();
     let verify = |db: &std::path::Path, extra: &[&str]| {
         let db = db.join("warden.db").display().to_string();
-        let mut args = vec!["audit", "verify", "--db", &db, "--pubkey", &pubkey];
+        let mut args: Vec<&str> = vec![
+            "audit",
+            "verify",
+            "--db",
+            db.as_str(),
+            "--pubkey",
+            pubkey.as_str(),
+        ];
         args.extend_from_slice(extra);
         warden(&args)
     };
-    let by_hash = ["--expect-size", &size, "--expect-head", &head];
+    let by_hash: [&str; 4] = ["--expect-size", &size, "--expect-head", &head];
     let anchor_arg = anchor_file.display().to_string();
-    let by_file = ["--expect-checkpoint", &anchor_arg];
+    let by_file: [&str; 2] = ["--expect-checkpoint", &anchor_arg];
     for extra in [&by_hash[..], &by_file[..]] {
         let (code, out, err) = verify(&data, extra);
         assert_eq!(
@@ -542,7 +549,8 @@ fn audit_verify_with_an_expected_checkpoint_passes_on_the_chain_and_fails_on_a_c
     let (code, out, _) = verify(&forged, &["--allow-uncovered-tail"]);
     assert_eq!(code, 0, "alone, the forged copy verifies: {out}");
     for extra in [&by_hash[..], &by_file[..]] {
-        let (code, out, err) = verify(&forged, &[extra, &["--allow-uncovered-tail"]].concat());
+        let with_tail: Vec<&str> = [extra, &["--allow-uncovered-tail"][..]].concat();
+        let (code, out, err) = verify(&forged, &with_tail);
         assert_eq!(code, 3, "{out}\n{err}");
         assert!(
             out.contains("FAILED at seq 4: checkpoint_mismatch: expected checkpoint"),

@@ -259,17 +259,11 @@ impl AuditReader {
             .conn
             .unchecked_transaction()
             .map_err(sqlite_err(&self.path))?;
-        let with_expected = |mut v: ChainVerifier<'_>| {
-            if let Some(x) = expected {
-                v.expect(x.clone());
-            }
-            v
-        };
         let mut verifier = match self.checkpoints() {
-            Ok(cps) => with_expected(ChainVerifier::new(&cps, pubkey)),
+            Ok(cps) => new_verifier(&cps, pubkey, expected),
             Err(StoreError::Corrupt { detail, .. }) => {
                 // A checkpoint row of the wrong shape: report it, check the rest.
-                let mut v = with_expected(ChainVerifier::new(&[], pubkey));
+                let mut v = new_verifier(&[], pubkey, expected);
                 v.push_malformed(format!("checkpoint table: {detail}"));
                 return Ok(v.finish());
             }
@@ -354,6 +348,19 @@ impl AuditReader {
     }
 }
 
+/// A verifier for `checkpoints` that also requires `expected`, if given.
+fn new_verifier<'k>(
+    checkpoints: &[Checkpoint],
+    pubkey: Option<&'k VerifyingKey>,
+    expected: Option<&ExpectedCheckpoint>,
+) -> ChainVerifier<'k> {
+    let mut v = ChainVerifier::new(checkpoints, pubkey);
+    if let Some(x) = expected {
+        v.expect(x.clone());
+    }
+    v
+}
+
 /// Verifies the chain in a database file.
 pub fn verify_db(path: &Path, pubkey: Option<&VerifyingKey>) -> Result<VerifyReport, StoreError> {
     AuditReader::open(path)?.verify(pubkey)
@@ -383,13 +390,7 @@ pub fn verify_export_expecting(
     pubkey: Option<&VerifyingKey>,
     expected: Option<&ExpectedCheckpoint>,
 ) -> Result<VerifyReport, StoreError> {
-    let new_verifier = |cps: &[Checkpoint]| {
-        let mut v = ChainVerifier::new(cps, pubkey);
-        if let Some(x) = expected {
-            v.expect(x.clone());
-        }
-        v
-    };
+    let new_verifier = |cps: &[Checkpoint]| new_verifier(cps, pubkey, expected);
     let io = |source| StoreError::Io {
         path: path.to_owned(),
         source,
