@@ -14,12 +14,14 @@
 //! The one exception is [`hostkey`], which reads or creates the host key
 //! files in the data directory.
 
+pub mod anchor;
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
 pub mod hostkey;
 pub mod verify;
 
+pub use anchor::{AnchorError, ExpectedCheckpoint};
 pub use checkpoint::{Checkpoint, CheckpointError, SignatureBytes, key_id};
 pub use entry::{
     Approval, ApprovalDecision, AuditEntry, DecodeError, EventKind, Hash256, HostCall, NewEntry,

@@ -5,6 +5,7 @@
 //! Streaming: [`ChainVerifier`] takes entries one at a time in stored order and
 //! keeps O(checkpoints) state, so a million-entry chain needs no buffering.
 
+use super::anchor::ExpectedCheckpoint;
 use super::checkpoint::Checkpoint;
 use super::entry::{AuditEntry, Hash256};
 use ed25519_dalek::VerifyingKey;
@@ -120,6 +121,10 @@ pub struct ChainVerifier<'k> {
     /// After an out-of-order entry: the sequence number we still look for,
     /// to tell a gap (never appears) from a reordering (appears later).
     looking_for: Option<u64>,
+    /// A checkpoint given from outside the chain ([`expect`](Self::expect)).
+    expected: Option<ExpectedCheckpoint>,
+    /// Hash of entry `expected.size`, once verified up to it.
+    expected_found: Option<Hash256>,
     scratch: Vec<u8>,
 }
 
@@ -141,10 +146,24 @@ impl<'k> ChainVerifier<'k> {
             checked: 0,
             entry_problem: None,
             looking_for: None,
+            expected: None,
+            expected_found: None,
             scratch: Vec::with_capacity(512),
         };
         v.match_checkpoints(0);
         v
+    }
+
+    /// Also require that the chain contains entry `expected.size` with hash
+    /// `expected.head_hash` (a checkpoint held outside the chain, e.g. from
+    /// an earlier export). Fails as [`ProblemKind::Truncated`] when the
+    /// verified chain is shorter, [`ProblemKind::CheckpointMismatch`] when
+    /// that entry's hash differs (the history was rewritten).
+    pub fn expect(&mut self, expected: ExpectedCheckpoint) {
+        if expected.size == 0 {
+            self.expected_found = Some(Hash256::ZERO);
+        }
+        self.expected = Some(expected);
     }
 
     fn match_checkpoints(&mut self, size: u64) {
@@ -282,6 +301,9 @@ impl<'k> ChainVerifier<'k> {
         self.head = *hash;
         self.checked += 1;
         self.expected_seq += 1;
+        if self.expected.as_ref().is_some_and(|x| x.size == e) {
+            self.expected_found = Some(*hash);
+        }
         if self
             .checkpoints
             .get(self.next_cp)
@@ -311,6 +333,29 @@ impl<'k> ChainVerifier<'k> {
                     cp.at_ms, cp.size, self.checked
                 ),
             });
+        }
+        if let Some(x) = &self.expected {
+            match self.expected_found {
+                None => candidates.push(Problem {
+                    seq: self.checked + 1,
+                    kind: ProblemKind::Truncated,
+                    detail: format!(
+                        "expected checkpoint ({}) covers {} entries with head {}, \
+                         the verified chain ends at entry {}",
+                        x.source, x.size, x.head_hash, self.checked
+                    ),
+                }),
+                Some(found) if found != x.head_hash => candidates.push(Problem {
+                    seq: x.size,
+                    kind: ProblemKind::CheckpointMismatch,
+                    detail: format!(
+                        "expected checkpoint ({}) says entry {} has hash {}, the chain has {} \
+                         (history rewritten)",
+                        x.source, x.size, x.head_hash, found
+                    ),
+                }),
+                Some(_) => {}
+            }
         }
         let mut signatures_ok = vec![true; self.checkpoints.len()];
         if let Some(key) = self.pubkey {
@@ -486,6 +531,79 @@ mod tests {
         let c = chain(10);
         let cps = [Checkpoint::sign(4, Hash256([3; 32]), 1, &key())];
         assert_eq!(first(c, &cps), Some((4, ProblemKind::CheckpointMismatch)));
+    }
+
+    fn expecting(
+        entries: Vec<AuditEntry>,
+        cps: &[Checkpoint],
+        size: u64,
+        head: Hash256,
+    ) -> Option<(u64, ProblemKind)> {
+        let vk = key().verifying_key();
+        let mut v = ChainVerifier::new(cps, Some(&vk));
+        v.expect(ExpectedCheckpoint {
+            size,
+            head_hash: head,
+            source: "test".into(),
+        });
+        for e in &entries {
+            v.push(e);
+        }
+        v.finish().problem.map(|p| (p.seq, p.kind))
+    }
+
+    #[test]
+    fn an_expected_checkpoint_the_chain_extends_passes() {
+        let c = chain(10);
+        let cps = [cp(&c, 10)];
+        assert_eq!(expecting(c.clone(), &cps, 6, c[5].hash), None);
+        assert_eq!(expecting(c.clone(), &cps, 10, c[9].hash), None);
+        assert_eq!(expecting(c, &cps, 0, Hash256::ZERO), None);
+    }
+
+    #[test]
+    fn a_chain_shorter_than_the_expected_checkpoint_is_truncated_even_with_matching_checkpoints() {
+        let full = chain(10);
+        let mut c = full.clone();
+        c.truncate(7);
+        // The attacker also dropped the checkpoints above 7 and signed nothing new.
+        let cps = [cp(&c, 7)];
+        assert_eq!(
+            expecting(c, &cps, 10, full[9].hash),
+            Some((8, ProblemKind::Truncated))
+        );
+    }
+
+    #[test]
+    fn a_rechained_history_under_the_expected_checkpoint_is_a_mismatch_at_its_size() {
+        let original = chain(10);
+        // Rewrite entry 5 and re-chain everything after it: every hash
+        // verifies and a re-signed checkpoint over the forged head matches.
+        let mut forged = Vec::new();
+        let mut prev = Hash256::ZERO;
+        for e in &original {
+            let mut n = e.entry.clone();
+            if e.seq == 5 {
+                n.principal = "mallory".into();
+            }
+            let linked = AuditEntry::link(e.seq, prev, n);
+            prev = linked.hash;
+            forged.push(linked);
+        }
+        let cps = [cp(&forged, 10)];
+        assert_eq!(first(forged.clone(), &cps), None, "alone it verifies");
+        assert_eq!(
+            expecting(forged, &cps, 8, original[7].hash),
+            Some((8, ProblemKind::CheckpointMismatch))
+        );
+    }
+
+    #[test]
+    fn an_expected_empty_chain_head_must_be_zero() {
+        assert_eq!(
+            expecting(chain(3), &[], 0, Hash256([1; 32])),
+            Some((0, ProblemKind::CheckpointMismatch))
+        );
     }
 
     #[test]

@@ -9,8 +9,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use warden_host::audit::hostkey;
-use warden_host::store::{AuditReader, DB_FILE, EntryFilter, verify_db, verify_export};
+use warden_host::audit::{ExpectedCheckpoint, Hash256, hostkey};
+use warden_host::store::{
+    AuditReader, DB_FILE, EntryFilter, checkpoints_in_file, verify_db_expecting,
+    verify_export_expecting,
+};
 
 /// Exit code when the chain does not verify.
 const EXIT_NOT_VERIFIED: u8 = 3;
@@ -43,7 +46,9 @@ pub enum Cmd {
     /// broken_link, gap, reordered, malformed, bad_checkpoint_signature,
     /// checkpoint_mismatch, truncated, or uncovered_tail (entries after the
     /// last signed checkpoint; a clean shutdown always writes one). Exits 3 on
-    /// any problem.
+    /// any problem. With `--expect-size/--expect-head` or
+    /// `--expect-checkpoint`, the chain must also extend a checkpoint held
+    /// outside it (detects truncation and rewriting below it).
     Verify(VerifyArgs),
     /// List entries, oldest first.
     Show(ShowArgs),
@@ -103,6 +108,19 @@ pub struct VerifyArgs {
     /// are then NOT checked: anyone could have rewritten the whole chain).
     #[arg(long, conflicts_with = "pubkey")]
     skip_signatures: bool,
+    /// Fail unless the chain holds at least this many entries and entry N
+    /// has the hash given by `--expect-head` (a checkpoint you kept).
+    #[arg(long, requires = "expect_head", conflicts_with = "expect_checkpoint")]
+    expect_size: Option<u64>,
+    /// The hash (`sha256:<hex>`) entry `--expect-size` must have.
+    #[arg(long, requires = "expect_size")]
+    expect_head: Option<Hash256>,
+    /// Like `--expect-size/--expect-head`, from a file: an anchor file
+    /// (`warden.db.anchor`), a checkpoint JSON object, a saved `GET
+    /// /v1/audit/checkpoints` answer or an export; its newest checkpoint
+    /// counts, and its signature must verify (unless `--skip-signatures`).
+    #[arg(long)]
+    expect_checkpoint: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -215,13 +233,53 @@ fn public_key(a: &VerifyArgs) -> anyhow::Result<Option<ed25519_dalek::VerifyingK
     Ok(Some(key))
 }
 
+/// The checkpoint `--expect-*` asks for, if any.
+fn expected_checkpoint(
+    a: &VerifyArgs,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> anyhow::Result<Option<ExpectedCheckpoint>> {
+    if let (Some(size), Some(head)) = (a.expect_size, a.expect_head) {
+        return Ok(Some(ExpectedCheckpoint {
+            size,
+            head_hash: head,
+            source: "--expect-size/--expect-head".into(),
+        }));
+    }
+    let Some(file) = &a.expect_checkpoint else {
+        return Ok(None);
+    };
+    let found = checkpoints_in_file(file)
+        .with_context(|| format!("reading the expected checkpoint {}", file.display()))?;
+    let cp =
+        warden_host::audit::anchor::newest(found).with_context(|| format!("{}", file.display()))?;
+    if let Some(key) = key {
+        cp.verify(key).with_context(|| {
+            format!(
+                "the expected checkpoint in {} is not signed by this host key",
+                file.display()
+            )
+        })?;
+    }
+    Ok(Some(ExpectedCheckpoint::from_checkpoint(
+        &cp,
+        file.display().to_string(),
+    )))
+}
+
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let key = public_key(&a)?;
+    let expected = expected_checkpoint(&a, key.as_ref())?;
     let (what, report) = match &a.export {
-        Some(file) => (file.clone(), verify_export(file, key.as_ref())?),
+        Some(file) => (
+            file.clone(),
+            verify_export_expecting(file, key.as_ref(), expected.as_ref())?,
+        ),
         None => {
             let db = a.db.db_path();
-            (db.clone(), verify_db(&db, key.as_ref())?)
+            (
+                db.clone(),
+                verify_db_expecting(&db, key.as_ref(), expected.as_ref())?,
+            )
         }
     };
     let passed = report.passed(a.allow_uncovered_tail);
@@ -239,6 +297,12 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 " (signatures NOT checked)"
             }
         );
+        if let Some(x) = &expected {
+            println!(
+                "expected checkpoint ({}): entry {} with hash {}",
+                x.source, x.size, x.head_hash
+            );
+        }
         match &report.problem {
             None => println!("ok: head {} {}", report.head_seq, report.head_hash),
             Some(p) if passed => println!("ok (allowed): {p}"),

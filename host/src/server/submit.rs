@@ -290,13 +290,15 @@ impl Daemon {
                         .await
                         .map_err(ApiError::internal)?;
                     return match recorded {
-                        Some(done) => match self.replay(principal, key, fingerprint, &done).await? {
-                            Some(answer) => Ok(Claim::Replay(answer)),
-                            // Only earlier versions stored a retryable 503:
-                            // the key is free again and this run's final
-                            // answer replaces the record.
-                            None => Ok(Claim::Run(Some(mine))),
-                        },
+                        Some(done) => {
+                            match self.replay(principal, key, fingerprint, &done).await? {
+                                Some(answer) => Ok(Claim::Replay(answer)),
+                                // Only earlier versions stored a retryable 503:
+                                // the key is free again and this run's final
+                                // answer replaces the record.
+                                None => Ok(Claim::Run(Some(mine))),
+                            }
+                        }
                         None => Ok(Claim::Run(Some(mine))),
                     };
                 }

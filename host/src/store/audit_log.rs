@@ -6,6 +6,7 @@
 //! then answers every waiter. Concurrent invocations therefore share fsyncs,
 //! and no response is ever sent for an entry that is not on disk.
 
+use super::anchor::{read_anchor, write_anchor};
 use super::audit_read::{AuditReader, EntryFilter, ExportSummary};
 use super::{StoreError, now_ms, open_connection, sqlite_err, to_sql_int};
 use crate::audit::{AuditEntry, Checkpoint, Hash256, NewEntry, Problem, ProblemKind, VerifyReport};
@@ -205,68 +206,48 @@ fn acquire_writer_lock(db: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
-/// Re-checks the last entries and the last checkpoint at open.
+/// What [`check_tail`] verified at open.
+struct Recovered {
+    head_seq: u64,
+    head_hash: Hash256,
+    /// Largest size among the stored checkpoints.
+    last_cp_size: Option<u64>,
+    /// The newest stored checkpoint signed by this host's key whose head the
+    /// verified chain matches, at or after the trusted point: the anchor to keep.
+    newest_trusted: Option<Checkpoint>,
+}
+
+/// Verifies, before anything is signed, that the database extends a
+/// checkpoint this host trusts, and re-checks the tail.
+///
+/// The trusted point is `anchor` (the anchor file, signature already
+/// checked) or, without one (a data directory from an older version), the
+/// newest stored checkpoint whose signature verifies with `signer`, or the
+/// empty chain. Every entry from there (and at least the last
+/// [`TAIL_CHECK`]) to the head is recomputed and its link checked, streaming.
 fn check_tail(
     conn: &Connection,
     path: &Path,
     signer: &SigningKey,
-) -> Result<(u64, Hash256, Option<u64>), StoreError> {
+    anchor: Option<(&Path, &Checkpoint)>,
+) -> Result<Recovered, StoreError> {
     let reader = AuditReader::from_connection(open_connection(path, false)?, path);
     let torn = |seq, kind, detail: String| StoreError::TornTail {
         path: path.to_owned(),
         problem: Problem { seq, kind, detail },
     };
+    let not_extending =
+        |(file, a): (&Path, &Checkpoint), found: String| StoreError::NotExtendingAnchor {
+            db: path.to_owned(),
+            anchor: file.to_owned(),
+            size: a.size,
+            head: a.head_hash,
+            found,
+        };
     let max_seq: Option<i64> = conn
         .query_row("SELECT MAX(seq) FROM audit_entries", [], |r| r.get(0))
         .map_err(sqlite_err(path))?;
     let head_seq = max_seq.map_or(0, |s| u64::try_from(s).unwrap_or(0));
-    let from = head_seq.saturating_sub(TAIL_CHECK).max(1);
-    let tail = if head_seq == 0 {
-        Vec::new()
-    } else {
-        match reader.entries(from, usize::MAX, &EntryFilter::default()) {
-            Ok(t) => t,
-            Err(StoreError::Corrupt { detail, .. }) => {
-                return Err(torn(head_seq, ProblemKind::Malformed, detail));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let mut prev: Option<Hash256> = None;
-    let mut scratch = Vec::new();
-    for (i, e) in tail.iter().enumerate() {
-        let expected = from + i as u64;
-        if e.recompute_hash(&mut scratch) != e.hash {
-            return Err(torn(
-                expected,
-                ProblemKind::HashMismatch,
-                format!("entry at position {expected} does not match its hash"),
-            ));
-        }
-        if e.seq != expected {
-            return Err(torn(
-                expected,
-                ProblemKind::Gap,
-                format!("expected entry {expected}, found {}", e.seq),
-            ));
-        }
-        if prev.is_some_and(|p| p != e.prev_hash) || (e.seq == 1 && e.prev_hash != Hash256::ZERO) {
-            return Err(torn(
-                expected,
-                ProblemKind::BrokenLink,
-                "prev_hash does not link".into(),
-            ));
-        }
-        prev = Some(e.hash);
-    }
-    let head_hash = tail.last().map_or(Hash256::ZERO, |e| e.hash);
-    if head_seq > 0 && tail.last().map(|e| e.seq) != Some(head_seq) {
-        return Err(torn(
-            head_seq,
-            ProblemKind::Gap,
-            "tail does not end at the head".into(),
-        ));
-    }
     let checkpoints = match reader.checkpoints() {
         Ok(c) => c,
         Err(StoreError::Corrupt { detail, .. }) => {
@@ -274,45 +255,180 @@ fn check_tail(
         }
         Err(e) => return Err(e),
     };
-    let last_cp_size = checkpoints.iter().map(|c| c.size).max();
-    if let Some(cp) = checkpoints.iter().max_by_key(|c| c.size) {
-        if cp.size > head_seq {
-            return Err(torn(
-                head_seq + 1,
-                ProblemKind::Truncated,
+    let vk = signer.verifying_key();
+    let own_key = crate::audit::key_id(&vk);
+    let trusted: Option<Checkpoint> = match anchor {
+        Some((_, a)) => Some(a.clone()),
+        None => checkpoints
+            .iter()
+            .filter(|c| c.key_id == own_key && c.size <= head_seq && c.verify(&vk).is_ok())
+            .max_by_key(|c| (c.size, c.at_ms))
+            .cloned(),
+    };
+    if let Some(a) = anchor
+        && a.1.size > head_seq
+    {
+        return Err(not_extending(
+            a,
+            format!(
+                "the database holds {head_seq} entries, fewer than the {} the anchor covers \
+                 (entries were cut off)",
+                a.1.size
+            ),
+        ));
+    }
+    let trusted_size = trusted.as_ref().map_or(0, |c| c.size);
+    let from = head_seq.saturating_sub(TAIL_CHECK).min(trusted_size).max(1);
+    // Hashes of the entries that checkpoints (and the trusted point) name.
+    let mut hash_at: std::collections::BTreeMap<u64, Hash256> = Default::default();
+    hash_at.insert(0, Hash256::ZERO);
+    let named: std::collections::BTreeSet<u64> = checkpoints
+        .iter()
+        .map(|c| c.size)
+        .chain([trusted_size])
+        .filter(|s| *s >= from)
+        .collect();
+    let mut expected = from;
+    let mut prev: Option<Hash256> = None;
+    let mut scratch = Vec::new();
+    if head_seq > 0 {
+        let scanned = reader.scan_from(from, |e| {
+            if e.recompute_hash(&mut scratch) != e.hash {
+                return Err(torn(
+                    expected,
+                    ProblemKind::HashMismatch,
+                    format!("entry at position {expected} does not match its hash"),
+                ));
+            }
+            if e.seq != expected {
+                return Err(torn(
+                    expected,
+                    ProblemKind::Gap,
+                    format!("expected entry {expected}, found {}", e.seq),
+                ));
+            }
+            if prev.is_some_and(|p| p != e.prev_hash)
+                || (e.seq == 1 && e.prev_hash != Hash256::ZERO)
+            {
+                return Err(torn(
+                    expected,
+                    ProblemKind::BrokenLink,
+                    "prev_hash does not link".into(),
+                ));
+            }
+            if named.contains(&e.seq) {
+                hash_at.insert(e.seq, e.hash);
+            }
+            prev = Some(e.hash);
+            expected += 1;
+            Ok(())
+        });
+        match scanned {
+            Ok(()) => {}
+            Err(StoreError::Corrupt { detail, .. }) => {
+                return Err(torn(expected, ProblemKind::Malformed, detail));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let head_hash = prev.unwrap_or(Hash256::ZERO);
+    if head_seq > 0 && expected != head_seq + 1 {
+        return Err(torn(
+            head_seq,
+            ProblemKind::Gap,
+            "tail does not end at the head".into(),
+        ));
+    }
+    if let Some(a) = anchor {
+        match hash_at.get(&a.1.size) {
+            Some(h) if *h == a.1.head_hash => {}
+            found => {
+                let found = found.map_or_else(|| "nothing".to_owned(), ToString::to_string);
+                return Err(not_extending(
+                    a,
+                    format!(
+                        "entry {} in the database has hash {found} (the history was rewritten)",
+                        a.1.size
+                    ),
+                ));
+            }
+        }
+        if !checkpoints.contains(a.1) {
+            let newest = checkpoints
+                .iter()
+                .map(|c| c.size)
+                .max()
+                .map_or_else(|| "none".to_owned(), |n| n.to_string());
+            return Err(not_extending(
+                a,
                 format!(
-                    "checkpoint covers {} entries, the chain ends at {head_seq}",
-                    cp.size
+                    "the database no longer holds that checkpoint (its newest covers {newest} \
+                     entries): a checkpoint was deleted"
                 ),
             ));
         }
-        if cp.key_id == crate::audit::key_id(&signer.verifying_key())
-            && let Err(e) = cp.verify(&signer.verifying_key())
-        {
+    }
+    let last_cp_size = checkpoints.iter().map(|c| c.size).max();
+    if let Some(cp) = checkpoints.iter().max_by_key(|c| c.size)
+        && cp.size > head_seq
+    {
+        return Err(torn(
+            head_seq + 1,
+            ProblemKind::Truncated,
+            format!(
+                "checkpoint covers {} entries, the chain ends at {head_seq}",
+                cp.size
+            ),
+        ));
+    }
+    let mut newest_trusted: Option<&Checkpoint> = None;
+    for cp in checkpoints.iter().filter(|c| c.size >= from) {
+        if hash_at.get(&cp.size).is_some_and(|h| *h != cp.head_hash) {
+            return Err(torn(
+                cp.size,
+                ProblemKind::CheckpointMismatch,
+                format!(
+                    "checkpoint over {} entries names head {}, the stored entry differs",
+                    cp.size, cp.head_hash
+                ),
+            ));
+        }
+        if cp.key_id != own_key || cp.size < trusted_size {
+            continue;
+        }
+        if let Err(e) = cp.verify(&vk) {
             return Err(torn(
                 cp.size,
                 ProblemKind::BadCheckpointSignature,
                 e.to_string(),
             ));
         }
-        if let Some(e) = tail.iter().find(|e| e.seq == cp.size)
-            && e.hash != cp.head_hash
-        {
-            return Err(torn(
-                cp.size,
-                ProblemKind::CheckpointMismatch,
-                "last checkpoint's head differs from the stored entry".into(),
-            ));
+        if newest_trusted.is_none_or(|n| (cp.size, cp.at_ms) > (n.size, n.at_ms)) {
+            newest_trusted = Some(cp);
         }
     }
-    Ok((head_seq, head_hash, last_cp_size))
+    Ok(Recovered {
+        head_seq,
+        head_hash,
+        last_cp_size,
+        newest_trusted: newest_trusted.cloned(),
+    })
 }
 
 impl AuditLog {
-    /// Opens or creates the log at `path`, recovers the chain head, re-verifies
-    /// the last [`TAIL_CHECK`] entries and the last checkpoint, and starts the
-    /// writer thread. A tail that does not verify is [`StoreError::TornTail`]:
-    /// it is reported, never silently accepted or repaired.
+    /// Opens or creates the log at `path`, recovers the chain head, verifies
+    /// that the database extends the trusted checkpoint in
+    /// [`anchor_path`](super::anchor_path)`(path)` (every entry from it to the
+    /// head, and at least the last [`TAIL_CHECK`]), and starts the writer
+    /// thread. Nothing is signed before that check passed.
+    ///
+    /// A tail that does not verify is [`StoreError::TornTail`]; a database
+    /// that no longer extends the anchor (cut off, rewritten, its checkpoint
+    /// deleted) is [`StoreError::NotExtendingAnchor`]; both are reported,
+    /// never silently accepted or repaired. Without an anchor file (a data
+    /// directory from a version before it), the newest stored checkpoint
+    /// whose signature verifies with `signer` becomes the anchor, and a
+    /// warning says so.
     pub fn open(
         path: &Path,
         signer: SigningKey,
@@ -320,7 +436,44 @@ impl AuditLog {
     ) -> Result<AuditLog, StoreError> {
         let lock = acquire_writer_lock(path)?;
         let conn = open_connection(path, true)?;
-        let (head_seq, head_hash, last_cp) = check_tail(&conn, path, &signer)?;
+        let anchor_file = super::anchor_path(path);
+        let anchor = read_anchor(&anchor_file)?;
+        if let Some(a) = &anchor {
+            a.verify(&signer.verifying_key())
+                .map_err(|e| StoreError::BadAnchor {
+                    anchor: anchor_file.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let recovered = check_tail(
+            &conn,
+            path,
+            &signer,
+            anchor.as_ref().map(|a| (anchor_file.as_path(), a)),
+        )?;
+        match (&anchor, &recovered.newest_trusted) {
+            (None, Some(cp)) => {
+                write_anchor(&anchor_file, cp)?;
+                tracing::warn!(
+                    "{}: no trusted-checkpoint file; created it from the database's newest \
+                     checkpoint signed by this host (size {}, head {}). Expected once after \
+                     upgrading from a version without it; otherwise the file was removed \
+                     (docs/operations.md, Backups)",
+                    anchor_file.display(),
+                    cp.size,
+                    cp.head_hash
+                );
+            }
+            // The anchor lagged (a crash between a checkpoint's commit and
+            // the anchor write): catch up to the verified newer checkpoint.
+            (Some(a), Some(cp)) if a != cp => write_anchor(&anchor_file, cp)?,
+            _ => {}
+        }
+        let (head_seq, head_hash, last_cp) = (
+            recovered.head_seq,
+            recovered.head_hash,
+            recovered.last_cp_size,
+        );
         let reader = AuditReader::from_connection(open_connection(path, false)?, path);
         let head = Arc::new(Mutex::new((head_seq, head_hash)));
         let stats = Arc::new(Stats {
@@ -336,6 +489,7 @@ impl AuditLog {
             _lock: lock,
             conn,
             path: path.to_owned(),
+            anchor_path: anchor_file,
             signer_public: signer.verifying_key(),
             signer,
             policy,
@@ -526,6 +680,8 @@ struct Writer {
     _lock: std::fs::File,
     conn: Connection,
     path: PathBuf,
+    /// Rewritten after every committed checkpoint (see [`super::anchor`]).
+    anchor_path: PathBuf,
     signer: SigningKey,
     signer_public: ed25519_dalek::VerifyingKey,
     policy: CheckpointPolicy,
@@ -740,6 +896,21 @@ impl Writer {
             None => None,
         };
         tx.commit().map_err(self.sqlite())?;
+        if let Some(cp) = &cp
+            && let Err(e) = write_anchor(&self.anchor_path, cp)
+        {
+            // The checkpoint and the batch are committed; failing them now
+            // would deny entries that are in the chain. The anchor stays one
+            // checkpoint behind (still extended by the chain) and is
+            // rewritten at the next checkpoint or open.
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            tracing::error!(
+                "audit checkpoint at size {} is committed, but the trusted-checkpoint file \
+                 was not updated: {e}: {}",
+                cp.size,
+                cause.unwrap_or_default()
+            );
+        }
         Ok(cp)
     }
 }

@@ -6,7 +6,10 @@ use crate::audit::entry::decode;
 use crate::audit::export::{
     EXPORT_FORMAT, ExportHeader, ExportLine, line_kind, parse_line, to_line,
 };
-use crate::audit::{AuditEntry, ChainVerifier, Checkpoint, Hash256, SignatureBytes, VerifyReport};
+use crate::audit::{
+    AuditEntry, ChainVerifier, Checkpoint, ExpectedCheckpoint, Hash256, SignatureBytes,
+    VerifyReport,
+};
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::io::{BufRead, BufWriter, Write};
@@ -291,6 +294,32 @@ impl AuditReader {
         }
     }
 
+    /// Calls `f` with every entry with `seq >= from`, in order, one at a
+    /// time (memory stays constant however long the chain). A row that does
+    /// not decode is [`StoreError::Corrupt`].
+    pub(crate) fn scan_from(
+        &self,
+        from: u64,
+        mut f: impl FnMut(&AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, prev_hash, hash, entry FROM audit_entries WHERE seq >= ?1 ORDER BY seq",
+            )
+            .map_err(sqlite_err(&self.path))?;
+        let mut rows = stmt
+            .query([to_sql_int(from)])
+            .map_err(sqlite_err(&self.path))?;
+        while let Some(row) = rows.next().map_err(sqlite_err(&self.path))? {
+            let entry = row_to_entry(&self.path, row)
+                .map_err(sqlite_err(&self.path))?
+                .map_err(|d| self.corrupt(d))?;
+            f(&entry)?;
+        }
+        Ok(())
+    }
+
     /// Every checkpoint, in the order written.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         let mut stmt = self
@@ -339,15 +368,25 @@ impl AuditReader {
 
     /// Verifies the whole chain in one consistent snapshot.
     pub fn verify(&self, pubkey: Option<&VerifyingKey>) -> Result<VerifyReport, StoreError> {
+        self.verify_expecting(pubkey, None)
+    }
+
+    /// [`verify`](Self::verify), also requiring that the chain extends
+    /// `expected` (a checkpoint held outside this database).
+    pub fn verify_expecting(
+        &self,
+        pubkey: Option<&VerifyingKey>,
+        expected: Option<&ExpectedCheckpoint>,
+    ) -> Result<VerifyReport, StoreError> {
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(sqlite_err(&self.path))?;
         let mut verifier = match self.checkpoints() {
-            Ok(cps) => ChainVerifier::new(&cps, pubkey),
+            Ok(cps) => new_verifier(&cps, pubkey, expected),
             Err(StoreError::Corrupt { detail, .. }) => {
                 // A checkpoint row of the wrong shape: report it, check the rest.
-                let mut v = ChainVerifier::new(&[], pubkey);
+                let mut v = new_verifier(&[], pubkey, expected);
                 v.push_malformed(format!("checkpoint table: {detail}"));
                 return Ok(v.finish());
             }
@@ -432,9 +471,31 @@ impl AuditReader {
     }
 }
 
+/// A verifier for `checkpoints` that also requires `expected`, if given.
+fn new_verifier<'k>(
+    checkpoints: &[Checkpoint],
+    pubkey: Option<&'k VerifyingKey>,
+    expected: Option<&ExpectedCheckpoint>,
+) -> ChainVerifier<'k> {
+    let mut v = ChainVerifier::new(checkpoints, pubkey);
+    if let Some(x) = expected {
+        v.expect(x.clone());
+    }
+    v
+}
+
 /// Verifies the chain in a database file.
 pub fn verify_db(path: &Path, pubkey: Option<&VerifyingKey>) -> Result<VerifyReport, StoreError> {
     AuditReader::open(path)?.verify(pubkey)
+}
+
+/// [`verify_db`], also requiring that the chain extends `expected`.
+pub fn verify_db_expecting(
+    path: &Path,
+    pubkey: Option<&VerifyingKey>,
+    expected: Option<&ExpectedCheckpoint>,
+) -> Result<VerifyReport, StoreError> {
+    AuditReader::open(path)?.verify_expecting(pubkey, expected)
 }
 
 /// Verifies an export file offline. Every line must be exactly the canonical
@@ -443,6 +504,16 @@ pub fn verify_export(
     path: &Path,
     pubkey: Option<&VerifyingKey>,
 ) -> Result<VerifyReport, StoreError> {
+    verify_export_expecting(path, pubkey, None)
+}
+
+/// [`verify_export`], also requiring that the chain extends `expected`.
+pub fn verify_export_expecting(
+    path: &Path,
+    pubkey: Option<&VerifyingKey>,
+    expected: Option<&ExpectedCheckpoint>,
+) -> Result<VerifyReport, StoreError> {
+    let new_verifier = |cps: &[Checkpoint]| new_verifier(cps, pubkey, expected);
     let io = |source| StoreError::Io {
         path: path.to_owned(),
         source,
@@ -469,7 +540,7 @@ pub fn verify_export(
             Err(detail) => Some(detail),
             Ok(ExportLine::Entry(e)) => {
                 verifier
-                    .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
+                    .get_or_insert_with(|| new_verifier(&checkpoints))
                     .push(&e);
                 None
             }
@@ -492,13 +563,13 @@ pub fn verify_export(
                 early_problem.get_or_insert(detail);
             } else {
                 verifier
-                    .get_or_insert_with(|| ChainVerifier::new(&checkpoints, pubkey))
+                    .get_or_insert_with(|| new_verifier(&checkpoints))
                     .push_malformed(detail);
             }
         }
     }
     let mut report = verifier
-        .unwrap_or_else(|| ChainVerifier::new(&checkpoints, pubkey))
+        .unwrap_or_else(|| new_verifier(&checkpoints))
         .finish();
     if let Some(detail) = early_problem {
         report.problem = Some(crate::audit::Problem {

@@ -9,12 +9,15 @@
 //! encoded and hashed (that is [`crate::audit`], pure and I/O-free), and it
 //! must never acknowledge an append before its transaction is committed.
 
+mod anchor;
 mod audit_log;
 mod audit_read;
 
+pub use anchor::{anchor_path, checkpoints_in_file};
 pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
 pub use audit_read::{
-    AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_export,
+    AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_db_expecting,
+    verify_export, verify_export_expecting,
 };
 
 use crate::audit::Problem;
@@ -57,6 +60,41 @@ pub enum StoreError {
         path: PathBuf,
         /// The first problem found.
         problem: Problem,
+    },
+    /// At open, the database does not extend the newest checkpoint this host
+    /// signed (kept in the anchor file): entries were cut off, the history
+    /// was rewritten, or that checkpoint was deleted. Nothing is signed.
+    #[error(
+        "{db}: the audit chain does not extend the trusted checkpoint in {anchor} \
+         (size {size}, head {head}): {found}. Nothing was signed. If you restored an older \
+         backup of the database on purpose, restore the anchor file from the same backup \
+         or move {anchor} aside (docs/operations.md, Backups); otherwise treat the database \
+         as tampered with: keep it and run `warden audit verify --db {db} --expect-checkpoint {anchor}`"
+    )]
+    NotExtendingAnchor {
+        /// The database file.
+        db: PathBuf,
+        /// The anchor file.
+        anchor: PathBuf,
+        /// The anchor's size.
+        size: u64,
+        /// The anchor's head hash.
+        head: crate::audit::Hash256,
+        /// What the database holds instead.
+        found: String,
+    },
+    /// The anchor file cannot be read, parsed, or its signature does not
+    /// verify with the host key.
+    #[error(
+        "{anchor}: the trusted checkpoint is not usable: {reason}. If the host key was \
+         replaced on purpose (a new chain), move the anchor away with the old database \
+         (docs/operations.md, Rotation)"
+    )]
+    BadAnchor {
+        /// The anchor file.
+        anchor: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// Another process (or another log in this process) is writing this store.
     #[error(
