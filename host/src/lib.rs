@@ -16,6 +16,7 @@ mod invocation;
 pub mod keys;
 pub mod outcome;
 pub mod policy;
+pub mod principal;
 pub mod router;
 pub mod sandbox;
 pub mod scaffold;

@@ -64,11 +64,9 @@ impl Approver {
             Some(g) => (true, g),
             None => (false, text),
         };
-        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "approver `{text}` must be a principal name or `group:<name>` without spaces"
-            ));
-        }
+        crate::principal::check_principal_name(name).map_err(|why| {
+            format!("approver `{text}` must be a principal name or `group:<name>`: {why}")
+        })?;
         Ok(if group {
             Approver::Group(name.to_string())
         } else {

@@ -428,8 +428,13 @@ impl DaemonConfig {
         let mut hashes = std::collections::BTreeSet::new();
         for p in &raw.principal {
             let line = at(&format!("\"{}\"", p.name));
-            if p.name.is_empty() {
-                errors.push(err(line, "a principal has an empty name".into()));
+            if let Err(why) = crate::principal::check_principal_name(&p.name) {
+                errors.push(err(line, format!("principal {why}")));
+            }
+            for g in &p.groups {
+                if let Err(why) = crate::principal::check_principal_name(g) {
+                    errors.push(err(at(g), format!("principal `{}`: group {why}", p.name)));
+                }
             }
             if !names.insert(p.name.clone()) {
                 errors.push(err(line, format!("principal `{}` is listed twice", p.name)));
@@ -594,6 +599,18 @@ mod tests {
         .expect_err("refused");
         assert_eq!(e.0.len(), 5, "{e}");
         assert!(e.to_string().contains("body_read_timeout"), "{e}");
+    }
+
+    #[test]
+    fn principal_and_group_names_must_be_canonical() {
+        let hash = "a".repeat(64);
+        let e = parse(&format!(
+            "[[principal]]\nname = \"Alice\"\ntoken_sha256 = \"{hash}\"\nroles = [\"submit\"]\ngroups = [\"Fin ance\"]\n"
+        ))
+        .expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("\"Alice\" is not canonical"), "{text}");
+        assert!(text.contains("\"Fin ance\" is not canonical"), "{text}");
     }
 
     #[test]

@@ -322,7 +322,12 @@ pub(super) async fn serve(
     daemon: Arc<Daemon>,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
+    // Polled by the accept loop itself, before each accept: a signal and a
+    // new connection noticed in the same wake-up stop the loop rather than
+    // admit the connection (a separate task could be scheduled later).
+    let mut shutdown = std::pin::pin!(shutdown);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let registry = Arc::new(Registry::default());
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -332,8 +337,10 @@ pub(super) async fn serve(
     let mut next_id: u64 = 0;
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            biased;
+            _ = &mut shutdown => break,
             _ = stop.wait_for(|s| *s) => break,
+            r = listener.accept() => r,
         };
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,

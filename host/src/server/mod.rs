@@ -372,13 +372,13 @@ async fn serve_with(
             let _ = stop_tx.send(true);
         }
     };
-    tokio::spawn(shutdown);
     let server = tokio::spawn(connections::serve(
         listener,
         app,
         daemon.clone(),
         limits,
         stop_rx.clone(),
+        shutdown,
     ));
     let _ = stop_rx.wait_for(|s| *s).await;
     let started = std::time::Instant::now();
