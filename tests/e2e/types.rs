@@ -242,3 +242,77 @@ async fn calling_a_function_that_is_not_exported_is_invalid_input_naming_the_exp
     assert_eq!(r.outcome, Outcome::InvalidInput);
     assert!(r.error.unwrap_or_default().contains("echo-bool"));
 }
+
+mod any_json_input {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    /// One host for every case: the component is compiled once.
+    fn shared() -> &'static Host {
+        static HOST: OnceLock<Host> = OnceLock::new();
+        HOST.get_or_init(types_host)
+    }
+
+    /// JSON built from the names the all-types world uses, so typing goes
+    /// deep into records, variants, options and results, plus extremes.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop::sample::select(vec![
+                "NaN",
+                "Infinity",
+                "-Infinity",
+                "red",
+                "read",
+                "none",
+                "x",
+                "ab",
+                "é"
+            ])
+            .prop_map(|s| Value::String(s.into())),
+            ".{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "x", "y", "label", "name", "tags", "note", "circle", "square", "ok", "err",
+                        "some", "v", "a", "b", "zzz",
+                    ]),
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any JSON given to any export is typed against its WIT signature
+        /// or refused with a path; no panic, whatever the shape.
+        #[test]
+        fn any_json_input_to_any_export_is_typed_or_refused_without_a_panic(
+            v in json_value(),
+            wrap in any::<bool>(),
+            pick in any::<prop::sample::Index>(),
+        ) {
+            let cap = shared().capability("all-types").expect("loaded");
+            let export = &cap.shape.exports[pick.index(cap.shape.exports.len())];
+            let input = if wrap { json!({ "v": v }) } else { v };
+            if let Err(why) = cap.typed_params(&export.id, &input) {
+                prop_assert!(why.contains("invalid input at $") || why.contains("cannot be called"), "{why}");
+            }
+        }
+    }
+}
