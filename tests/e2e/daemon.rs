@@ -1002,7 +1002,7 @@ impl Daemon {
     }
 
     /// Waits for a daemon that was already sent SIGTERM.
-    fn terminate_after_signal(mut self) -> (i32, String) {
+    pub(crate) fn terminate_after_signal(mut self) -> (i32, String) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -170,3 +170,47 @@ fn a_503_stored_under_a_key_by_an_earlier_version_no_longer_replays() {
     let body = greet("unstuck", "k-stuck");
     assert_retry_runs_then_replays(&d, &body, &stuck);
 }
+
+#[test]
+fn an_answer_refused_while_shutting_down_releases_the_key_for_the_next_daemon() {
+    let mut spin = cap("spin", "spin-loop");
+    spin.extra = "[budget]\nfuel = \"off\"\nwall_time = \"1500ms\"";
+    let dir = deploy(
+        "idem-shutdown",
+        &[cap("echo", "echo"), spin],
+        &[
+            ("greet", "greet", "echo", "echo"),
+            ("spin", "spin", "spin", "spin"),
+        ],
+        "",
+    );
+    let d = Daemon::start(&dir);
+    let body = greet("after the restart", "k-shutdown");
+    let refused = std::thread::scope(|s| {
+        // A running request keeps the daemon draining for a while.
+        let slow = s.spawn(|| d.submit(json!({"kind": "spin", "input": {"n": 1}})));
+        std::thread::sleep(Duration::from_millis(400));
+        d.signal("-TERM");
+        std::thread::sleep(Duration::from_millis(300));
+        let refused = d
+            .client(crate::daemon::SUBMIT)
+            .post_json("/v1/requests", &body)
+            .ok();
+        let _ = slow.join();
+        refused
+    });
+    if let Some(r) = &refused {
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "shutting_down", "{}", r.text());
+    }
+    let (code, err) = d.terminate_after_signal();
+    assert_eq!(code, 0, "{err}");
+    let d = Daemon::start(&dir);
+    let (status, ran, replayed) = submit(&d, &body);
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["outcome"], "ok");
+    assert!(
+        !replayed,
+        "the key was not taken by the refused answer: {ran}"
+    );
+}
