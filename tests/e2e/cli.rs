@@ -177,6 +177,8 @@ fn new_scaffolds_a_capability_and_refuses_bad_names_and_existing_dirs() {
     let (code, out, err) = warden(&["new", "fx-rate", "--dir", &s(&target)]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("policy.toml"), "{out}");
+    // The printed next step runs without a trust store.
+    assert!(out.contains("--allow-unsigned"), "{out}");
     let policy = target.join("policy.toml");
     let (code, _, err) = warden(&["policy", "check", &s(&policy)]);
     assert_eq!(code, 0, "scaffolded policy is valid: {err}");

@@ -24,7 +24,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("created {}", p.display());
     }
     println!(
-        "\nnext: cd {} && cargo build --release --target wasm32-wasip2\n      warden run target/wasm32-wasip2/release/{}.wasm --policy policy.toml --call <fn> --input '{{..}}'",
+        "\nnext: cd {} && cargo build --release --target wasm32-wasip2\n      warden run target/wasm32-wasip2/release/{}.wasm --policy policy.toml --allow-unsigned --call <fn> --input '{{..}}'\n      (--allow-unsigned is for local authoring only; sign it for a daemon: docs/signing.md)",
         dir.display(),
         args.name.replace('-', "_")
     );

@@ -71,6 +71,16 @@ pub enum Fuel {
     Off,
 }
 
+impl std::fmt::Display for Fuel {
+    /// As a policy writes it: the number of units, or `off`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fuel::Limit(n) => write!(f, "{n}"),
+            Fuel::Off => f.write_str("off"),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Fuel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]

@@ -272,3 +272,9 @@ proptest::proptest! {
         let _ = parse(&text);
     }
 }
+
+#[test]
+fn fuel_is_shown_as_a_policy_writes_it() {
+    assert_eq!(Fuel::Limit(100).to_string(), "100");
+    assert_eq!(Fuel::Off.to_string(), "off");
+}

@@ -382,7 +382,7 @@ fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> 
         Some(Trap::OutOfFuel) => {
             return (
                 Outcome::BudgetExhausted(Budget::Fuel),
-                format!("fuel budget of {:?} exhausted", b.fuel),
+                format!("fuel budget of {} exhausted", b.fuel),
             );
         }
         Some(Trap::Interrupt) => {
