@@ -153,22 +153,8 @@ async fn every_outcome_class_produces_exactly_one_entry_with_the_right_fields() 
 
 /// `warden run` of echo with `message`, appending to the audit store in `data_dir`.
 fn warden_run_echo(data_dir: &str, message: &str) {
-    let input = serde_json::to_string(&json!({"message": message})).expect("json");
-    let (code, _, err) = warden(&[
-        "run",
-        &guest("echo").display().to_string(),
-        "--policy",
-        &repo().join("policies/echo.toml").display().to_string(),
-        "--call",
-        "echo",
-        "--input",
-        &input,
-        "--allow-unsigned",
-        "--data-dir",
-        data_dir,
-    ]);
+    let (code, err) = try_warden_run_echo(data_dir, message);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("audit: entry"), "{err}");
 }
 
 /// `warden audit prune` deletes stored payloads past the retention period;

@@ -25,8 +25,8 @@ pub struct MigrateArgs {
     pub data_dir: PathBuf,
     /// Move the rows into this tenant's namespaces instead of the
     /// tenant-less ones.
-    #[arg(long)]
-    pub tenant: Option<String>,
+    #[arg(long, value_parser = Tenant::parse)]
+    pub tenant: Option<Tenant>,
 }
 
 /// Runs `warden kv`.
@@ -37,12 +37,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
 }
 
 fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let tenant = args
-        .tenant
-        .as_deref()
-        .map(Tenant::parse)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let tenant = args.tenant.clone();
     let path = args.data_dir.join("kv.db");
     let into = tenant.as_ref().map_or_else(
         || "each capability's tenant-less namespace".to_string(),

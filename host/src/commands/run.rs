@@ -39,8 +39,8 @@ pub struct Args {
     /// Tenant the call is made for: the capability's KV namespace for that
     /// tenant (default: the tenant-less namespace). Canonical form: see
     /// docs/api.md "Tenants".
-    #[arg(long)]
-    pub tenant: Option<String>,
+    #[arg(long, value_parser = Tenant::parse)]
+    pub tenant: Option<Tenant>,
     /// Print the whole invocation record as JSON instead of output + usage.
     #[arg(long)]
     pub json: bool,
@@ -67,12 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let input: serde_json::Value = serde_json::from_str(&input_text)
         .with_context(|| format!("--input is not valid JSON: {input_text}"))?;
-    let tenant = args
-        .tenant
-        .as_deref()
-        .map(Tenant::parse)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let tenant = args.tenant.clone();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let trust = match &args.trust {
         Some(path) => Some(TrustStore::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),

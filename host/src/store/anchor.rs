@@ -112,28 +112,18 @@ pub fn checkpoints_in_file(path: &Path) -> Result<Vec<Checkpoint>, StoreError> {
     }
     let mut found = Vec::new();
     let mut buf = Vec::new();
-    let limit = MAX_CHECKPOINT_LINE as u64 + 1;
-    loop {
+    // One line, holding at most MAX_CHECKPOINT_LINE + 1 bytes of it.
+    let mut next_line = |buf: &mut Vec<u8>| {
         buf.clear();
-        let n = (&mut r)
-            .take(limit)
-            .read_until(b'\n', &mut buf)
-            .map_err(io)?;
-        if n == 0 {
-            break;
-        }
+        (&mut r)
+            .take(MAX_CHECKPOINT_LINE as u64 + 1)
+            .read_until(b'\n', buf)
+            .map_err(io)
+    };
+    while next_line(&mut buf)? > 0 {
         if buf.len() > MAX_CHECKPOINT_LINE && !buf.ends_with(b"\n") {
             // Too long to be a checkpoint line: skip to its end.
-            loop {
-                buf.clear();
-                let n = (&mut r)
-                    .take(limit)
-                    .read_until(b'\n', &mut buf)
-                    .map_err(io)?;
-                if n == 0 || buf.ends_with(b"\n") {
-                    break;
-                }
-            }
+            while next_line(&mut buf)? > 0 && !buf.ends_with(b"\n") {}
             continue;
         }
         found.extend(checkpoints_in_line(&String::from_utf8_lossy(&buf)));
