@@ -239,7 +239,10 @@ mod tests {
     fn unknown_settings_are_errors() {
         let err = kind("wasi:io/streams", "{ fast = true }").expect_err("unknown field");
         assert!(err.contains("fast"), "{err}");
-        assert!(err.starts_with("bad settings for `wasi:io/streams`: "), "{err}");
+        assert!(
+            err.starts_with("bad settings for `wasi:io/streams`: "),
+            "{err}"
+        );
         let err = kind("wasi:clocks/wall-clock", "{ mode = \"warp\" }").expect_err("bad mode");
         assert!(err.contains("warp"), "{err}");
     }
@@ -284,7 +287,10 @@ mod tests {
     #[test]
     fn policy_init_defaults_come_from_each_unit() {
         let d = |n: &str| default_grant_settings(&InterfaceName::parse(n).expect("name"));
-        assert_eq!(d("wasi:clocks/monotonic-clock"), Ok("{ mode = \"virtual\" }"));
+        assert_eq!(
+            d("wasi:clocks/monotonic-clock"),
+            Ok("{ mode = \"virtual\" }")
+        );
         assert_eq!(d("wasi:random/insecure"), Ok("{ mode = \"seeded\" }"));
         assert_eq!(
             d("warden:host/model"),

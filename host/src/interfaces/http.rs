@@ -140,7 +140,10 @@ impl HttpState {
     }
 
     /// The view wasmtime-wasi-http's calls work on.
-    pub fn view<'a>(&'a mut self, table: &'a mut wasmtime::component::ResourceTable) -> WasiHttpCtxView<'a> {
+    pub fn view<'a>(
+        &'a mut self,
+        table: &'a mut wasmtime::component::ResourceTable,
+    ) -> WasiHttpCtxView<'a> {
         WasiHttpCtxView {
             ctx: &mut self.ctx,
             table,

@@ -119,7 +119,10 @@ impl LogState {
     /// The state of one invocation: named after the capability and request
     /// when log is granted (`limits`), nameless otherwise (nothing can write
     /// lines then).
-    pub(crate) fn for_invocation(limits: Option<LogLimits>, id: &InvocationIdentity<'_>) -> LogState {
+    pub(crate) fn for_invocation(
+        limits: Option<LogLimits>,
+        id: &InvocationIdentity<'_>,
+    ) -> LogState {
         match limits {
             Some(limits) => {
                 LogState::new(limits, id.capability.to_string(), id.request_id.to_string())

@@ -47,10 +47,10 @@ pub use catalogue::{GrantKind, default_grant_settings, grant_kind};
 
 use crate::outcome::{Budget, Outcome};
 use crate::policy::Policy;
-use clocks::ClockMode;
-use random::RandomMode;
 use calls::HostCallLog;
 use catalogue::Unit;
+use clocks::ClockMode;
+use random::RandomMode;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -381,14 +381,20 @@ impl<'a> InterfacesCtx<'a> {
 
 /// Links the granted interface `name` (as the component imports it,
 /// unversioned in `id`) into `l`, through the unit that owns it.
-pub fn link<T: InterfacesView>(l: &mut Linker<T>, name: &crate::policy::InterfaceName, full: &str) -> wasmtime::Result<()> {
+pub fn link<T: InterfacesView>(
+    l: &mut Linker<T>,
+    name: &crate::policy::InterfaceName,
+    full: &str,
+) -> wasmtime::Result<()> {
     let id = name.unversioned();
     let entry = catalogue::entry(name).map_err(|e| wasmtime::format_err!("{e}"))?;
     match entry.unit {
         Unit::Io => wasi::add_io_to_linker(l, &id, |s| s.interfaces().table),
         Unit::Cli => wasi::add_cli_to_linker(l, &id, |s| s.interfaces().cli()),
         Unit::Clocks => clocks::add_to_linker(l, &id, |s| s.interfaces().clocks()),
-        Unit::Random => random::add_to_linker(l, &id, |s| s.interfaces().states.wasi.ctx().random()),
+        Unit::Random => {
+            random::add_to_linker(l, &id, |s| s.interfaces().states.wasi.ctx().random())
+        }
         Unit::Fs => fs::add_to_linker(l, &id, |s| s.interfaces().fs()),
         Unit::WardenTypes => l.instance(full).map(|_| ()),
         Unit::Log => log::add_to_linker(l, |s| &mut s.interfaces().states.log),

@@ -15,7 +15,6 @@ mod names;
 mod retry;
 mod units;
 
-pub use egress::{Origin, OriginPattern};
 pub use crate::interfaces::catalogue::{GrantKind, default_grant_settings};
 pub use crate::interfaces::clocks::ClockMode;
 pub use crate::interfaces::fs::{DirMode, PreopenDir, PreopenDirs};
@@ -24,6 +23,7 @@ pub use crate::interfaces::kv::KvLimits;
 pub use crate::interfaces::log::LogLimits;
 pub use crate::interfaces::model::ModelGrant;
 pub use crate::interfaces::random::RandomMode;
+pub use egress::{Origin, OriginPattern};
 pub use names::{FunctionId, InterfaceName};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
 pub use units::{ByteSize, HumanDuration};

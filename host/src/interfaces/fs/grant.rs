@@ -6,8 +6,10 @@
 //! ([`check_preopens_exist`]) and per invocation ([`open_preopens`]). It
 //! must never preopen anything the policy does not name.
 
-use crate::interfaces::catalogue::{Entry, GrantKind, Unit, empty_table, no_settings, read_settings};
 use super::WriteBudget;
+use crate::interfaces::catalogue::{
+    Entry, GrantKind, Unit, empty_table, no_settings, read_settings,
+};
 use crate::policy::{ByteSize, Policy};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -64,8 +64,8 @@ pub use ledger::{FsLog, WriteBudget};
 pub use view::FsView;
 
 use super::calls::{HostCallLog, MAX_ITEMISED_CALLS};
-use crate::audit::HostCall;
 use super::{BudgetOverrun, HostInterface};
+use crate::audit::HostCall;
 use crate::outcome::Budget;
 use ledger::lock;
 use origin::Origin;
@@ -105,9 +105,7 @@ impl FsAudit {
     /// State for an invocation granted `budgets` (one per preopen).
     pub fn new(budgets: Vec<WriteBudget>) -> FsAudit {
         FsAudit {
-            log: (!budgets.is_empty()).then(|| {
-                Arc::new(Mutex::new(FsLog::with_budgets(budgets)))
-            }),
+            log: (!budgets.is_empty()).then(|| Arc::new(Mutex::new(FsLog::with_budgets(budgets)))),
             ..FsAudit::default()
         }
     }
@@ -149,7 +147,10 @@ pub fn add_to_linker<T: Send + 'static>(
 /// `budget_exhausted:fs`; the summaries are listed after the other calls'.
 impl HostInterface for FsAudit {
     fn overrun(&self) -> Option<BudgetOverrun> {
-        let why = self.log.as_ref().and_then(|log| lock(log).overrun.clone())?;
+        let why = self
+            .log
+            .as_ref()
+            .and_then(|log| lock(log).overrun.clone())?;
         Some(BudgetOverrun {
             budget: Budget::Fs,
             why,

@@ -136,4 +136,3 @@ impl OutputStream for CountedOutput {
         self.inner.cancel().await
     }
 }
-
