@@ -403,3 +403,143 @@ pub fn link<T: InterfacesView>(
         Unit::Http => http::add_to_linker(l, &id, |s| s.interfaces().http()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bindings::warden::host::kv::Host as _;
+    use super::*;
+
+    const GRANTS: &str = r#"
+[capability]
+name = "c"
+component = "c.wasm"
+
+[imports]
+"warden:host/kv" = {}
+"warden:host/model" = { models = ["m"] }
+"#;
+
+    fn interfaces(policy: &str, services: &Arc<HostServices>) -> Interfaces {
+        let policy = Policy::parse(std::path::Path::new("c.toml"), policy).expect("policy");
+        let id = InvocationIdentity {
+            request_id: "r-1",
+            admitted_at: SystemTime::UNIX_EPOCH,
+            capability: "c",
+            tenant: None,
+        };
+        Interfaces::new(&policy, &id, services).expect("interfaces")
+    }
+
+    fn services() -> Arc<HostServices> {
+        Arc::new(HostServices::in_memory().expect("services"))
+    }
+
+    #[test]
+    fn the_first_overrun_in_unit_order_names_the_outcome() {
+        let mut i = interfaces(GRANTS, &services());
+        assert_eq!(i.overrun(), None);
+        i.kv.as_mut().expect("kv granted").overrun = Some("kv: calls".into());
+        i.model.as_mut().expect("model granted").overrun = Some("tokens: spent".into());
+        let first = i.overrun().expect("overrun");
+        assert_eq!(
+            (first.budget, first.why.as_str()),
+            (Budget::Tokens, "tokens: spent")
+        );
+        i.model.as_mut().expect("model granted").overrun = None;
+        assert_eq!(i.overrun().map(|o| o.budget), Some(Budget::Kv));
+    }
+
+    #[test]
+    fn refusals_are_asked_in_the_same_order_and_apart_from_overruns() {
+        let mut i = interfaces(GRANTS, &services());
+        i.kv.as_mut().expect("kv granted").refused = Some("kv: quota".into());
+        assert_eq!(i.overrun(), None, "a refusal is not an overrun");
+        assert_eq!(i.refused().map(|o| o.budget), Some(Budget::Kv));
+        i.model.as_mut().expect("model granted").refused = Some("tokens: none left".into());
+        assert_eq!(i.refused().map(|o| o.budget), Some(Budget::Tokens));
+    }
+
+    #[test]
+    fn kv_writes_are_kept_only_when_the_invocation_ends_ok() {
+        let services = services();
+        let ns = kv::Namespace::new("c", None);
+        for (ended, kept) in [(Outcome::Trap, false), (Outcome::Ok, true)] {
+            let mut i = interfaces(GRANTS, &services);
+            let mut table = ResourceTable::new();
+            let mut view = InterfacesCtx {
+                states: &mut i,
+                table: &mut table,
+            }
+            .kv();
+            view.set("k".into(), b"v".to_vec()).expect("set");
+            assert_eq!(i.finish(ended), Ok(()));
+            let stored = services.kv.get(&ns, "k").expect("read");
+            assert_eq!(stored.is_some(), kept, "ended {ended}");
+        }
+    }
+
+    #[test]
+    fn a_commit_over_a_quota_is_a_kv_budget_overrun() {
+        let services = services();
+        let tight = GRANTS.replace(
+            "\"warden:host/kv\" = {}",
+            "\"warden:host/kv\" = { max_keys = 1 }",
+        );
+        let mut first = interfaces(&tight, &services);
+        let mut second = interfaces(&tight, &services);
+        for (i, key) in [(&mut first, "a"), (&mut second, "b")] {
+            let mut table = ResourceTable::new();
+            let mut view = InterfacesCtx {
+                states: i,
+                table: &mut table,
+            }
+            .kv();
+            view.set(key.into(), b"v".to_vec())
+                .expect("within the quota alone");
+        }
+        assert_eq!(first.finish(Outcome::Ok), Ok(()));
+        match second.finish(Outcome::Ok) {
+            Err(FinishError::Budget(o)) => assert_eq!(o.budget, Budget::Kv, "{}", o.why),
+            other => panic!("expected a kv overrun, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_invocation_granted_nothing_reports_nothing() {
+        let mut i = interfaces(
+            "[capability]\nname = \"c\"\ncomponent = \"c.wasm\"\n",
+            &services(),
+        );
+        assert!(i.kv.is_none() && i.model.is_none());
+        assert_eq!(i.overrun(), None);
+        assert_eq!(i.refused(), None);
+        assert_eq!(i.finish(Outcome::Ok), Ok(()));
+        i.summarise();
+        assert!(i.calls.into_summaries().is_empty());
+    }
+
+    /// The dependency direction is sandbox -> interfaces: no file under
+    /// `interfaces/` may name the sandbox (an import cycle would be back).
+    #[test]
+    fn interfaces_never_name_the_sandbox() {
+        fn check(dir: &std::path::Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).expect("read interfaces/") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    check(&path, found);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("read source");
+                    for (n, line) in text.lines().enumerate() {
+                        if line.contains(concat!("crate::", "sandbox")) {
+                            found.push(format!("{}:{}", path.display(), n + 1));
+                        }
+                    }
+                }
+            }
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/interfaces");
+        let mut found = Vec::new();
+        check(&dir, &mut found);
+        assert!(found.is_empty(), "interfaces name the sandbox: {found:?}");
+    }
+}
