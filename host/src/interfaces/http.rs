@@ -18,12 +18,21 @@
 //! are counted across the invocation; past a limit the body fails with a
 //! size error code. Crossing any HTTP limit ends the invocation
 //! `budget_exhausted:http`.
+//!
+//! Owns the HTTP grant ([`HttpGrant`]), the per-invocation state
+//! ([`HttpState`]: wasmtime-wasi-http's context and warden's hooks),
+//! linking, its budget outcome (`http`) and its host-call summaries. Policy
+//! *evaluation* (does an origin or address match a pattern) is pure and
+//! lives in `policy::egress`; this module enforces it and must never
+//! connect before the checks pass.
 
-use super::HostServices;
-use super::net;
+use super::calls::HostCallLog;
+use super::catalogue::{Entry, GrantKind, Unit, no_settings, read_settings};
+use super::{BudgetOverrun, HostInterface, HostServices, net};
 use crate::audit::HostCall;
 use crate::audit::entry::Hash256;
-use crate::policy::{HttpGrant, Origin, OriginPattern};
+use crate::outcome::Budget;
+use crate::policy::{ByteSize, HumanDuration, Origin, OriginPattern};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -32,9 +41,160 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::{
+    Error, RequestOptions, WasiBody, WasiHttp, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+};
 
 const INTERFACE: &str = "wasi:http/outgoing-handler";
+
+/// `wasi:http/outgoing-handler`: where requests may go, and per-invocation limits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// Origins (`scheme://host[:port]`, `*.domain` wildcards) requests may
+    /// go to. Required; everything else is refused before connecting.
+    pub allow: Vec<OriginPattern>,
+    /// Requests per invocation. By default 10.
+    #[serde(default = "HttpGrant::default_requests")]
+    pub max_requests: u32,
+    /// Request body bytes per invocation (all requests). By default 1MiB.
+    #[serde(default = "HttpGrant::default_request_bytes")]
+    pub max_request_bytes: ByteSize,
+    /// Response body bytes per invocation (all responses). By default 1MiB.
+    #[serde(default = "HttpGrant::default_response_bytes")]
+    pub max_response_bytes: ByteSize,
+    /// Per-request time limit: connect, headers and body. By default 10s.
+    /// The invocation's `wall_time` still bounds the total.
+    #[serde(default = "HttpGrant::default_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl HttpGrant {
+    fn default_requests() -> u32 {
+        10
+    }
+    fn default_request_bytes() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    fn default_response_bytes() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    fn default_timeout() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(10))
+    }
+}
+
+/// `wasi:http/types` (authority-free: building requests does nothing).
+const TYPES: &str = "wasi:http/types";
+
+/// `wasi:http`'s place in the catalogue.
+pub(crate) const ENTRY: Entry = Entry {
+    unit: Unit::Http,
+    names: &[TYPES, INTERFACE],
+    grant,
+    default_settings: |id| match id {
+        INTERFACE => "{ allow = [], max_requests = 10 }",
+        _ => "{}",
+    },
+};
+
+/// Reads an HTTP grant; an empty allow-list is refused (every request
+/// would be).
+fn grant(id: &str, settings: toml::Value) -> Result<GrantKind, String> {
+    if id == TYPES {
+        return no_settings(id, settings);
+    }
+    let grant: HttpGrant = read_settings(id, settings)?;
+    if grant.allow.is_empty() {
+        return Err(format!(
+            "bad settings for `{id}`: `allow` is empty, so every request would be refused"
+        ));
+    }
+    Ok(GrantKind::Http(grant))
+}
+
+/// Most bytes of names and values one `wasi:http` `fields` (a header block
+/// the guest builds) may hold; an `append`/`set` past it traps the guest
+/// (`wasi:http@0.2` has no error case for it). wasmtime-wasi-http's default
+/// is 128 KiB.
+pub const MAX_HTTP_FIELDS_BYTES: usize = 16 << 10;
+
+/// One invocation's `wasi:http` state: wasmtime-wasi-http's context and
+/// warden's egress hooks.
+pub struct HttpState {
+    ctx: WasiHttpCtx,
+    hooks: EgressHooks,
+}
+
+impl HttpState {
+    /// The state of one invocation; `grant` is `None` when outbound HTTP is
+    /// not granted.
+    pub(crate) fn new(grant: Option<HttpGrant>, services: Arc<HostServices>) -> HttpState {
+        let mut ctx = WasiHttpCtx::new();
+        ctx.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
+        HttpState {
+            ctx,
+            hooks: EgressHooks::new(grant, services),
+        }
+    }
+
+    /// The view wasmtime-wasi-http's calls work on.
+    pub fn view<'a>(
+        &'a mut self,
+        table: &'a mut wasmtime::component::ResourceTable,
+    ) -> WasiHttpCtxView<'a> {
+        WasiHttpCtxView {
+            ctx: &mut self.ctx,
+            table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Links the `wasi:http` interface `id` (one of [`ENTRY`]'s names); `get`
+/// borrows the invocation's view from the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    l: &mut Linker<T>,
+    id: &str,
+    get: fn(&mut T) -> WasiHttpCtxView<'_>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::p2::bindings::{LinkOptions, http};
+    match id {
+        INTERFACE => http::outgoing_handler::add_to_linker::<T, WasiHttp>(l, get),
+        _ => {
+            let options = LinkOptions::default();
+            http::types::add_to_linker::<T, WasiHttp>(l, &options.into(), get)
+        }
+    }
+}
+
+/// Any HTTP limit crossed ends the invocation `budget_exhausted:http`.
+/// Summaries are completed as bodies finish (bodies may outlive the call),
+/// so they are handed over once the invocation has ended.
+impl HostInterface for HttpState {
+    fn overrun(&self) -> Option<BudgetOverrun> {
+        let why = self
+            .hooks
+            .log
+            .lock()
+            .map_or(None, |l| l.exhausted.clone())?;
+        Some(BudgetOverrun {
+            budget: Budget::Http,
+            why,
+        })
+    }
+
+    fn summarise(&mut self, calls: &mut HostCallLog) {
+        let egress = std::mem::take(&mut *self.hooks.log.lock().unwrap_or_else(|p| p.into_inner()));
+        for c in egress.calls {
+            calls.record(c);
+        }
+        if egress.external {
+            calls.mark_external();
+        }
+    }
+}
 
 /// Counters and summaries shared between the hook and the bodies it wraps
 /// (which outlive the hook call).
@@ -44,11 +204,11 @@ pub struct EgressLog {
     request_bytes: u64,
     response_bytes: u64,
     /// Why an HTTP limit was crossed, if one was.
-    pub(crate) exhausted: Option<String>,
+    exhausted: Option<String>,
     /// Whether any request left the host.
-    pub(crate) external: bool,
+    external: bool,
     /// One summary per request, completed as its bodies finish.
-    pub(crate) calls: Vec<HostCall>,
+    calls: Vec<HostCall>,
 }
 
 type Shared = Arc<Mutex<EgressLog>>;
@@ -63,7 +223,7 @@ pub struct EgressHooks {
     grant: Option<HttpGrant>,
     services: Arc<HostServices>,
     /// Shared with in-flight bodies.
-    pub(crate) log: Shared,
+    log: Shared,
 }
 
 impl EgressHooks {

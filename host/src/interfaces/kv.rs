@@ -34,7 +34,6 @@ use super::bindings::warden::host::types::Error;
 use super::calls::{HostCallLog, body_hash};
 use crate::audit::HostCall;
 use crate::audit::entry::Hash256;
-use crate::policy::KvLimits;
 use crate::tenant::Tenant;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
@@ -444,6 +443,67 @@ fn quota_problem(bytes: u64, keys: u64, limits: &KvLimits) -> Option<String> {
     }
 }
 
+// ---- The interface: grant settings, per-invocation state, linking. ----
+
+use super::catalogue::{Entry, GrantKind, Unit, empty_table, read_settings};
+use super::{BudgetOverrun, FinishError, HostInterface};
+use crate::outcome::{Budget, Outcome};
+use crate::policy::ByteSize;
+
+/// Quotas on `warden:host/kv` for the capability's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvLimits {
+    /// Most bytes (keys + values) the namespace may hold. By default 1MiB.
+    #[serde(default = "KvLimits::default_bytes")]
+    pub max_bytes: ByteSize,
+    /// Largest single value. By default 64KiB.
+    #[serde(default = "KvLimits::default_value_bytes")]
+    pub max_value_bytes: ByteSize,
+    /// Most keys the namespace may hold. By default 1000.
+    #[serde(default = "KvLimits::default_keys")]
+    pub max_keys: u32,
+    /// Most kv calls (`get`, `set`, `delete`, `list-keys`) one invocation
+    /// may make. By default 10000. The call past it is refused and the
+    /// invocation ends `budget_exhausted:kv`.
+    #[serde(default = "KvLimits::default_calls")]
+    pub max_calls: u32,
+}
+
+impl KvLimits {
+    fn default_bytes() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    fn default_value_bytes() -> ByteSize {
+        ByteSize(64 << 10)
+    }
+    fn default_keys() -> u32 {
+        1000
+    }
+    fn default_calls() -> u32 {
+        10_000
+    }
+}
+
+impl Default for KvLimits {
+    fn default() -> Self {
+        KvLimits {
+            max_bytes: Self::default_bytes(),
+            max_value_bytes: Self::default_value_bytes(),
+            max_keys: Self::default_keys(),
+            max_calls: Self::default_calls(),
+        }
+    }
+}
+
+/// `warden:host/kv`'s place in the catalogue.
+pub(crate) const ENTRY: Entry = Entry {
+    unit: Unit::Kv,
+    names: &[INTERFACE],
+    grant: |id, settings| Ok(GrantKind::Kv(read_settings(id, settings)?)),
+    default_settings: empty_table,
+};
+
 /// One invocation's view of its namespace: buffered writes and quota use.
 pub struct KvState {
     store: Arc<KvStore>,
@@ -718,9 +778,54 @@ impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
 }
 
-/// Links `warden:host/kv` into `linker`.
-pub fn add_to_linker(linker: &mut Linker<crate::sandbox::InvocationState>) -> wasmtime::Result<()> {
-    super::bindings::warden::host::kv::add_to_linker::<_, HasKv>(linker, |s| s.kv_view())
+/// Links `warden:host/kv` into `linker`; `get` borrows the invocation's
+/// [`KvView`] from the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    super::bindings::warden::host::kv::add_to_linker::<T, HasKv>(linker, get)
+}
+
+/// `max_calls` crossed ends the invocation `budget_exhausted:kv`; a write
+/// refused for a quota names the outcome of a failing invocation; writes
+/// are committed only when the invocation ends `ok`.
+impl HostInterface for KvState {
+    fn overrun(&self) -> Option<BudgetOverrun> {
+        self.overrun.as_ref().map(|why| BudgetOverrun {
+            budget: Budget::Kv,
+            why: why.clone(),
+        })
+    }
+
+    fn refused(&self) -> Option<BudgetOverrun> {
+        self.refused.as_ref().map(|why| BudgetOverrun {
+            budget: Budget::Kv,
+            why: why.clone(),
+        })
+    }
+
+    fn finish(&mut self, ended: Outcome) -> Result<(), FinishError> {
+        if ended != Outcome::Ok {
+            if self.pending_writes() > 0 {
+                tracing::debug!(
+                    writes = self.pending_writes(),
+                    "kv writes discarded: invocation ended {ended}"
+                );
+            }
+            return Ok(());
+        }
+        match self.commit() {
+            Ok(()) => Ok(()),
+            Err(KvError::Quota(why)) => Err(FinishError::Budget(BudgetOverrun {
+                budget: Budget::Kv,
+                why,
+            })),
+            Err(e) => Err(FinishError::Failed(format!(
+                "the invocation's kv writes could not be committed ({e}); the result is withheld"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

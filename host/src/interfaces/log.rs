@@ -9,11 +9,56 @@
 //! cannot slip past the budget, and a line carries at most
 //! [`MAX_FIELDS_PER_LINE`] fields. Guest text is written escaped (`{:?}`),
 //! so a guest cannot forge log lines with newlines or control characters.
+//!
+//! Owns the log grant ([`LogLimits`]), the per-invocation state
+//! ([`LogState`]) and linking. It has no budget outcome (a flood is dropped,
+//! never an error) and no host-call summaries: lines go to the invocation
+//! record, never into the audit entry.
 
 use super::bindings::warden::host::log::{Host, Level};
-use crate::policy::LogLimits;
-use serde::Serialize;
+use super::catalogue::{Entry, GrantKind, Unit, empty_table, read_settings};
+use super::{HostInterface, InvocationIdentity};
+use crate::policy::ByteSize;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasData, Linker};
+
+/// Limits on `warden:host/log` per invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLimits {
+    /// Most log lines one invocation may write. By default 100.
+    #[serde(default = "LogLimits::default_lines")]
+    pub max_lines: u32,
+    /// Most log bytes (messages) one invocation may write. By default 16KiB.
+    #[serde(default = "LogLimits::default_bytes")]
+    pub max_bytes: ByteSize,
+}
+
+impl LogLimits {
+    fn default_lines() -> u32 {
+        100
+    }
+    fn default_bytes() -> ByteSize {
+        ByteSize(16 << 10)
+    }
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_lines: Self::default_lines(),
+            max_bytes: Self::default_bytes(),
+        }
+    }
+}
+
+/// `warden:host/log`'s place in the catalogue.
+pub(crate) const ENTRY: Entry = Entry {
+    unit: Unit::Log,
+    names: &["warden:host/log"],
+    grant: |id, settings| Ok(GrantKind::Log(read_settings(id, settings)?)),
+    default_settings: empty_table,
+};
 
 /// One captured log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,6 +116,21 @@ pub struct LogState {
 }
 
 impl LogState {
+    /// The state of one invocation: named after the capability and request
+    /// when log is granted (`limits`), nameless otherwise (nothing can write
+    /// lines then).
+    pub(crate) fn for_invocation(
+        limits: Option<LogLimits>,
+        id: &InvocationIdentity<'_>,
+    ) -> LogState {
+        match limits {
+            Some(limits) => {
+                LogState::new(limits, id.capability.to_string(), id.request_id.to_string())
+            }
+            None => LogState::new(LogLimits::default(), String::new(), String::new()),
+        }
+    }
+
     /// Fresh state for one invocation.
     pub fn new(limits: LogLimits, capability: String, request_id: String) -> LogState {
         LogState {
@@ -146,10 +206,18 @@ impl HasData for HasLog {
     type Data<'a> = &'a mut LogState;
 }
 
-/// Links `warden:host/log` into `linker`.
-pub fn add_to_linker(linker: &mut Linker<crate::sandbox::InvocationState>) -> wasmtime::Result<()> {
-    super::bindings::warden::host::log::add_to_linker::<_, HasLog>(linker, |s| &mut s.log)
+/// Links `warden:host/log` into `linker`; `get` finds the invocation's
+/// [`LogState`] in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut LogState,
+) -> wasmtime::Result<()> {
+    super::bindings::warden::host::log::add_to_linker::<T, HasLog>(linker, get)
 }
+
+/// Nothing to report: lines past a limit are dropped and counted in the
+/// invocation record, never a budget outcome.
+impl HostInterface for LogState {}
 
 #[cfg(test)]
 mod tests {

@@ -12,14 +12,22 @@
 //! spent: the guest gets `budget-exhausted` and the invocation ends
 //! `budget_exhausted:tokens` whatever the guest does next. Any model call
 //! makes the invocation not replayable.
+//!
+//! Owns the model grant ([`ModelGrant`]), the per-invocation state
+//! ([`ModelState`]), linking, its budget outcome (`tokens`) and its
+//! host-call summaries. Backends ([`ModelBackend`]) are host configuration
+//! shared across invocations ([`HostServices`]); it must never let a guest
+//! name an endpoint or see a key.
 
 use super::bindings::warden::host::model::{GenerateRequest, GenerateResponse, Host};
 use super::bindings::warden::host::types::Error;
 use super::calls::{HostCallLog, body_hash};
+use super::catalogue::{Entry, GrantKind, Unit, read_settings};
 use super::kv::error_status;
-use super::{HostServices, net};
+use super::{BudgetOverrun, HostInterface, HostServices, net};
 use crate::audit::HostCall;
-use crate::policy::{HumanDuration, ModelGrant};
+use crate::outcome::Budget;
+use crate::policy::HumanDuration;
 use bytes::Bytes;
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
@@ -44,6 +52,45 @@ pub const MAX_PROMPT_BYTES: usize = 1 << 20;
 /// Characters per token assumed when estimating a prompt's size before the
 /// call (deliberately low, so the estimate errs towards refusing).
 const CHARS_PER_TOKEN: usize = 4;
+
+/// `warden:host/model`: which host-configured models, and the token budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelGrant {
+    /// Model names (as configured on the host) the capability may call.
+    /// Required; any other name is `error::denied`.
+    pub models: Vec<String>,
+    /// Tokens (input + output, as reported by the provider) one invocation
+    /// may use across all its calls. By default 2000.
+    #[serde(default = "ModelGrant::default_tokens")]
+    pub max_tokens: u32,
+}
+
+impl ModelGrant {
+    fn default_tokens() -> u32 {
+        2000
+    }
+}
+
+/// `warden:host/model`'s place in the catalogue.
+pub(crate) const ENTRY: Entry = Entry {
+    unit: Unit::Model,
+    names: &[INTERFACE],
+    grant,
+    default_settings: |_| "{ models = [], max_tokens = 2000 }",
+};
+
+/// Reads a model grant; a grant naming no model is refused (no call could
+/// ever succeed).
+fn grant(id: &str, settings: toml::Value) -> Result<GrantKind, String> {
+    let grant: ModelGrant = read_settings(id, settings)?;
+    if grant.models.is_empty() {
+        return Err(format!(
+            "bad settings for `{id}`: `models` is empty, so no call could ever succeed"
+        ));
+    }
+    Ok(GrantKind::Model(grant))
+}
 
 /// One model backend in the host configuration (`[models.<name>]` in
 /// `warden.toml`).
@@ -399,9 +446,33 @@ impl HasData for HasModel {
     type Data<'a> = ModelView<'a>;
 }
 
-/// Links `warden:host/model` into `linker`.
-pub fn add_to_linker(linker: &mut Linker<crate::sandbox::InvocationState>) -> wasmtime::Result<()> {
-    super::bindings::warden::host::model::add_to_linker::<_, HasModel>(linker, |s| s.model_view())
+/// Links `warden:host/model` into `linker`; `get` borrows the invocation's
+/// [`ModelView`] from the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> ModelView<'_>,
+) -> wasmtime::Result<()> {
+    super::bindings::warden::host::model::add_to_linker::<T, HasModel>(linker, get)
+}
+
+/// Tokens spent past `max_tokens` end the invocation
+/// `budget_exhausted:tokens`; a call refused because nothing was left names
+/// the outcome of a failing invocation. Calls are summarised as they are
+/// made.
+impl HostInterface for ModelState {
+    fn overrun(&self) -> Option<BudgetOverrun> {
+        self.overrun.as_ref().map(|why| BudgetOverrun {
+            budget: Budget::Tokens,
+            why: why.clone(),
+        })
+    }
+
+    fn refused(&self) -> Option<BudgetOverrun> {
+        self.refused.as_ref().map(|why| BudgetOverrun {
+            budget: Budget::Tokens,
+            why: why.clone(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -4,18 +4,26 @@
 //! A policy names everything a capability may touch; anything it does not
 //! name is denied. Enforcement (building linkers from grants, checking host
 //! calls) lives in `sandbox` and `interfaces`, never here.
+//!
+//! The `[imports]` table is generic here (names, duplicates, positions);
+//! what one grant means and which settings it takes is each interface's
+//! own, looked up in `interfaces::catalogue` (pure: no I/O, no wasmtime
+//! types). The grant types are re-exported below under their old paths.
 
 pub mod egress;
-mod grants;
 mod names;
 mod retry;
 mod units;
 
+pub use crate::interfaces::catalogue::{GrantKind, default_grant_settings};
+pub use crate::interfaces::clocks::ClockMode;
+pub use crate::interfaces::fs::{DirMode, PreopenDir, PreopenDirs};
+pub use crate::interfaces::http::HttpGrant;
+pub use crate::interfaces::kv::KvLimits;
+pub use crate::interfaces::log::LogLimits;
+pub use crate::interfaces::model::ModelGrant;
+pub use crate::interfaces::random::RandomMode;
 pub use egress::{Origin, OriginPattern};
-pub use grants::{
-    ClockMode, DirMode, GrantKind, HttpGrant, KvLimits, LogLimits, ModelGrant, PreopenDir,
-    PreopenDirs, RandomMode, default_grant_settings,
-};
 pub use names::{FunctionId, InterfaceName};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
 pub use units::{ByteSize, HumanDuration};
@@ -279,7 +287,7 @@ impl Policy {
                 ));
                 continue;
             }
-            match grants::grant_kind(&name, settings) {
+            match crate::interfaces::grant_kind(&name, settings) {
                 Ok(kind) => imports.push(Grant { name, kind }),
                 Err(e) => errors.push(err_at(at, e)),
             }

@@ -1,14 +1,16 @@
 //! One invocation: fresh Store, budgets set, instantiate from the cached
 //! `InstancePre`, call, classify how it ended.
+//!
+//! Interface budgets, commits and summaries are asked of every interface
+//! alike ([`Interfaces`]); this module never names one.
 
 use super::Sandbox;
 use super::state::{InvocationIdentity, InvocationState};
 use crate::audit::HostCall;
 use crate::component::ExportFunc;
 use crate::component::convert::{OutputOverBudget, val_to_json};
-use crate::interfaces::HostServices;
-use crate::interfaces::kv::KvError;
 use crate::interfaces::log::LogLine;
+use crate::interfaces::{FinishError, HostServices, Interfaces};
 use crate::outcome::{Budget, Outcome, Usage};
 use crate::policy::{Fuel, Policy};
 use serde_json::Value;
@@ -153,36 +155,22 @@ pub async fn invoke(
         }
         Ok(Ok(results)) => finish(results, export, policy).await,
     };
-    let state = store.data();
-    let (outcome, output, error) = host_budgets(outcome, output, error, state);
-    let (outcome, output, error) = commit_writes(outcome, output, error, state);
-    let mut state = store.into_data();
-    let egress = std::mem::take(
-        &mut *state
-            .http_hooks
-            .log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-    );
-    for c in egress.calls {
-        state.calls.record(c);
-    }
-    if egress.external {
-        state.calls.mark_external();
-    }
-    let filesystem = state.fs.summaries();
-    state.calls.set_filesystem(filesystem);
+    let (outcome, output, error) = host_budgets(outcome, output, error, &store.data().interfaces);
+    let (outcome, output, error) =
+        commit_writes(outcome, output, error, &mut store.data_mut().interfaces);
+    let mut interfaces = store.into_data().interfaces;
+    interfaces.summarise();
     CallOutcome {
         outcome,
         output,
         error,
         usage,
-        stdout: state.stdout().to_vec(),
-        stderr: state.stderr().to_vec(),
-        logs: state.log.lines,
-        logs_dropped: state.log.dropped,
-        external_calls: state.calls.external,
-        host_calls: state.calls.into_summaries(),
+        stdout: interfaces.wasi.stdout().to_vec(),
+        stderr: interfaces.wasi.stderr().to_vec(),
+        logs: interfaces.log.lines,
+        logs_dropped: interfaces.log.dropped,
+        external_calls: interfaces.calls.external,
+        host_calls: interfaces.calls.into_summaries(),
     }
 }
 
@@ -204,93 +192,47 @@ fn yield_every_tick_until(store: &mut Store<InvocationState>, deadline: Option<I
     });
 }
 
-/// Host-interface budgets. Tokens spent past the budget, or a kv call past
-/// `max_calls`, end the invocation `budget_exhausted:tokens` /
-/// `budget_exhausted:kv` whatever the guest did next (output withheld).
-/// A failing invocation (trap or capability error) that had a call refused
-/// for a budget (kv quota, no tokens left) is `budget_exhausted:<that>`.
+/// Host-interface budgets. A budget an interface call crossed (tokens spent
+/// past the budget, a kv call past `max_calls`, an HTTP or filesystem
+/// limit) ends the invocation `budget_exhausted:<that>` whatever the guest
+/// did next (output withheld). A failing invocation (trap or capability
+/// error) that had a call refused for a budget (kv quota, no tokens left)
+/// is `budget_exhausted:<that>`. Which interface is asked first is defined
+/// by [`Interfaces::overrun`]'s unit order.
 fn host_budgets(
     outcome: Outcome,
     output: Option<Value>,
     error: Option<String>,
-    state: &InvocationState,
+    interfaces: &Interfaces,
 ) -> Ending {
-    let http_exhausted = state
-        .http_hooks
-        .log
-        .lock()
-        .map_or(None, |l| l.exhausted.clone());
-    if let Some(why) = http_exhausted {
-        return (Outcome::BudgetExhausted(Budget::Http), None, Some(why));
-    }
-    if let Some(why) = state.model.as_ref().and_then(|m| m.overrun.as_ref()) {
-        return (
-            Outcome::BudgetExhausted(Budget::Tokens),
-            None,
-            Some(why.clone()),
-        );
-    }
-    if let Some(why) = state.kv.as_ref().and_then(|kv| kv.overrun.as_ref()) {
-        return (
-            Outcome::BudgetExhausted(Budget::Kv),
-            None,
-            Some(why.clone()),
-        );
-    }
-    if let Some(why) = state.fs.overrun() {
-        return (Outcome::BudgetExhausted(Budget::Fs), None, Some(why));
-    }
-    let failed = matches!(outcome, Outcome::Trap | Outcome::CapabilityError);
-    if failed && let Some(why) = state.model.as_ref().and_then(|m| m.refused.as_ref()) {
-        let then = error.unwrap_or_default();
-        return (
-            Outcome::BudgetExhausted(Budget::Tokens),
-            output,
-            Some(format!("{why}; the invocation then failed: {then}")),
-        );
+    if let Some(o) = interfaces.overrun() {
+        return (Outcome::BudgetExhausted(o.budget), None, Some(o.why));
     }
     if matches!(outcome, Outcome::Trap | Outcome::CapabilityError)
-        && let Some(why) = state.kv.as_ref().and_then(|kv| kv.refused.as_ref())
+        && let Some(o) = interfaces.refused()
     {
         let then = error.unwrap_or_default();
         return (
-            Outcome::BudgetExhausted(Budget::Kv),
+            Outcome::BudgetExhausted(o.budget),
             output,
-            Some(format!("{why}; the invocation then failed: {then}")),
+            Some(format!("{}; the invocation then failed: {then}", o.why)),
         );
     }
     (outcome, output, error)
 }
 
-/// KV writes are kept only when the invocation ends `ok`.
+/// Interfaces keep their effects (KV writes) only when the invocation ends
+/// `ok`; keeping them may still cross a budget or fail.
 fn commit_writes(
     outcome: Outcome,
     output: Option<Value>,
     error: Option<String>,
-    state: &InvocationState,
+    interfaces: &mut Interfaces,
 ) -> Ending {
-    let Some(kv) = &state.kv else {
-        return (outcome, output, error);
-    };
-    if outcome != Outcome::Ok {
-        if kv.pending_writes() > 0 {
-            tracing::debug!(
-                writes = kv.pending_writes(),
-                "kv writes discarded: invocation ended {outcome}"
-            );
-        }
-        return (outcome, output, error);
-    }
-    match kv.commit() {
+    match interfaces.finish(outcome) {
         Ok(()) => (outcome, output, error),
-        Err(KvError::Quota(why)) => (Outcome::BudgetExhausted(Budget::Kv), None, Some(why)),
-        Err(e) => (
-            Outcome::Transient,
-            None,
-            Some(format!(
-                "the invocation's kv writes could not be committed ({e}); the result is withheld"
-            )),
-        ),
+        Err(FinishError::Budget(o)) => (Outcome::BudgetExhausted(o.budget), None, Some(o.why)),
+        Err(FinishError::Failed(why)) => (Outcome::Transient, None, Some(why)),
     }
 }
 
@@ -418,7 +360,7 @@ fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> 
             ),
         );
     }
-    if state.capture_overflowed() {
+    if state.interfaces.wasi.capture_overflowed() {
         return (
             Outcome::BudgetExhausted(Budget::Stdout),
             format!(
@@ -427,7 +369,9 @@ fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> 
             ),
         );
     }
-    let stderr = String::from_utf8_lossy(&state.stderr()).trim().to_string();
+    let stderr = String::from_utf8_lossy(&state.interfaces.wasi.stderr())
+        .trim()
+        .to_string();
     let detail = if stderr.is_empty() {
         String::new()
     } else {

@@ -1,17 +1,16 @@
 //! Builds a capability's linker from its grants: only imports that the
 //! component declares *and* the policy grants are linked.
+//!
+//! Which unit links an import is the interfaces' business
+//! ([`crate::interfaces::link`]); this module refuses what is not granted
+//! and never links anything itself.
 
 use super::state::InvocationState;
 use crate::component::Shape;
-use crate::interfaces::fs::HasFs;
-use crate::policy::{GrantKind, Policy};
+use crate::policy::Policy;
 use std::path::PathBuf;
 use wasmtime::Engine;
-use wasmtime::component::{HasData, Linker, ResourceTable};
-use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
-use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
-use wasmtime_wasi::p2::bindings as wasi;
-use wasmtime_wasi::random::WasiRandom;
+use wasmtime::component::Linker;
 
 /// Why a capability could not be linked.
 #[derive(Debug, thiserror::Error)]
@@ -68,12 +67,6 @@ pub fn ungranted_imports(shape: &Shape, policy: &Policy) -> Vec<String> {
         .collect()
 }
 
-struct HasIo;
-
-impl HasData for HasIo {
-    type Data<'a> = &'a mut ResourceTable;
-}
-
 /// Builds the linker for one capability. Refuses (naming every ungranted
 /// import and the policy file) before defining anything.
 pub fn linker_for(
@@ -94,7 +87,7 @@ pub fn linker_for(
         let Some(name) = &import.interface else {
             continue; // unreachable: refused above
         };
-        link_one(&mut linker, &name.unversioned(), &import.name).map_err(|e| {
+        crate::interfaces::link(&mut linker, name, &import.name).map_err(|e| {
             LinkError::Wasmtime {
                 import: import.name.clone(),
                 message: format!("{e:#}"),
@@ -106,112 +99,9 @@ pub fn linker_for(
 
 /// Every preopened directory must exist (and be a directory) at load.
 fn check_preopens(policy: &Policy) -> Result<(), LinkError> {
-    for g in &policy.imports {
-        let GrantKind::Preopens(p) = &g.kind else {
-            continue;
-        };
-        for dir in &p.dirs {
-            let host = super::state::preopen_host_path(policy, dir);
-            let problem = match std::fs::metadata(&host) {
-                Ok(m) if m.is_dir() => continue,
-                Ok(_) => "not a directory".to_string(),
-                Err(e) => e.to_string(),
-            };
-            return Err(LinkError::Preopen {
-                guest: dir.guest.clone(),
-                host,
-                message: problem,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Defines one granted interface. Each arm adds exactly that interface.
-fn link_one(l: &mut Linker<InvocationState>, id: &str, full: &str) -> wasmtime::Result<()> {
-    type S = InvocationState;
-    match id {
-        "wasi:io/error" => {
-            wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<S, HasIo>(l, |s| {
-                &mut s.table
-            })
-        }
-        "wasi:io/poll" => {
-            wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<S, HasIo>(l, |s| {
-                &mut s.table
-            })
-        }
-        "wasi:io/streams" => {
-            wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<S, HasIo>(l, |s| {
-                &mut s.table
-            })
-        }
-        "wasi:cli/environment" => wasi::cli::environment::add_to_linker::<S, WasiCli>(l, S::cli),
-        "wasi:cli/exit" => wasi::cli::exit::add_to_linker::<S, WasiCli>(l, S::cli),
-        "wasi:cli/stdin" => wasi::cli::stdin::add_to_linker::<S, WasiCli>(l, S::cli),
-        "wasi:cli/stdout" => wasi::cli::stdout::add_to_linker::<S, WasiCli>(l, S::cli),
-        "wasi:cli/stderr" => wasi::cli::stderr::add_to_linker::<S, WasiCli>(l, S::cli),
-        "wasi:cli/terminal-input" => {
-            wasi::cli::terminal_input::add_to_linker::<S, WasiCli>(l, S::cli)
-        }
-        "wasi:cli/terminal-output" => {
-            wasi::cli::terminal_output::add_to_linker::<S, WasiCli>(l, S::cli)
-        }
-        "wasi:cli/terminal-stdin" => {
-            wasi::cli::terminal_stdin::add_to_linker::<S, WasiCli>(l, S::cli)
-        }
-        "wasi:cli/terminal-stdout" => {
-            wasi::cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, S::cli)
-        }
-        "wasi:cli/terminal-stderr" => {
-            wasi::cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)
-        }
-        "wasi:clocks/wall-clock" => {
-            wasi::clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)
-        }
-        "wasi:clocks/monotonic-clock" => {
-            wasi::clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)
-        }
-        "wasi:random/random" => {
-            wasi::random::random::add_to_linker::<S, WasiRandom>(l, |s| s.wasi_ctx().random())
-        }
-        "wasi:random/insecure" => {
-            wasi::random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.wasi_ctx().random())
-        }
-        "wasi:random/insecure-seed" => {
-            wasi::random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| {
-                s.wasi_ctx().random()
-            })
-        }
-        "wasi:filesystem/types" => {
-            wasi::filesystem::types::add_to_linker::<S, HasFs>(l, S::fs_view)
-        }
-        "wasi:filesystem/preopens" => {
-            wasi::filesystem::preopens::add_to_linker::<S, HasFs>(l, S::fs_view)
-        }
-        "warden:host/types" => l.instance(full).map(|_| ()),
-        "warden:host/log" => crate::interfaces::log::add_to_linker(l),
-        "warden:host/kv" => crate::interfaces::kv::add_to_linker(l),
-        "warden:host/model" => crate::interfaces::model::add_to_linker(l),
-        "wasi:http/outgoing-handler" => {
-            wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
-                S,
-                wasmtime_wasi_http::WasiHttp,
-            >(l, <S as wasmtime_wasi_http::WasiHttpView>::http)
-        }
-        "wasi:http/types" => {
-            let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
-            wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<
-                S,
-                wasmtime_wasi_http::WasiHttp,
-            >(
-                l,
-                &options.into(),
-                <S as wasmtime_wasi_http::WasiHttpView>::http,
-            )
-        }
-        other => Err(wasmtime::format_err!(
-            "`{other}` is granted but this host has no implementation to link"
-        )),
-    }
+    crate::interfaces::fs::check_preopens_exist(policy).map_err(|m| LinkError::Preopen {
+        guest: m.guest,
+        host: m.host,
+        message: m.message,
+    })
 }

@@ -6,7 +6,6 @@
 //! is allowed (that is `policy`). Nothing is linked that a policy does not
 //! grant: there is no "link everything, restrict the context".
 
-mod clocks;
 mod invoke;
 mod linker;
 mod state;
