@@ -17,29 +17,31 @@
 //! taken from the integrity-checked precompiled cache) -> imports checked
 //! against grants -> linker built from grants only -> `InstancePre`.
 //!
-//! Request path: input typed against the export -> fresh sandbox -> output
-//! typed back -> audit entry committed -> record returned.
+//! Request path: [`crate::pipeline`] (admit -> route -> gate -> execute ->
+//! audit); `Host` holds what its stages need and runs them in order.
 
 use crate::audit::hostkey;
 use crate::cache::{CacheError, CacheOutcome, CompiledCache};
-use crate::canonical::json_digest;
-use crate::component::{ExportFunc, Shape, convert};
+use crate::capability::Capability;
+use crate::component::Shape;
 use crate::interfaces::HostServices;
 use crate::interfaces::kv::{KvError, KvStore};
-use crate::invocation::{AuditRef, Call, InvocationRecord};
+use crate::invocation::{Call, InvocationRecord};
 use crate::keys::KeyError;
-use crate::outcome::{Outcome, Usage};
+use crate::outcome::Outcome;
+use crate::pipeline::audit::Recorder;
+use crate::pipeline::execute::Executor;
+use crate::pipeline::gate::{self, Gate};
+use crate::pipeline::route::{self, Routed};
+use crate::pipeline::{self, admit};
 use crate::policy::{Policy, PolicyErrors};
-use crate::sandbox::{
-    self, InvocationIdentity, InvocationState, LinkError, Sandbox, SandboxConfig,
-};
+use crate::sandbox::{self, LinkError, Sandbox, SandboxConfig};
 use crate::signing::{self, Refusal, SignerPins, TrustStore};
-use crate::store::{AuditLog, CheckpointPolicy, Payloads, StoreError};
+use crate::store::{AuditLog, CheckpointPolicy, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::Component;
 
 /// Host-wide settings.
 #[derive(Debug, Clone, Default)]
@@ -165,101 +167,13 @@ pub enum LoadError {
     Duplicate(String),
 }
 
-/// A loaded capability: validated policy, verified and compiled component,
-/// its shape, and a pre-linked instance template.
-pub struct Capability {
-    /// The policy it runs under.
-    pub policy: Policy,
-    /// `sha256:<hex>` of the component with signature sections stripped.
-    pub digest: String,
-    /// `sha256:<hex>` of the effective policy.
-    pub policy_hash: String,
-    /// The trust-store key that signed it (`None`: loaded unsigned).
-    pub signer: Option<String>,
-    /// That key's id.
-    pub key_id: Option<String>,
-    /// Size of the component file in bytes.
-    pub size: usize,
-    /// How the compiled code was obtained.
-    pub compiled: CacheOutcome,
-    /// Imports and exports.
-    pub shape: Shape,
-    pre: InstancePre<InvocationState>,
-}
-
-impl Capability {
-    /// The capability name.
-    pub fn name(&self) -> &str {
-        &self.policy.capability.name
-    }
-
-    /// Checks that `function` is a callable export and types `input`
-    /// against its parameters (the daemon checks held requests with this
-    /// before anyone is asked to approve them).
-    pub fn typed_params(
-        &self,
-        function: &str,
-        input: &serde_json::Value,
-    ) -> Result<(&ExportFunc, Vec<wasmtime::component::Val>), String> {
-        let Some(export) = self.shape.export(function) else {
-            let names: Vec<&str> = self.shape.exports.iter().map(|e| e.id.as_str()).collect();
-            return Err(format!(
-                "capability `{}` exports no function `{function}`; it exports: {}",
-                self.name(),
-                names.join(", ")
-            ));
-        };
-        if !export.callable {
-            return Err(format!(
-                "`{}` uses resources, futures or streams, which cannot be called with JSON",
-                export.id
-            ));
-        }
-        let params = convert::json_to_params(&export.params, input)
-            .map_err(|e| format!("invalid input {e}"))?;
-        Ok((export, params))
-    }
-
-    /// Whether the policy keeps only hashes of payloads.
-    pub fn hash_only(&self) -> bool {
-        self.policy.capability.payloads == crate::policy::PayloadRetention::HashOnly
-    }
-}
-
-/// What a request was bound to when it was held: the exact component and
-/// policy approvers see (and the payload retention and replayability that
-/// go with them).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Binding {
-    /// `sha256:<hex>` of the component.
-    pub component_digest: String,
-    /// `sha256:<hex>` of the effective policy.
-    pub policy_hash: String,
-    /// Payloads are kept as hashes only.
-    pub hash_only: bool,
-    /// Replayable by its grants.
-    pub replayable: bool,
-}
-
-impl Capability {
-    /// This capability's binding.
-    pub fn binding(&self) -> Binding {
-        Binding {
-            component_digest: self.digest.clone(),
-            policy_hash: self.policy_hash.clone(),
-            hash_only: self.hash_only(),
-            replayable: self.policy.is_replayable(),
-        }
-    }
-}
-
 /// Loaded capabilities, the sandbox that runs them, and the audit log.
 pub struct Host {
     sandbox: Sandbox,
     trust: Option<TrustStore>,
     allow_unsigned: bool,
     cache: Option<CompiledCache>,
-    audit: Option<AuditLog>,
+    recorder: Recorder,
     capabilities: BTreeMap<String, Arc<Capability>>,
     services: Arc<HostServices>,
 }
@@ -313,7 +227,7 @@ impl Host {
             trust: config.trust,
             allow_unsigned: config.allow_unsigned,
             cache,
-            audit,
+            recorder: Recorder::new(audit, config.allow_unsigned),
             capabilities: BTreeMap::new(),
             services,
         })
@@ -326,7 +240,7 @@ impl Host {
 
     /// The audit log, when the host has a data directory.
     pub fn audit(&self) -> Option<&AuditLog> {
-        self.audit.as_ref()
+        self.recorder.log()
     }
 
     /// The precompiled cache, when the host has a data directory.
@@ -508,219 +422,93 @@ impl Host {
         self.capabilities.values()
     }
 
-    /// Runs one invocation and commits its audit entry before returning.
-    /// Never panics and never fails as a Rust error: every way it can end is
-    /// an [`Outcome`] in the record. If the audit entry cannot be committed,
-    /// the result is withheld and the record says `transient`.
-    pub async fn invoke(&self, call: Call) -> InvocationRecord {
-        let cap = self.capabilities.get(&call.capability).cloned();
-        let record = self.execute(cap.as_deref(), &call).await;
-        self.commit(record, cap.as_deref(), &call).await
+    /// Runs one invocation through the request path (admit -> route to the
+    /// named capability -> gate -> execute -> audit) and returns its record,
+    /// audited before this returns. Never panics and never fails as a Rust
+    /// error: every way it can end is an [`Outcome`] in the record. If the
+    /// audit entry cannot be committed, the result is withheld and the
+    /// record says `transient`. A call that needs approvals it does not
+    /// carry ends `pending_approval` (only the daemon holds requests).
+    pub async fn invoke(&self, mut call: Call) -> InvocationRecord {
+        admit::admit(&mut call);
+        let routed = route::direct(&self.capabilities, &mut call);
+        self.gate_and_run(routed, call).await
     }
 
-    /// [`invoke`](Self::invoke) on a capability the caller holds (the daemon
-    /// keeps its own swappable set: an in-flight call finishes under the
-    /// capability it started with, whatever a reload does meanwhile).
-    pub async fn invoke_capability(&self, cap: &Arc<Capability>, call: Call) -> InvocationRecord {
-        let record = self.execute(Some(cap.as_ref()), &call).await;
-        self.commit(record, Some(cap.as_ref()), &call).await
-    }
-
-    /// Records (and audits) a request that ends with `outcome` before any
-    /// guest code runs: no route, overload, an open circuit breaker. `cap`
-    /// fills in the digest and policy hash when a capability was chosen.
-    pub async fn refuse(
+    /// [`invoke`](Self::invoke) on a capability the caller holds (an
+    /// in-flight call finishes under the capability it started with,
+    /// whatever a reload does meanwhile).
+    pub async fn invoke_capability(
         &self,
-        cap: Option<&Capability>,
-        call: &Call,
-        outcome: Outcome,
-        why: String,
+        cap: &Arc<Capability>,
+        mut call: Call,
     ) -> InvocationRecord {
-        let mut record = self.blank_record(call);
-        if let Some(cap) = cap {
-            record.component_digest = cap.digest.clone();
-            record.policy_hash = cap.policy_hash.clone();
-            record.replayable = cap.policy.is_replayable();
-        }
-        let record = record.fail(outcome, why);
-        self.commit(record, cap, call).await
+        admit::admit(&mut call);
+        let routed = route::to_capability(cap, &mut call);
+        self.gate_and_run(routed, call).await
     }
 
-    /// [`refuse`](Self::refuse) for a request bound to a component digest
-    /// and policy hash that may no longer be loaded (a held request whose
-    /// approval ended after a reload).
-    pub async fn refuse_bound(
+    async fn gate_and_run(
         &self,
-        binding: &Binding,
-        call: &Call,
-        outcome: Outcome,
-        why: String,
+        routed: Result<Routed, pipeline::Refusal>,
+        call: Call,
     ) -> InvocationRecord {
-        let mut record = self.blank_record(call);
-        record.component_digest = binding.component_digest.clone();
-        record.policy_hash = binding.policy_hash.clone();
-        record.replayable = binding.replayable;
-        let record = record.fail(outcome, why);
-        self.commit_with(record, binding.hash_only, call).await
+        let cap = match routed {
+            Ok(routed) => routed.cap,
+            Err(refusal) => return self.recorder.refusal(&refusal, &call).await,
+        };
+        let typed = match gate::gate(&cap, &call) {
+            Ok(Gate::Open(typed)) => typed,
+            Ok(Gate::Hold(typed, need)) => {
+                let refusal = gate::needs_approval(&cap, typed.export, &call, &need);
+                return self.recorder.refusal(&refusal, &call).await;
+            }
+            Err(refusal) => return self.recorder.refusal(&refusal, &call).await,
+        };
+        let record = self.executor().run(&cap, typed, &call).await;
+        self.recorder.commit(record, cap.hash_only(), &call).await
     }
 
-    fn blank_record(&self, call: &Call) -> InvocationRecord {
-        let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
-        self.blank_record_at(call, admitted_at)
+    /// Runs and audits one attempt of a call that was admitted, routed and
+    /// gated already (the daemon's attempts; a held request once approved):
+    /// `params` is the input as the gate typed it.
+    pub async fn execute_gated(
+        &self,
+        cap: &Capability,
+        params: Vec<wasmtime::component::Val>,
+        call: &Call,
+    ) -> InvocationRecord {
+        let Some(export) = cap.shape.export(&call.function) else {
+            let why = format!("`{}` is not an export of `{}`", call.function, cap.name());
+            let refusal = pipeline::Refusal::of(cap, Outcome::InvalidInput, why);
+            return self.recorder.refusal(&refusal, call).await;
+        };
+        let typed = gate::Typed { export, params };
+        let record = self.executor().run(cap, typed, call).await;
+        self.recorder.commit(record, cap.hash_only(), call).await
     }
 
-    fn blank_record_at(&self, call: &Call, admitted_at: SystemTime) -> InvocationRecord {
-        let request_id = call
-            .request_id
-            .clone()
-            .unwrap_or_else(|| request_id_at(admitted_at));
-        InvocationRecord {
-            request_id,
-            admitted_at_ms: unix_ms(admitted_at),
-            principal: call.principal.clone(),
-            tenant: call.tenant.clone(),
-            capability: call.capability.clone(),
-            function: call.function.clone(),
-            component_digest: String::new(),
-            policy_hash: String::new(),
-            outcome: Outcome::Denied,
-            output: None,
-            error: None,
-            input_hash: json_digest(&call.input),
-            output_hash: String::new(),
-            usage: Usage::default(),
-            replayable: true,
+    /// Records (and audits) a request that ends before any guest code runs.
+    pub async fn refuse(&self, refusal: &pipeline::Refusal, call: &Call) -> InvocationRecord {
+        self.recorder.refusal(refusal, call).await
+    }
+
+    /// The audit stage: the one place entries are appended.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn executor(&self) -> Executor<'_> {
+        Executor {
+            sandbox: &self.sandbox,
+            services: &self.services,
             unsigned_allowed: self.allow_unsigned,
-            stdout: String::new(),
-            stderr: String::new(),
-            logs: Vec::new(),
-            logs_dropped: 0,
-            host_calls: Vec::new(),
-            audit: None,
-        }
-    }
-
-    /// Runs the invocation (no audit).
-    async fn execute(&self, cap: Option<&Capability>, call: &Call) -> InvocationRecord {
-        let admitted_at = call.admitted_at.unwrap_or_else(SystemTime::now);
-        let mut record = self.blank_record_at(call, admitted_at);
-        let Some(cap) = cap else {
-            let why = format!("no capability named `{}` is loaded", call.capability);
-            return record.fail(Outcome::Denied, why);
-        };
-        record.component_digest = cap.digest.clone();
-        record.policy_hash = cap.policy_hash.clone();
-        record.replayable = cap.policy.is_replayable();
-        let (export, params) = match cap.typed_params(&call.function, &call.input) {
-            Ok(typed) => typed,
-            Err(why) => return record.fail(Outcome::InvalidInput, why),
-        };
-        // From here on the function is named by its canonical identity only.
-        record.function = export.id.clone();
-        if let Some(need) = cap.policy.approval_for(&export.function_id(), &call.input) {
-            let have = call.approvers().len();
-            if have < need.mode.required() {
-                let why = format!(
-                    "`{}` needs {} approval(s) (mode {}, rule {} of {}: {}) and has {have}; \
-                     gated requests are held by the daemon (docs/approvals.md)",
-                    export.id,
-                    need.mode.required(),
-                    need.mode.as_str(),
-                    need.rule,
-                    cap.policy.source.display(),
-                    need.reason
-                );
-                return record.fail(Outcome::PendingApproval, why);
-            }
-        }
-        let id = InvocationIdentity {
-            request_id: &record.request_id,
-            admitted_at,
-            capability: &call.capability,
-            tenant: call.tenant.as_ref(),
-        };
-        let done = sandbox::invoke(
-            &self.sandbox,
-            &cap.pre,
-            &cap.policy,
-            export,
-            params,
-            &id,
-            &self.services,
-            !cap.shape.imports.is_empty(),
-        )
-        .await;
-        record.outcome = done.outcome;
-        record.usage = done.usage;
-        record.stdout = String::from_utf8_lossy(&done.stdout).into_owned();
-        record.stderr = String::from_utf8_lossy(&done.stderr).into_owned();
-        record.logs = done.logs;
-        record.logs_dropped = done.logs_dropped;
-        record.host_calls = done.host_calls;
-        record.replayable &= !done.external_calls;
-        record.output = done.output;
-        record.error = done.error;
-        record.output_hash = match &record.output {
-            Some(out) => json_digest(out),
-            None => json_digest(&record.output_document()),
-        };
-        record
-    }
-
-    /// Appends the record's audit entry (durable before this returns).
-    async fn commit(
-        &self,
-        record: InvocationRecord,
-        cap: Option<&Capability>,
-        call: &Call,
-    ) -> InvocationRecord {
-        self.commit_with(record, cap.is_some_and(Capability::hash_only), call)
-            .await
-    }
-
-    async fn commit_with(
-        &self,
-        mut record: InvocationRecord,
-        hash_only: bool,
-        call: &Call,
-    ) -> InvocationRecord {
-        let Some(log) = &self.audit else {
-            return record;
-        };
-        let payloads = if hash_only {
-            Payloads::default()
-        } else {
-            let (input, output) = record.payloads(&call.input);
-            Payloads {
-                input: Some(input),
-                output: Some(output),
-            }
-        };
-        match log.append(record.audit_entry(call), payloads).await {
-            Ok(appended) => {
-                record.audit = Some(AuditRef {
-                    seq: appended.seq,
-                    hash: appended.hash.to_string(),
-                });
-                record
-            }
-            Err(e) => {
-                tracing::error!(request_id = %record.request_id, "audit append failed: {e}");
-                InvocationRecord {
-                    outcome: Outcome::Transient,
-                    output: None,
-                    error: Some(format!(
-                        "the audit entry could not be committed ({e}); the result is withheld because it is not recorded"
-                    )),
-                    ..record
-                }
-            }
         }
     }
 
     /// Writes the final checkpoint and closes the audit log.
     pub async fn shutdown(self) -> Result<(), StoreError> {
-        match self.audit {
+        match self.recorder.into_log() {
             Some(log) => log.close().await,
             None => Ok(()),
         }
@@ -761,73 +549,4 @@ fn bind_approval_rules(shape: &Shape, policy: &mut Policy) -> Result<(), LoadErr
                 ),
             }
         })
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A fresh request id: time-ordered and unique (`r-<ms hex>-<random hex>`,
-/// as `format!("r-{:011x}-{:016x}", ms, random)` writes it, without the
-/// formatting machinery: it is on every request).
-pub fn new_request_id() -> String {
-    request_id_at(SystemTime::now())
-}
-
-/// A request id for a request admitted at `at` (no second clock read).
-fn request_id_at(at: SystemTime) -> String {
-    let mut id = String::with_capacity(2 + 11 + 1 + 16);
-    id.push_str("r-");
-    push_hex_u64(unix_ms(at), 11, &mut id);
-    id.push('-');
-    push_hex_u64(rand::random::<u64>(), 16, &mut id);
-    id
-}
-
-/// Appends `v` in lowercase hex, zero-padded to at least `width` digits.
-fn push_hex_u64(v: u64, width: usize, out: &mut String) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [b'0'; 16];
-    let mut i = buf.len();
-    let mut rest = v;
-    while rest > 0 {
-        i -= 1;
-        buf[i] = DIGITS[(rest & 0xf) as usize];
-        rest >>= 4;
-    }
-    let start = i.min(buf.len() - width.clamp(1, buf.len()));
-    for &b in &buf[start..] {
-        out.push(char::from(b));
-    }
-}
-
-#[cfg(test)]
-mod request_id_tests {
-    use super::*;
-
-    #[test]
-    fn hex_matches_the_format_macro() {
-        for v in [0u64, 1, 0xf, 0x10, 0x19a_3b4c_5d6e, u64::MAX, 1 << 44] {
-            for width in [0usize, 1, 11, 16] {
-                let mut s = String::new();
-                push_hex_u64(v, width, &mut s);
-                assert_eq!(s, format!("{v:0width$x}"), "{v} {width}");
-            }
-        }
-    }
-
-    #[test]
-    fn request_ids_have_the_documented_shape() {
-        let id = new_request_id();
-        let parts: Vec<&str> = id.split('-').collect();
-        assert_eq!(parts.len(), 3, "{id}");
-        assert_eq!(parts[0], "r");
-        assert_eq!(parts[1].len(), 11, "{id}");
-        assert_eq!(parts[2].len(), 16, "{id}");
-        assert!(parts[1..].iter().all(|p| {
-            p.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        }));
-    }
 }

@@ -23,6 +23,8 @@ pub struct Call {
     /// Request id; generated when absent. Seeds random.
     pub request_id: Option<String>,
     /// Admission time; now when absent. The virtual wall clock reads it.
+    /// Kept at millisecond precision (what the audit entry records): the
+    /// admission stage truncates it ([`crate::pipeline::admit`]).
     pub admitted_at: Option<SystemTime>,
     /// Who asked (authenticated principal). By default `local`.
     pub principal: String,
@@ -106,7 +108,7 @@ impl Call {
 }
 
 /// Where an invocation's audit entry landed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AuditRef {
     /// Sequence number in the chain.
     pub seq: u64,

@@ -2,7 +2,7 @@
 //! requests, single and dual approval, refusals, deny, expiry, restart,
 //! reload voiding, and the audit chain of every step.
 
-use crate::daemon::{ADMIN, APPROVE, AUDIT, Daemon, SUBMIT, cap, deploy, policy_toml};
+use crate::daemon::{ADMIN, APPROVE, AUDIT, Cap, Daemon, SUBMIT, cap, deploy, policy_toml};
 use crate::support::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -584,5 +584,55 @@ async fn the_library_refuses_a_gated_call_without_enough_distinct_approvals() {
         names,
         vec!["carol", "dave"],
         "the approvals are in the audit entry"
+    );
+}
+
+#[test]
+fn a_held_request_runs_with_the_admission_time_it_was_held_with() {
+    let clock = Cap {
+        name: "clock-random",
+        guest: "clock-random",
+        imports: Box::leak(
+            format!(
+                "{STD_IMPORTS}\n\"wasi:clocks/wall-clock\" = {{ mode = \"virtual\" }}\n\"wasi:clocks/monotonic-clock\" = {{ mode = \"virtual\" }}\n\"wasi:random/random\" = {{ mode = \"seeded\" }}"
+            )
+            .into_boxed_str(),
+        ),
+        extra: "[[approval]]\nfunction = \"sample\"\nmode = \"single\"\n",
+    };
+    let dir = deploy(
+        "approvals-admission",
+        &[clock],
+        &[("sample", "sample", "clock-random", "sample")],
+        "",
+    );
+    let d = Daemon::start(&dir);
+    let r = d
+        .client(SUBMIT)
+        .post_json("/v1/requests", &json!({"kind": "sample", "input": {}}))
+        .expect("submit");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = id_of(&r.json());
+    // Long enough that a clock read at approval time would differ.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, done) = decide(&d, APPROVE, &id, "approve", "ok");
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["result"]["outcome"], "ok", "{done}");
+    let e = entries(&d, &id);
+    assert_eq!(e.len(), 3, "{e:?}");
+    let admitted = e[0]["admitted_at_ms"].as_u64().expect("admitted_at_ms");
+    assert_eq!(
+        e[2]["admitted_at_ms"], admitted,
+        "the run keeps the admission time"
+    );
+    assert_eq!(
+        done["admitted_at_ms"], admitted,
+        "the held request shows it"
+    );
+    let out = &done["result"]["output"];
+    assert_eq!(
+        (out[0].as_u64(), out[1].as_u64()),
+        (Some(admitted / 1000), Some(admitted % 1000 * 1_000_000)),
+        "the guest's wall clock reads the admission time, to the millisecond: {out}"
     );
 }

@@ -166,8 +166,8 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
     let answer = task
         .await
         .map_err(|e| ApiError::internal(format!("request task failed: {e}")))??;
-    let replayed = answer.body["replayed"].as_bool().unwrap_or(false);
-    let mut resp = (answer.status, axum::Json(answer.body)).into_response();
+    let (status, replayed) = (super::errors::status_for(answer.outcome), answer.replayed);
+    let mut resp = (status, axum::Json(&answer)).into_response();
     if let Some(secs) = answer.retry_after
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
     {

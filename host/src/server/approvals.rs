@@ -16,12 +16,14 @@
 use super::Daemon;
 use super::auth::Principal;
 use super::errors::ApiError;
+use super::errors::status_for;
 use super::metrics::labels;
 use super::state::StoredResponse;
-use super::submit::{Answer, SubmitBody};
 use crate::approval::{Approver, Requirement};
 use crate::audit::{Approval, ApprovalDecision, EventKind};
 use crate::canonical::json_digest;
+use crate::pipeline::answer::{Answer, Hold};
+use crate::pipeline::{Refusal, admit, gate};
 use crate::{Call, Capability, Outcome};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -45,8 +47,8 @@ impl HeldServer for Held {
     fn stored(&self, answer: &Answer) -> StoredResponse {
         StoredResponse {
             principal: self.requester.clone(),
-            status: answer.status.as_u16(),
-            response: answer.body.clone(),
+            status: status_for(answer.outcome).as_u16(),
+            response: answer.to_json(),
         }
     }
 
@@ -69,35 +71,39 @@ pub struct DecisionBody {
 
 impl Daemon {
     /// Holds a routed, gated request: audited as `pending_approval`,
-    /// persisted, answered 202. The input has already been type-checked.
+    /// persisted, answered 202. The input has already been typed. The held
+    /// request keeps its request id and admission time: when it runs, its
+    /// virtual clock reads the time it was admitted.
     pub(super) async fn hold(
         &self,
         cap: &Arc<Capability>,
         call: &Call,
-        body: &SubmitBody,
-        rule_id: &str,
+        kind: &str,
+        rule_id: Option<String>,
         need: Requirement,
     ) -> Answer {
-        let admitted_at_ms = crate::store::now_ms();
+        let admitted_at_ms = admit::unix_ms(call.admitted_at.unwrap_or(std::time::UNIX_EPOCH));
         let expires = u64::try_from(need.expires.as_millis()).unwrap_or(u64::MAX);
+        let expires_at_ms = admitted_at_ms.saturating_add(expires);
+        let hold = Hold::of(&need, expires_at_ms);
         let held = Held {
             request_id: call.request_id.clone().unwrap_or_default(),
             state: HeldState::Pending,
             requester: call.principal.clone(),
-            kind: body.kind.clone(),
+            kind: kind.to_string(),
             tenant: call.tenant.clone(),
             capability: cap.name().to_string(),
             function: call.function.clone(),
             input: call.input.clone(),
-            route_rule: rule_id.to_string(),
+            route_rule: rule_id.clone().unwrap_or_default(),
             route: call.route.clone(),
             binding: cap.binding(),
             rule: need.rule,
             mode: need.mode,
-            approvers: need.approvers.iter().map(ToString::to_string).collect(),
+            approvers: hold.approvers.clone(),
             reason: need.reason.clone(),
             admitted_at_ms,
-            expires_at_ms: admitted_at_ms.saturating_add(expires),
+            expires_at_ms,
             decisions: Vec::new(),
             ended_at_ms: None,
             outcome: None,
@@ -110,23 +116,15 @@ impl Daemon {
             need.reason,
             crate::policy::HumanDuration(need.expires)
         );
-        let record = self
-            .host
-            .refuse(Some(cap), call, Outcome::PendingApproval, why)
+        let refusal = Refusal::of(cap, Outcome::PendingApproval, why);
+        let mut answer = self
+            .refused(&refusal, call, rule_id.as_deref(), "policy")
             .await;
-        if record.outcome != Outcome::PendingApproval {
+        if answer.outcome != Outcome::PendingApproval {
             // The audit entry could not be committed: nothing is held.
-            return self.answer(&record, Some(cap), 1, None, rule_id);
+            return answer;
         }
-        let mut answer = self.answer(&record, Some(cap), 1, None, rule_id);
-        answer.body["approval"] = json!({
-            "mode": need.mode,
-            "approvals_needed": need.mode.required(),
-            "rule": need.rule,
-            "reason": need.reason,
-            "approvers": held.approvers,
-            "expires_at_ms": held.expires_at_ms,
-        });
+        answer.approval = Some(hold);
         let (h, stored) = (held.clone(), held.stored(&answer));
         let saved = self
             .state
@@ -134,10 +132,9 @@ impl Daemon {
             .await;
         if let Err(saved) = saved {
             tracing::error!(request_id = %held.request_id, "persisting the held request failed: {saved:?}");
-            answer.status = StatusCode::SERVICE_UNAVAILABLE;
-            answer.body["outcome"] = json!("transient");
-            answer.body["error"] =
-                json!("the request could not be held (state store failure); submit it again");
+            answer.outcome = Outcome::Transient;
+            answer.error =
+                Some("the request could not be held (state store failure); submit it again".into());
             return answer;
         }
         self.metrics.add(
@@ -283,15 +280,28 @@ impl Daemon {
         held.state = HeldState::Approved;
         self.save_held(&held).await.map_err(ApiError::internal)?;
         drop(guard);
-        let answer = self
-            .attempts(cap, held.call(), &held.route_rule.clone())
-            .await;
+        // Re-enters the request path at "execute", with the decisions it
+        // was approved with: the gate's decision is not taken again. The
+        // input is typed for the same component it was typed for at hold
+        // time (the binding checked above).
+        let call = held.call();
+        let rule_id = Some(held.route_rule.clone()).filter(|r| !r.is_empty());
+        let answer = match gate::typed(&cap, &call) {
+            Ok(typed) => {
+                let params = typed.params;
+                self.attempts(&cap, params, call, rule_id).await
+            }
+            Err(refusal) => {
+                self.refused(&refusal, &call, rule_id.as_deref(), "policy")
+                    .await
+            }
+        };
         held.state = HeldState::Executed;
         held.ended_at_ms = Some(crate::store::now_ms());
-        held.outcome = answer.body["outcome"].as_str().map(str::to_string);
+        held.outcome = Some(answer.outcome.as_string());
         self.finish_held(&held, &answer).await;
         let mut view = held.view(crate::store::now_ms());
-        view["result"] = answer.body;
+        view["result"] = answer.to_json();
         Ok(view)
     }
 
@@ -348,15 +358,14 @@ impl Daemon {
     /// (bound to the held digest and policy), the state, the stored response.
     async fn end(&self, held: &mut Held, state: HeldState, outcome: Outcome, why: String) {
         let call = held.call();
-        let record = self
-            .host
-            .refuse_bound(&held.binding, &call, outcome, why.clone())
-            .await;
+        let refusal = Refusal::bound(&held.binding, outcome, why);
+        let record = self.host.refuse(&refusal, &call).await;
+        let rule_id = Some(held.route_rule.as_str()).filter(|r| !r.is_empty());
+        let answer = self.answered(&record, None, rule_id, 1, None, "policy");
         held.state = state;
         held.ended_at_ms = Some(crate::store::now_ms());
         held.outcome = Some(record.outcome.as_string());
-        held.end_reason = Some(why);
-        let answer = self.answer(&record, None, 1, None, &held.route_rule);
+        held.end_reason = Some(refusal.why);
         self.finish_held(held, &answer).await;
     }
 
@@ -401,10 +410,9 @@ impl Daemon {
         approvals: Vec<Approval>,
         detail: Value,
     ) -> Result<(), String> {
-        let Some(log) = self.host.audit() else {
-            return Ok(());
-        };
-        let mut entry = self.event_entry(EventKind::Approval, principal, "http", outcome, &detail);
+        let recorder = self.host.recorder();
+        let mut entry =
+            recorder.event_entry(EventKind::Approval, principal, "http", outcome, &detail);
         entry.request_id = held.request_id.clone();
         entry.route = held.route.clone();
         entry.capability = held.capability.clone();
@@ -413,13 +421,8 @@ impl Daemon {
         entry.function = held.function.clone();
         entry.input_sha256 = json_digest(&held.input).parse().ok();
         entry.approvals = approvals;
-        log.append(entry, crate::store::Payloads::default())
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "the approval could not be recorded in the audit chain ({e}); nothing changed"
-                )
-            })
+        recorder.event(entry).await.map(|_| ()).map_err(|e| {
+            format!("the approval could not be recorded in the audit chain ({e}); nothing changed")
+        })
     }
 }

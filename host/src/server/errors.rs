@@ -91,3 +91,19 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// HTTP status for an outcome (docs/api.md "Status codes").
+pub fn status_for(outcome: crate::Outcome) -> StatusCode {
+    match outcome {
+        crate::Outcome::Ok => StatusCode::OK,
+        crate::Outcome::PendingApproval => StatusCode::ACCEPTED,
+        crate::Outcome::InvalidInput
+        | crate::Outcome::CapabilityError
+        | crate::Outcome::BudgetExhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        crate::Outcome::NoRoute => StatusCode::NOT_FOUND,
+        crate::Outcome::Denied | crate::Outcome::ApprovalDenied => StatusCode::FORBIDDEN,
+        crate::Outcome::ApprovalExpired => StatusCode::GONE,
+        crate::Outcome::Trap => StatusCode::BAD_GATEWAY,
+        crate::Outcome::Transient => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}

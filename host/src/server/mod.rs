@@ -2,19 +2,24 @@
 //! admission (routing, idempotency, concurrency, breakers, retries), reload,
 //! metrics and graceful shutdown.
 //!
-//! This folder turns HTTP into [`crate::Call`]s and records into responses;
-//! it must never run guest code itself (that is [`crate::Host`]) nor decide
-//! routes (that is the route table) nor write audit entries other than
-//! through the host's log.
+//! This folder turns HTTP into [`crate::Call`]s and answers into responses,
+//! and runs the daemon's stages of the request path ([`crate::pipeline`]
+//! draws it: submit.rs sequences them; idempotency.rs, approvals.rs and
+//! attempts.rs are the daemon's own stages). It must never run guest code
+//! itself (that is [`crate::Host`]), decide routes (that is the route
+//! table) nor append audit entries other than through the host's
+//! [`Recorder`](crate::pipeline::audit::Recorder).
 
 mod api;
 pub mod approvals;
+mod attempts;
 pub mod auth;
 pub mod client;
 pub mod config;
 mod connections;
 mod deployment;
 mod errors;
+mod idempotency;
 mod metrics;
 mod protect;
 mod state;
@@ -23,10 +28,10 @@ mod submit;
 pub use config::{DaemonConfig, Role};
 pub use deployment::Deployment;
 
-use crate::audit::{EventKind, NewEntry};
+use crate::audit::EventKind;
 use crate::sandbox::SandboxConfig;
-use crate::store::{CheckpointPolicy, Payloads};
-use crate::{Host, HostConfig, Outcome, Usage};
+use crate::store::CheckpointPolicy;
+use crate::{Host, HostConfig, Outcome};
 use auth::Principals;
 use metrics::Metrics;
 use protect::Protection;
@@ -251,47 +256,12 @@ impl Daemon {
             )]),
             1,
         );
-        if let Some(log) = self.host.audit() {
-            let entry = self.event_entry(EventKind::Reload, principal, via, outcome, &detail);
-            if let Err(e) = log.append(entry, Payloads::default()).await {
-                tracing::error!("reload audit entry failed: {e}");
-            }
+        let recorder = self.host.recorder();
+        let entry = recorder.event_entry(EventKind::Reload, principal, via, outcome, &detail);
+        if let Err(e) = recorder.event(entry).await {
+            tracing::error!("reload audit entry failed: {e}");
         }
         result
-    }
-
-    /// An audit entry for a daemon event (reload, approval decision): no
-    /// capability ran; `detail` says what happened.
-    fn event_entry(
-        &self,
-        event: EventKind,
-        principal: &str,
-        via: &str,
-        outcome: Outcome,
-        detail: &Value,
-    ) -> NewEntry {
-        NewEntry {
-            event,
-            admitted_at_ms: crate::store::now_ms(),
-            request_id: crate::new_request_id(),
-            principal: principal.to_string(),
-            request_kind: via.to_string(),
-            route: None,
-            capability: String::new(),
-            component_digest: None,
-            policy_hash: None,
-            function: String::new(),
-            input_sha256: None,
-            output_sha256: None,
-            outcome,
-            usage: Usage::default(),
-            replayable: true,
-            unsigned_allowed: self.config.allow_unsigned,
-            attempt: 1,
-            approvals: Vec::new(),
-            host_calls: Vec::new(),
-            detail: Some(crate::canonical::canonical_json(detail)),
-        }
     }
 
     /// Stops admitting requests, waits for active ones up to `deadline`,

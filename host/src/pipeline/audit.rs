@@ -1,0 +1,140 @@
+//! Stage 5, audit: the one place in warden that appends to the audit log.
+//!
+//! Every invocation, every refusal, every held request, every approval
+//! decision and every reload ends here as one entry, durable before the
+//! caller goes on. Without a data directory there is no log and records
+//! pass through unaudited (tests, simple embedders).
+//!
+//! If an invocation's entry cannot be committed, its result is withheld:
+//! the record comes back `transient`, because an unrecorded result must not
+//! reach the caller. This module decides nothing about the request; entry
+//! encoding and hashing are [`crate::audit`]'s (pure), durability is
+//! [`crate::store`]'s.
+
+use super::Refusal;
+use crate::audit::{EventKind, NewEntry};
+use crate::invocation::{AuditRef, Call, InvocationRecord};
+use crate::outcome::{Outcome, Usage};
+use crate::store::{AuditLog, Payloads, StoreError};
+use serde_json::Value;
+
+/// Appends entries to the host's audit log (when it has one).
+pub struct Recorder {
+    log: Option<AuditLog>,
+    unsigned_allowed: bool,
+}
+
+impl Recorder {
+    /// A recorder over `log`; `unsigned_allowed` is stamped on every entry.
+    pub fn new(log: Option<AuditLog>, unsigned_allowed: bool) -> Recorder {
+        Recorder {
+            log,
+            unsigned_allowed,
+        }
+    }
+
+    /// The audit log, when there is one (for reading, checkpoints, close).
+    pub fn log(&self) -> Option<&AuditLog> {
+        self.log.as_ref()
+    }
+
+    /// Takes the log out (shutdown writes the final checkpoint).
+    pub fn into_log(self) -> Option<AuditLog> {
+        self.log
+    }
+
+    /// Commits an invocation record's entry (durable before this returns).
+    /// `hash_only`: keep hashes of the payloads, not the payloads.
+    pub async fn commit(
+        &self,
+        mut record: InvocationRecord,
+        hash_only: bool,
+        call: &Call,
+    ) -> InvocationRecord {
+        let Some(log) = &self.log else {
+            return record;
+        };
+        let payloads = if hash_only {
+            Payloads::default()
+        } else {
+            let (input, output) = record.payloads(&call.input);
+            Payloads {
+                input: Some(input),
+                output: Some(output),
+            }
+        };
+        match log.append(record.audit_entry(call), payloads).await {
+            Ok(appended) => {
+                record.audit = Some(AuditRef {
+                    seq: appended.seq,
+                    hash: appended.hash.to_string(),
+                });
+                record
+            }
+            Err(e) => {
+                tracing::error!(request_id = %record.request_id, "audit append failed: {e}");
+                InvocationRecord {
+                    outcome: Outcome::Transient,
+                    output: None,
+                    error: Some(format!(
+                        "the audit entry could not be committed ({e}); the result is withheld because it is not recorded"
+                    )),
+                    ..record
+                }
+            }
+        }
+    }
+
+    /// Records a request that ends before guest code runs.
+    pub async fn refusal(&self, refusal: &Refusal, call: &Call) -> InvocationRecord {
+        let record = refusal.record(call, self.unsigned_allowed);
+        self.commit(record, refusal.hash_only(), call).await
+    }
+
+    /// An entry for a daemon event (reload, approval decision): no
+    /// capability ran; `detail` says what happened. The caller may fill in
+    /// the request it concerns before [`event`](Self::event) appends it.
+    pub fn event_entry(
+        &self,
+        event: EventKind,
+        principal: &str,
+        via: &str,
+        outcome: Outcome,
+        detail: &Value,
+    ) -> NewEntry {
+        NewEntry {
+            event,
+            admitted_at_ms: crate::store::now_ms(),
+            request_id: super::admit::new_request_id(),
+            principal: principal.to_string(),
+            request_kind: via.to_string(),
+            route: None,
+            capability: String::new(),
+            component_digest: None,
+            policy_hash: None,
+            function: String::new(),
+            input_sha256: None,
+            output_sha256: None,
+            outcome,
+            usage: Usage::default(),
+            replayable: true,
+            unsigned_allowed: self.unsigned_allowed,
+            attempt: 1,
+            approvals: Vec::new(),
+            host_calls: Vec::new(),
+            detail: Some(crate::canonical::canonical_json(detail)),
+        }
+    }
+
+    /// Appends an event entry (no payloads). Without a log, nothing to do.
+    pub async fn event(&self, entry: NewEntry) -> Result<Option<AuditRef>, StoreError> {
+        let Some(log) = &self.log else {
+            return Ok(None);
+        };
+        let appended = log.append(entry, Payloads::default()).await?;
+        Ok(Some(AuditRef {
+            seq: appended.seq,
+            hash: appended.hash.to_string(),
+        }))
+    }
+}

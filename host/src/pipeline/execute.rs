@@ -1,0 +1,71 @@
+//! Stage 4, execute: one attempt of a gated request in a fresh sandbox,
+//! with the policy's budgets. Returns the record of what happened; it does
+//! not retry (the daemon's attempts loop does, per policy `[retry]`) and it
+//! does not audit (stage 5 does).
+//!
+//! This module must never evaluate approval rules or routes, and must
+//! never fail as a Rust error: every way an attempt ends is an
+//! [`Outcome`](crate::Outcome) in the record.
+
+use super::gate::Typed;
+use crate::Capability;
+use crate::canonical::json_digest;
+use crate::interfaces::HostServices;
+use crate::invocation::{Call, InvocationRecord};
+use crate::sandbox::{self, InvocationIdentity, Sandbox};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Where an attempt runs: the engine and the per-host services its
+/// interfaces share.
+pub struct Executor<'a> {
+    /// The engine.
+    pub sandbox: &'a Sandbox,
+    /// KV store, model backends, static names.
+    pub services: &'a Arc<HostServices>,
+    /// Whether the host allows unsigned components (recorded).
+    pub unsigned_allowed: bool,
+}
+
+impl Executor<'_> {
+    /// Runs one attempt of an admitted, routed and gated call.
+    pub async fn run(&self, cap: &Capability, typed: Typed<'_>, call: &Call) -> InvocationRecord {
+        let admitted_at = call.admitted_at.unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut record = super::blank_record(call, self.unsigned_allowed);
+        record.component_digest = cap.digest.clone();
+        record.policy_hash = cap.policy_hash.clone();
+        record.replayable = cap.policy.is_replayable();
+        let id = InvocationIdentity {
+            request_id: &record.request_id,
+            admitted_at,
+            capability: &call.capability,
+            tenant: call.tenant.as_ref(),
+        };
+        let done = sandbox::invoke(
+            self.sandbox,
+            cap.instance_pre(),
+            &cap.policy,
+            typed.export,
+            typed.params,
+            &id,
+            self.services,
+            !cap.shape.imports.is_empty(),
+        )
+        .await;
+        record.outcome = done.outcome;
+        record.usage = done.usage;
+        record.stdout = String::from_utf8_lossy(&done.stdout).into_owned();
+        record.stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+        record.logs = done.logs;
+        record.logs_dropped = done.logs_dropped;
+        record.host_calls = done.host_calls;
+        record.replayable &= !done.external_calls;
+        record.output = done.output;
+        record.error = done.error;
+        record.output_hash = match &record.output {
+            Some(out) => json_digest(out),
+            None => json_digest(&record.output_document()),
+        };
+        record
+    }
+}

@@ -1,0 +1,131 @@
+//! The request path: every entry point (the daemon's `POST /v1/requests`,
+//! `warden run`, the embedding API, and later workflows and MCP) walks the
+//! same stages, in this order, one module per stage:
+//!
+//! ```text
+//!  authenticate  server::auth (HTTP bearer token) / the caller (CLI, embedder)
+//!       |
+//!  admit         admit      request id + admission time, fixed once (ms)
+//!       |
+//!  idempotency   server::idempotency   (daemon: claim, replay, conflict)
+//!       |
+//!  route         route      kind -> route table, or a named target;
+//!       |                   function -> its canonical identity
+//!  gate          gate       input typed once; [[approval]] evaluated once
+//!       |   \
+//!       |    hold           server::approvals (daemon): persisted, 202;
+//!       |      \            approved later -> re-enters at execute with
+//!       |       '---------> the decisions it was approved with
+//!  execute       execute    one attempt in a fresh sandbox
+//!       |                   (daemon: server::attempts = queue, breaker, retries)
+//!  audit         audit      the one place that appends to the audit log
+//!       |
+//!  answer        answer     a typed response, serialised once at the edge
+//! ```
+//!
+//! A stage that refuses returns a [`Refusal`]; the refusal goes straight to
+//! "audit" (every refusal is evidence) and then "answer". Stages before
+//! "execute" never run guest code; only "audit" appends.
+
+pub mod admit;
+pub mod answer;
+pub mod audit;
+pub mod execute;
+pub mod gate;
+pub mod route;
+
+use crate::invocation::{Call, InvocationRecord};
+use crate::outcome::Outcome;
+use crate::{Binding, Capability};
+
+/// A request that ends before guest code runs, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// How it ends.
+    pub outcome: Outcome,
+    /// Why (recorded and answered).
+    pub why: String,
+    /// The component and policy it was refused under, when a capability
+    /// was chosen.
+    pub binding: Option<Binding>,
+}
+
+impl Refusal {
+    /// A refusal before any capability was chosen.
+    pub fn new(outcome: Outcome, why: String) -> Refusal {
+        Refusal {
+            outcome,
+            why,
+            binding: None,
+        }
+    }
+
+    /// A refusal under `cap`.
+    pub fn of(cap: &Capability, outcome: Outcome, why: String) -> Refusal {
+        Refusal {
+            outcome,
+            why,
+            binding: Some(cap.binding()),
+        }
+    }
+
+    /// A refusal under a binding that may no longer be loaded (a held
+    /// request whose approval ended after a reload).
+    pub fn bound(binding: &Binding, outcome: Outcome, why: String) -> Refusal {
+        Refusal {
+            outcome,
+            why,
+            binding: Some(binding.clone()),
+        }
+    }
+
+    /// Whether its payloads are kept as hashes only.
+    pub fn hash_only(&self) -> bool {
+        self.binding.as_ref().is_some_and(|b| b.hash_only)
+    }
+
+    /// The record of the refused call (not yet audited).
+    pub fn record(&self, call: &Call, unsigned_allowed: bool) -> InvocationRecord {
+        let mut record = blank_record(call, unsigned_allowed);
+        if let Some(b) = &self.binding {
+            record.component_digest = b.component_digest.clone();
+            record.policy_hash = b.policy_hash.clone();
+            record.replayable = b.replayable;
+        }
+        record.fail(self.outcome, self.why.clone())
+    }
+}
+
+/// The record of an admitted call before anything happened to it
+/// (outcome `denied` until a stage says otherwise).
+pub(crate) fn blank_record(call: &Call, unsigned_allowed: bool) -> InvocationRecord {
+    let admitted_at = call.admitted_at.unwrap_or(std::time::UNIX_EPOCH);
+    let request_id = match &call.request_id {
+        Some(id) => id.clone(),
+        None => crate::new_request_id(),
+    };
+    InvocationRecord {
+        request_id,
+        admitted_at_ms: admit::unix_ms(admitted_at),
+        principal: call.principal.clone(),
+        tenant: call.tenant.clone(),
+        capability: call.capability.clone(),
+        function: call.function.clone(),
+        component_digest: String::new(),
+        policy_hash: String::new(),
+        outcome: Outcome::Denied,
+        output: None,
+        error: None,
+        input_hash: crate::canonical::json_digest(&call.input),
+        output_hash: String::new(),
+        usage: crate::outcome::Usage::default(),
+        replayable: true,
+        unsigned_allowed,
+        stdout: String::new(),
+        stderr: String::new(),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        host_calls: Vec::new(),
+        audit: None,
+    }
+}
