@@ -8,9 +8,9 @@
 //! awaited [`crate::store::Ack`]s, everything else runs through
 //! [`StateStore::blocking`].
 
-use crate::store::{RequestStore, SqliteRequestStore, StoreError};
-pub use crate::store::{IdempotentRecord, StoredResponse};
 use crate::store::{Held, HeldState};
+pub use crate::store::{IdempotentRecord, StoredResponse};
+use crate::store::{RequestStore, SqliteRequestStore, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -210,7 +210,8 @@ fn check_tail(
     signer: &SigningKey,
     anchor: Option<(&Path, &Checkpoint)>,
 ) -> Result<Recovered, StoreError> {
-    let reader = AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
+    let reader =
+        AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
     let torn = |seq, kind, detail: String| StoreError::TornTail {
         path: path.to_owned(),
         problem: Problem { seq, kind, detail },
@@ -453,7 +454,8 @@ impl AuditLog {
             recovered.head_hash,
             recovered.last_cp_size,
         );
-        let reader = AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
+        let reader =
+            AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
         let head = Arc::new(Mutex::new((head_seq, head_hash)));
         let stats = Arc::new(Stats {
             commits: AtomicU64::new(0),

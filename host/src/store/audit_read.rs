@@ -603,7 +603,12 @@ mod tests {
     #[test]
     fn every_listing_walks_an_index_in_sequence_order_without_a_scan_or_a_sort() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let conn = crate::store::database::open(&dir.path().join("w.db"), &crate::store::AUDIT_SCHEMA, crate::store::database::Access::Write).expect("db");
+        let conn = crate::store::database::open(
+            &dir.path().join("w.db"),
+            &crate::store::AUDIT_SCHEMA,
+            crate::store::database::Access::Write,
+        )
+        .expect("db");
         let f = |capability: Option<&str>, outcome: Option<&str>| EntryFilter {
             capability: capability.map(str::to_owned),
             outcome: outcome.map(str::to_owned),

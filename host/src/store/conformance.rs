@@ -155,7 +155,10 @@ fn a_held_request_lives_from_put_to_end(s: &dyn RequestStore) {
         reason: "ok".into(),
     });
     s.put_held(&h, None).wait().expect("put again");
-    assert_eq!(s.held("h1").expect("read").expect("kept").decisions.len(), 1);
+    assert_eq!(
+        s.held("h1").expect("read").expect("kept").decisions.len(),
+        1
+    );
     h.state = HeldState::Denied;
     h.ended_at_ms = Some(160);
     s.end_held(&h, &stored("alice", 403, json!({"error": "denied"})))
@@ -170,7 +173,10 @@ fn a_held_request_lives_from_put_to_end(s: &dyn RequestStore) {
         ids(&s.held_list(Some(HeldState::Denied), 10).expect("list")),
         ["h1"]
     );
-    assert!(s.held_due(u64::MAX).expect("due").is_empty(), "ended, not due");
+    assert!(
+        s.held_due(u64::MAX).expect("due").is_empty(),
+        "ended, not due"
+    );
     assert_eq!(
         s.pending_summary().expect("summary"),
         PendingSummary::default()
@@ -207,9 +213,12 @@ fn a_row_that_does_not_decode_is_an_error_naming_it(s: &dyn RequestStore, corrup
     s.put_held(&held("good", 1, 2), Some(&stored("alice", 202, json!(1))))
         .wait()
         .expect("put");
-    s.put_held(&held("bad-row", 3, 4), Some(&stored("alice", 202, json!(2))))
-        .wait()
-        .expect("put");
+    s.put_held(
+        &held("bad-row", 3, 4),
+        Some(&stored("alice", 202, json!(2))),
+    )
+    .wait()
+    .expect("put");
     corrupt("bad-row");
     let names_it = |e: StoreError, table: &str| {
         let text = e.to_string();
@@ -266,8 +275,7 @@ fn a_state_db_from_before_schema_versions_opens_with_its_rows() {
     {
         // state.db as every release so far wrote it: no user_version.
         let c = Connection::open(&path).expect("open");
-        (super::requests_sqlite::STATE_SCHEMA.migrations[0].run)(&c, &path)
-            .expect("old tables");
+        (super::requests_sqlite::STATE_SCHEMA.migrations[0].run)(&c, &path).expect("old tables");
         c.execute(
             "INSERT INTO requests (id, principal, status, response, at_ms) VALUES ('r1', 'alice', 200, '{\"a\":1}', 5)",
             [],
@@ -337,7 +345,9 @@ pub(crate) fn audit_store_conformance(make: &dyn Fn() -> AuditFixture) {
     let s = &*f.store;
     assert_eq!(s.head(), (0, Hash256::ZERO));
     // Appends land in submission order, each linked to the one before.
-    let acks: Vec<_> = (1..=20).map(|i| s.append(entry(i, None), Payloads::default())).collect();
+    let acks: Vec<_> = (1..=20)
+        .map(|i| s.append(entry(i, None), Payloads::default()))
+        .collect();
     let mut prev = Hash256::ZERO;
     for (i, ack) in (1..=20).zip(acks) {
         let a = ack.wait().expect("append");
@@ -346,9 +356,7 @@ pub(crate) fn audit_store_conformance(make: &dyn Fn() -> AuditFixture) {
         prev = a.hash;
     }
     assert_eq!(s.head(), (20, prev));
-    let page = s
-        .page(1, 100, 100, &EntryFilter::default())
-        .expect("page");
+    let page = s.page(1, 100, 100, &EntryFilter::default()).expect("page");
     assert!(page.complete);
     assert_eq!(
         page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -372,22 +380,35 @@ pub(crate) fn audit_store_conformance(make: &dyn Fn() -> AuditFixture) {
     // Payloads: stored by hash, refused if they do not hash to the entry,
     // pruned by age without touching the chain.
     let data = br#"{"amount":1}"#;
-    s.append(entry(21, Some(data)), Payloads {
-        input: Some(data.to_vec()),
-        output: None,
-    })
-    .wait()
-    .expect("append with payload");
-    assert_eq!(s.payload(&Hash256::of(data)).expect("payload"), Some(data.to_vec()));
-    let e = s
-        .append(entry(22, Some(b"other")), Payloads {
+    s.append(
+        entry(21, Some(data)),
+        Payloads {
             input: Some(data.to_vec()),
             output: None,
-        })
+        },
+    )
+    .wait()
+    .expect("append with payload");
+    assert_eq!(
+        s.payload(&Hash256::of(data)).expect("payload"),
+        Some(data.to_vec())
+    );
+    let e = s
+        .append(
+            entry(22, Some(b"other")),
+            Payloads {
+                input: Some(data.to_vec()),
+                output: None,
+            },
+        )
         .wait()
         .expect_err("mismatch");
     assert!(matches!(e, StoreError::PayloadHashMismatch { .. }), "{e}");
-    assert_eq!(s.head().0, 21, "a refused append takes no place in the chain");
+    assert_eq!(
+        s.head().0,
+        21,
+        "a refused append takes no place in the chain"
+    );
     assert_eq!(s.prune_payloads(0).expect("prune none"), 0);
     assert_eq!(s.prune_payloads(u64::MAX).expect("prune"), 1);
     assert_eq!(s.payload(&Hash256::of(data)).expect("payload"), None);
@@ -449,8 +470,12 @@ pub(crate) fn kv_store_conformance(make: &dyn Fn() -> KvFixture) {
     let notes = Namespace::new("notes", None);
     let acme = Namespace::new("notes", Tenant::parse("acme").ok().as_ref());
     let other = Namespace::new("other", None);
-    s.commit(&notes, &writes(&[("a/1", Some("x")), ("a/2", Some("yy")), ("b", Some("z"))]), &limits)
-        .expect("commit");
+    s.commit(
+        &notes,
+        &writes(&[("a/1", Some("x")), ("a/2", Some("yy")), ("b", Some("z"))]),
+        &limits,
+    )
+    .expect("commit");
     assert_eq!(s.get(&notes, "a/2").expect("get"), Some(b"yy".to_vec()));
     assert_eq!(s.keys(&notes, "a/").expect("keys"), ["a/1", "a/2"]);
     assert_eq!(s.keys(&notes, "").expect("keys"), ["a/1", "a/2", "b"]);
@@ -466,8 +491,12 @@ pub(crate) fn kv_store_conformance(make: &dyn Fn() -> KvFixture) {
         .expect("commit");
     assert_eq!(s.get(&notes, "a/1").expect("get"), Some(b"x".to_vec()));
     // Deletes and overwrites.
-    s.commit(&notes, &writes(&[("a/1", None), ("b", Some("zz"))]), &limits)
-        .expect("commit");
+    s.commit(
+        &notes,
+        &writes(&[("a/1", None), ("b", Some("zz"))]),
+        &limits,
+    )
+    .expect("commit");
     assert_eq!(s.get(&notes, "a/1").expect("get"), None);
     assert_eq!(s.get(&notes, "b").expect("get"), Some(b"zz".to_vec()));
     // Quotas: a commit that would end over a limit applies nothing.
@@ -475,12 +504,20 @@ pub(crate) fn kv_store_conformance(make: &dyn Fn() -> KvFixture) {
         max_keys: 2,
         ..KvLimits::default()
     };
-    s.commit(&notes, &writes(&[("c", Some("1")), ("a/2", None)]), &two_keys)
-        .expect("exactly at the limit");
+    s.commit(
+        &notes,
+        &writes(&[("c", Some("1")), ("a/2", None)]),
+        &two_keys,
+    )
+    .expect("exactly at the limit");
     s.commit(&notes, &writes(&[("d", Some("1")), ("b", None)]), &two_keys)
         .expect("still two keys");
     let e = s
-        .commit(&notes, &writes(&[("e", Some("1")), ("b", Some("changed"))]), &two_keys)
+        .commit(
+            &notes,
+            &writes(&[("e", Some("1")), ("b", Some("changed"))]),
+            &two_keys,
+        )
         .expect_err("three keys");
     assert!(matches!(e, KvError::Quota(_)), "{e}");
     assert_eq!(s.get(&notes, "e").expect("get"), None, "nothing applied");

@@ -225,7 +225,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.db");
         let conn = open(&path, &ONE, Access::Write).expect("v1");
-        conn.execute("INSERT INTO t (a) VALUES (7)", []).expect("row");
+        conn.execute("INSERT INTO t (a) VALUES (7)", [])
+            .expect("row");
         drop(conn);
         let conn = open(&path, &TWO, Access::Write).expect("v2");
         assert_eq!(user_version(&conn, &path).expect("version"), 2);

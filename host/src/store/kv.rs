@@ -165,9 +165,9 @@ const TABLE: &str = "CREATE TABLE IF NOT EXISTS kv (
 fn to_tenant_layout(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let sql = super::sqlite_err(path);
     match layout(conn).map_err(sql)? {
-        Layout::Fresh | Layout::Current | Layout::Newer(_) => conn
-            .execute_batch(TABLE)
-            .map_err(super::sqlite_err(path)),
+        Layout::Fresh | Layout::Current | Layout::Newer(_) => {
+            conn.execute_batch(TABLE).map_err(super::sqlite_err(path))
+        }
         Layout::CapabilityOnly(0) => {
             tracing::info!(path = %path.display(), "kv store: upgrading an empty capability-only kv table to the (capability, tenant) layout");
             conn.execute_batch(&format!("DROP TABLE kv; {TABLE}"))
@@ -233,8 +233,8 @@ impl KvStore {
                 path: name.clone(),
                 message: e.to_string(),
             };
-            let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(err)?;
+            let conn =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
             conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
             match layout(&conn).map_err(err)? {
                 Layout::CapabilityOnly(rows) if rows > 0 => {
@@ -248,7 +248,8 @@ impl KvStore {
                 _ => {}
             }
         }
-        let conn = database::open(path, &KV_SCHEMA, Access::Write).map_err(|e| store_error(&name, e))?;
+        let conn =
+            database::open(path, &KV_SCHEMA, Access::Write).map_err(|e| store_error(&name, e))?;
         Ok(KvStore {
             path: name,
             conn: Mutex::new(conn),
@@ -342,10 +343,7 @@ impl KvStore {
         }
     }
 
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<R, KvError>,
-    ) -> Result<R, KvError> {
+    fn with<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R, KvError>) -> Result<R, KvError> {
         // A poisoned lock only means another thread panicked mid-call; the
         // connection itself is still consistent (SQLite transactions).
         blocking(|| {
@@ -425,26 +423,26 @@ impl KvStore {
         let tenant = ns.tenant_column();
         self.with(|c| {
             let mut run = |c: &mut Connection| -> rusqlite::Result<()> {
-            let tx = c.transaction()?;
-            for (key, value) in writes {
-                match value {
-                    Some(v) => tx.execute(
-                        "INSERT INTO kv (namespace, tenant, key, value) VALUES (?1, ?2, ?3, ?4)
+                let tx = c.transaction()?;
+                for (key, value) in writes {
+                    match value {
+                        Some(v) => tx.execute(
+                            "INSERT INTO kv (namespace, tenant, key, value) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (namespace, tenant, key) DO UPDATE SET value = excluded.value",
-                        params![ns.capability, tenant, key, v],
-                    )?,
-                    None => tx.execute(
-                        "DELETE FROM kv WHERE namespace = ?1 AND tenant = ?2 AND key = ?3",
-                        params![ns.capability, tenant, key],
-                    )?,
-                };
-            }
-            let (bytes, keys) = usage_in(&tx, ns)?;
-            over = quota_problem(bytes, keys, limits);
-            if over.is_none() {
-                tx.commit()?;
-            }
-            Ok(())
+                            params![ns.capability, tenant, key, v],
+                        )?,
+                        None => tx.execute(
+                            "DELETE FROM kv WHERE namespace = ?1 AND tenant = ?2 AND key = ?3",
+                            params![ns.capability, tenant, key],
+                        )?,
+                    };
+                }
+                let (bytes, keys) = usage_in(&tx, ns)?;
+                over = quota_problem(bytes, keys, limits);
+                if over.is_none() {
+                    tx.commit()?;
+                }
+                Ok(())
             };
             run(c).map_err(|e| self.err(e))
         })?;

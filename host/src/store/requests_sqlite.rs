@@ -281,7 +281,10 @@ impl SqliteRequestStore {
         &self.path
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // A poisoned lock only means another thread panicked mid-read; the
         // connection is still consistent.
         let conn = self
@@ -372,8 +375,13 @@ impl RequestStore for SqliteRequestStore {
         let Some((principal, status, text)) = row else {
             return Ok(None);
         };
-        let status = u16::try_from(status)
-            .map_err(|_| self.bad_row("requests", id, format!("status {status} is not an HTTP status")))?;
+        let status = u16::try_from(status).map_err(|_| {
+            self.bad_row(
+                "requests",
+                id,
+                format!("status {status} is not an HTTP status"),
+            )
+        })?;
         let response = serde_json::from_str(&text)
             .map_err(|e| self.bad_row("requests", id, format!("response is not JSON: {e}")))?;
         Ok(Some(StoredResponse {

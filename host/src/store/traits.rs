@@ -120,8 +120,11 @@ pub trait RequestStore: Send + Sync + 'static {
     fn request(&self, id: &str) -> Result<Option<StoredResponse>, StoreError>;
 
     /// The completed request that used `key` for `principal`, if any.
-    fn idempotent(&self, principal: &str, key: &str)
-    -> Result<Option<IdempotentRecord>, StoreError>;
+    fn idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentRecord>, StoreError>;
 
     /// A held request by id.
     fn held(&self, id: &str) -> Result<Option<Held>, StoreError>;

@@ -181,7 +181,10 @@ impl<J: Send + 'static> Writer<J> {
     /// Queues the job `make` builds around its reply channel; the [`Ack`]
     /// resolves with the writer's answer. A stopped writer answers
     /// [`StoreError::Closed`].
-    pub fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> J) -> Ack<T> {
+    pub fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> J,
+    ) -> Ack<T> {
         let waiting = Waiting::enter(&self.waits);
         let (reply, rx) = oneshot::channel();
         let Some(tx) = &self.tx else {
