@@ -36,13 +36,35 @@ pub const MAX_REASON: usize = 2000;
 
 pub use crate::store::{Decision, Held, HeldState};
 
-/// What the server adds to a held request: its stored response and who may decide.
+/// What the server adds to a held request (persisted as plain data in
+/// `store`): the call that runs it, its stored response, who may decide.
 trait HeldServer {
+    /// The call that runs it, with the decisions attached.
+    fn call(&self) -> Call;
+    /// The response `GET /v1/requests/{id}` shows for it.
     fn stored(&self, answer: &Answer) -> StoredResponse;
+    /// Whether `who` is one of its approvers.
     fn admits(&self, who: &Principal) -> bool;
 }
 
 impl HeldServer for Held {
+    /// The call that runs it, with the decisions attached.
+    fn call(&self) -> Call {
+        Call {
+            capability: self.capability.clone(),
+            function: self.function.clone(),
+            input: self.input.clone(),
+            request_id: Some(self.request_id.clone()),
+            admitted_at: Some(std::time::UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
+            principal: self.requester.clone(),
+            tenant: self.tenant.clone(),
+            via: "http".into(),
+            route: self.route.clone(),
+            attempt: 1,
+            approvals: self.decisions.iter().map(Decision::audit).collect(),
+        }
+    }
+
     /// The response `GET /v1/requests/{id}` shows for it.
     fn stored(&self, answer: &Answer) -> StoredResponse {
         StoredResponse {

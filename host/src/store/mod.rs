@@ -47,7 +47,8 @@ pub(crate) use audit_schema::AUDIT_SCHEMA;
 pub use database::BUSY_TIMEOUT;
 pub use kv::{KvError, KvStore, Namespace};
 pub use requests::{
-    Decision, Held, HeldState, IdempotentRecord, PendingSummary, STATE_FILE, StoredResponse,
+    Binding, Decision, Held, HeldState, IdempotentRecord, PendingSummary, STATE_FILE,
+    StoredResponse,
 };
 pub use requests_sqlite::SqliteRequestStore;
 pub use traits::{AuditStore, KvBackend, RequestStore};

@@ -4,18 +4,18 @@
 //!
 //! These types carry no storage and no server behaviour; what is stored is
 //! their serde JSON form, so renaming a field here changes `state.db`'s
-//! records (add fields with `#[serde(default)]`, never rename). `Held::call`
-//! and `Held::view` live here (not in `server::approvals`) because Rust only
-//! allows inherent methods next to the type.
+//! records (add fields with `#[serde(default)]`, never rename). `Held::view`
+//! lives here (not in `server::approvals`) because Rust only allows inherent
+//! methods next to the type; the server's behaviour on a held request
+//! (`call`, `stored`, `admits`) is an extension trait in `server::approvals`,
+//! which keeps this module free of the request pipeline's types.
 //!
 //! This module must never touch a database or depend on `server`.
 
 use crate::approval::Mode;
 use crate::audit::{Approval, ApprovalDecision, Hash256, RouteDecision};
-use crate::{Binding, Call};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::time::{Duration, UNIX_EPOCH};
 
 /// File name of the request state database inside the data directory.
 pub const STATE_FILE: &str = "state.db";
@@ -38,6 +38,21 @@ pub struct IdempotentRecord {
     pub fingerprint: String,
     /// Its request id.
     pub request_id: String,
+}
+
+/// What a request was bound to when it was held: the exact component and
+/// policy approvers see (and the payload retention and replayability that
+/// go with them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Binding {
+    /// `sha256:<hex>` of the component.
+    pub component_digest: String,
+    /// `sha256:<hex>` of the effective policy.
+    pub policy_hash: String,
+    /// Payloads are kept as hashes only.
+    pub hash_only: bool,
+    /// Replayable by its grants.
+    pub replayable: bool,
 }
 
 /// How many held requests are pending, and since when.
@@ -176,23 +191,6 @@ impl Held {
             .iter()
             .filter(|d| d.decision == ApprovalDecision::Approved)
             .count()
-    }
-
-    /// The call that runs it, with the decisions attached.
-    pub fn call(&self) -> Call {
-        Call {
-            capability: self.capability.clone(),
-            function: self.function.clone(),
-            input: self.input.clone(),
-            request_id: Some(self.request_id.clone()),
-            admitted_at: Some(UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
-            principal: self.requester.clone(),
-            tenant: self.tenant.clone(),
-            via: "http".into(),
-            route: self.route.clone(),
-            attempt: 1,
-            approvals: self.decisions.iter().map(Decision::audit).collect(),
-        }
     }
 
     /// As shown by `GET /v1/approvals[/{id}]`.
