@@ -77,20 +77,8 @@ impl Capability {
     }
 }
 
-/// What a request was bound to when it was held: the exact component and
-/// policy approvers see (and the payload retention and replayability that
-/// go with them).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Binding {
-    /// `sha256:<hex>` of the component.
-    pub component_digest: String,
-    /// `sha256:<hex>` of the effective policy.
-    pub policy_hash: String,
-    /// Payloads are kept as hashes only.
-    pub hash_only: bool,
-    /// Replayable by its grants.
-    pub replayable: bool,
-}
+// Persisted with held requests, so defined with them in `store`.
+pub use crate::store::Binding;
 
 impl Capability {
     /// This capability's binding.

@@ -19,157 +19,43 @@ use super::errors::ApiError;
 use super::errors::status_for;
 use super::metrics::labels;
 use super::state::StoredResponse;
-use crate::approval::{Approver, Mode, Requirement};
-use crate::audit::{Approval, ApprovalDecision, EventKind, Hash256, RouteDecision};
+use crate::approval::{Approver, Requirement};
+use crate::audit::{Approval, ApprovalDecision, EventKind};
 use crate::canonical::json_digest;
 use crate::pipeline::answer::{Answer, Hold};
 use crate::pipeline::{Refusal, admit, gate};
-use crate::{Binding, Call, Capability, Outcome};
+use crate::{Call, Capability, Outcome};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Longest reason an approver may give.
 pub const MAX_REASON: usize = 2000;
 
-/// Where a held request is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HeldState {
-    /// Waiting for decisions.
-    Pending,
-    /// Enough approvals; running now.
-    Approved,
-    /// Ran (whatever the outcome).
-    Executed,
-    /// Denied by an approver, or voided by a reload.
-    Denied,
-    /// Expired before enough approvals.
-    Expired,
-}
+pub use crate::store::{Decision, Held, HeldState};
 
-impl HeldState {
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HeldState::Pending => "pending",
-            HeldState::Approved => "approved",
-            HeldState::Executed => "executed",
-            HeldState::Denied => "denied",
-            HeldState::Expired => "expired",
-        }
-    }
-
-    /// Parses a `?state=` filter (`all` is `None`).
-    pub fn parse_filter(s: &str) -> Result<Option<HeldState>, String> {
-        Ok(Some(match s {
-            "pending" => HeldState::Pending,
-            "approved" => HeldState::Approved,
-            "executed" => HeldState::Executed,
-            "denied" => HeldState::Denied,
-            "expired" => HeldState::Expired,
-            "all" => return Ok(None),
-            other => {
-                return Err(format!(
-                    "unknown state `{other}`: use pending, approved, executed, denied, expired or all"
-                ));
-            }
-        }))
-    }
-}
-
-/// One approver's decision, as kept with the held request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Decision {
-    /// Who.
-    pub principal: String,
-    /// What.
-    pub decision: ApprovalDecision,
-    /// When, unix ms.
-    pub at_ms: u64,
-    /// Why (the audit chain keeps its SHA-256).
-    pub reason: String,
-}
-
-impl Decision {
-    fn audit(&self) -> Approval {
-        Approval {
-            principal: self.principal.clone(),
-            decision: self.decision,
-            at_ms: self.at_ms,
-            reason_sha256: Some(Hash256::of(self.reason.as_bytes())),
-        }
-    }
-}
-
-/// A held request: everything needed to show it to approvers and to run it
-/// later, exactly as submitted, against exactly what it was bound to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Held {
-    /// The request id (all its audit entries carry it).
-    pub request_id: String,
-    /// Where it is.
-    pub state: HeldState,
-    /// Who submitted it.
-    pub requester: String,
-    /// The submitted kind, tenant and attributes.
-    pub kind: String,
-    /// Tenant, canonical (the request runs for it: its KV namespace).
-    pub tenant: Option<crate::Tenant>,
-    /// Capability chosen by the route.
-    pub capability: String,
-    /// Function chosen by the route.
-    pub function: String,
-    /// The input, as submitted.
-    pub input: Value,
-    /// The route rule id.
-    pub route_rule: String,
-    /// The route decision recorded in the audit chain.
-    pub route: Option<RouteDecision>,
-    /// The component and policy approvers see and the request will run.
-    pub binding: Binding,
-    /// 1-based index of the `[[approval]]` rule that triggered.
-    pub rule: usize,
-    /// Approvals needed.
-    pub mode: Mode,
-    /// Who may approve (`group:<name>` for groups); anyone with the
-    /// `approve` role when empty.
-    pub approvers: Vec<String>,
-    /// Why the rule applied.
-    pub reason: String,
-    /// Admission time, unix ms.
-    pub admitted_at_ms: u64,
-    /// Deadline for the approvals, unix ms.
-    pub expires_at_ms: u64,
-    /// Decisions so far, in order.
-    pub decisions: Vec<Decision>,
-    /// When it ended, unix ms.
-    pub ended_at_ms: Option<u64>,
-    /// The final outcome, once ended.
-    pub outcome: Option<String>,
-    /// Why it ended that way.
-    pub end_reason: Option<String>,
-}
-
-impl Held {
-    /// Distinct approvals so far.
-    pub fn approvals_given(&self) -> usize {
-        self.decisions
-            .iter()
-            .filter(|d| d.decision == ApprovalDecision::Approved)
-            .count()
-    }
-
+/// What the server adds to a held request (persisted as plain data in
+/// `store`): the call that runs it, its stored response, who may decide.
+trait HeldServer {
     /// The call that runs it, with the decisions attached.
-    pub fn call(&self) -> Call {
+    fn call(&self) -> Call;
+    /// The response `GET /v1/requests/{id}` shows for it.
+    fn stored(&self, answer: &Answer) -> StoredResponse;
+    /// Whether `who` is one of its approvers.
+    fn admits(&self, who: &Principal) -> bool;
+}
+
+impl HeldServer for Held {
+    /// The call that runs it, with the decisions attached.
+    fn call(&self) -> Call {
         Call {
             capability: self.capability.clone(),
             function: self.function.clone(),
             input: self.input.clone(),
             request_id: Some(self.request_id.clone()),
-            admitted_at: Some(UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
+            admitted_at: Some(std::time::UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
             principal: self.requester.clone(),
             tenant: self.tenant.clone(),
             via: "http".into(),
@@ -177,34 +63,6 @@ impl Held {
             attempt: 1,
             approvals: self.decisions.iter().map(Decision::audit).collect(),
         }
-    }
-
-    /// As shown by `GET /v1/approvals[/{id}]`.
-    pub fn view(&self, now_ms: u64) -> Value {
-        json!({
-            "request_id": self.request_id,
-            "state": self.state.as_str(),
-            "requester": self.requester,
-            "kind": self.kind,
-            "tenant": self.tenant,
-            "capability": self.capability,
-            "function": self.function,
-            "input": self.input,
-            "route": self.route_rule,
-            "component_digest": self.binding.component_digest,
-            "policy_hash": self.binding.policy_hash,
-            "rule": {"index": self.rule, "mode": self.mode, "reason": self.reason, "approvers": self.approvers},
-            "approvals_needed": self.mode.required(),
-            "approvals_given": self.approvals_given(),
-            "decisions": self.decisions,
-            "admitted_at_ms": self.admitted_at_ms,
-            "age_ms": now_ms.saturating_sub(self.admitted_at_ms),
-            "expires_at_ms": self.expires_at_ms,
-            "expires_in_ms": self.expires_at_ms.saturating_sub(now_ms),
-            "ended_at_ms": self.ended_at_ms,
-            "outcome": self.outcome,
-            "end_reason": self.end_reason,
-        })
     }
 
     /// The response `GET /v1/requests/{id}` shows for it.

@@ -1,20 +1,28 @@
-//! The durable audit log: one writer thread, group commit, signed checkpoints.
+//! The durable audit log (`warden.db`): group commit, signed checkpoints,
+//! the anchor file, and the tail check at open.
 //!
-//! `append` hands the entry to the writer thread and waits. The writer takes
-//! everything queued (up to [`MAX_BATCH`]), links the entries, inserts them in
-//! one transaction, commits (one WAL fsync under `synchronous=FULL`) and only
-//! then answers every waiter. Concurrent invocations therefore share fsyncs,
-//! and no response is ever sent for an entry that is not on disk.
+//! `append` hands the entry to the shared group-commit [`Writer`] and waits.
+//! Its thread takes everything queued (up to [`MAX_BATCH`]); [`AuditTable`]
+//! links the entries, inserts them in one transaction, which the writer
+//! commits (one WAL fsync under `synchronous=FULL`) before every waiter is
+//! answered. Concurrent invocations therefore share fsyncs, and no response
+//! is ever sent for an entry that is not on disk.
+//!
+//! This module must never decide what an entry holds or how it hashes
+//! ([`crate::audit`] does), never sign a checkpoint before the open-time
+//! check passed, and never write the anchor ahead of the database.
 
 use super::anchor::{read_anchor, write_anchor};
 use super::audit_read::{AuditReader, EntryFilter, ExportSummary};
-use super::{StoreError, now_ms, open_connection, sqlite_err, to_sql_int};
+use super::database::{Access, open as open_database};
+use super::writer::{Ack, Table, Wake, Writer};
+use super::{AUDIT_SCHEMA, StoreError, now_ms, sqlite_err, to_sql_int};
 use crate::audit::{AuditEntry, Checkpoint, Hash256, NewEntry, Problem, ProblemKind, VerifyReport};
 use ed25519_dalek::SigningKey;
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -104,8 +112,6 @@ struct Stats {
     commits: AtomicU64,
     entries: AtomicU64,
     max_batch: AtomicU64,
-    in_flight: AtomicU64,
-    wait_nanos: AtomicU64,
     histogram: [AtomicU64; HISTOGRAM_BUCKETS],
 }
 
@@ -119,42 +125,15 @@ impl Stats {
     }
 }
 
-/// Counts an append as in flight until it returns (or its future is dropped).
-struct InFlight<'a>(&'a Stats, Instant);
-
-impl<'a> InFlight<'a> {
-    fn enter(stats: &'a Stats) -> Self {
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(stats, Instant::now())
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let waited = u64::try_from(self.1.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.0.wait_nanos.fetch_add(waited, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 struct Inner {
     path: PathBuf,
-    tx: Option<mpsc::Sender<Msg>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// Dropping it (the last clone) makes the writer sign a final
+    /// checkpoint and stop.
+    writer: Writer<Msg>,
     head: Arc<Mutex<(u64, Hash256)>>,
     stats: Arc<Stats>,
     reader: Mutex<AuditReader>,
     signer_public: ed25519_dalek::VerifyingKey,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing the channel makes the writer sign a final checkpoint and stop.
-        drop(self.tx.take());
-        if let Some(h) = self.writer.take() {
-            let _ = h.join();
-        }
-    }
 }
 
 /// The durable, hash-chained audit log. Cheap to clone; every clone appends
@@ -231,7 +210,8 @@ fn check_tail(
     signer: &SigningKey,
     anchor: Option<(&Path, &Checkpoint)>,
 ) -> Result<Recovered, StoreError> {
-    let reader = AuditReader::from_connection(open_connection(path, false)?, path);
+    let reader =
+        AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
     let torn = |seq, kind, detail: String| StoreError::TornTail {
         path: path.to_owned(),
         problem: Problem { seq, kind, detail },
@@ -435,7 +415,7 @@ impl AuditLog {
         policy: CheckpointPolicy,
     ) -> Result<AuditLog, StoreError> {
         let lock = acquire_writer_lock(path)?;
-        let conn = open_connection(path, true)?;
+        let conn = open_database(path, &AUDIT_SCHEMA, Access::Write)?;
         let anchor_file = super::anchor_path(path);
         let anchor = read_anchor(&anchor_file)?;
         if let Some(a) = &anchor {
@@ -474,20 +454,17 @@ impl AuditLog {
             recovered.head_hash,
             recovered.last_cp_size,
         );
-        let reader = AuditReader::from_connection(open_connection(path, false)?, path);
+        let reader =
+            AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
         let head = Arc::new(Mutex::new((head_seq, head_hash)));
         let stats = Arc::new(Stats {
             commits: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             max_batch: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            wait_nanos: AtomicU64::new(0),
             histogram: Default::default(),
         });
-        let (tx, rx) = mpsc::channel();
-        let mut writer = Writer {
+        let table = AuditTable {
             _lock: lock,
-            conn,
             path: path.to_owned(),
             anchor_path: anchor_file,
             signer_public: signer.verifying_key(),
@@ -501,20 +478,14 @@ impl AuditLog {
             shared_head: head.clone(),
             stats: stats.clone(),
             scratch: Vec::with_capacity(1024),
+            batch: Batch::default(),
         };
-        let signer_public = writer.signer_public;
-        let handle = std::thread::Builder::new()
-            .name("warden-audit-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|source| StoreError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+        let signer_public = table.signer_public;
+        let writer = Writer::spawn("warden-audit-writer", path, conn, table)?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                tx: Some(tx),
-                writer: Some(handle),
+                writer,
                 head,
                 stats,
                 reader: Mutex::new(reader),
@@ -523,13 +494,14 @@ impl AuditLog {
         })
     }
 
-    fn send(&self, msg: Msg) -> Result<(), StoreError> {
-        self.inner
-            .tx
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(msg)
-            .map_err(|_| StoreError::Closed)
+    /// Appends one entry; the [`Ack`] resolves only after its transaction is
+    /// committed. The entry and its payloads are moved to the writer as they are.
+    pub fn submit(&self, entry: NewEntry, payloads: Payloads) -> Ack<Appended> {
+        self.inner.writer.submit(|reply| Msg::Append {
+            entry,
+            payloads,
+            reply,
+        })
     }
 
     /// Appends one entry; returns only after its transaction is committed.
@@ -538,14 +510,7 @@ impl AuditLog {
         entry: NewEntry,
         payloads: Payloads,
     ) -> Result<Appended, StoreError> {
-        let _waiting = InFlight::enter(&self.inner.stats);
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::Append {
-            entry,
-            payloads,
-            reply,
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.submit(entry, payloads).await
     }
 
     /// [`append`](Self::append) for callers outside an async runtime (must not be
@@ -555,29 +520,23 @@ impl AuditLog {
         entry: NewEntry,
         payloads: Payloads,
     ) -> Result<Appended, StoreError> {
-        let _waiting = InFlight::enter(&self.inner.stats);
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::Append {
-            entry,
-            payloads,
-            reply,
-        })?;
-        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+        self.submit(entry, payloads).wait()
     }
 
     /// Signs and commits a checkpoint over the current head now.
     pub async fn checkpoint_now(&self) -> Result<Checkpoint, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::Checkpoint { reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.submit_checkpoint().await
+    }
+
+    /// [`checkpoint_now`](Self::checkpoint_now) as an [`Ack`].
+    pub fn submit_checkpoint(&self) -> Ack<Checkpoint> {
+        self.inner.writer.submit(|reply| Msg::Checkpoint { reply })
     }
 
     /// Writes the final checkpoint and stops the writer. Appends through other
     /// clones fail with [`StoreError::Closed`] afterwards.
     pub async fn close(self) -> Result<(), StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::Close { reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.inner.writer.submit(|reply| Msg::Close { reply }).await
     }
 
     /// Sequence number and hash of the last committed entry (`(0, ZERO)` when empty).
@@ -597,12 +556,13 @@ impl AuditLog {
     /// Commit and batch-size statistics since open.
     pub fn stats(&self) -> AppendStats {
         let s = &self.inner.stats;
+        let (in_flight, wait_nanos) = self.inner.writer.waits();
         AppendStats {
             commits: s.commits.load(Ordering::Relaxed),
             entries: s.entries.load(Ordering::Relaxed),
             max_batch: s.max_batch.load(Ordering::Relaxed),
-            in_flight: s.in_flight.load(Ordering::Relaxed),
-            wait_nanos: s.wait_nanos.load(Ordering::Relaxed),
+            in_flight,
+            wait_nanos,
             histogram: s
                 .histogram
                 .iter()
@@ -674,11 +634,14 @@ impl AuditLog {
     }
 }
 
-struct Writer {
+/// The audit tables as the group-commit [`Writer`] writes them: links each
+/// batch's entries onto the head, inserts them with their payloads (and a
+/// checkpoint when one is due) and, after the commit, moves the head,
+/// rewrites the anchor and answers.
+struct AuditTable {
     /// Exclusive lock on `<db>.lock`, held for the writer's lifetime: one
     /// writer per chain, even across processes (a second writer would fork it).
     _lock: std::fs::File,
-    conn: Connection,
     path: PathBuf,
     /// Rewritten after every committed checkpoint (see [`super::anchor`]).
     anchor_path: PathBuf,
@@ -693,58 +656,62 @@ struct Writer {
     shared_head: Arc<Mutex<(u64, Hash256)>>,
     stats: Arc<Stats>,
     scratch: Vec<u8>,
+    /// What the batch being written holds, between `write` and `answer`.
+    batch: Batch,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
 
-impl Writer {
-    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
-        let mut batch: Vec<Msg> = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let due = self.last_cp_at.checked_add(self.policy.every);
-            let first = if let Some(due) = due.filter(|_| self.head_seq > self.last_cp_size) {
-                match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                    Ok(m) => m,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        // Nobody waits on a timed checkpoint; a failure is
-                        // retried at the next deadline or at close.
-                        let _ = self.commit_checkpoint_alone();
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                }
-            };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => batch.push(m),
-                    Err(_) => break,
-                }
-            }
-            if self.process(&mut batch) {
-                return;
-            }
+/// The batch in progress.
+#[derive(Default)]
+struct Batch {
+    appends: Vec<(AuditEntry, AppendReply)>,
+    cp_waiters: Vec<oneshot::Sender<Result<Checkpoint, StoreError>>>,
+    close_waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    /// Head after the batch.
+    head: (u64, Hash256),
+    /// The checkpoint the batch signed.
+    checkpoint: Option<Checkpoint>,
+}
+
+impl Table for AuditTable {
+    type Job = Msg;
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn due(&self) -> Option<Instant> {
+        if self.head_seq > self.last_cp_size {
+            self.last_cp_at.checked_add(self.policy.every)
+        } else {
+            None
         }
-        // Every handle dropped without `close`: still a clean stop.
-        let _ = self.commit_checkpoint_alone();
     }
 
-    fn sqlite(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-        sqlite_err(&self.path)
-    }
-
-    /// Handles one drained batch; returns true when the log was closed.
-    fn process(&mut self, batch: &mut Vec<Msg>) -> bool {
-        let mut appends: Vec<(AuditEntry, Payloads, AppendReply)> = Vec::new();
-        let mut cp_waiters = Vec::new();
-        let mut close_waiters = Vec::new();
+    fn write(
+        &mut self,
+        tx: &Transaction<'_>,
+        jobs: &mut Vec<Msg>,
+        wake: Wake,
+    ) -> Result<bool, StoreError> {
+        let b = &mut self.batch;
         let (mut seq, mut prev) = (self.head_seq, self.head_hash);
-        for msg in batch.drain(..) {
+        let now = now_ms();
+        let sql = sqlite_err(&self.path);
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT INTO audit_entries (seq, prev_hash, hash, entry, capability, outcome, outcome_class) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(sql)?;
+        let mut ins_payload = tx
+            .prepare_cached(
+                "INSERT INTO audit_payloads (hash, data, stored_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(hash) DO UPDATE SET stored_at_ms = excluded.stored_at_ms",
+            )
+            .map_err(sqlite_err(&self.path))?;
+        for msg in jobs.drain(..) {
             match msg {
                 Msg::Append {
                     entry,
@@ -756,47 +723,87 @@ impl Writer {
                         continue;
                     }
                     seq += 1;
-                    let linked = AuditEntry::link(seq, prev, entry);
-                    prev = linked.hash;
-                    appends.push((linked, payloads, reply));
+                    let e = AuditEntry::link(seq, prev, entry);
+                    prev = e.hash;
+                    self.scratch.clear();
+                    crate::audit::entry::encode_into(e.seq, &e.entry, &mut self.scratch);
+                    ins.execute(rusqlite::params![
+                        to_sql_int(e.seq),
+                        &e.prev_hash.0[..],
+                        &e.hash.0[..],
+                        &self.scratch[..],
+                        &e.entry.capability,
+                        e.entry.outcome.as_string(),
+                        e.entry.outcome.class()
+                    ])
+                    .map_err(sqlite_err(&self.path))?;
+                    for data in [&payloads.input, &payloads.output].into_iter().flatten() {
+                        let h = Hash256::of(data);
+                        ins_payload
+                            .execute(rusqlite::params![&h.0[..], &data[..], to_sql_int(now)])
+                            .map_err(sqlite_err(&self.path))?;
+                    }
+                    b.appends.push((e, reply));
                 }
-                Msg::Checkpoint { reply } => cp_waiters.push(reply),
-                Msg::Close { reply } => close_waiters.push(reply),
+                Msg::Checkpoint { reply } => b.cp_waiters.push(reply),
+                Msg::Close { reply } => b.close_waiters.push(reply),
             }
         }
-        let closing = !close_waiters.is_empty();
-        let want_cp = !cp_waiters.is_empty()
+        b.head = (seq, prev);
+        let closing = !b.close_waiters.is_empty() || wake == Wake::Stopping;
+        let want_cp = !b.cp_waiters.is_empty()
             || (closing && (seq > self.last_cp_size || !self.has_checkpoint))
             || (self.policy.every_entries > 0
                 && seq - self.last_cp_size >= self.policy.every_entries)
             || (seq > self.last_cp_size && self.last_cp_at.elapsed() >= self.policy.every);
-        let result = self.commit(&appends, want_cp.then_some((seq, prev)));
-        match result {
-            Ok(cp) => {
-                if !appends.is_empty() {
-                    self.stats.record(appends.len() as u64);
+        if want_cp {
+            let cp = Checkpoint::sign(seq, prev, now, &self.signer);
+            tx.execute(
+                "INSERT INTO audit_checkpoints (size, head_hash, at_ms, key_id, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    to_sql_int(cp.size),
+                    &cp.head_hash.0[..],
+                    to_sql_int(cp.at_ms),
+                    &cp.key_id,
+                    &cp.signature.0[..]
+                ],
+            )
+            .map_err(sqlite_err(&self.path))?;
+            b.checkpoint = Some(cp);
+        }
+        Ok(!b.appends.is_empty() || b.checkpoint.is_some())
+    }
+
+    fn answer(&mut self, _: &mut Vec<Msg>, committed: Result<bool, StoreError>) -> bool {
+        let b = std::mem::take(&mut self.batch);
+        let closing = !b.close_waiters.is_empty();
+        match committed {
+            Ok(_) => {
+                if !b.appends.is_empty() {
+                    self.stats.record(b.appends.len() as u64);
                 }
-                self.head_seq = seq;
-                self.head_hash = prev;
+                (self.head_seq, self.head_hash) = b.head;
                 *self
                     .shared_head
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = (seq, prev);
-                if let Some(cp) = &cp {
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = b.head;
+                if let Some(cp) = &b.checkpoint {
                     self.last_cp_size = cp.size;
                     self.has_checkpoint = true;
                     self.last_cp_at = Instant::now();
+                    self.write_anchor(cp);
                 }
-                for (e, _, reply) in appends {
+                for (e, reply) in b.appends {
                     let _ = reply.send(Ok(Appended {
                         seq: e.seq,
                         hash: e.hash,
                     }));
                 }
-                for reply in cp_waiters {
-                    let _ = reply.send(cp.clone().ok_or(StoreError::Closed));
+                for reply in b.cp_waiters {
+                    let _ = reply.send(b.checkpoint.clone().ok_or(StoreError::Closed));
                 }
-                for reply in close_waiters {
+                for reply in b.close_waiters {
                     let _ = reply.send(Ok(()));
                 }
             }
@@ -806,103 +813,29 @@ impl Writer {
                     path: self.path.clone(),
                     reason: msg.clone(),
                 };
-                for (_, _, reply) in appends {
+                for (_, reply) in b.appends {
                     let _ = reply.send(Err(again()));
                 }
-                for reply in cp_waiters {
+                for reply in b.cp_waiters {
                     let _ = reply.send(Err(again()));
                 }
-                for reply in close_waiters {
+                for reply in b.close_waiters {
                     let _ = reply.send(Err(again()));
                 }
             }
         }
         closing
     }
+}
 
-    fn commit_checkpoint_alone(&mut self) -> Result<(), StoreError> {
-        if self.head_seq == self.last_cp_size && self.has_checkpoint {
-            return Ok(());
-        }
-        let cp = self.commit(&[], Some((self.head_seq, self.head_hash)))?;
-        if let Some(cp) = cp {
-            self.last_cp_size = cp.size;
-            self.has_checkpoint = true;
-        }
-        self.last_cp_at = Instant::now();
-        Ok(())
-    }
-
-    /// One transaction: the batch's entries and payloads, then optionally a
-    /// checkpoint over `(size, head)`.
-    fn commit(
-        &mut self,
-        appends: &[(AuditEntry, Payloads, AppendReply)],
-        checkpoint: Option<(u64, Hash256)>,
-    ) -> Result<Option<Checkpoint>, StoreError> {
-        let now = now_ms();
-        let tx = self.conn.transaction().map_err(sqlite_err(&self.path))?;
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO audit_entries (seq, prev_hash, hash, entry, capability, outcome, outcome_class) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(sqlite_err(&self.path))?;
-            let mut ins_payload = tx
-                .prepare_cached(
-                    "INSERT INTO audit_payloads (hash, data, stored_at_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(hash) DO UPDATE SET stored_at_ms = excluded.stored_at_ms",
-                )
-                .map_err(sqlite_err(&self.path))?;
-            for (e, payloads, _) in appends {
-                self.scratch.clear();
-                crate::audit::entry::encode_into(e.seq, &e.entry, &mut self.scratch);
-                ins.execute(rusqlite::params![
-                    to_sql_int(e.seq),
-                    &e.prev_hash.0[..],
-                    &e.hash.0[..],
-                    &self.scratch[..],
-                    &e.entry.capability,
-                    e.entry.outcome.as_string(),
-                    e.entry.outcome.class()
-                ])
-                .map_err(sqlite_err(&self.path))?;
-                for data in [&payloads.input, &payloads.output].into_iter().flatten() {
-                    let h = Hash256::of(data);
-                    ins_payload
-                        .execute(rusqlite::params![&h.0[..], &data[..], to_sql_int(now)])
-                        .map_err(sqlite_err(&self.path))?;
-                }
-            }
-        }
-        let cp = match checkpoint {
-            Some((size, head)) => {
-                let cp = Checkpoint::sign(size, head, now, &self.signer);
-                tx.execute(
-                    "INSERT INTO audit_checkpoints (size, head_hash, at_ms, key_id, signature)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    rusqlite::params![
-                        to_sql_int(cp.size),
-                        &cp.head_hash.0[..],
-                        to_sql_int(cp.at_ms),
-                        &cp.key_id,
-                        &cp.signature.0[..]
-                    ],
-                )
-                .map_err(sqlite_err(&self.path))?;
-                Some(cp)
-            }
-            None => None,
-        };
-        tx.commit().map_err(self.sqlite())?;
-        if let Some(cp) = &cp
-            && let Err(e) = write_anchor(&self.anchor_path, cp)
-        {
-            // The checkpoint and the batch are committed; failing them now
-            // would deny entries that are in the chain. The anchor stays one
-            // checkpoint behind (still extended by the chain) and is
-            // rewritten at the next checkpoint or open.
+impl AuditTable {
+    /// Rewrites the anchor after `cp` committed. The checkpoint and its
+    /// batch are committed; failing them now would deny entries that are in
+    /// the chain. So a failure is logged: the anchor stays one checkpoint
+    /// behind (still extended by the chain) and is rewritten at the next
+    /// checkpoint or open.
+    fn write_anchor(&self, cp: &Checkpoint) {
+        if let Err(e) = write_anchor(&self.anchor_path, cp) {
             let cause = std::error::Error::source(&e).map(ToString::to_string);
             tracing::error!(
                 "audit checkpoint at size {} is committed, but the trusted-checkpoint file \
@@ -911,7 +844,6 @@ impl Writer {
                 cause.unwrap_or_default()
             );
         }
-        Ok(cp)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Reading the audit chain: listing, payloads, export, and verification of a
 //! database or an export file (both feed the pure verifier).
 
-use super::{StoreError, open_connection, sqlite_err, to_sql_int};
+use super::database::{Access, open as open_database};
+use super::{AUDIT_SCHEMA, StoreError, sqlite_err, to_sql_int};
 use crate::audit::entry::decode;
 use crate::audit::export::{
     EXPORT_FORMAT, ExportHeader, ExportLine, line_kind, parse_line, to_line,
@@ -192,7 +193,7 @@ impl AuditReader {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such database"),
             });
         }
-        let conn = open_connection(path, false)?;
+        let conn = open_database(path, &AUDIT_SCHEMA, Access::Read)?;
         Ok(AuditReader {
             listing_columns: has_listing_columns(&conn),
             conn,
@@ -602,7 +603,12 @@ mod tests {
     #[test]
     fn every_listing_walks_an_index_in_sequence_order_without_a_scan_or_a_sort() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let conn = crate::store::open_connection(&dir.path().join("w.db"), true).expect("db");
+        let conn = crate::store::database::open(
+            &dir.path().join("w.db"),
+            &crate::store::AUDIT_SCHEMA,
+            crate::store::database::Access::Write,
+        )
+        .expect("db");
         let f = |capability: Option<&str>, outcome: Option<&str>| EntryFilter {
             capability: capability.map(str::to_owned),
             outcome: outcome.map(str::to_owned),

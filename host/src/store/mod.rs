@@ -1,17 +1,41 @@
-//! Embedded storage: one SQLite file (bundled SQLite) in the data directory.
+//! Embedded storage: the SQLite files in the data directory, behind small
+//! traits so that another backend (PostgreSQL) can be added without
+//! touching the request pipeline.
 //!
-//! Today it holds the audit chain ([`AuditLog`] writes, [`AuditReader`] reads);
-//! approvals, idempotency records and KV join it later. Every connection runs
-//! in WAL mode with `synchronous=FULL`, so a committed transaction survives a
-//! crash or power loss.
+//! - `warden.db`: the audit chain ([`AuditLog`] writes, [`AuditReader`]
+//!   reads; [`AuditStore`] is the trait).
+//! - `state.db`: the daemon's request state: finished responses,
+//!   idempotency keys, held approval requests ([`RequestStore`],
+//!   implemented by [`SqliteRequestStore`]).
+//! - `kv.db`: the guests' key-value namespaces ([`KvBackend`], implemented
+//!   by [`KvStore`]).
+//!
+//! Every file is opened by one helper ([`database`]: WAL,
+//! `synchronous=FULL`, busy timeout, schema versions in `PRAGMA
+//! user_version` with ordered migrations), and every durable write goes
+//! through one group-commit writer ([`writer`]): a dedicated thread writes a
+//! batch in one transaction and answers each caller only after the commit.
+//! A committed transaction survives a crash or power loss.
 //!
 //! This folder must never decide *what* is recorded or how entries are
-//! encoded and hashed (that is [`crate::audit`], pure and I/O-free), and it
-//! must never acknowledge an append before its transaction is committed.
+//! encoded and hashed (that is [`crate::audit`], pure and I/O-free), must
+//! never acknowledge a write before its transaction is committed, must never
+//! run SQLite on an async worker (async callers await the writer's [`Ack`]
+//! or use the blocking pool), and must never drop or default a row it cannot
+//! decode ([`StoreError::BadRow`] names it).
 
 mod anchor;
 mod audit_log;
 mod audit_read;
+mod audit_schema;
+#[cfg(test)]
+mod conformance;
+pub(crate) mod database;
+pub mod kv;
+mod requests;
+mod requests_sqlite;
+mod traits;
+pub(crate) mod writer;
 
 pub use anchor::{anchor_path, checkpoints_in_file};
 pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
@@ -19,17 +43,22 @@ pub use audit_read::{
     AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_db_expecting,
     verify_export, verify_export_expecting,
 };
+pub(crate) use audit_schema::AUDIT_SCHEMA;
+pub use database::BUSY_TIMEOUT;
+pub use kv::{KvError, KvStore, Namespace};
+pub use requests::{
+    Binding, Decision, Held, HeldState, IdempotentRecord, PendingSummary, STATE_FILE,
+    StoredResponse,
+};
+pub use requests_sqlite::SqliteRequestStore;
+pub use traits::{AuditStore, KvBackend, RequestStore};
+pub use writer::Ack;
 
 use crate::audit::Problem;
-use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
 /// Default file name of the database inside the data directory.
 pub const DB_FILE: &str = "warden.db";
-
-/// Schema version stored in `PRAGMA user_version`: 1 is the chain; 2 adds
-/// the listing columns and their indexes ([`migrate_to_v2`]).
-const SCHEMA_VERSION: i64 = 2;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +135,41 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The database was written by a newer warden.
-    #[error("{path}: schema version {found} is newer than this build's {SCHEMA_VERSION}")]
+    #[error(
+        "{path}: {what} database schema version {found} is newer than this build supports \
+         ({supported}); run the newer warden, or restore a backup taken before the upgrade \
+         (docs/operations.md, Upgrades)"
+    )]
     SchemaTooNew {
         /// The database file.
         path: PathBuf,
+        /// What the file holds (`audit`, `request state`, `kv`).
+        what: &'static str,
         /// The version found.
         found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A stored row does not decode into what its table holds. Never
+    /// skipped or defaulted: the caller sees which row.
+    #[error("{path}: table `{table}`, row {key}: {reason}")]
+    BadRow {
+        /// The database file.
+        path: PathBuf,
+        /// The table.
+        table: &'static str,
+        /// The row's key (id, or key columns), quoted.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record could not be encoded for storage.
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What was being stored.
+        what: String,
+        /// Why.
+        reason: String,
     },
     /// A row holds a value of the wrong shape (e.g. a 31-byte hash).
     #[error("{path}: corrupt row: {detail}")]
@@ -151,175 +209,6 @@ pub(crate) fn sqlite_err(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreEr
         source,
     }
 }
-
-/// Opens (creating if asked) a connection with WAL, `synchronous=FULL` and the schema.
-pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection, StoreError> {
-    use rusqlite::OpenFlags;
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if create {
-        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-    }
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err(path))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sqlite_err(path))?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sqlite_err(path))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            path: path.to_owned(),
-            found: version,
-        });
-    }
-    if version == 0 && !create {
-        // Readers never write a schema into a file that is not a warden database.
-        return Err(StoreError::Corrupt {
-            path: path.to_owned(),
-            detail: "not a warden database (no schema version)".into(),
-        });
-    }
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-        .map_err(sqlite_err(path))?;
-    conn.execute_batch("PRAGMA synchronous=FULL;")
-        .map_err(sqlite_err(path))?;
-    if version < 1 {
-        conn.execute_batch(SCHEMA).map_err(sqlite_err(path))?;
-    }
-    // Only the writer (which holds the lock file, so no older warden is
-    // writing) migrates; readers never alter a schema.
-    if version < 2 && create {
-        migrate_to_v2(&conn, path)?;
-    }
-    Ok(conn)
-}
-
-/// Rows the v2 migration decodes per step (bounds its memory).
-const MIGRATION_CHUNK: i64 = 10_000;
-
-/// Schema 1 -> 2: `audit_entries` gains `capability`, `outcome` and
-/// `outcome_class` (copied out of each entry, so `GET /v1/audit` filters
-/// through an index instead of decoding every entry) and their indexes.
-/// Idempotent and safe to race: it runs in one `BEGIN IMMEDIATE`
-/// transaction that re-reads the version, adds only missing columns and
-/// fills only empty rows. A row whose entry does not decode keeps empty
-/// columns (it is listed unfiltered, and `audit verify` reports it).
-/// Entries are hashed over their encoded blob only, so nothing here changes
-/// what verifies.
-fn migrate_to_v2(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let sql = sqlite_err;
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql(path))?;
-    let result = (|| -> Result<(), StoreError> {
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql(path))?;
-        if version >= 2 {
-            return Ok(());
-        }
-        let columns: Vec<String> = {
-            let mut stmt = conn
-                .prepare("SELECT name FROM pragma_table_info('audit_entries')")
-                .map_err(sql(path))?;
-            stmt.query_map([], |r| r.get(0))
-                .map_err(sql(path))?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(sql(path))?
-        };
-        for column in ["capability", "outcome", "outcome_class"] {
-            if !columns.iter().any(|c| c == column) {
-                conn.execute_batch(&format!(
-                    "ALTER TABLE audit_entries ADD COLUMN {column} TEXT"
-                ))
-                .map_err(sql(path))?;
-            }
-        }
-        let mut after: i64 = 0;
-        loop {
-            let chunk: Vec<(i64, Vec<u8>)> = {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT seq, entry FROM audit_entries \
-                         WHERE seq > ?1 AND capability IS NULL ORDER BY seq LIMIT ?2",
-                    )
-                    .map_err(sql(path))?;
-                let rows = stmt
-                    .query_map([after, MIGRATION_CHUNK], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(sql(path))?;
-                rows.collect::<rusqlite::Result<_>>().map_err(sql(path))?
-            };
-            let Some(last) = chunk.last().map(|(seq, _)| *seq) else {
-                break;
-            };
-            after = last;
-            let mut update = conn
-                .prepare_cached(
-                    "UPDATE audit_entries SET capability = ?2, outcome = ?3, outcome_class = ?4 \
-                     WHERE seq = ?1",
-                )
-                .map_err(sql(path))?;
-            for (seq, blob) in &chunk {
-                if let Ok((_, e)) = crate::audit::entry::decode(blob) {
-                    update
-                        .execute(rusqlite::params![
-                            seq,
-                            e.capability,
-                            e.outcome.as_string(),
-                            e.outcome.class()
-                        ])
-                        .map_err(sql(path))?;
-                }
-            }
-        }
-        conn.execute_batch(INDEXES_V2).map_err(sql(path))?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(sql(path)),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
-/// The indexes `GET /v1/audit` filters through (schema 2).
-const INDEXES_V2: &str = "
-CREATE INDEX IF NOT EXISTS audit_entries_by_capability ON audit_entries (capability, seq);
-CREATE INDEX IF NOT EXISTS audit_entries_by_outcome_class ON audit_entries (outcome_class, seq);
-PRAGMA user_version = 2;
-";
-
-/// The schema (docs/audit.md "Storage"). `IF NOT EXISTS` keeps it idempotent.
-const SCHEMA: &str = "
-BEGIN;
-CREATE TABLE IF NOT EXISTS audit_entries (
-    seq       INTEGER PRIMARY KEY,
-    prev_hash BLOB NOT NULL,
-    hash      BLOB NOT NULL,
-    entry     BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-    id        INTEGER PRIMARY KEY,
-    size      INTEGER NOT NULL,
-    head_hash BLOB NOT NULL,
-    at_ms     INTEGER NOT NULL,
-    key_id    TEXT NOT NULL,
-    signature BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_payloads (
-    hash         BLOB PRIMARY KEY,
-    data         BLOB NOT NULL,
-    stored_at_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS audit_payloads_by_age ON audit_payloads (stored_at_ms);
-PRAGMA user_version = 1;
-COMMIT;
-";
 
 /// Current time in unix milliseconds (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {

@@ -1,0 +1,223 @@
+//! The request state the daemon persists (`state.db`, or another backend
+//! behind [`super::RequestStore`]): finished responses, idempotency keys and
+//! held (approval-gated) requests, as plain serde data.
+//!
+//! These types carry no storage and no server behaviour; what is stored is
+//! their serde JSON form, so renaming a field here changes `state.db`'s
+//! records (add fields with `#[serde(default)]`, never rename). `Held::view`
+//! lives here (not in `server::approvals`) because Rust only allows inherent
+//! methods next to the type; the server's behaviour on a held request
+//! (`call`, `stored`, `admits`) is an extension trait in `server::approvals`,
+//! which keeps this module free of the request pipeline's types.
+//!
+//! This module must never touch a database or depend on `server`.
+
+use crate::approval::Mode;
+use crate::audit::{Approval, ApprovalDecision, Hash256, RouteDecision};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// File name of the request state database inside the data directory.
+pub const STATE_FILE: &str = "state.db";
+
+/// A stored response: what `GET /v1/requests/{id}` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// Who submitted it.
+    pub principal: String,
+    /// HTTP status sent.
+    pub status: u16,
+    /// Response body JSON.
+    pub response: Value,
+}
+
+/// A completed idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotentRecord {
+    /// Fingerprint of the request that used the key first.
+    pub fingerprint: String,
+    /// Its request id.
+    pub request_id: String,
+}
+
+/// What a request was bound to when it was held: the exact component and
+/// policy approvers see (and the payload retention and replayability that
+/// go with them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Binding {
+    /// `sha256:<hex>` of the component.
+    pub component_digest: String,
+    /// `sha256:<hex>` of the effective policy.
+    pub policy_hash: String,
+    /// Payloads are kept as hashes only.
+    pub hash_only: bool,
+    /// Replayable by its grants.
+    pub replayable: bool,
+}
+
+/// How many held requests are pending, and since when.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSummary {
+    /// Pending held requests.
+    pub pending: u64,
+    /// Admission time (unix ms) of the oldest, if any.
+    pub oldest_admitted_ms: Option<u64>,
+}
+
+/// Where a held request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldState {
+    /// Waiting for decisions.
+    Pending,
+    /// Enough approvals; running now.
+    Approved,
+    /// Ran (whatever the outcome).
+    Executed,
+    /// Denied by an approver, or voided by a reload.
+    Denied,
+    /// Expired before enough approvals.
+    Expired,
+}
+
+impl HeldState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldState::Pending => "pending",
+            HeldState::Approved => "approved",
+            HeldState::Executed => "executed",
+            HeldState::Denied => "denied",
+            HeldState::Expired => "expired",
+        }
+    }
+
+    /// Parses a `?state=` filter (`all` is `None`).
+    pub fn parse_filter(s: &str) -> Result<Option<HeldState>, String> {
+        Ok(Some(match s {
+            "pending" => HeldState::Pending,
+            "approved" => HeldState::Approved,
+            "executed" => HeldState::Executed,
+            "denied" => HeldState::Denied,
+            "expired" => HeldState::Expired,
+            "all" => return Ok(None),
+            other => {
+                return Err(format!(
+                    "unknown state `{other}`: use pending, approved, executed, denied, expired or all"
+                ));
+            }
+        }))
+    }
+}
+
+/// One approver's decision, as kept with the held request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decision {
+    /// Who.
+    pub principal: String,
+    /// What.
+    pub decision: ApprovalDecision,
+    /// When, unix ms.
+    pub at_ms: u64,
+    /// Why (the audit chain keeps its SHA-256).
+    pub reason: String,
+}
+
+impl Decision {
+    /// The decision as the audit chain records it (the reason as its SHA-256).
+    pub fn audit(&self) -> Approval {
+        Approval {
+            principal: self.principal.clone(),
+            decision: self.decision,
+            at_ms: self.at_ms,
+            reason_sha256: Some(Hash256::of(self.reason.as_bytes())),
+        }
+    }
+}
+
+/// A held request: everything needed to show it to approvers and to run it
+/// later, exactly as submitted, against exactly what it was bound to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Held {
+    /// The request id (all its audit entries carry it).
+    pub request_id: String,
+    /// Where it is.
+    pub state: HeldState,
+    /// Who submitted it.
+    pub requester: String,
+    /// The submitted kind, tenant and attributes.
+    pub kind: String,
+    /// Tenant, canonical (the request runs for it: its KV namespace).
+    pub tenant: Option<crate::Tenant>,
+    /// Capability chosen by the route.
+    pub capability: String,
+    /// Function chosen by the route.
+    pub function: String,
+    /// The input, as submitted.
+    pub input: Value,
+    /// The route rule id.
+    pub route_rule: String,
+    /// The route decision recorded in the audit chain.
+    pub route: Option<RouteDecision>,
+    /// The component and policy approvers see and the request will run.
+    pub binding: Binding,
+    /// 1-based index of the `[[approval]]` rule that triggered.
+    pub rule: usize,
+    /// Approvals needed.
+    pub mode: Mode,
+    /// Who may approve (`group:<name>` for groups); anyone with the
+    /// `approve` role when empty.
+    pub approvers: Vec<String>,
+    /// Why the rule applied.
+    pub reason: String,
+    /// Admission time, unix ms.
+    pub admitted_at_ms: u64,
+    /// Deadline for the approvals, unix ms.
+    pub expires_at_ms: u64,
+    /// Decisions so far, in order.
+    pub decisions: Vec<Decision>,
+    /// When it ended, unix ms.
+    pub ended_at_ms: Option<u64>,
+    /// The final outcome, once ended.
+    pub outcome: Option<String>,
+    /// Why it ended that way.
+    pub end_reason: Option<String>,
+}
+
+impl Held {
+    /// Distinct approvals so far.
+    pub fn approvals_given(&self) -> usize {
+        self.decisions
+            .iter()
+            .filter(|d| d.decision == ApprovalDecision::Approved)
+            .count()
+    }
+
+    /// As shown by `GET /v1/approvals[/{id}]`.
+    pub fn view(&self, now_ms: u64) -> Value {
+        json!({
+            "request_id": self.request_id,
+            "state": self.state.as_str(),
+            "requester": self.requester,
+            "kind": self.kind,
+            "tenant": self.tenant,
+            "capability": self.capability,
+            "function": self.function,
+            "input": self.input,
+            "route": self.route_rule,
+            "component_digest": self.binding.component_digest,
+            "policy_hash": self.binding.policy_hash,
+            "rule": {"index": self.rule, "mode": self.mode, "reason": self.reason, "approvers": self.approvers},
+            "approvals_needed": self.mode.required(),
+            "approvals_given": self.approvals_given(),
+            "decisions": self.decisions,
+            "admitted_at_ms": self.admitted_at_ms,
+            "age_ms": now_ms.saturating_sub(self.admitted_at_ms),
+            "expires_at_ms": self.expires_at_ms,
+            "expires_in_ms": self.expires_at_ms.saturating_sub(now_ms),
+            "ended_at_ms": self.ended_at_ms,
+            "outcome": self.outcome,
+            "end_reason": self.end_reason,
+        })
+    }
+}
