@@ -4,12 +4,19 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
-pub mod approval;
+/// Re-export shim: the `[[approval]]` rules are part of the policy and live
+/// in [`policy::approval`] and [`policy::predicate`]; callers still naming
+/// `crate::approval` move there when the lead merges issue 15.
+pub mod approval {
+    pub use crate::policy::approval::*;
+    pub use crate::policy::predicate;
+}
 pub mod audit;
 pub mod cache;
 pub mod canonical;
 pub mod component;
 pub mod diagnostic;
+pub mod digest;
 mod host;
 pub mod interfaces;
 mod invocation;
@@ -24,6 +31,7 @@ pub mod server;
 pub mod signing;
 pub mod store;
 pub mod tenant;
+pub mod units;
 
 pub use host::{Binding, Capability, Host, HostConfig, HostError, LoadError, new_request_id};
 pub use invocation::{AuditRef, Call, InvocationRecord};
