@@ -39,3 +39,10 @@ pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
     crate::digest::canonical_json(v).into_bytes()
 }
 pub use verify::{ChainVerifier, Problem, ProblemKind, VerifyReport, verify_chain};
+
+/// Re-export shim: SHA-256 of the canonical JSON of `v`, for callers still
+/// naming `audit::canonical_json_hash` (host/examples/audit_fill.rs); the
+/// one definition is [`crate::digest::Hash256::of_json`].
+pub fn canonical_json_hash(v: &serde_json::Value) -> [u8; 32] {
+    crate::digest::Hash256::of_json(v).0
+}

@@ -1,11 +1,14 @@
 //! Human approval gates: the `[[approval]]` rules of a policy and what they
 //! require of one request (docs/approvals.md).
 //!
-//! Pure: rules are parsed with the policy and evaluated on a request's
-//! function and JSON input. Holding requests, collecting decisions and
-//! running the approved request is the daemon's work (`server::approvals`);
-//! the [`crate::Host`] refuses to run a gated request without enough
-//! approvals attached to its [`crate::Call`].
+//! Owns parsing and validating `[[approval]]` rules (with the place of each
+//! value, so [`crate::policy::Policy::parse`] can point at it) and deciding
+//! what one request needs. Pure: rules are parsed with the policy and
+//! evaluated on a request's function and JSON input; this module must never
+//! do I/O, hold requests or record decisions. Holding requests, collecting
+//! decisions and running the approved request is the daemon's work
+//! (`server::approvals`); the [`crate::Host`] refuses to run a gated request
+//! without enough approvals attached to its [`crate::Call`].
 
 use super::predicate::Predicate;
 use super::{FunctionId, HumanDuration};

@@ -6,7 +6,7 @@
 
 use super::egress::OriginPattern;
 use super::names::InterfaceName;
-use super::units::{ByteSize, HumanDuration};
+use crate::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 /// How a clock import behaves.
