@@ -4,13 +4,20 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
-pub mod approval;
+/// Re-export shim: the `[[approval]]` rules are part of the policy and live
+/// in [`policy::approval`] and [`policy::predicate`]; callers still naming
+/// `crate::approval` move there when the lead merges issue 15.
+pub mod approval {
+    pub use crate::policy::approval::*;
+    pub use crate::policy::predicate;
+}
 pub mod audit;
 pub mod cache;
 pub mod canonical;
 mod capability;
 pub mod component;
 pub mod diagnostic;
+pub mod digest;
 mod host;
 pub mod interfaces;
 mod invocation;
@@ -26,6 +33,7 @@ pub mod server;
 pub mod signing;
 pub mod store;
 pub mod tenant;
+pub mod units;
 
 pub use capability::{Binding, Capability};
 pub use host::{Host, HostConfig, HostError, LoadError};

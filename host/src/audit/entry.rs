@@ -6,98 +6,12 @@
 //! add or remove a field without bumping [`ENCODING_VERSION`].
 
 use crate::outcome::{Outcome, Usage};
+pub use crate::digest::{BadHash, Hash256};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fmt;
-use std::str::FromStr;
 
 /// First byte of every encoded entry. Bumped whenever the layout changes.
 pub const ENCODING_VERSION: u8 = 1;
-
-/// A SHA-256 value. Text form: `sha256:<64 lowercase hex>`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Hash256(pub [u8; 32]);
-
-impl Hash256 {
-    /// The `prev_hash` of the first entry (sequence 1): 32 zero bytes.
-    pub const ZERO: Hash256 = Hash256([0; 32]);
-
-    /// SHA-256 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Hash256 {
-        Hash256(Sha256::digest(bytes).into())
-    }
-
-    /// Lowercase hex without the `sha256:` prefix.
-    pub fn hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        push_hex(&self.0, &mut out);
-        out
-    }
-
-    /// The text form, `sha256:<64 lowercase hex>` (what `Display` writes,
-    /// without going through the formatter).
-    pub fn tagged(&self) -> String {
-        let mut out = String::with_capacity(7 + 64);
-        out.push_str("sha256:");
-        push_hex(&self.0, &mut out);
-        out
-    }
-}
-
-/// Appends the lowercase hex of `bytes` to `out`. Same text as
-/// `hex::encode`, without its per-character iterator (on every request path).
-pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-}
-
-impl fmt::Display for Hash256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.tagged())
-    }
-}
-
-impl fmt::Debug for Hash256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// A hash string that is not `sha256:<64 lowercase hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a sha256 hash (expected `sha256:<64 lowercase hex>`): {0:?}")]
-pub struct BadHash(pub String);
-
-impl FromStr for Hash256 {
-    type Err = BadHash;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadHash(s.chars().take(80).collect());
-        let hex_part = s.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex_part.len() != 64 || hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out).map_err(|_| bad())?;
-        Ok(Hash256(out))
-    }
-}
-
-impl Serialize for Hash256 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Hash256 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// What kind of event an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -225,9 +139,9 @@ pub struct NewEntry {
     pub policy_hash: Option<Hash256>,
     /// Exported function called.
     pub function: String,
-    /// [`canonical_json_hash`] of the input, when there was a parseable input.
+    /// [`Hash256::of_json`] of the input, when there was a parseable input.
     pub input_sha256: Option<Hash256>,
-    /// [`canonical_json_hash`] of the output JSON or of the error JSON.
+    /// [`Hash256::of_json`] of the output JSON or of the error JSON.
     pub output_sha256: Option<Hash256>,
     /// How the request ended.
     #[serde(with = "outcome_string")]
@@ -646,167 +560,10 @@ pub fn decode(buf: &[u8]) -> Result<(u64, NewEntry), DecodeError> {
     ))
 }
 
-// ---------------------------------------------------------------------------
-// Canonical JSON (docs/audit.md "Canonical JSON")
-
-/// The canonical JSON text of `v`: object keys sorted by their UTF-8 bytes,
-/// no whitespace, strings escaped minimally (`\"`, `\\`, `\b \f \n \r \t`,
-/// other controls as `\u00xx`, everything else verbatim UTF-8), numbers in
-/// serde_json's formatting (integers in decimal; floats shortest round-trip).
-pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    write_canonical(v, &mut out);
-    out
-}
-
-/// SHA-256 of [`canonical_json`]`(v)`: the input and output hashes in entries.
-/// The canonical bytes are hashed as they are written, never collected.
-pub fn canonical_json_hash(v: &serde_json::Value) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    write_canonical(v, &mut hasher);
-    hasher.finalize().into()
-}
-
-/// Where canonical JSON bytes go: a buffer, or straight into a hash.
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl Sink for Sha256 {
-    fn put(&mut self, bytes: &[u8]) {
-        self.update(bytes);
-    }
-}
-
-fn write_canonical(v: &serde_json::Value, out: &mut impl Sink) {
-    use serde_json::Value;
-    match v {
-        Value::Null => out.put(b"null"),
-        Value::Bool(true) => out.put(b"true"),
-        Value::Bool(false) => out.put(b"false"),
-        Value::Number(n) => write_number(n, out),
-        Value::String(s) => write_json_string(s, out),
-        Value::Array(items) => {
-            out.put(b"[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.put(b",");
-                }
-                write_canonical(item, out);
-            }
-            out.put(b"]");
-        }
-        Value::Object(map) => {
-            let by_bytes = |a: &&String, b: &&String| a.as_bytes().cmp(b.as_bytes());
-            let sorted = map
-                .keys()
-                .zip(map.keys().skip(1))
-                .all(|(a, b)| by_bytes(&a, &b).is_lt());
-            out.put(b"{");
-            if sorted {
-                // Already in canonical order (small objects usually are):
-                // no key list to build.
-                write_members(map.iter(), out);
-            } else {
-                let mut members: Vec<(&String, &Value)> = map.iter().collect();
-                members.sort_unstable_by(|a, b| by_bytes(&a.0, &b.0));
-                write_members(members.into_iter(), out);
-            }
-            out.put(b"}");
-        }
-    }
-}
-
-fn write_members<'a>(
-    members: impl Iterator<Item = (&'a String, &'a serde_json::Value)>,
-    out: &mut impl Sink,
-) {
-    for (i, (k, val)) in members.enumerate() {
-        if i > 0 {
-            out.put(b",");
-        }
-        write_json_string(k, out);
-        out.put(b":");
-        write_canonical(val, out);
-    }
-}
-
-/// A number as serde_json displays it, written without a `String`.
-fn write_number(n: &serde_json::Number, out: &mut impl Sink) {
-    struct Adapter<'a, S: Sink>(&'a mut S);
-    impl<S: Sink> std::fmt::Write for Adapter<'_, S> {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0.put(s.as_bytes());
-            Ok(())
-        }
-    }
-    // Writing into the adapter cannot fail.
-    let _ = std::fmt::Write::write_fmt(&mut Adapter(out), format_args!("{n}"));
-}
-
-fn write_json_string(s: &str, out: &mut impl Sink) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.put(b"\"");
-    let bytes = s.as_bytes();
-    // Runs of bytes that need no escaping are written in one piece.
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            0x08 => Some(b"\\b"),
-            0x0c => Some(b"\\f"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0x00..=0x1f => None,
-            _ => continue,
-        };
-        out.put(&bytes[run..i]);
-        run = i + 1;
-        match escaped {
-            Some(e) => out.put(e),
-            None => out.put(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]),
-        }
-    }
-    out.put(&bytes[run..]);
-    out.put(b"\"");
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::outcome::Budget;
-
-    #[test]
-    fn the_streamed_hash_is_the_hash_of_the_canonical_bytes() {
-        let v: serde_json::Value = serde_json::from_str(
-            r#"{"z": [1, -2.5, 1e300, {"b": null, "a": true}], "a": "tab\t \"q\" \\ \u0001 é", "m": {}}"#,
-        )
-        .expect("json");
-        let bytes = canonical_json(&v);
-        assert_eq!(
-            String::from_utf8(bytes.clone()).expect("utf-8"),
-            r#"{"a":"tab\t \"q\" \\ \u0001 é","m":{},"z":[1,-2.5,1e+300,{"a":true,"b":null}]}"#
-        );
-        assert_eq!(
-            canonical_json_hash(&v),
-            <[u8; 32]>::from(Sha256::digest(&bytes))
-        );
-    }
 
     /// The entry whose encoding and hash are printed in docs/audit.md.
     pub(crate) fn worked_example() -> NewEntry {
@@ -824,9 +581,7 @@ pub(crate) mod tests {
             component_digest: Some(Hash256([0x22; 32])),
             policy_hash: Some(Hash256([0x33; 32])),
             function: "run".into(),
-            input_sha256: Some(Hash256(canonical_json_hash(
-                &serde_json::json!({"b": 1, "a": "x"}),
-            ))),
+            input_sha256: Some(Hash256::of_json(&serde_json::json!({"b": 1, "a": "x"}))),
             output_sha256: None,
             outcome: Outcome::BudgetExhausted(Budget::Fuel),
             usage: Usage {
@@ -870,21 +625,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn canonical_json_sorts_keys_and_drops_whitespace() {
-        let v: serde_json::Value = serde_json::from_str(
-            "{ \"b\": [1, 2.5, {\"z\":null, \"a\":true}], \"a\": \"q\\n\\u0001é\" }",
-        )
-        .expect("test json");
-        assert_eq!(
-            String::from_utf8(canonical_json(&v)).expect("utf8"),
-            "{\"a\":\"q\\n\\u0001é\",\"b\":[1,2.5,{\"a\":true,\"z\":null}]}"
-        );
-    }
-
-    #[test]
     fn canonical_json_of_the_example_input_is_documented() {
         let v = serde_json::json!({"b": 1, "a": "x"});
-        assert_eq!(canonical_json(&v), b"{\"a\":\"x\",\"b\":1}");
+        assert_eq!(crate::digest::canonical_json(&v), "{\"a\":\"x\",\"b\":1}");
     }
 
     #[test]
@@ -978,11 +721,4 @@ pub(crate) mod tests {
         assert_eq!(decode(&longer), Err(DecodeError::TrailingBytes(1)));
     }
 
-    #[test]
-    fn hash_text_form_round_trips_and_rejects_uppercase() {
-        let h = Hash256([0xab; 32]);
-        assert_eq!(h.to_string().parse::<Hash256>(), Ok(h));
-        assert!(h.to_string().to_uppercase().parse::<Hash256>().is_err());
-        assert!("sha256:abc".parse::<Hash256>().is_err());
-    }
 }

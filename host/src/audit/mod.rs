@@ -24,7 +24,25 @@ pub mod verify;
 pub use anchor::{AnchorError, ExpectedCheckpoint};
 pub use checkpoint::{Checkpoint, CheckpointError, SignatureBytes, key_id};
 pub use entry::{
-    Approval, ApprovalDecision, AuditEntry, DecodeError, EventKind, Hash256, HostCall, NewEntry,
-    RouteDecision, canonical_json, canonical_json_hash, entry_hash,
+    Approval, ApprovalDecision, AuditEntry, DecodeError, EventKind, HostCall, NewEntry,
+    RouteDecision, entry_hash,
 };
+
+/// Re-export shim: the hash type lives in [`crate::digest`]; callers still
+/// naming `audit::Hash256` move there when the lead merges issue 15.
+pub use crate::digest::Hash256;
+
+/// Re-export shim: canonical JSON as bytes, for callers still naming
+/// `audit::canonical_json` (the one definition is
+/// [`crate::digest::canonical_json`]).
+pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
+    crate::digest::canonical_json(v).into_bytes()
+}
 pub use verify::{ChainVerifier, Problem, ProblemKind, VerifyReport, verify_chain};
+
+/// Re-export shim: SHA-256 of the canonical JSON of `v`, for callers still
+/// naming `audit::canonical_json_hash` (host/examples/audit_fill.rs); the
+/// one definition is [`crate::digest::Hash256::of_json`].
+pub fn canonical_json_hash(v: &serde_json::Value) -> [u8; 32] {
+    crate::digest::Hash256::of_json(v).0
+}

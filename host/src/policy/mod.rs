@@ -10,10 +10,11 @@
 //! own, looked up in `interfaces::catalogue` (pure: no I/O, no wasmtime
 //! types). The grant types are re-exported below under their old paths.
 
+pub mod approval;
 pub mod egress;
 mod names;
+pub mod predicate;
 mod retry;
-mod units;
 
 pub use crate::interfaces::catalogue::{GrantKind, default_grant_settings};
 pub use crate::interfaces::clocks::ClockMode;
@@ -26,11 +27,13 @@ pub use crate::interfaces::random::RandomMode;
 pub use egress::{Origin, OriginPattern};
 pub use names::{FunctionId, InterfaceName};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
-pub use units::{ByteSize, HumanDuration};
+pub use crate::units::{ByteSize, Fuel, HumanDuration};
 
 use crate::diagnostic::line_col;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 use std::time::Duration;
 
 /// One problem in a policy file, located by line and column when known.
@@ -67,47 +70,6 @@ pub struct CapabilitySection {
     /// Payload retention in the audit store.
     #[serde(default)]
     pub payloads: PayloadRetention,
-}
-
-/// The fuel budget: a number of units, or `"off"` (metering disabled; wall time still applies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Fuel {
-    /// Metered with this many units.
-    Limit(u64),
-    /// Not metered.
-    Off,
-}
-
-impl std::fmt::Display for Fuel {
-    /// As a policy writes it: the number of units, or `off`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fuel::Limit(n) => write!(f, "{n}"),
-            Fuel::Off => f.write_str("off"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Fuel {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(0) => Err(serde::de::Error::custom(
-                "fuel = 0 would refuse every call: give a limit, or \"off\" to disable metering",
-            )),
-            Raw::Int(n) => Ok(Fuel::Limit(n)),
-            Raw::Text(t) if t == "off" => Ok(Fuel::Off),
-            Raw::Text(t) => Err(serde::de::Error::custom(format!(
-                "fuel must be a positive integer or \"off\", not \"{t}\""
-            ))),
-        }
-    }
 }
 
 /// `[budget]`: what one invocation may consume.
@@ -192,21 +154,37 @@ pub struct Policy {
     /// `[retry]` (the daemon retries; a single `invoke` never does).
     pub retry: RetryPolicy,
     /// `[[approval]]` rules, in file order (docs/approvals.md).
-    pub approvals: Vec<crate::approval::Rule>,
+    pub approvals: Vec<approval::Rule>,
+}
+
+/// `[capability]` as written, with the places of the values that are
+/// validated here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapability {
+    name: Spanned<String>,
+    component: String,
+    #[serde(default)]
+    digest: Option<Spanned<String>>,
+    #[serde(default)]
+    signers: Vec<String>,
+    #[serde(default)]
+    payloads: PayloadRetention,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
-    capability: CapabilitySection,
+    capability: RawCapability,
+    /// Sorted by name (as `toml::Table` iterates), each key with its place.
     #[serde(default)]
-    imports: toml::Table,
+    imports: BTreeMap<Spanned<String>, toml::Value>,
     #[serde(default)]
     budget: BudgetSection,
     #[serde(default)]
     retry: RetryPolicy,
     #[serde(default)]
-    approval: Vec<crate::approval::RawRule>,
+    approval: Vec<approval::RawRule>,
 }
 
 impl Policy {
@@ -247,29 +225,35 @@ impl Policy {
             )])
         })?;
         let mut errors = Vec::new();
-        if !is_kebab_name(&raw.capability.name) {
+        let name = &raw.capability.name;
+        if !is_kebab_name(name.get_ref()) {
             errors.push(err_at(
-                find(text, "name"),
+                Some(key_start(text, name.span().start)),
                 format!(
                     "capability name `{}` must be lowercase kebab-case (e.g. `pii-redact`)",
-                    raw.capability.name
+                    name.get_ref()
                 ),
             ));
         }
         if let Some(d) = &raw.capability.digest {
             let ok = d
+                .get_ref()
                 .strip_prefix("sha256:")
                 .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
             if !ok {
                 errors.push(err_at(
-                    find(text, d),
-                    format!("digest `{d}` must be `sha256:` followed by 64 hex digits"),
+                    Some(contents_start(text, d.span().start)),
+                    format!(
+                        "digest `{}` must be `sha256:` followed by 64 hex digits",
+                        d.get_ref()
+                    ),
                 ));
             }
         }
         let mut imports: Vec<Grant> = Vec::new();
         for (key, settings) in raw.imports {
-            let at = find(text, &format!("\"{key}\"")).or_else(|| find(text, &key));
+            let at = Some(key.span().start);
+            let key = key.into_inner();
             let name = match InterfaceName::parse(&key) {
                 Ok(n) => n,
                 Err(e) => {
@@ -293,35 +277,40 @@ impl Policy {
             }
         }
         let mut approvals = Vec::new();
-        let mut search_from = find(text, "[[approval]]").unwrap_or(0);
         for raw in raw.approval {
-            // Each rule's problems point at its own `[[approval]]` table.
-            let table = text
-                .get(search_from..)
-                .and_then(|t| t.find("[[approval]]"))
-                .map(|o| o + search_from);
-            let next_from = table.map_or(search_from, |t| t + "[[approval]]".len());
             match raw.compile() {
                 Ok(rule) => approvals.push(rule),
                 Err(rule_errors) => {
                     for e in rule_errors {
-                        let at = table.and_then(|t| {
-                            text.get(t..)
-                                .and_then(|rest| rest.find(&e.near))
-                                .map(|o| o + t)
-                        });
-                        errors.push(err_at(at.or(table), e.message));
+                        let at = if e.about_key {
+                            key_start(text, e.span.start)
+                        } else {
+                            contents_start(text, e.span.start)
+                        };
+                        errors.push(err_at(Some(at), e.message));
                     }
                 }
             }
-            search_from = next_from;
         }
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
+        let RawCapability {
+            name,
+            component,
+            digest,
+            signers,
+            payloads,
+        } = raw.capability;
         Ok(Policy {
             source: source.to_path_buf(),
-            capability: raw.capability,
+            capability: CapabilitySection {
+                name: name.into_inner(),
+                component,
+                digest: digest.map(Spanned::into_inner),
+                signers,
+                payloads,
+            },
             imports,
             budget: raw.budget,
             retry: raw.retry,
@@ -360,7 +349,7 @@ impl Policy {
             effective["approval"] = self
                 .approvals
                 .iter()
-                .map(crate::approval::Rule::to_json)
+                .map(approval::Rule::to_json)
                 .collect();
         }
         effective
@@ -368,7 +357,7 @@ impl Policy {
 
     /// `sha256:<hex>` of the canonical JSON of the effective policy.
     pub fn hash(&self) -> String {
-        crate::canonical::json_digest(&self.effective())
+        crate::digest::json_digest(&self.effective())
     }
 
     /// What `function` called with `input` needs before it may run, by the
@@ -377,8 +366,8 @@ impl Policy {
         &self,
         function: &FunctionId,
         input: &serde_json::Value,
-    ) -> Option<crate::approval::Requirement> {
-        crate::approval::requirement(&self.approvals, function, input)
+    ) -> Option<approval::Requirement> {
+        approval::requirement(&self.approvals, function, input)
     }
 
     /// Binds every `[[approval]]` rule's function name to its canonical
@@ -419,8 +408,46 @@ pub fn is_kebab_name(name: &str) -> bool {
         && !name.contains("--")
 }
 
-fn find(text: &str, needle: &str) -> Option<usize> {
-    text.find(needle)
+/// Where the contents of the value starting at byte `value_start` begin:
+/// past the opening quotes of a string (so a column plus a position inside
+/// the string, as the `when` parser reports, lands on the character), at
+/// the value itself otherwise.
+fn contents_start(text: &str, value_start: usize) -> usize {
+    let rest = text.get(value_start..).unwrap_or_default();
+    let quotes = ["\"\"\"", "'''", "\"", "'"]
+        .into_iter()
+        .find(|q| rest.starts_with(q))
+        .map_or(0, str::len);
+    value_start + quotes
+}
+
+/// Where the key of the `key = value` pair whose value starts at byte
+/// `value_start` begins (the problem is about the setting, not its
+/// contents). Walks back over ` = ` and one bare or quoted key; when the
+/// text before the value is not that (an array element), the value's own
+/// start.
+fn key_start(text: &str, value_start: usize) -> usize {
+    let before = text.get(..value_start).unwrap_or_default();
+    let Some(before_eq) = before
+        .trim_end_matches([' ', '\t'])
+        .strip_suffix('=')
+        .map(|b| b.trim_end_matches([' ', '\t']))
+    else {
+        return value_start;
+    };
+    let key_start = match before_eq.chars().last() {
+        Some(q @ ('"' | '\'')) => before_eq[..before_eq.len() - 1].rfind(q),
+        Some(_) => Some(
+            before_eq
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .map_or(0, |i| i + 1),
+        ),
+        None => None,
+    };
+    match key_start {
+        Some(k) if k < before_eq.len() => k,
+        _ => value_start,
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ mod pattern;
 
 pub use pattern::KindPattern;
 
-use crate::audit::entry::{Hash256, RouteDecision};
+use crate::audit::entry::RouteDecision;
+use crate::digest::Hash256;
 use crate::diagnostic::line_col;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -436,10 +437,10 @@ impl RouteTable {
     }
 
     /// `sha256:<hex>` of the canonical JSON of the rules in order
-    /// ([`crate::canonical::json_digest`]). Reordering rules changes it;
+    /// ([`crate::digest::json_digest`]). Reordering rules changes it;
     /// comments, whitespace and key order in the file do not.
     pub fn hash(&self) -> String {
-        self.hash.to_string()
+        self.hash.tagged()
     }
 
     /// The rules, in match order.
@@ -455,7 +456,7 @@ impl RouteTable {
 
 fn table_hash(rules: &[Rule]) -> Hash256 {
     let json = serde_json::to_value(rules).unwrap_or(serde_json::Value::Null);
-    Hash256::of(crate::canonical::canonical_json(&json).as_bytes())
+    Hash256::of_json(&json)
 }
 
 fn verdict(rule: &Rule, req: &RouteRequest) -> RuleVerdict {

@@ -279,7 +279,7 @@ fn the_hash_ignores_comments_and_layout_but_not_order() {
     assert_eq!(a.hash(), b.hash());
     assert!(a.hash().starts_with("sha256:"));
     let json = serde_json::to_value(a.rules()).expect("json");
-    assert_eq!(a.hash(), crate::canonical::json_digest(&json));
+    assert_eq!(a.hash(), crate::digest::json_digest(&json));
 
     let swapped = table(
         "[[route]]\nid = \"redact\"\nmatch = { kind = \"text.redact\" }\ncapability = \"pii-redact\"\nfunction = \"redact\"\n\

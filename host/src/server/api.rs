@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -519,9 +518,8 @@ async fn readyz(State(d): Shared) -> Response {
 }
 
 async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    use super::metrics::{AuditCommits, Scrape};
     d.auth(&headers, roles::METRICS)?;
-    let mut out = String::new();
-    d.metrics.render(&mut out);
     let caps: Vec<(String, std::sync::Arc<super::protect::Protection>)> = d
         .protection
         .lock()
@@ -529,69 +527,42 @@ async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiEr
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let _ = writeln!(out, "# TYPE warden_breaker_state gauge");
-    for (name, p) in &caps {
-        let _ = writeln!(
-            out,
-            "warden_breaker_state{{capability=\"{name}\"}} {}",
-            p.state().gauge()
-        );
-    }
-    let _ = writeln!(out, "# TYPE warden_capability_in_flight gauge");
-    for (name, p) in &caps {
-        let _ = writeln!(
-            out,
-            "warden_capability_in_flight{{capability=\"{name}\"}} {}",
-            p.busy()
-        );
-    }
-    let _ = writeln!(out, "# TYPE warden_requests_active gauge");
-    let _ = writeln!(out, "warden_requests_active {}", *d.active.borrow());
     let (pending, oldest) = d
         .state
         .blocking(|s| s.pending_summary())
         .await
         .unwrap_or((0, None));
-    let _ = writeln!(out, "# TYPE warden_pending_approvals gauge");
-    let _ = writeln!(out, "warden_pending_approvals {pending}");
     let age = oldest.map_or(0.0, |t| {
         crate::store::now_ms().saturating_sub(t) as f64 / 1000.0
     });
-    let _ = writeln!(
-        out,
-        "# TYPE warden_oldest_pending_approval_age_seconds gauge"
-    );
-    let _ = writeln!(out, "warden_oldest_pending_approval_age_seconds {age}");
-    if let Some(log) = d.host.audit() {
-        let s = log.stats();
-        let _ = writeln!(out, "# TYPE warden_audit_commit_batch_size histogram");
-        let mut cumulative = 0;
-        for (i, n) in s.histogram.iter().enumerate() {
-            cumulative += n;
-            let _ = writeln!(
-                out,
-                "warden_audit_commit_batch_size_bucket{{le=\"{}\"}} {cumulative}",
-                1u64 << i
-            );
-        }
-        let _ = writeln!(
-            out,
-            "warden_audit_commit_batch_size_bucket{{le=\"+Inf\"}} {}",
-            s.commits
-        );
-        let _ = writeln!(out, "warden_audit_commit_batch_size_sum {}", s.entries);
-        let _ = writeln!(out, "warden_audit_commit_batch_size_count {}", s.commits);
-        let _ = writeln!(out, "# TYPE warden_audit_commit_wait_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "warden_audit_commit_wait_seconds_total {}",
-            s.wait_nanos as f64 / 1e9
-        );
-    }
+    let scrape = Scrape {
+        breakers: caps
+            .iter()
+            .map(|(name, p)| (name.clone(), i64::from(p.state().gauge())))
+            .collect(),
+        in_flight: caps
+            .iter()
+            .map(|(name, p)| (name.clone(), i64::from(p.busy())))
+            .collect(),
+        requests_active: i64::try_from(*d.active.borrow()).unwrap_or(i64::MAX),
+        pending_approvals: i64::try_from(pending).unwrap_or(i64::MAX),
+        oldest_pending_approval_age_seconds: age,
+        audit_commits: d.host.audit().map(|log| {
+            let s = log.stats();
+            AuditCommits {
+                batch_sizes: s.histogram,
+                commits: s.commits,
+                entries: s.entries,
+                wait: std::time::Duration::from_nanos(s.wait_nanos),
+            }
+        }),
+    };
+    let mut out = String::new();
+    d.metrics.render(&mut out, scrape);
     let mut resp = out.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(super::metrics::CONTENT_TYPE),
     );
     Ok(resp)
 }

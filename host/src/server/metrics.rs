@@ -1,118 +1,345 @@
-//! Prometheus text-format metrics (`GET /metrics`), hand-rolled: counters
-//! and histograms keyed by name and label set. Gauges that describe current
-//! state (breakers, in-flight, audit batches) are rendered at scrape time.
+//! The daemon's metrics (`GET /metrics`, Prometheus text format 0.0.4),
+//! on `prometheus-client`.
+//!
+//! Owns the catalogue of metrics (name, help, type, buckets; the table in
+//! docs/operations.md "Monitoring"), the counters and histograms the request
+//! path records ([`Metrics::add`], [`Metrics::observe`]), and rendering
+//! them with the gauges read at scrape time ([`Scrape`]). Label values are
+//! escaped by the encoder (`\\`, `"`, newline).
+//!
+//! It must never block on I/O or a store (scrape-time values are gathered
+//! by the caller first), never create a metric the catalogue does not name
+//! (an unknown name is dropped and logged), and never take a label value
+//! from an unbounded source (request ids, inputs).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder, NoLabelSet, prometheus_text,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// The `Content-Type` of `GET /metrics`.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Histogram bucket upper bounds, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// Counters the request path adds to: name as scraped, help.
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        "warden_requests_total",
+        "Answers by outcome class (including pending_approval)",
+    ),
+    (
+        "warden_queue_timeouts_total",
+        "503 overloaded: no concurrency slot within queue_timeout",
+    ),
+    ("warden_retries_total", "Retried attempts"),
+    ("warden_fuel_used_total", "Fuel consumed"),
+    (
+        "warden_budget_exhaustions_total",
+        "Invocations ended budget_exhausted:<budget>",
+    ),
+    (
+        "warden_denials_total",
+        "Auth failures, policy and tenant denials, refused approval decisions",
+    ),
+    ("warden_reloads_total", "Reloads, applied or rejected"),
+    (
+        "warden_idempotent_replays_total",
+        "Answers replayed for an idempotency key",
+    ),
+    ("warden_approvals_held_total", "Requests held for approval"),
+    (
+        "warden_approval_decisions_total",
+        "Approvals and denials recorded",
+    ),
+    (
+        "warden_approval_expiries_total",
+        "Held requests that expired",
+    ),
+    (
+        "warden_connections_closed_total",
+        "Connections closed by the daemon, by reason",
+    ),
+    (
+        "warden_connections_refused_total",
+        "Connections refused at the connection limit",
+    ),
+    (
+        "warden_requests_shed_total",
+        "Requests shed while the daemon was overloaded",
+    ),
+];
+
+/// Histograms the request path observes into: name, help.
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        "warden_stage_seconds",
+        "Time per request stage: route, queue, execute, audit_commit",
+    ),
+    (
+        "warden_approval_latency_seconds",
+        "From holding a request to its end (executed, denied, expired)",
+    ),
+];
+
+/// A label set, in the order given (values escaped when rendered).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(Vec<(String, String)>);
+
+impl EncodeLabelSet for Labels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
 }
 
-type Key = (&'static str, String);
+/// Compatibility shim for callers that still pass the pre-formatted text
+/// of the hand-rolled renderer (`a="x",b="y"`, values escaped; `""` for no
+/// labels): parsed back into pairs. New code calls [`labels`].
+impl From<String> for Labels {
+    fn from(text: String) -> Labels {
+        let mut pairs = Vec::new();
+        let mut rest = text.as_str();
+        while let Some((key, after)) = rest.split_once("=\"") {
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let mut end = after.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, c)) => value.push(c),
+                        None => {}
+                    },
+                    c => value.push(c),
+                }
+            }
+            pairs.push((key.trim_start_matches(',').to_string(), value));
+            rest = &after[end..];
+        }
+        Labels(pairs)
+    }
+}
 
-/// Counters and histograms.
-#[derive(Default)]
+/// The label set `pairs`, for [`Metrics::add`] and [`Metrics::observe`].
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    )
+}
+
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// The counters and histograms of one daemon (in memory; they restart at
+/// zero).
+#[derive(Debug)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Key, u64>>,
-    histograms: Mutex<BTreeMap<Key, Histogram>>,
+    registry: Registry,
+    counters: HashMap<&'static str, Family<Labels, Counter>>,
+    histograms: HashMap<&'static str, HistogramFamily>,
 }
 
-/// Formats a label set: `a="x",b="y"` (values escaped).
-pub fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let v = v
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            format!("{k}=\"{v}\"")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let mut counters = HashMap::new();
+        for (name, help) in COUNTERS {
+            let family = Family::<Labels, Counter>::default();
+            // The encoder appends `_total` to counters.
+            let base = name.strip_suffix("_total").unwrap_or(name);
+            registry.register(base, *help, family.clone());
+            counters.insert(*name, family);
+        }
+        let mut histograms = HashMap::new();
+        for (name, help) in HISTOGRAMS {
+            let family: HistogramFamily =
+                Family::new_with_constructor(|| Histogram::new(BUCKETS));
+            registry.register(*name, *help, family.clone());
+            histograms.insert(*name, family);
+        }
+        Metrics {
+            registry,
+            counters,
+            histograms,
+        }
+    }
 }
 
 impl Metrics {
-    /// Adds `n` to a counter.
-    pub fn add(&self, name: &'static str, labels: String, n: u64) {
-        let mut c = self
-            .counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *c.entry((name, labels)).or_default() += n;
+    /// Adds `n` to a counter of the catalogue (an unknown name is dropped
+    /// and logged).
+    pub fn add(&self, name: &'static str, labels: impl Into<Labels>, n: u64) {
+        let labels = labels.into();
+        match self.counters.get(name) {
+            Some(family) => {
+                family.get_or_create(&labels).inc_by(n);
+            }
+            None => tracing::warn!(metric = name, "not a counter of the catalogue; dropped"),
+        }
     }
 
-    /// Observes a duration in a histogram.
-    pub fn observe(&self, name: &'static str, labels: String, d: Duration) {
-        let secs = d.as_secs_f64();
-        let mut h = self
-            .histograms
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let h = h.entry((name, labels)).or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
+    /// Observes a duration in a histogram of the catalogue (an unknown name
+    /// is dropped and logged).
+    pub fn observe(&self, name: &'static str, labels: impl Into<Labels>, d: Duration) {
+        let labels = labels.into();
+        match self.histograms.get(name) {
+            Some(family) => family.get_or_create(&labels).observe(d.as_secs_f64()),
+            None => tracing::warn!(metric = name, "not a histogram of the catalogue; dropped"),
         }
-        h.count += 1;
-        h.sum += secs;
     }
 
-    /// Renders counters and histograms in the text exposition format.
-    pub fn render(&self, out: &mut String) {
-        let counters = self
-            .counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut last = "";
-        for ((name, labels), v) in counters.iter() {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} counter");
-                last = name;
-            }
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    /// Renders every metric, then the scrape-time values, in the
+    /// Prometheus text format.
+    pub fn render(&self, out: &mut String, scrape: Scrape) {
+        let mut now = Registry::default();
+        now.register_collector(Box::new(scrape));
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(out, &self.registry);
+        let _ = prometheus_text::encode(out, &now);
+    }
+}
+
+/// Values read when `/metrics` is scraped: current state, not counts.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    /// Per capability: its breaker (0 closed, 1 open, 2 half-open).
+    pub breakers: Vec<(String, i64)>,
+    /// Per capability: busy concurrency slots.
+    pub in_flight: Vec<(String, i64)>,
+    /// `POST /v1/requests` calls being handled.
+    pub requests_active: i64,
+    /// Held requests now.
+    pub pending_approvals: i64,
+    /// Age of the oldest held request, in seconds (0 when none).
+    pub oldest_pending_approval_age_seconds: f64,
+    /// The audit log's group commits, when the daemon has an audit log.
+    pub audit_commits: Option<AuditCommits>,
+}
+
+/// The audit log's group-commit statistics.
+#[derive(Debug, Default)]
+pub struct AuditCommits {
+    /// Commits whose batch had at most `2^i` entries and more than
+    /// `2^(i-1)`, for each `i`.
+    pub batch_sizes: Vec<u64>,
+    /// Commits.
+    pub commits: u64,
+    /// Entries committed.
+    pub entries: u64,
+    /// Time appenders waited for their entry to be durable, summed.
+    pub wait: Duration,
+}
+
+/// One metric without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// One gauge per capability.
+fn per_capability(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(String, i64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (capability, v) in values {
+        let labels = [("capability", capability.as_str())];
+        ConstGauge::new(*v).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        per_capability(
+            e,
+            "warden_breaker_state",
+            "Circuit breaker per capability: 0 closed, 1 open, 2 half-open",
+            &self.breakers,
+        )?;
+        per_capability(
+            e,
+            "warden_capability_in_flight",
+            "Busy concurrency slots per capability",
+            &self.in_flight,
+        )?;
+        single(
+            e,
+            "warden_requests_active",
+            "POST /v1/requests calls being handled (queued, running, retrying)",
+            ConstGauge::new(self.requests_active),
+        )?;
+        single(
+            e,
+            "warden_pending_approvals",
+            "Requests held for approval now",
+            ConstGauge::new(self.pending_approvals),
+        )?;
+        single(
+            e,
+            "warden_oldest_pending_approval_age_seconds",
+            "Age of the oldest held request",
+            ConstGauge::new(self.oldest_pending_approval_age_seconds),
+        )?;
+        if let Some(a) = &self.audit_commits {
+            // Bucket `i` holds the commits of at most 2^i entries.
+            let buckets: Vec<(f64, u64)> = a
+                .batch_sizes
+                .iter()
+                .zip(std::iter::successors(Some(1f64), |le| Some(le * 2.0)))
+                .map(|(n, le)| (le, *n))
+                .collect();
+            e.encode_descriptor(
+                "warden_audit_commit_batch_size",
+                "Entries per audit commit; _sum is the entries committed",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(a.entries as f64, a.commits, &buckets, None)?;
+            single(
+                e,
+                "warden_audit_commit_wait_seconds",
+                "Time appenders spent waiting for their entry to be durable, summed",
+                ConstCounter::new(a.wait.as_secs_f64()),
+            )?;
         }
-        drop(counters);
-        let hist = self
-            .histograms
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut last = "";
-        for ((name, labels), h) in hist.iter() {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} histogram");
-                last = name;
-            }
-            let sep = if labels.is_empty() { "" } else { "," };
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
-        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendered(m: &Metrics, scrape: Scrape) -> String {
+        let mut s = String::new();
+        m.render(&mut s, scrape);
+        s
+    }
 
     #[test]
     fn renders_counters_and_histograms() {
@@ -123,16 +350,170 @@ mod tests {
             labels(&[("stage", "route")]),
             Duration::from_millis(2),
         );
-        let mut s = String::new();
-        m.render(&mut s);
-        assert!(s.contains("warden_requests_total{outcome=\"ok\"} 2"), "{s}");
+        let s = rendered(&m, Scrape::default());
+        assert!(s.contains("# TYPE warden_requests_total counter\n"), "{s}");
+        assert!(s.contains("warden_requests_total{outcome=\"ok\"} 2\n"), "{s}");
+        assert!(s.contains("# TYPE warden_stage_seconds histogram\n"), "{s}");
         assert!(
-            s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"0.005\"} 1"),
+            s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"0.001\"} 0\n"),
             "{s}"
         );
         assert!(
-            s.contains("warden_stage_seconds_count{stage=\"route\"} 1"),
+            s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"0.005\"} 1\n"),
             "{s}"
         );
+        assert!(
+            s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"5\"} 1\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"+Inf\"} 1\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("warden_stage_seconds_count{stage=\"route\"} 1\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn label_values_with_quotes_backslashes_and_newlines_are_escaped() {
+        let m = Metrics::default();
+        m.add(
+            "warden_denials_total",
+            labels(&[("reason", "a\"b\\c\nd")]),
+            1,
+        );
+        let s = rendered(
+            &m,
+            Scrape {
+                breakers: vec![("x\"y\\z\nw".into(), 1)],
+                ..Scrape::default()
+            },
+        );
+        assert!(
+            s.contains("warden_denials_total{reason=\"a\\\"b\\\\c\\nd\"} 1\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("warden_breaker_state{capability=\"x\\\"y\\\\z\\nw\"} 1\n"),
+            "{s}"
+        );
+        // Every sample is on one line: the raw newline never reaches the output.
+        for line in s.lines() {
+            assert!(
+                line.starts_with('#') || line.starts_with("warden_"),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_documented_metric_has_help_and_type_lines() {
+        let m = Metrics::default();
+        // Like the hand-rolled renderer, a family shows once it has a series.
+        for (name, _) in COUNTERS {
+            m.add(name, labels(&[]), 1);
+        }
+        for (name, _) in HISTOGRAMS {
+            m.observe(name, labels(&[]), Duration::ZERO);
+        }
+        let s = rendered(
+            &m,
+            Scrape {
+                audit_commits: Some(AuditCommits::default()),
+                ..Scrape::default()
+            },
+        );
+        const OPERATIONS: &str = include_str!("../../../docs/operations.md");
+        let documented: Vec<&str> = OPERATIONS
+            .split('`')
+            .filter(|w| w.starts_with("warden_"))
+            .map(|w| {
+                let end = w
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                    .unwrap_or(w.len());
+                &w[..end]
+            })
+            .collect();
+        assert!(documented.len() > 15, "{documented:?}");
+        for name in documented {
+            assert!(s.contains(&format!("# HELP {name} ")), "{name} in {s}");
+            assert!(s.contains(&format!("# TYPE {name} ")), "{name} in {s}");
+        }
+        for (name, _) in COUNTERS.iter().chain(HISTOGRAMS) {
+            assert!(s.contains(&format!("# TYPE {name} ")), "{name} in {s}");
+        }
+    }
+
+    #[test]
+    fn scrape_time_gauges_and_the_audit_histogram_render_as_before() {
+        let m = Metrics::default();
+        let s = rendered(
+            &m,
+            Scrape {
+                breakers: vec![("echo".into(), 1)],
+                in_flight: vec![("echo".into(), 3)],
+                requests_active: 4,
+                pending_approvals: 1,
+                oldest_pending_approval_age_seconds: 2.5,
+                audit_commits: Some(AuditCommits {
+                    batch_sizes: vec![2, 0, 1],
+                    commits: 3,
+                    entries: 6,
+                    wait: Duration::from_millis(1500),
+                }),
+            },
+        );
+        for line in [
+            "# TYPE warden_breaker_state gauge",
+            "warden_breaker_state{capability=\"echo\"} 1",
+            "warden_capability_in_flight{capability=\"echo\"} 3",
+            "warden_requests_active 4",
+            "warden_pending_approvals 1",
+            "warden_oldest_pending_approval_age_seconds 2.5",
+            "# TYPE warden_audit_commit_batch_size histogram",
+            "warden_audit_commit_batch_size_bucket{le=\"1\"} 2",
+            "warden_audit_commit_batch_size_bucket{le=\"2\"} 2",
+            "warden_audit_commit_batch_size_bucket{le=\"4\"} 3",
+            "warden_audit_commit_batch_size_bucket{le=\"+Inf\"} 3",
+            "warden_audit_commit_batch_size_count 3",
+            "# TYPE warden_audit_commit_wait_seconds_total counter",
+            "warden_audit_commit_wait_seconds_total 1.5",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line:?} missing in {s}");
+        }
+        let sum: f64 = s
+            .lines()
+            .find_map(|l| l.strip_prefix("warden_audit_commit_batch_size_sum "))
+            .and_then(|v| v.parse().ok())
+            .expect("sum");
+        assert_eq!(sum, 6.0);
+    }
+
+    #[test]
+    fn a_name_outside_the_catalogue_is_dropped() {
+        let m = Metrics::default();
+        m.add("warden_made_up_total", labels(&[]), 1);
+        m.observe("warden_made_up_seconds", labels(&[]), Duration::ZERO);
+        let s = rendered(&m, Scrape::default());
+        assert!(!s.contains("made_up"), "{s}");
+    }
+
+    #[test]
+    fn pre_formatted_label_text_is_still_accepted() {
+        assert_eq!(Labels::from(String::new()), labels(&[]));
+        assert_eq!(
+            Labels::from("a=\"x\",b=\"q\\\"\\\\\\n\"".to_string()),
+            labels(&[("a", "x"), ("b", "q\"\\\n")])
+        );
+    }
+
+    #[test]
+    fn a_counter_without_labels_has_no_braces() {
+        let m = Metrics::default();
+        m.add("warden_idempotent_replays_total", labels(&[]), 3);
+        let s = rendered(&m, Scrape::default());
+        assert!(s.contains("\nwarden_idempotent_replays_total 3\n"), "{s}");
     }
 }

@@ -30,8 +30,7 @@ pub mod trust;
 
 use crate::keys::{self, SigningKey, VerifyingKey};
 use ed25519_dalek::{Signature, Signer as _};
-use sha2::{Digest as _, Sha256};
-use std::fmt;
+use crate::digest::Hash256;
 
 pub use trust::{Refusal, SignatureReport, SignerPins, TrustError, TrustStore, Verified};
 
@@ -87,39 +86,9 @@ pub enum SigningError {
     },
 }
 
-/// SHA-256 of a component with its signature sections removed.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// The raw 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Parses the `sha256:<64 lowercase hex>` form; `None` if malformed.
-    pub fn parse(text: &str) -> Option<Self> {
-        let hex_part = text.strip_prefix("sha256:")?;
-        if hex_part.len() != 64 || hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out).ok()?;
-        Some(Self(out))
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+/// Re-export shim: a component digest is a [`Hash256`]; callers still
+/// naming `signing::Digest` (cache.rs) move to it when the lead merges.
+pub use crate::digest::Hash256 as Digest;
 
 /// One signature as found in a component (or a detached file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +96,7 @@ pub struct EmbeddedSignature {
     /// The key that claims to have signed.
     pub public_key: VerifyingKey,
     /// The digest the signer saw when signing.
-    pub signed_digest: Digest,
+    pub signed_digest: Hash256,
     /// The Ed25519 signature over [`MESSAGE_PREFIX`] ‖ `signed_digest`.
     pub signature: Signature,
 }
@@ -139,9 +108,9 @@ pub enum SignatureProblem {
     #[error("component changed after signing (signed {signed}, now {actual})")]
     ContentChanged {
         /// What was signed.
-        signed: Digest,
+        signed: Hash256,
         /// What the component hashes to now.
-        actual: Digest,
+        actual: Hash256,
     },
     /// The signature bytes do not verify under the embedded key.
     #[error("signature bytes do not verify under the embedded public key")]
@@ -155,7 +124,7 @@ impl EmbeddedSignature {
     }
 
     /// Checks this signature against the component's actual digest.
-    pub fn verify(&self, actual: &Digest) -> Result<(), SignatureProblem> {
+    pub fn verify(&self, actual: &Hash256) -> Result<(), SignatureProblem> {
         if self.signed_digest != *actual {
             return Err(SignatureProblem::ContentChanged {
                 signed: self.signed_digest,
@@ -210,13 +179,13 @@ impl EmbeddedSignature {
         signature.copy_from_slice(&payload[67..]);
         Ok(Self {
             public_key,
-            signed_digest: Digest(digest),
+            signed_digest: Hash256(digest),
             signature: Signature::from_bytes(&signature),
         })
     }
 }
 
-fn message(digest: &Digest) -> Vec<u8> {
+fn message(digest: &Hash256) -> Vec<u8> {
     let mut message = Vec::with_capacity(MESSAGE_PREFIX.len() + 32);
     message.extend_from_slice(MESSAGE_PREFIX);
     message.extend_from_slice(&digest.0);
@@ -225,9 +194,9 @@ fn message(digest: &Digest) -> Vec<u8> {
 
 /// The digest of a component: SHA-256 over its bytes with every top-level
 /// `warden-signature` section removed.
-pub fn digest(component_bytes: &[u8]) -> Result<Digest, SigningError> {
+pub fn digest(component_bytes: &[u8]) -> Result<Hash256, SigningError> {
     let stripped = section::strip(component_bytes)?;
-    Ok(Digest(Sha256::digest(&stripped).into()))
+    Ok(Hash256::of(&stripped))
 }
 
 /// The component with every top-level `warden-signature` section removed.

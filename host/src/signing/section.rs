@@ -7,7 +7,9 @@
 //! covered by the digest like any other byte.
 
 use super::{SECTION_NAME, SigningError};
+use std::borrow::Cow;
 use std::ops::Range;
+use wasm_encoder::{ComponentSection as _, CustomSection};
 use wasmparser::{BinaryReader, Parser};
 
 /// Section id of custom sections (same in core modules and components).
@@ -74,31 +76,17 @@ pub(crate) fn sections(bytes: &[u8]) -> Result<Vec<Section>, SigningError> {
     Ok(out)
 }
 
-/// Encodes a top-level custom section named [`SECTION_NAME`] holding `payload`.
+/// Encodes a top-level custom section named [`SECTION_NAME`] holding
+/// `payload` (id `0`, LEB128 size, LEB128 name length, name, payload), by
+/// `wasm-encoder`.
 pub(crate) fn encode_signature_section(payload: &[u8]) -> Vec<u8> {
-    let name = SECTION_NAME.as_bytes();
-    let mut contents = Vec::with_capacity(1 + name.len() + payload.len());
-    write_leb_u32(&mut contents, name.len());
-    contents.extend_from_slice(name);
-    contents.extend_from_slice(payload);
-    let mut out = Vec::with_capacity(contents.len() + 6);
-    out.push(CUSTOM_SECTION_ID);
-    write_leb_u32(&mut out, contents.len());
-    out.extend_from_slice(&contents);
+    let section = CustomSection {
+        name: Cow::Borrowed(SECTION_NAME),
+        data: Cow::Borrowed(payload),
+    };
+    let mut out = Vec::with_capacity(1 + 5 + 1 + SECTION_NAME.len() + payload.len());
+    section.append_to_component(&mut out);
     out
-}
-
-fn write_leb_u32(out: &mut Vec<u8>, value: usize) {
-    let mut value = value;
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// The bytes of the component with every top-level signature section removed.
@@ -113,4 +101,59 @@ pub(crate) fn strip(bytes: &[u8]) -> Result<Vec<u8>, SigningError> {
         out.extend_from_slice(&bytes[section.range.clone()]);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written encoder this module used before wasm-encoder: the
+    /// reference the signature section's bytes must stay identical to
+    /// (existing signed components must keep verifying).
+    fn encode_by_hand(payload: &[u8]) -> Vec<u8> {
+        fn leb_u32(out: &mut Vec<u8>, mut value: usize) {
+            loop {
+                let byte = (value & 0x7f) as u8;
+                value >>= 7;
+                if value == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        let name = SECTION_NAME.as_bytes();
+        let mut contents = Vec::new();
+        leb_u32(&mut contents, name.len());
+        contents.extend_from_slice(name);
+        contents.extend_from_slice(payload);
+        let mut out = vec![CUSTOM_SECTION_ID];
+        leb_u32(&mut out, contents.len());
+        out.extend_from_slice(&contents);
+        out
+    }
+
+    #[test]
+    fn the_signature_section_bytes_are_those_of_the_hand_written_encoder() {
+        // The real payload length, and lengths whose section size crosses
+        // the one-, two- and three-byte LEB128 boundaries.
+        for len in [0, 1, super::super::PAYLOAD_LEN, 110, 111, 16_366, 16_367, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            assert_eq!(
+                encode_signature_section(&payload),
+                encode_by_hand(&payload),
+                "payload of {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn the_real_signature_section_has_its_documented_prefix() {
+        let payload = [7u8; super::super::PAYLOAD_LEN];
+        let bytes = encode_signature_section(&payload);
+        // id 0, size 148 (0x94 0x01), name length 16, "warden-signature".
+        assert_eq!(&bytes[..4], &[0x00, 0x94, 0x01, 0x10]);
+        assert_eq!(&bytes[4..20], SECTION_NAME.as_bytes());
+        assert_eq!(&bytes[20..], &payload[..]);
+    }
 }

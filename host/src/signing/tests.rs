@@ -63,7 +63,7 @@ fn code_byte_offset(component: &[u8]) -> usize {
 #[test]
 fn digest_is_sha256_of_the_component_without_signature_sections() {
     let component = sample_component(42);
-    let expected = Digest(Sha256::digest(&component).into());
+    let expected = Hash256::of(&component);
     assert_eq!(digest(&component).unwrap(), expected);
     let signed = sign(&sign(&component, &key(1)).unwrap(), &key(2)).unwrap();
     assert_eq!(digest(&signed).unwrap(), expected);
@@ -75,7 +75,7 @@ fn digest_is_sha256_of_the_component_without_signature_sections() {
             .starts_with("sha256:")
     );
     assert_eq!(
-        Digest::parse(&expected.to_string()),
+        Hash256::parse(&expected.to_string()),
         Some(expected),
         "Display and parse round-trip"
     );

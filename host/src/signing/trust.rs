@@ -11,7 +11,8 @@
 //! capabilities = ["echo", "pii-*"]
 //! ```
 
-use super::{Digest, EmbeddedSignature, SignatureProblem, SigningError};
+use super::{EmbeddedSignature, SignatureProblem, SigningError};
+use crate::digest::Hash256;
 use crate::keys::{self, VerifyingKey};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -328,7 +329,7 @@ impl TrustStore {
     /// the digest pin matches; a trusted signer is among the pinned signers.
     pub fn decide(
         &self,
-        digest: &Digest,
+        digest: &Hash256,
         signatures: &[EmbeddedSignature],
         capability: &str,
         pins: &SignerPins,
@@ -404,7 +405,7 @@ impl TrustStore {
     /// `warden verify`. Never decides anything.
     pub fn describe(
         &self,
-        digest: &Digest,
+        digest: &Hash256,
         signatures: &[EmbeddedSignature],
     ) -> Vec<SignatureReport> {
         signatures

@@ -1,4 +1,11 @@
-//! Human-friendly sizes (`"32MiB"`) and durations (`"500ms"`) used in policies and config.
+//! The value types that policies and the daemon config write in human
+//! units: sizes (`"32MiB"`), durations (`"500ms"`) and the fuel budget
+//! (a number of units or `"off"`).
+//!
+//! Owns parsing, validation and display of those values. A leaf: it must
+//! never import anything from the rest of the crate, and never accept a
+//! value it cannot represent (overflow is an error naming the text, not a
+//! wrap or a clamp).
 
 use serde::{Deserialize, Deserializer, de};
 use std::time::Duration;
@@ -170,6 +177,47 @@ impl<'de> Deserialize<'de> for HumanDuration {
 impl serde::Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
+    }
+}
+
+/// The fuel budget: a number of units, or `"off"` (metering disabled; wall time still applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Fuel {
+    /// Metered with this many units.
+    Limit(u64),
+    /// Not metered.
+    Off,
+}
+
+impl std::fmt::Display for Fuel {
+    /// As a policy writes it: the number of units, or `off`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fuel::Limit(n) => write!(f, "{n}"),
+            Fuel::Off => f.write_str("off"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fuel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(0) => Err(serde::de::Error::custom(
+                "fuel = 0 would refuse every call: give a limit, or \"off\" to disable metering",
+            )),
+            Raw::Int(n) => Ok(Fuel::Limit(n)),
+            Raw::Text(t) if t == "off" => Ok(Fuel::Off),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "fuel must be a positive integer or \"off\", not \"{t}\""
+            ))),
+        }
     }
 }
 

@@ -1,19 +1,22 @@
 //! Human approval gates: the `[[approval]]` rules of a policy and what they
 //! require of one request (docs/approvals.md).
 //!
-//! Pure: rules are parsed with the policy and evaluated on a request's
-//! function and JSON input. Holding requests, collecting decisions and
-//! running the approved request is the daemon's work (`server::approvals`);
-//! the [`crate::Host`] refuses to run a gated request without enough
-//! approvals attached to its [`crate::Call`].
+//! Owns parsing and validating `[[approval]]` rules (with the place of each
+//! value, so [`crate::policy::Policy::parse`] can point at it) and deciding
+//! what one request needs. Pure: rules are parsed with the policy and
+//! evaluated on a request's function and JSON input; this module must never
+//! do I/O, hold requests or record decisions. Holding requests, collecting
+//! decisions and running the approved request is the daemon's work
+//! (`server::approvals`); the [`crate::Host`] refuses to run a gated request
+//! without enough approvals attached to its [`crate::Call`].
 
-pub mod predicate;
-
-use crate::policy::{FunctionId, HumanDuration};
-use predicate::Predicate;
+use super::predicate::Predicate;
+use super::{FunctionId, HumanDuration};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::ops::Range;
 use std::time::Duration;
+use toml::Spanned;
 
 /// How many distinct people must approve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -116,31 +119,36 @@ pub struct Rule {
 /// Default `expires`.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
-/// `[[approval]]` as written.
+/// `[[approval]]` as written, with the place of every value in the policy
+/// text (so problems point at their line and column).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// Export id or `*`.
-    pub function: String,
+    pub function: Spanned<String>,
     /// Predicate text.
     #[serde(default)]
-    pub when: Option<String>,
+    pub when: Option<Spanned<String>>,
     /// `none`, `single` or `dual`.
     pub mode: Mode,
     /// Expiry; 24h by default.
     #[serde(default)]
-    pub expires: Option<HumanDuration>,
+    pub expires: Option<Spanned<HumanDuration>>,
     /// Principal names or `group:<name>`.
     #[serde(default)]
-    pub approvers: Vec<String>,
+    pub approvers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-/// Why a raw rule is invalid: the message, and the text of the part at
-/// fault (so the policy loader can point at its line).
+/// Why a raw rule is invalid: the message, and where in the policy text
+/// the part at fault is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleError {
-    /// Text to locate in the policy file.
-    pub near: String,
+    /// Byte span of the value at fault in the policy text.
+    pub span: Range<usize>,
+    /// Whether the problem is about the value's key (`expires`,
+    /// `approvers`) rather than its contents (a `when` expression, one
+    /// approver's name).
+    pub about_key: bool,
     /// What is wrong.
     pub message: String,
 }
@@ -149,51 +157,67 @@ impl RawRule {
     /// Validates the rule.
     pub fn compile(self) -> Result<Rule, Vec<RuleError>> {
         let mut errors = Vec::new();
-        if self.function.is_empty() {
+        let mut fail = |value_span: Range<usize>, about_key: bool, message: String| {
             errors.push(RuleError {
-                near: "function".into(),
-                message: "`function` is empty: name an exported function or `*`".into(),
+                span: value_span,
+                about_key,
+                message,
             });
-        }
-        let when = match self.when.as_deref().map(Predicate::parse) {
-            None => None,
-            Some(Ok(p)) => Some(p),
-            Some(Err(e)) => {
-                errors.push(RuleError {
-                    near: self.when.clone().unwrap_or_default(),
-                    message: format!("approval `when` does not parse {e}"),
-                });
-                None
-            }
         };
-        let expires = self.expires.map_or(DEFAULT_EXPIRY, |d| d.get());
-        if expires.is_zero() {
-            errors.push(RuleError {
-                near: "expires".into(),
-                message: "`expires` must be longer than 0s".into(),
-            });
+        if self.function.get_ref().is_empty() {
+            fail(
+                self.function.span(),
+                true,
+                "`function` is empty: name an exported function or `*`".into(),
+            );
         }
+        let when = match &self.when {
+            None => None,
+            Some(text) => match Predicate::parse(text.get_ref()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    fail(
+                        text.span(),
+                        false,
+                        format!("approval `when` does not parse {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        let expires = self.expires.as_ref().map_or(DEFAULT_EXPIRY, |d| d.get_ref().get());
+        if expires.is_zero()
+            && let Some(written) = &self.expires
+        {
+            fail(
+                written.span(),
+                true,
+                "`expires` must be longer than 0s".into(),
+            );
+        }
+        let written_approvers = self.approvers.as_ref().map_or(&[][..], |a| a.get_ref());
         let mut approvers = Vec::new();
-        for a in &self.approvers {
-            match Approver::parse(a) {
+        for a in written_approvers {
+            match Approver::parse(a.get_ref()) {
                 Ok(a) => approvers.push(a),
-                Err(message) => errors.push(RuleError {
-                    near: a.clone(),
-                    message,
-                }),
+                Err(message) => fail(a.span(), false, message),
             }
         }
-        if self.mode == Mode::None && !self.approvers.is_empty() {
-            errors.push(RuleError {
-                near: "approvers".into(),
-                message: "a rule with mode = \"none\" takes no `approvers`".into(),
-            });
+        if self.mode == Mode::None
+            && !written_approvers.is_empty()
+            && let Some(list) = &self.approvers
+        {
+            fail(
+                list.span(),
+                true,
+                "a rule with mode = \"none\" takes no `approvers`".into(),
+            );
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Rule {
-            function: self.function,
+            function: self.function.into_inner(),
             bound: None,
             when,
             mode: self.mode,
@@ -308,11 +332,11 @@ mod tests {
 
     fn rule(function: &str, when: Option<&str>, mode: Mode) -> Rule {
         let mut rule = RawRule {
-            function: function.into(),
-            when: when.map(Into::into),
+            function: Spanned::new(0..0, function.into()),
+            when: when.map(|w| Spanned::new(0..0, w.into())),
             mode,
             expires: None,
-            approvers: vec![],
+            approvers: None,
         }
         .compile()
         .expect("valid rule");
@@ -380,18 +404,32 @@ mod tests {
     #[test]
     fn invalid_rules_name_the_part_at_fault() {
         let raw = RawRule {
-            function: String::new(),
-            when: Some("input.a >".into()),
+            function: Spanned::new(1..3, String::new()),
+            when: Some(Spanned::new(10..21, "input.a >".into())),
             mode: Mode::None,
-            expires: Some(HumanDuration(Duration::ZERO)),
-            approvers: vec!["bad name".into()],
+            expires: Some(Spanned::new(30..34, HumanDuration(Duration::ZERO))),
+            approvers: Some(Spanned::new(
+                40..52,
+                vec![Spanned::new(41..51, "bad name".into())],
+            )),
         };
         let errors = raw.compile().expect_err("invalid");
-        let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-        assert_eq!(errors.len(), 5, "{text:?}");
-        assert!(text.iter().any(|m| m.contains("does not parse")));
-        assert!(text.iter().any(|m| m.contains("`expires`")));
-        assert!(text.iter().any(|m| m.contains("takes no `approvers`")));
+        let found: Vec<(Range<usize>, bool, &str)> = errors
+            .iter()
+            .map(|e| (e.span.clone(), e.about_key, e.message.as_str()))
+            .collect();
+        assert_eq!(errors.len(), 5, "{found:?}");
+        let at = |needle: &str| {
+            found
+                .iter()
+                .find(|(_, _, m)| m.contains(needle))
+                .map(|(span, key, _)| (span.clone(), *key))
+        };
+        assert_eq!(at("`function` is empty"), Some((1..3, true)));
+        assert_eq!(at("does not parse"), Some((10..21, false)));
+        assert_eq!(at("`expires`"), Some((30..34, true)));
+        assert_eq!(at("approver `bad name`"), Some((41..51, false)));
+        assert_eq!(at("takes no `approvers`"), Some((40..52, true)));
     }
 
     #[test]
