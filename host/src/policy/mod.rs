@@ -12,6 +12,7 @@ mod names;
 pub mod predicate;
 mod retry;
 
+pub use crate::units::{ByteSize, Fuel, HumanDuration};
 pub use egress::{Origin, OriginPattern};
 pub use grants::{
     ClockMode, DirMode, GrantKind, HttpGrant, KvLimits, LogLimits, ModelGrant, PreopenDir,
@@ -19,14 +20,13 @@ pub use grants::{
 };
 pub use names::{FunctionId, InterfaceName};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
-pub use crate::units::{ByteSize, Fuel, HumanDuration};
 
 use crate::diagnostic::line_col;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use toml::Spanned;
 use std::time::Duration;
+use toml::Spanned;
 
 /// One problem in a policy file, located by line and column when known.
 pub use crate::diagnostic::Diagnostic as PolicyError;
@@ -338,11 +338,7 @@ impl Policy {
             effective["retry"] = serde_json::to_value(self.retry).unwrap_or_default();
         }
         if !self.approvals.is_empty() {
-            effective["approval"] = self
-                .approvals
-                .iter()
-                .map(approval::Rule::to_json)
-                .collect();
+            effective["approval"] = self.approvals.iter().map(approval::Rule::to_json).collect();
         }
         effective
     }
