@@ -384,10 +384,17 @@ mod tests {
         assert!(h.to_string().to_uppercase().parse::<Hash256>().is_err());
         assert!("sha256:abc".parse::<Hash256>().is_err());
         assert!(format!("{h}0").parse::<Hash256>().is_err());
-        assert!(h.hex().parse::<Hash256>().is_err(), "the prefix is required");
+        assert!(
+            h.hex().parse::<Hash256>().is_err(),
+            "the prefix is required"
+        );
         let long = format!("md5:{}", "z".repeat(500));
         let err = long.parse::<Hash256>().expect_err("bad");
-        assert_eq!(err.0.chars().count(), 80, "the error quotes a bounded prefix");
+        assert_eq!(
+            err.0.chars().count(),
+            80,
+            "the error quotes a bounded prefix"
+        );
         assert_eq!(
             serde_json::from_value::<Hash256>(json!(h.tagged())).expect("serde"),
             h

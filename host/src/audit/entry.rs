@@ -5,8 +5,8 @@
 //! worked example there is asserted by a test in this file. Never reorder,
 //! add or remove a field without bumping [`ENCODING_VERSION`].
 
-use crate::outcome::{Outcome, Usage};
 pub use crate::digest::{BadHash, Hash256};
+use crate::outcome::{Outcome, Usage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -720,5 +720,4 @@ pub(crate) mod tests {
         longer.push(0);
         assert_eq!(decode(&longer), Err(DecodeError::TrailingBytes(1)));
     }
-
 }

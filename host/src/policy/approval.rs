@@ -185,7 +185,10 @@ impl RawRule {
                 }
             },
         };
-        let expires = self.expires.as_ref().map_or(DEFAULT_EXPIRY, |d| d.get_ref().get());
+        let expires = self
+            .expires
+            .as_ref()
+            .map_or(DEFAULT_EXPIRY, |d| d.get_ref().get());
         if expires.is_zero()
             && let Some(written) = &self.expires
         {

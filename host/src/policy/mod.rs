@@ -24,17 +24,17 @@ pub use crate::interfaces::kv::KvLimits;
 pub use crate::interfaces::log::LogLimits;
 pub use crate::interfaces::model::ModelGrant;
 pub use crate::interfaces::random::RandomMode;
+pub use crate::units::{ByteSize, Fuel, HumanDuration};
 pub use egress::{Origin, OriginPattern};
 pub use names::{FunctionId, InterfaceName};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
-pub use crate::units::{ByteSize, Fuel, HumanDuration};
 
 use crate::diagnostic::line_col;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use toml::Spanned;
 use std::time::Duration;
+use toml::Spanned;
 
 /// One problem in a policy file, located by line and column when known.
 pub use crate::diagnostic::Diagnostic as PolicyError;
@@ -346,11 +346,7 @@ impl Policy {
             effective["retry"] = serde_json::to_value(self.retry).unwrap_or_default();
         }
         if !self.approvals.is_empty() {
-            effective["approval"] = self
-                .approvals
-                .iter()
-                .map(approval::Rule::to_json)
-                .collect();
+            effective["approval"] = self.approvals.iter().map(approval::Rule::to_json).collect();
         }
         effective
     }

@@ -161,7 +161,10 @@ fn approval_rules_are_parsed_in_order_and_enter_the_policy_hash() {
             &serde_json::json!({"amount": 101}),
         )
         .expect("gated");
-    assert_eq!((need.rule, need.mode), (1, crate::policy::approval::Mode::Dual));
+    assert_eq!(
+        (need.rule, need.mode),
+        (1, crate::policy::approval::Mode::Dual)
+    );
     assert_eq!(
         p.approval_for(
             &crate::policy::FunctionId::from_export_id("refund"),
@@ -311,7 +314,11 @@ fn error_positions_are_not_moved_by_earlier_mentions_of_the_same_text() {
     let err = parse(text).expect_err("problems");
     assert_eq!(
         places(&err),
-        vec![(Some(3), Some(1)), (Some(5), Some(11)), (Some(11), Some(21))],
+        vec![
+            (Some(3), Some(1)),
+            (Some(5), Some(11)),
+            (Some(11), Some(21))
+        ],
         "{err}"
     );
 }

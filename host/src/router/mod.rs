@@ -16,8 +16,8 @@ mod pattern;
 pub use pattern::KindPattern;
 
 use crate::audit::entry::RouteDecision;
-use crate::digest::Hash256;
 use crate::diagnostic::line_col;
+use crate::digest::Hash256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

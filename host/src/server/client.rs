@@ -327,13 +327,19 @@ mod tests {
     #[test]
     fn plain_and_chunked_bodies_are_read_whole() {
         let url = serve_once(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi".to_vec());
-        let r = Client::new(&url, None).expect("url").get("/x").expect("get");
+        let r = Client::new(&url, None)
+            .expect("url")
+            .get("/x")
+            .expect("get");
         assert_eq!((r.status, r.text().as_str()), (200, "hi"));
         let url = serve_once(|_| {
             b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"
                 .to_vec()
         });
-        let r = Client::new(&url, None).expect("url").get("/x").expect("get");
+        let r = Client::new(&url, None)
+            .expect("url")
+            .get("/x")
+            .expect("get");
         assert_eq!((r.status, r.text().as_str()), (503, "abc"));
         assert_eq!(r.header("Retry-After"), Some("3"));
     }
@@ -356,7 +362,10 @@ mod tests {
             .text();
         assert!(head.starts_with("post /v1/requests http/1.1\r\n"), "{head}");
         assert!(head.contains("authorization: bearer s3cret\r\n"), "{head}");
-        assert!(head.contains("content-type: application/json\r\n"), "{head}");
+        assert!(
+            head.contains("content-type: application/json\r\n"),
+            "{head}"
+        );
         assert!(head.contains("content-length: 7\r\n"), "{head}");
         assert!(head.contains(&format!("host: {}\r\n", &url[7..])), "{head}");
         let url = serve_once(echo);
@@ -366,7 +375,10 @@ mod tests {
                 "POST",
                 "/x",
                 Some(b"{}"),
-                &[("Authorization", "Basic abc"), ("Content-Type", "text/plain")],
+                &[
+                    ("Authorization", "Basic abc"),
+                    ("Content-Type", "text/plain"),
+                ],
             )
             .expect("send")
             .text();
@@ -385,7 +397,10 @@ mod tests {
         let mut c = Client::new(&url, None).expect("url");
         c.max_response = 99;
         let err = c.get("/big").expect_err("too large");
-        assert!(matches!(err, ClientError::TooLarge { limit: 99, .. }), "{err}");
+        assert!(
+            matches!(err, ClientError::TooLarge { limit: 99, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains(&format!("{url}/big")), "{err}");
         let url = serve_once(|_| {
             let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n".to_vec();

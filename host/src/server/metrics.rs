@@ -169,8 +169,7 @@ impl Default for Metrics {
         }
         let mut histograms = HashMap::new();
         for (name, help) in HISTOGRAMS {
-            let family: HistogramFamily =
-                Family::new_with_constructor(|| Histogram::new(BUCKETS));
+            let family: HistogramFamily = Family::new_with_constructor(|| Histogram::new(BUCKETS));
             registry.register(*name, *help, family.clone());
             histograms.insert(*name, family);
         }
@@ -319,7 +318,12 @@ impl Collector for Scrape {
                 None,
                 MetricType::Histogram,
             )?
-            .encode_histogram::<NoLabelSet>(a.entries as f64, a.commits, &buckets, None)?;
+            .encode_histogram::<NoLabelSet>(
+                a.entries as f64,
+                a.commits,
+                &buckets,
+                None,
+            )?;
             single(
                 e,
                 "warden_audit_commit_wait_seconds",
@@ -352,7 +356,10 @@ mod tests {
         );
         let s = rendered(&m, Scrape::default());
         assert!(s.contains("# TYPE warden_requests_total counter\n"), "{s}");
-        assert!(s.contains("warden_requests_total{outcome=\"ok\"} 2\n"), "{s}");
+        assert!(
+            s.contains("warden_requests_total{outcome=\"ok\"} 2\n"),
+            "{s}"
+        );
         assert!(s.contains("# TYPE warden_stage_seconds histogram\n"), "{s}");
         assert!(
             s.contains("warden_stage_seconds_bucket{stage=\"route\",le=\"0.001\"} 0\n"),

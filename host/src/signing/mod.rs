@@ -28,9 +28,9 @@
 mod section;
 pub mod trust;
 
+use crate::digest::Hash256;
 use crate::keys::{self, SigningKey, VerifyingKey};
 use ed25519_dalek::{Signature, Signer as _};
-use crate::digest::Hash256;
 
 pub use trust::{Refusal, SignatureReport, SignerPins, TrustError, TrustStore, Verified};
 

@@ -137,7 +137,16 @@ mod tests {
     fn the_signature_section_bytes_are_those_of_the_hand_written_encoder() {
         // The real payload length, and lengths whose section size crosses
         // the one-, two- and three-byte LEB128 boundaries.
-        for len in [0, 1, super::super::PAYLOAD_LEN, 110, 111, 16_366, 16_367, 70_000] {
+        for len in [
+            0,
+            1,
+            super::super::PAYLOAD_LEN,
+            110,
+            111,
+            16_366,
+            16_367,
+            70_000,
+        ] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             assert_eq!(
                 encode_signature_section(&payload),
