@@ -20,9 +20,9 @@ mod doubles;
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use warden_host::audit::hostkey;
 use warden_host::policy::Policy;
 use warden_host::signing::{self, TrustStore};
+use warden_host::store::hostkey;
 use warden_host::{Call, Host, HostConfig, keys};
 
 #[tokio::main]

@@ -4,10 +4,10 @@
 //! then `cargo run -p warden-host --bin warden -- audit verify --data-dir .warden`.
 
 use std::path::PathBuf;
-use warden_host::audit::{
-    EventKind, Hash256, NewEntry, canonical_json, canonical_json_hash, hostkey,
-};
+use warden_host::audit::{EventKind, NewEntry};
+use warden_host::digest::{Hash256, canonical_json};
 use warden_host::outcome::{Outcome, Usage};
+use warden_host::store::hostkey;
 use warden_host::store::{AuditLog, CheckpointPolicy, DB_FILE, Payloads};
 
 fn main() -> anyhow::Result<()> {
@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
                 component_digest: Some(Hash256([1; 32])),
                 policy_hash: Some(Hash256([2; 32])),
                 function: "run".into(),
-                input_sha256: Some(Hash256(canonical_json_hash(&input))),
+                input_sha256: Some(Hash256::of_json(&input)),
                 output_sha256: None,
                 outcome: if i % 5 == 0 {
                     Outcome::Denied
@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
                 detail: None,
             };
             let payloads = Payloads {
-                input: Some(canonical_json(&input)),
+                input: Some(canonical_json(&input).into_bytes()),
                 output: None,
             };
             log.append(entry, payloads).await?;

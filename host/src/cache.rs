@@ -43,7 +43,8 @@
 //! | 84     | n   | `Component::serialize` output                  |
 //! | 84+n   | 32  | HMAC-SHA256(cache.key, bytes 0..84+n)           |
 
-use crate::signing::{self, Digest};
+use crate::digest::Hash256 as Digest;
+use crate::signing;
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 use std::fmt;

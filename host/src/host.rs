@@ -20,7 +20,6 @@
 //! Request path: [`crate::pipeline`] (admit -> route -> gate -> execute ->
 //! audit); `Host` holds what its stages need and runs them in order.
 
-use crate::audit::hostkey;
 use crate::cache::{CacheError, CacheOutcome, CompiledCache};
 use crate::capability::Capability;
 use crate::component::Shape;
@@ -37,6 +36,7 @@ use crate::pipeline::{self, admit};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sandbox::{self, LinkError, Sandbox, SandboxConfig};
 use crate::signing::{self, Refusal, SignerPins, TrustStore};
+use crate::store::hostkey;
 use crate::store::{AuditLog, CheckpointPolicy, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,10 @@
 //! Calls into the library and the records they produce, and how a record
 //! becomes an audit entry.
 
-use crate::audit::canonical_json;
-use crate::audit::entry::{Hash256, NewEntry, RouteDecision};
+use crate::audit::entry::{NewEntry, RouteDecision};
 use crate::audit::{Approval, ApprovalDecision, EventKind, HostCall};
+use crate::digest::Hash256;
+use crate::digest::canonical_json;
 use crate::interfaces::log::LogLine;
 use crate::outcome::{Outcome, Usage};
 use crate::tenant::Tenant;
@@ -80,7 +81,7 @@ impl Call {
         self
     }
 
-    /// Attaches approval decisions (see [`crate::approval`]).
+    /// Attaches approval decisions (see [`crate::policy::approval`]).
     pub fn with_approvals(mut self, approvals: Vec<Approval>) -> Call {
         self.approvals = approvals;
         self
@@ -189,7 +190,7 @@ impl InvocationRecord {
         self.outcome = outcome;
         self.output = None;
         self.error = Some(error);
-        self.output_hash = crate::canonical::json_digest(&self.output_document());
+        self.output_hash = crate::digest::json_digest(&self.output_document());
         self
     }
 
@@ -231,10 +232,10 @@ impl InvocationRecord {
     /// bytes `input_hash` and `output_hash` cover).
     pub fn payloads(&self, input: &Value) -> (Vec<u8>, Vec<u8>) {
         (
-            canonical_json(input),
+            canonical_json(input).into_bytes(),
             match &self.output {
-                Some(out) => canonical_json(out),
-                None => canonical_json(&self.output_document()),
+                Some(out) => canonical_json(out).into_bytes(),
+                None => canonical_json(&self.output_document()).into_bytes(),
             },
         )
     }

@@ -4,16 +4,8 @@
 //!
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
-/// Re-export shim: the `[[approval]]` rules are part of the policy and live
-/// in [`policy::approval`] and [`policy::predicate`]; callers still naming
-/// `crate::approval` move there when the lead merges issue 15.
-pub mod approval {
-    pub use crate::policy::approval::*;
-    pub use crate::policy::predicate;
-}
 pub mod audit;
 pub mod cache;
-pub mod canonical;
 mod capability;
 pub mod component;
 pub mod diagnostic;
@@ -22,6 +14,7 @@ mod host;
 pub mod interfaces;
 mod invocation;
 pub mod keys;
+pub mod names;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;

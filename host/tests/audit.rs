@@ -10,12 +10,13 @@ use rusqlite::Connection;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use warden_host::audit::hostkey;
 use warden_host::audit::{
-    Approval, ApprovalDecision, EventKind, Hash256, HostCall, NewEntry, ProblemKind, RouteDecision,
-    VerifyReport, canonical_json, canonical_json_hash,
+    Approval, ApprovalDecision, EventKind, HostCall, NewEntry, ProblemKind, RouteDecision,
+    VerifyReport,
 };
+use warden_host::digest::{Hash256, canonical_json};
 use warden_host::outcome::{Budget, Outcome, Usage};
+use warden_host::store::hostkey;
 use warden_host::store::{
     AuditLog, AuditReader, CheckpointPolicy, EntryFilter, Payloads, StoreError, verify_db,
     verify_export,
@@ -93,8 +94,8 @@ fn full_entry(i: u64, outcome: Outcome) -> NewEntry {
         component_digest: Some(Hash256([4; 32])),
         policy_hash: Some(Hash256([5; 32])),
         function: "convert".into(),
-        input_sha256: Some(Hash256(canonical_json_hash(&input))),
-        output_sha256: Some(Hash256(canonical_json_hash(&output))),
+        input_sha256: Some(Hash256::of_json(&input)),
+        output_sha256: Some(Hash256::of_json(&output)),
         outcome,
         usage: Usage {
             fuel: 1000 + i,
@@ -249,9 +250,9 @@ fn payloads_are_kept_by_hash_and_pruning_keeps_the_chain_verifiable() {
         let log = AuditLog::open(&path, key(), CheckpointPolicy::default()).expect("open");
         let input = serde_json::json!({"currency": "EUR", "amount": 1});
         let mut e = full_entry(1, Outcome::Ok);
-        e.input_sha256 = Some(Hash256(canonical_json_hash(&input)));
+        e.input_sha256 = Some(Hash256::of_json(&input));
         e.output_sha256 = None;
-        let bytes = canonical_json(&input);
+        let bytes = canonical_json(&input).into_bytes();
         log.append(
             e.clone(),
             Payloads {

@@ -129,7 +129,7 @@ fn entries(d: &Daemon, id: &str) -> Vec<Value> {
 }
 
 fn sha(text: &str) -> Value {
-    json!(warden_host::audit::Hash256::of(text.as_bytes()).to_string())
+    json!(warden_host::digest::Hash256::of(text.as_bytes()).to_string())
 }
 
 #[test]

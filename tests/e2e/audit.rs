@@ -3,8 +3,8 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use warden_host::audit::hostkey;
-use warden_host::canonical::{canonical_json, json_digest};
+use warden_host::digest::{canonical_json, json_digest};
+use warden_host::store::hostkey;
 use warden_host::store::{EntryFilter, verify_db};
 use warden_host::{Budget, Call, Host, HostConfig, InvocationRecord, Outcome};
 
@@ -256,7 +256,8 @@ fn anchor_of(data: &std::path::Path) -> warden_host::audit::Checkpoint {
 /// (its principal) and re-chain every later entry with the host's own
 /// encoding, so every hash and link verifies again.
 fn rewrite_after_checkpoint(data: &std::path::Path, keep: u64) {
-    use warden_host::audit::{AuditEntry, Hash256, entry::decode};
+    use warden_host::audit::{AuditEntry, entry::decode};
+    use warden_host::digest::Hash256;
     let conn = tamper(data);
     conn.execute(
         "DELETE FROM audit_checkpoints WHERE size > ?1",

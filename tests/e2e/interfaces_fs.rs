@@ -4,7 +4,8 @@
 use crate::support::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use warden_host::audit::{Hash256, HostCall};
+use warden_host::audit::HostCall;
+use warden_host::digest::Hash256;
 use warden_host::policy::Policy;
 use warden_host::{Host, InvocationRecord, LoadError, Outcome};
 

@@ -312,7 +312,7 @@ async fn http_calls_are_summarised_in_the_audit_entry() {
     assert_eq!(c.target, s.origin() /* scheme://host:port */);
     assert_eq!(c.status, "200");
     assert_eq!((c.bytes_in, c.bytes_out), (4, 4), "{c:?}");
-    let ping = Some(warden_host::audit::Hash256::of(b"ping").hex());
+    let ping = Some(warden_host::digest::Hash256::of(b"ping").hex());
     assert_eq!(c.request_sha256.map(|h| h.hex()), ping);
     assert_eq!(c.response_sha256.map(|h| h.hex()), ping);
 }

@@ -256,7 +256,7 @@ async fn kv_calls_are_summarised_in_the_audit_entry_with_hashed_keys() {
     assert_eq!(c.bytes_in, ("order/7".len() + "hello".len()) as u64);
     assert_eq!(
         c.request_sha256.map(|h| h.hex()),
-        Some(warden_host::audit::Hash256::of(b"hello").hex())
+        Some(warden_host::digest::Hash256::of(b"hello").hex())
     );
     let got = call(&h, "kv-user", "fetch", json!({"key": "order/7"})).await;
     let entry = audit_entry_of(&h, &got);
@@ -265,7 +265,7 @@ async fn kv_calls_are_summarised_in_the_audit_entry_with_hashed_keys() {
     assert_eq!(c.bytes_out, 5);
     assert_eq!(
         c.response_sha256.map(|h| h.hex()),
-        Some(warden_host::audit::Hash256::of(b"hello").hex())
+        Some(warden_host::digest::Hash256::of(b"hello").hex())
     );
 }
 

@@ -222,7 +222,7 @@ async fn model_calls_are_summarised_in_the_audit_entry() {
     assert_eq!(c.bytes_in, sent.len() as u64);
     assert_eq!(
         c.request_sha256.map(|h| h.hex()),
-        Some(warden_host::audit::Hash256::of(&sent).hex())
+        Some(warden_host::digest::Hash256::of(&sent).hex())
     );
     assert!(c.response_sha256.is_some() && c.bytes_out > 0, "{c:?}");
 }

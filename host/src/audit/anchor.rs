@@ -12,7 +12,7 @@
 //! [`crate::store`].
 
 use super::checkpoint::Checkpoint;
-use super::entry::Hash256;
+use crate::digest::Hash256;
 use serde::{Deserialize, Serialize};
 
 /// The `format` value of an anchor file.

@@ -3,7 +3,7 @@
 //! A checkpoint commits to the first `size` entries, so deleting entries below
 //! it, or rewriting the whole chain without the host key, is detected.
 
-use super::entry::Hash256;
+use crate::digest::Hash256;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -5,7 +5,7 @@
 //! worked example there is asserted by a test in this file. Never reorder,
 //! add or remove a field without bumping [`ENCODING_VERSION`].
 
-pub use crate::digest::{BadHash, Hash256};
+use crate::digest::Hash256;
 use crate::outcome::{Outcome, Usage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

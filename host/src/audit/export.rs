@@ -124,7 +124,8 @@ pub fn to_line(l: &ExportLine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::entry::{Hash256, tests::worked_example};
+    use crate::audit::entry::tests::worked_example;
+    use crate::digest::Hash256;
 
     #[test]
     fn an_entry_line_round_trips() {

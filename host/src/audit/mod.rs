@@ -10,15 +10,13 @@
 //!
 //! This folder is the *pure* part: encoding, hashing, checkpoint signing and
 //! verification over plain data. It must never do I/O, touch SQLite or
-//! wasmtime, or read the clock; the durable log lives in [`crate::store`].
-//! The one exception is [`hostkey`], which reads or creates the host key
-//! files in the data directory.
+//! wasmtime, or read the clock; the durable log (and the host key files
+//! in the data directory, [`crate::store::hostkey`]) live in [`crate::store`].
 
 pub mod anchor;
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
-pub mod hostkey;
 pub mod verify;
 
 pub use anchor::{AnchorError, ExpectedCheckpoint};
@@ -28,21 +26,4 @@ pub use entry::{
     RouteDecision, entry_hash,
 };
 
-/// Re-export shim: the hash type lives in [`crate::digest`]; callers still
-/// naming `audit::Hash256` move there when the lead merges issue 15.
-pub use crate::digest::Hash256;
-
-/// Re-export shim: canonical JSON as bytes, for callers still naming
-/// `audit::canonical_json` (the one definition is
-/// [`crate::digest::canonical_json`]).
-pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
-    crate::digest::canonical_json(v).into_bytes()
-}
 pub use verify::{ChainVerifier, Problem, ProblemKind, VerifyReport, verify_chain};
-
-/// Re-export shim: SHA-256 of the canonical JSON of `v`, for callers still
-/// naming `audit::canonical_json_hash` (host/examples/audit_fill.rs); the
-/// one definition is [`crate::digest::Hash256::of_json`].
-pub fn canonical_json_hash(v: &serde_json::Value) -> [u8; 32] {
-    crate::digest::Hash256::of_json(v).0
-}

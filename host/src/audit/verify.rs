@@ -7,7 +7,8 @@
 
 use super::anchor::ExpectedCheckpoint;
 use super::checkpoint::Checkpoint;
-use super::entry::{AuditEntry, Hash256};
+use super::entry::AuditEntry;
+use crate::digest::Hash256;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 use std::fmt;

@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use warden_host::audit::{ExpectedCheckpoint, Hash256, hostkey};
+use warden_host::audit::ExpectedCheckpoint;
+use warden_host::digest::Hash256;
+use warden_host::store::hostkey;
 use warden_host::store::{
     AuditReader, DB_FILE, EntryFilter, checkpoints_in_file, verify_db_expecting,
     verify_export_expecting,

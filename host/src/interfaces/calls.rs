@@ -7,7 +7,7 @@
 //! (see [`super::fs`]) and listed after the other calls.
 
 use crate::audit::HostCall;
-use crate::audit::entry::Hash256;
+use crate::digest::Hash256;
 
 /// Most calls one invocation itemises. A guest looping over `kv.get` must
 /// not be able to grow its audit entry without bound; calls past this are

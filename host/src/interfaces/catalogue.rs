@@ -19,9 +19,18 @@ use super::kv::KvLimits;
 use super::log::LogLimits;
 use super::model::ModelGrant;
 use super::random::RandomMode;
-use crate::policy::InterfaceName;
+use crate::names::InterfaceName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// One granted import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The interface as written in the policy (version optional).
+    pub name: InterfaceName,
+    /// What it gives, with its settings.
+    pub kind: GrantKind,
+}
 
 /// What a granted interface gives the guest, with its settings.
 ///

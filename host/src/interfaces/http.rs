@@ -23,16 +23,17 @@
 //! ([`HttpState`]: wasmtime-wasi-http's context and warden's hooks),
 //! linking, its budget outcome (`http`) and its host-call summaries. Policy
 //! *evaluation* (does an origin or address match a pattern) is pure and
-//! lives in `policy::egress`; this module enforces it and must never
+//! lives in `interfaces::egress`; this module enforces it and must never
 //! connect before the checks pass.
 
 use super::calls::HostCallLog;
 use super::catalogue::{Entry, GrantKind, Unit, no_settings, read_settings};
+use super::egress::{Origin, OriginPattern};
 use super::{BudgetOverrun, HostInterface, HostServices, net};
 use crate::audit::HostCall;
-use crate::audit::entry::Hash256;
+use crate::digest::Hash256;
 use crate::outcome::Budget;
-use crate::policy::{ByteSize, HumanDuration, Origin, OriginPattern};
+use crate::units::{ByteSize, HumanDuration};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;

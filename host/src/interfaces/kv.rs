@@ -33,7 +33,7 @@ use super::bindings::warden::host::kv::Host;
 use super::bindings::warden::host::types::Error;
 use super::calls::{HostCallLog, body_hash};
 use crate::audit::HostCall;
-use crate::audit::entry::Hash256;
+use crate::digest::Hash256;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
@@ -53,7 +53,7 @@ pub use crate::store::kv::{KvError, KvStore, LAYOUT_VERSION, Migration, Namespac
 use super::catalogue::{Entry, GrantKind, Unit, empty_table, read_settings};
 use super::{BudgetOverrun, FinishError, HostInterface};
 use crate::outcome::{Budget, Outcome};
-use crate::policy::ByteSize;
+use crate::units::ByteSize;
 
 /// Quotas on `warden:host/kv` for the capability's namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -436,8 +436,8 @@ impl HostInterface for KvState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::ByteSize;
     use crate::tenant::Tenant;
+    use crate::units::ByteSize;
 
     fn ns(capability: &str) -> Namespace {
         Namespace::new(capability, None)

@@ -18,7 +18,7 @@
 use super::bindings::warden::host::log::{Host, Level};
 use super::catalogue::{Entry, GrantKind, Unit, empty_table, read_settings};
 use super::{HostInterface, InvocationIdentity};
-use crate::policy::ByteSize;
+use crate::units::ByteSize;
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasData, Linker};
 
@@ -222,7 +222,7 @@ impl HostInterface for LogState {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::ByteSize;
+    use crate::units::ByteSize;
 
     #[test]
     fn lines_past_the_budget_are_dropped_and_counted() {

@@ -34,6 +34,7 @@
 pub mod calls;
 pub mod catalogue;
 pub mod clocks;
+pub mod egress;
 pub mod fs;
 pub mod http;
 pub mod kv;
@@ -46,7 +47,6 @@ pub mod wasi;
 pub use catalogue::{GrantKind, default_grant_settings, grant_kind};
 
 use crate::outcome::{Budget, Outcome};
-use crate::policy::Policy;
 use calls::HostCallLog;
 use catalogue::Unit;
 use clocks::ClockMode;
@@ -196,11 +196,14 @@ pub struct Interfaces {
 }
 
 impl Interfaces {
-    /// The states of one invocation of a capability under `policy`. Fails
-    /// only if a preopened directory cannot be opened (it was checked at
-    /// load, so it vanished since).
+    /// The states of one invocation of a capability whose policy (read from
+    /// `policy_file`) grants `grants` and allows `max_stdout` bytes of
+    /// captured output. Fails only if a preopened directory cannot be
+    /// opened (it was checked at load, so it vanished since).
     pub fn new(
-        policy: &Policy,
+        grants: &[catalogue::Grant],
+        policy_file: &std::path::Path,
+        max_stdout: u64,
         id: &InvocationIdentity<'_>,
         services: &Arc<HostServices>,
     ) -> std::io::Result<Interfaces> {
@@ -213,7 +216,7 @@ impl Interfaces {
         let mut kv = None;
         let mut model = None;
         let mut http = None;
-        for g in &policy.imports {
+        for g in grants {
             match &g.kind {
                 GrantKind::Clock { mode } if g.name.interface == "wall-clock" => wall = *mode,
                 GrantKind::Clock { mode } => monotonic = *mode,
@@ -234,7 +237,7 @@ impl Interfaces {
                 GrantKind::Http(grant) => http = Some(grant.clone()),
                 GrantKind::Preopens(dirs) => fs::open_preopens(
                     preopened.get_or_insert_with(WasiCtxBuilder::new),
-                    policy,
+                    policy_file,
                     dirs,
                     &mut write_budgets,
                 )?,
@@ -242,7 +245,7 @@ impl Interfaces {
                 }
             }
         }
-        let capture_cap = usize::try_from(policy.budget.max_stdout.bytes()).unwrap_or(usize::MAX);
+        let capture_cap = usize::try_from(max_stdout).unwrap_or(usize::MAX);
         let fixed_wall = (wall == ClockMode::Virtual).then(|| {
             id.admitted_at
                 .duration_since(UNIX_EPOCH)
@@ -383,7 +386,7 @@ impl<'a> InterfacesCtx<'a> {
 /// unversioned in `id`) into `l`, through the unit that owns it.
 pub fn link<T: InterfacesView>(
     l: &mut Linker<T>,
-    name: &crate::policy::InterfaceName,
+    name: &crate::names::InterfaceName,
     full: &str,
 ) -> wasmtime::Result<()> {
     let id = name.unversioned();
@@ -420,14 +423,22 @@ component = "c.wasm"
 "#;
 
     fn interfaces(policy: &str, services: &Arc<HostServices>) -> Interfaces {
-        let policy = Policy::parse(std::path::Path::new("c.toml"), policy).expect("policy");
+        let policy =
+            crate::policy::Policy::parse(std::path::Path::new("c.toml"), policy).expect("policy");
         let id = InvocationIdentity {
             request_id: "r-1",
             admitted_at: SystemTime::UNIX_EPOCH,
             capability: "c",
             tenant: None,
         };
-        Interfaces::new(&policy, &id, services).expect("interfaces")
+        Interfaces::new(
+            &policy.imports,
+            &policy.source,
+            policy.budget.max_stdout.bytes(),
+            &id,
+            services,
+        )
+        .expect("interfaces")
     }
 
     fn services() -> Arc<HostServices> {

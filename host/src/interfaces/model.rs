@@ -27,7 +27,7 @@ use super::kv::error_status;
 use super::{BudgetOverrun, HostInterface, HostServices, net};
 use crate::audit::HostCall;
 use crate::outcome::Budget;
-use crate::policy::HumanDuration;
+use crate::units::HumanDuration;
 use bytes::Bytes;
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
@@ -290,8 +290,8 @@ impl ModelState {
 struct Call {
     bytes_in: u64,
     bytes_out: u64,
-    request_sha256: Option<crate::audit::Hash256>,
-    response_sha256: Option<crate::audit::Hash256>,
+    request_sha256: Option<crate::digest::Hash256>,
+    response_sha256: Option<crate::digest::Hash256>,
     tokens: Option<(u32, u32)>,
     external: bool,
 }

@@ -7,9 +7,9 @@
 //! `GET /v1/requests/{id}` (docs/api.md); field names and order are part of
 //! that contract.
 
-use crate::approval::{Mode, Requirement};
 use crate::invocation::{AuditRef, InvocationRecord};
 use crate::outcome::{Outcome, Usage};
+use crate::policy::approval::{Mode, Requirement};
 use crate::tenant::Tenant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

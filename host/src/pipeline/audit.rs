@@ -122,7 +122,7 @@ impl Recorder {
             attempt: 1,
             approvals: Vec::new(),
             host_calls: Vec::new(),
-            detail: Some(crate::canonical::canonical_json(detail)),
+            detail: Some(crate::digest::canonical_json(detail)),
         }
     }
 

@@ -9,7 +9,7 @@
 
 use super::gate::Typed;
 use crate::Capability;
-use crate::canonical::json_digest;
+use crate::digest::json_digest;
 use crate::interfaces::HostServices;
 use crate::invocation::{Call, InvocationRecord};
 use crate::sandbox::{self, InvocationIdentity, Sandbox};

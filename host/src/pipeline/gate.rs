@@ -11,10 +11,10 @@
 
 use super::Refusal;
 use crate::Capability;
-use crate::approval::Requirement;
 use crate::component::ExportFunc;
 use crate::invocation::Call;
 use crate::outcome::Outcome;
+use crate::policy::approval::Requirement;
 use wasmtime::component::Val;
 
 /// The input, typed for the export it calls.

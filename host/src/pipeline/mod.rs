@@ -116,7 +116,7 @@ pub(crate) fn blank_record(call: &Call, unsigned_allowed: bool) -> InvocationRec
         outcome: Outcome::Denied,
         output: None,
         error: None,
-        input_hash: crate::canonical::json_digest(&call.input),
+        input_hash: crate::digest::json_digest(&call.input),
         output_hash: String::new(),
         usage: crate::outcome::Usage::default(),
         replayable: true,

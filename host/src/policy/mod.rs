@@ -11,22 +11,20 @@
 //! types). The grant types are re-exported below under their old paths.
 
 pub mod approval;
-pub mod egress;
-mod names;
 pub mod predicate;
 mod retry;
 
-pub use crate::interfaces::catalogue::{GrantKind, default_grant_settings};
+pub use crate::interfaces::catalogue::{Grant, GrantKind, default_grant_settings};
 pub use crate::interfaces::clocks::ClockMode;
+pub use crate::interfaces::egress::{Origin, OriginPattern};
 pub use crate::interfaces::fs::{DirMode, PreopenDir, PreopenDirs};
 pub use crate::interfaces::http::HttpGrant;
 pub use crate::interfaces::kv::KvLimits;
 pub use crate::interfaces::log::LogLimits;
 pub use crate::interfaces::model::ModelGrant;
 pub use crate::interfaces::random::RandomMode;
+pub use crate::names::{FunctionId, InterfaceName};
 pub use crate::units::{ByteSize, Fuel, HumanDuration};
-pub use egress::{Origin, OriginPattern};
-pub use names::{FunctionId, InterfaceName};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
 
 use crate::diagnostic::line_col;
@@ -129,15 +127,6 @@ impl Default for BudgetSection {
             max_stdout: defaults::max_stdout(),
         }
     }
-}
-
-/// One granted import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Grant {
-    /// The interface as written in the policy (version optional).
-    pub name: InterfaceName,
-    /// What it gives, with its settings.
-    pub kind: GrantKind,
 }
 
 /// A validated policy.

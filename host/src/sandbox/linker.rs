@@ -99,9 +99,11 @@ pub fn linker_for(
 
 /// Every preopened directory must exist (and be a directory) at load.
 fn check_preopens(policy: &Policy) -> Result<(), LinkError> {
-    crate::interfaces::fs::check_preopens_exist(policy).map_err(|m| LinkError::Preopen {
-        guest: m.guest,
-        host: m.host,
-        message: m.message,
+    crate::interfaces::fs::check_preopens_exist(&policy.imports, &policy.source).map_err(|m| {
+        LinkError::Preopen {
+            guest: m.guest,
+            host: m.host,
+            message: m.message,
+        }
     })
 }

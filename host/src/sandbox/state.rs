@@ -55,7 +55,13 @@ impl InvocationState {
         Ok(InvocationState {
             table,
             limiter: BudgetLimiter::new(&policy.budget),
-            interfaces: Interfaces::new(policy, id, services)?,
+            interfaces: Interfaces::new(
+                &policy.imports,
+                &policy.source,
+                policy.budget.max_stdout.bytes(),
+                id,
+                services,
+            )?,
         })
     }
 }

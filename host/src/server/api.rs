@@ -95,7 +95,7 @@ fn admit_body(d: &Daemon) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError>
     }
     d.open_requests.clone().try_acquire_owned().map_err(|_| {
         d.metrics
-            .add("warden_requests_shed_total", String::new(), 1);
+            .add("warden_requests_shed_total", super::metrics::labels(&[]), 1);
         ApiError::unavailable(
             "overloaded",
             format!(

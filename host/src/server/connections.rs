@@ -366,9 +366,11 @@ pub(super) async fn serve(
             Err(_) => None,
         };
         let Some(permit) = permit else {
-            daemon
-                .metrics
-                .add("warden_connections_refused_total", String::new(), 1);
+            daemon.metrics.add(
+                "warden_connections_refused_total",
+                super::metrics::labels(&[]),
+                1,
+            );
             // Best effort, never waits: the socket's send buffer is empty.
             let _ = tcp.try_write(REFUSAL);
             continue;

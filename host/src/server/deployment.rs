@@ -50,7 +50,7 @@ impl Deployment {
         let (trust, trust_hash) = match &config.trust {
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => match TrustStore::parse(&String::from_utf8_lossy(&bytes), path) {
-                    Ok(t) => (Some(t), Some(crate::canonical::sha256_tagged(&bytes))),
+                    Ok(t) => (Some(t), Some(crate::digest::Hash256::of(&bytes).tagged())),
                     Err(e) => {
                         errors.push(e.to_string());
                         (None, None)
@@ -148,7 +148,7 @@ fn check_approvers(
     errors: &mut Vec<String>,
 ) {
     use super::config::Role;
-    use crate::approval::Approver;
+    use crate::policy::approval::Approver;
     let approvers: Vec<_> = config
         .principals
         .iter()

@@ -16,9 +16,10 @@
 use super::Daemon;
 use super::errors::ApiError;
 use super::errors::status_for;
+use super::metrics::labels;
 use super::state::{IdempotentRecord, StoredResponse};
 use crate::Call;
-use crate::canonical::json_digest;
+use crate::digest::json_digest;
 use crate::pipeline::answer::Answer;
 use axum::http::StatusCode;
 use serde_json::json;
@@ -176,7 +177,7 @@ impl Daemon {
         })?;
         answer.replayed = true;
         self.metrics
-            .add("warden_idempotent_replays_total", String::new(), 1);
+            .add("warden_idempotent_replays_total", labels(&[]), 1);
         Ok(Some(answer))
     }
 

@@ -103,38 +103,6 @@ impl EncodeLabelSet for Labels {
     }
 }
 
-/// Compatibility shim for callers that still pass the pre-formatted text
-/// of the hand-rolled renderer (`a="x",b="y"`, values escaped; `""` for no
-/// labels): parsed back into pairs. New code calls [`labels`].
-impl From<String> for Labels {
-    fn from(text: String) -> Labels {
-        let mut pairs = Vec::new();
-        let mut rest = text.as_str();
-        while let Some((key, after)) = rest.split_once("=\"") {
-            let mut value = String::new();
-            let mut chars = after.char_indices();
-            let mut end = after.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    '\\' => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, c)) => value.push(c),
-                        None => {}
-                    },
-                    c => value.push(c),
-                }
-            }
-            pairs.push((key.trim_start_matches(',').to_string(), value));
-            rest = &after[end..];
-        }
-        Labels(pairs)
-    }
-}
-
 /// The label set `pairs`, for [`Metrics::add`] and [`Metrics::observe`].
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels(
@@ -505,15 +473,6 @@ mod tests {
         m.observe("warden_made_up_seconds", labels(&[]), Duration::ZERO);
         let s = rendered(&m, Scrape::default());
         assert!(!s.contains("made_up"), "{s}");
-    }
-
-    #[test]
-    fn pre_formatted_label_text_is_still_accepted() {
-        assert_eq!(Labels::from(String::new()), labels(&[]));
-        assert_eq!(
-            Labels::from("a=\"x\",b=\"q\\\"\\\\\\n\"".to_string()),
-            labels(&[("a", "x"), ("b", "q\"\\\n")])
-        );
     }
 
     #[test]

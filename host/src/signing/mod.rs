@@ -86,10 +86,6 @@ pub enum SigningError {
     },
 }
 
-/// Re-export shim: a component digest is a [`Hash256`]; callers still
-/// naming `signing::Digest` (cache.rs) move to it when the lead merges.
-pub use crate::digest::Hash256 as Digest;
-
 /// One signature as found in a component (or a detached file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedSignature {

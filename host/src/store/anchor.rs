@@ -134,7 +134,7 @@ pub fn checkpoints_in_file(path: &Path) -> Result<Vec<Checkpoint>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Hash256;
+    use crate::digest::Hash256;
     use ed25519_dalek::SigningKey;
 
     #[test]

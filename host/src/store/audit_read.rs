@@ -8,9 +8,9 @@ use crate::audit::export::{
     EXPORT_FORMAT, ExportHeader, ExportLine, line_kind, parse_line, to_line,
 };
 use crate::audit::{
-    AuditEntry, ChainVerifier, Checkpoint, ExpectedCheckpoint, Hash256, SignatureBytes,
-    VerifyReport,
+    AuditEntry, ChainVerifier, Checkpoint, ExpectedCheckpoint, SignatureBytes, VerifyReport,
 };
+use crate::digest::Hash256;
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::io::{BufRead, BufWriter, Write};
@@ -441,7 +441,7 @@ impl AuditReader {
         let header = ExportLine::Header(ExportHeader {
             format: EXPORT_FORMAT.to_owned(),
             exported_at_ms: now_ms,
-            public_key: public_key.map(crate::audit::hostkey::format_public_key),
+            public_key: public_key.map(crate::store::hostkey::format_public_key),
         });
         writeln!(w, "{}", to_line(&header)).map_err(io)?;
         let mut summary = ExportSummary {

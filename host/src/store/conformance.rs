@@ -16,9 +16,10 @@ use super::{
     KvError, KvStore, Namespace, Payloads, PendingSummary, RequestStore, SqliteRequestStore,
     StoreError, StoredResponse,
 };
-use crate::approval::Mode;
-use crate::audit::{ApprovalDecision, EventKind, Hash256, NewEntry};
+use crate::audit::{ApprovalDecision, EventKind, NewEntry};
+use crate::digest::Hash256;
 use crate::outcome::{Outcome, Usage};
+use crate::policy::approval::Mode;
 use crate::policy::{ByteSize, KvLimits};
 use crate::tenant::Tenant;
 use rusqlite::{Connection, params};

@@ -31,6 +31,7 @@ mod audit_schema;
 #[cfg(test)]
 mod conformance;
 pub(crate) mod database;
+pub mod hostkey;
 pub mod kv;
 mod requests;
 mod requests_sqlite;
@@ -108,7 +109,7 @@ pub enum StoreError {
         /// The anchor's size.
         size: u64,
         /// The anchor's head hash.
-        head: crate::audit::Hash256,
+        head: crate::digest::Hash256,
         /// What the database holds instead.
         found: String,
     },
@@ -185,9 +186,9 @@ pub enum StoreError {
         /// `input` or `output`.
         which: &'static str,
         /// SHA-256 of the bytes given.
-        found: crate::audit::Hash256,
+        found: crate::digest::Hash256,
         /// The entry's hash field.
-        recorded: Option<crate::audit::Hash256>,
+        recorded: Option<crate::digest::Hash256>,
     },
     /// The transaction holding the entry failed to commit; the entry is not
     /// in the chain and the request must not be acknowledged.

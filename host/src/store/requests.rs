@@ -12,8 +12,9 @@
 //!
 //! This module must never touch a database or depend on `server`.
 
-use crate::approval::Mode;
-use crate::audit::{Approval, ApprovalDecision, Hash256, RouteDecision};
+use crate::audit::{Approval, ApprovalDecision, RouteDecision};
+use crate::digest::Hash256;
+use crate::policy::approval::Mode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -17,7 +17,8 @@ use super::{
     IdempotentRecord, KvError, KvStore, Namespace, Payloads, PendingSummary, StoreError,
     StoredResponse,
 };
-use crate::audit::{Checkpoint, Hash256, NewEntry};
+use crate::audit::{Checkpoint, NewEntry};
+use crate::digest::Hash256;
 use crate::policy::KvLimits;
 use std::collections::BTreeMap;
 

@@ -6,12 +6,14 @@
 //! ([`check_preopens_exist`]) and per invocation ([`open_preopens`]). It
 //! must never preopen anything the policy does not name.
 
+use super::super::catalogue::Grant;
 use super::WriteBudget;
 use crate::interfaces::catalogue::{
     Entry, GrantKind, Unit, empty_table, no_settings, read_settings,
 };
-use crate::policy::{ByteSize, Policy};
+use crate::units::ByteSize;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::path::PathBuf;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -101,14 +103,13 @@ fn check_preopens(dirs: &PreopenDirs) -> Result<(), String> {
 }
 
 /// Where a preopen's host directory is: absolute as written, or relative to
-/// the directory of the policy file.
-pub fn preopen_host_path(policy: &Policy, dir: &PreopenDir) -> PathBuf {
+/// the directory of the policy file (`policy_file`).
+pub fn preopen_host_path(policy_file: &Path, dir: &PreopenDir) -> PathBuf {
     let path = PathBuf::from(&dir.host);
     if path.is_absolute() {
         return path;
     }
-    policy
-        .source
+    policy_file
         .parent()
         .map_or(path.clone(), |base| base.join(&path))
 }
@@ -124,15 +125,19 @@ pub(crate) struct MissingPreopen {
     pub message: String,
 }
 
-/// Every preopened directory `policy` names must exist (and be a
-/// directory) at load; the first that does not is returned.
-pub(crate) fn check_preopens_exist(policy: &Policy) -> Result<(), MissingPreopen> {
-    for g in &policy.imports {
+/// Every preopened directory the `grants` of the policy in `policy_file`
+/// name must exist (and be a directory) at load; the first that does not
+/// is returned.
+pub(crate) fn check_preopens_exist(
+    grants: &[Grant],
+    policy_file: &Path,
+) -> Result<(), MissingPreopen> {
+    for g in grants {
         let GrantKind::Preopens(p) = &g.kind else {
             continue;
         };
         for dir in &p.dirs {
-            let host = preopen_host_path(policy, dir);
+            let host = preopen_host_path(policy_file, dir);
             let problem = match std::fs::metadata(&host) {
                 Ok(m) if m.is_dir() => continue,
                 Ok(_) => "not a directory".to_string(),
@@ -148,12 +153,12 @@ pub(crate) fn check_preopens_exist(policy: &Policy) -> Result<(), MissingPreopen
     Ok(())
 }
 
-/// Opens `dirs` (granted by `policy`) into `builder` for one invocation
+/// Opens `dirs` (granted by the policy in `policy_file`) into `builder` for one invocation
 /// and returns their write budgets. Fails only if a directory cannot be
 /// opened (it was checked at load, so it vanished since).
 pub fn open_preopens(
     builder: &mut WasiCtxBuilder,
-    policy: &Policy,
+    policy_file: &Path,
     dirs: &PreopenDirs,
     budgets: &mut Vec<WriteBudget>,
 ) -> std::io::Result<()> {
@@ -163,7 +168,7 @@ pub fn open_preopens(
             DirMode::ReadWrite => FsPerms::ReadWrite,
         };
         builder
-            .preopened_dir(preopen_host_path(policy, dir), &dir.guest, perms)
+            .preopened_dir(preopen_host_path(policy_file, dir), &dir.guest, perms)
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         budgets.push(WriteBudget {
             preopen: dir.guest.as_str().into(),

@@ -7,7 +7,7 @@
 
 use super::{FURTHER_CALLS, INTERFACE, MAX_FS_SUMMARIES};
 use crate::audit::HostCall;
-use crate::audit::entry::Hash256;
+use crate::digest::Hash256;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

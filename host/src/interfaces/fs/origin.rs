@@ -6,7 +6,7 @@
 //! header of `interfaces::fs`). It must never record a relative path in
 //! clear.
 
-use crate::audit::entry::Hash256;
+use crate::digest::Hash256;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@ use super::FsAudit;
 use super::ledger::{FsLog, lock};
 use super::origin::Origin;
 use super::streams::{CountedInput, CountedOutput};
-use crate::audit::entry::Hash256;
+use crate::digest::Hash256;
 use std::sync::{Arc, MutexGuard};
 use wasmtime::component::Resource;
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemCtxView};

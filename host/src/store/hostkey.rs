@@ -28,7 +28,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, KeyError> {
     if private.exists() {
         return keys::read_private_key(&private);
     }
-    if data_dir.join(crate::store::DB_FILE).exists() || data_dir.join(PUBLIC_FILE).exists() {
+    if data_dir.join(super::DB_FILE).exists() || data_dir.join(PUBLIC_FILE).exists() {
         return Err(KeyError::HostKeyMissing {
             key: private,
             dir: data_dir.to_path_buf(),
