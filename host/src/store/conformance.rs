@@ -449,11 +449,14 @@ fn sqlite_audit_log_conforms() {
 
 // ---------------------------------------------------------------- kv
 
+/// Damages the value of one key of a namespace behind the store's back.
+type DamageKv = Box<dyn Fn(&Namespace, &str)>;
+
 /// A fresh KV store and a hook that damages the value of one key of a
 /// namespace.
 pub(crate) struct KvFixture {
     pub store: Box<dyn KvBackend>,
-    pub corrupt: Box<dyn Fn(&Namespace, &str)>,
+    pub corrupt: DamageKv,
 }
 
 fn writes(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<Vec<u8>>> {
