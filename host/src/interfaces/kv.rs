@@ -76,6 +76,17 @@ pub struct KvLimits {
 }
 
 impl KvLimits {
+    /// The quotas the KV store holds the namespace to.
+    pub fn quota(&self) -> crate::store::kv::KvQuota {
+        crate::store::kv::KvQuota {
+            max_bytes: self.max_bytes,
+            max_value_bytes: self.max_value_bytes,
+            max_keys: self.max_keys,
+        }
+    }
+}
+
+impl KvLimits {
     fn default_bytes() -> ByteSize {
         ByteSize(1 << 20)
     }
@@ -166,7 +177,7 @@ impl KvState {
             return Ok(());
         }
         self.store
-            .commit(&self.namespace, &self.pending, &self.limits)
+            .commit(&self.namespace, &self.pending, &self.limits.quota())
     }
 
     /// Number of buffered writes (discarded unless the invocation ends `ok`).
@@ -208,7 +219,7 @@ impl KvState {
         let usage = self.current_usage()?;
         let old = self.visible(key)?;
         let next = adjust(usage, key, old.as_deref(), Some(&value));
-        if let Some(why) = quota_problem(next.0, next.1, &self.limits) {
+        if let Some(why) = quota_problem(next.0, next.1, &self.limits.quota()) {
             return Err(self.refuse(format!("kv: {why}")));
         }
         self.usage = Some(next);

@@ -11,6 +11,7 @@
 //! This module must never test an implementation's internals; only what the
 //! traits promise.
 
+use super::kv::KvQuota;
 use super::{
     AuditLog, AuditStore, CheckpointPolicy, Decision, EntryFilter, Held, HeldState, KvBackend,
     KvError, KvStore, Namespace, Payloads, PendingSummary, RequestStore, SqliteRequestStore,
@@ -20,8 +21,8 @@ use crate::audit::{ApprovalDecision, EventKind, NewEntry};
 use crate::digest::Hash256;
 use crate::outcome::{Outcome, Usage};
 use crate::policy::approval::Mode;
-use crate::policy::{ByteSize, KvLimits};
 use crate::tenant::Tenant;
+use crate::units::ByteSize;
 use rusqlite::{Connection, params};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -470,7 +471,7 @@ fn writes(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<Vec<u8>>> {
 pub(crate) fn kv_store_conformance(make: &dyn Fn() -> KvFixture) {
     let f = make();
     let s = &*f.store;
-    let limits = KvLimits::default();
+    let limits = quota();
     let notes = Namespace::new("notes", None);
     let acme = Namespace::new("notes", Tenant::parse("acme").ok().as_ref());
     let other = Namespace::new("other", None);
@@ -504,9 +505,9 @@ pub(crate) fn kv_store_conformance(make: &dyn Fn() -> KvFixture) {
     assert_eq!(s.get(&notes, "a/1").expect("get"), None);
     assert_eq!(s.get(&notes, "b").expect("get"), Some(b"zz".to_vec()));
     // Quotas: a commit that would end over a limit applies nothing.
-    let two_keys = KvLimits {
+    let two_keys = KvQuota {
         max_keys: 2,
-        ..KvLimits::default()
+        ..quota()
     };
     s.commit(
         &notes,
@@ -526,9 +527,9 @@ pub(crate) fn kv_store_conformance(make: &dyn Fn() -> KvFixture) {
     assert!(matches!(e, KvError::Quota(_)), "{e}");
     assert_eq!(s.get(&notes, "e").expect("get"), None, "nothing applied");
     assert_eq!(s.get(&notes, "b").expect("get"), None, "the delete stays");
-    let small = KvLimits {
+    let small = KvQuota {
         max_bytes: ByteSize(4),
-        ..KvLimits::default()
+        ..quota()
     };
     let e = s
         .commit(&other, &writes(&[("k", Some("long value"))]), &small)
@@ -577,4 +578,13 @@ fn sqlite_kv_store_conforms_in_memory() {
             corrupt: Box::new(move |ns, key| damaged.with_connection(|c| corrupt_kv(c, ns, key))),
         }
     });
+}
+
+/// The quotas of a KV grant with its documented defaults (docs/interfaces.md).
+fn quota() -> KvQuota {
+    KvQuota {
+        max_bytes: ByteSize(1 << 20),
+        max_value_bytes: ByteSize(64 << 10),
+        max_keys: 1000,
+    }
 }

@@ -22,8 +22,8 @@
 
 use super::StoreError;
 use super::database::{self, Access, BUSY_TIMEOUT, Migration as Step, Schema};
-use crate::policy::KvLimits;
 use crate::tenant::Tenant;
+use crate::units::ByteSize;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +41,19 @@ pub(crate) const KV_SCHEMA: Schema = Schema {
         run: to_tenant_layout,
     }],
 };
+
+/// The quotas one KV namespace is held to: the storage-side view of the
+/// policy's KV grant (`interfaces::kv::KvLimits::quota`). Checked on every
+/// write and again inside each commit's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Most bytes (keys + values) the namespace may hold.
+    pub max_bytes: ByteSize,
+    /// Largest single value.
+    pub max_value_bytes: ByteSize,
+    /// Most keys the namespace may hold.
+    pub max_keys: u32,
+}
 
 /// Why the KV store failed (host side, not a guest error).
 #[derive(Debug, thiserror::Error)]
@@ -417,7 +430,7 @@ impl KvStore {
         &self,
         ns: &Namespace,
         writes: &BTreeMap<String, Option<Vec<u8>>>,
-        limits: &KvLimits,
+        limits: &KvQuota,
     ) -> Result<(), KvError> {
         let mut over = None;
         let tenant = ns.tenant_column();
@@ -493,7 +506,7 @@ fn usage_in(c: &Connection, ns: &Namespace) -> rusqlite::Result<(u64, u64)> {
     )
 }
 
-pub(crate) fn quota_problem(bytes: u64, keys: u64, limits: &KvLimits) -> Option<String> {
+pub(crate) fn quota_problem(bytes: u64, keys: u64, limits: &KvQuota) -> Option<String> {
     if bytes > limits.max_bytes.bytes() {
         Some(format!(
             "the namespace would hold {bytes} bytes, over max_bytes = {}",

@@ -12,6 +12,7 @@
 //!
 //! This module must never depend on `server`, on wasmtime, or on SQLite.
 
+use super::kv::KvQuota;
 use super::{
     Ack, AppendStats, Appended, AuditLog, EntryFilter, EntryPage, Held, HeldState,
     IdempotentRecord, KvError, KvStore, Namespace, Payloads, PendingSummary, StoreError,
@@ -19,7 +20,6 @@ use super::{
 };
 use crate::audit::{Checkpoint, NewEntry};
 use crate::digest::Hash256;
-use crate::policy::KvLimits;
 use std::collections::BTreeMap;
 
 /// The hash-chained audit log.
@@ -161,7 +161,7 @@ pub trait KvBackend: Send + Sync + 'static {
         &self,
         ns: &Namespace,
         writes: &BTreeMap<String, Option<Vec<u8>>>,
-        limits: &KvLimits,
+        limits: &KvQuota,
     ) -> Result<(), KvError>;
 }
 
@@ -179,7 +179,7 @@ impl KvBackend for KvStore {
         &self,
         ns: &Namespace,
         writes: &BTreeMap<String, Option<Vec<u8>>>,
-        limits: &KvLimits,
+        limits: &KvQuota,
     ) -> Result<(), KvError> {
         KvStore::commit(self, ns, writes, limits)
     }
@@ -200,7 +200,7 @@ impl<T: KvBackend + ?Sized> KvBackend for std::sync::Arc<T> {
         &self,
         ns: &Namespace,
         writes: &BTreeMap<String, Option<Vec<u8>>>,
-        limits: &KvLimits,
+        limits: &KvQuota,
     ) -> Result<(), KvError> {
         (**self).commit(ns, writes, limits)
     }
