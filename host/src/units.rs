@@ -221,6 +221,18 @@ impl<'de> Deserialize<'de> for Fuel {
     }
 }
 
+/// `t` in milliseconds since the Unix epoch (0 before it; saturating far
+/// after). The one conversion every recorded time goes through.
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    unix_ms(std::time::SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

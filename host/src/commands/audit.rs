@@ -174,7 +174,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
 fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let reader = open(&a.db.db_path())?;
     let retention_ms = u64::try_from(a.older_than.get().as_millis()).unwrap_or(u64::MAX);
-    let cutoff_ms = now_ms().saturating_sub(retention_ms);
+    let cutoff_ms = warden_host::units::now_ms().saturating_sub(retention_ms);
     let deleted = reader
         .prune_payloads(cutoff_ms)
         .with_context(|| format!("pruning payloads in {}", a.db.db_path().display()))?;
@@ -366,7 +366,7 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let reader = open(&a.db.db_path())?;
     let key = hostkey::read_public_key(&a.db.data_dir.join(hostkey::PUBLIC_FILE)).ok();
-    let s = reader.export_jsonl(&a.out, key.as_ref(), now_ms())?;
+    let s = reader.export_jsonl(&a.out, key.as_ref(), warden_host::units::now_ms())?;
     println!(
         "wrote {}: {} entries, {} checkpoints",
         a.out.display(),
@@ -374,13 +374,6 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         s.checkpoints
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Now, in Unix milliseconds.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn open(db: &Path) -> anyhow::Result<AuditReader> {

@@ -12,6 +12,7 @@
 //! This module reads the clock and the random generator; it must never
 //! look at the request's target or input.
 
+use crate::digest::push_hex;
 use crate::invocation::Call;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,11 +32,7 @@ pub fn admission_time(at: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(unix_ms(at))
 }
 
-/// Milliseconds since the Unix epoch (0 before it; saturating far after).
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use crate::units::unix_ms;
 
 /// A fresh request id: time-ordered and unique (`r-<ms hex>-<random hex>`,
 /// as `format!("r-{:011x}-{:016x}", ms, random)` writes it, without the
@@ -54,21 +51,15 @@ fn request_id_at(at: SystemTime) -> String {
     id
 }
 
-/// Appends `v` in lowercase hex, zero-padded to at least `width` digits.
+/// Appends `v` in lowercase hex, zero-padded to at least `width` digits
+/// (the crate's one hex writer, [`push_hex`], then the surplus leading
+/// zeros dropped).
 fn push_hex_u64(v: u64, width: usize, out: &mut String) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [b'0'; 16];
-    let mut i = buf.len();
-    let mut rest = v;
-    while rest > 0 {
-        i -= 1;
-        buf[i] = DIGITS[(rest & 0xf) as usize];
-        rest >>= 4;
-    }
-    let start = i.min(buf.len() - width.clamp(1, buf.len()));
-    for &b in &buf[start..] {
-        out.push(char::from(b));
-    }
+    let start = out.len();
+    push_hex(&v.to_be_bytes(), out);
+    let significant = 16 - (v.leading_zeros() / 4) as usize;
+    let keep = significant.max(width.clamp(1, 16));
+    out.drain(start..start + (16 - keep));
 }
 
 #[cfg(test)]

@@ -211,13 +211,7 @@ pub(crate) fn sqlite_err(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreEr
     }
 }
 
-/// Current time in unix milliseconds (0 if the clock is before 1970).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use crate::units::now_ms;
 
 /// u64 -> SQLite integer; values above i64::MAX are clamped (never reached:
 /// sequence numbers and millisecond times).
