@@ -214,3 +214,42 @@ fn an_answer_refused_while_shutting_down_releases_the_key_for_the_next_daemon() 
         "the key was not taken by the refused answer: {ran}"
     );
 }
+
+#[test]
+fn a_stored_answer_that_does_not_decode_is_an_error_naming_the_request_never_a_replay() {
+    let dir = deploy(
+        "idem-undecodable",
+        &[cap("echo", "echo")],
+        &[("greet", "greet", "echo", "echo")],
+        "",
+    );
+    let (code, _) = Daemon::start(&dir).terminate();
+    assert_eq!(code, 0);
+    // The same request's fingerprint, so only the stored answer is at fault.
+    let fingerprint = warden_host::digest::json_digest(&json!({
+        "kind": "greet", "input": {"message": "odd"}, "tenant": null, "attributes": {},
+    }));
+    let db = rusqlite::Connection::open(dir.join("data/state.db")).expect("state.db");
+    let odd = json!({"request_id": "req-odd", "outcome": "not-an-outcome"});
+    db.execute(
+        "INSERT INTO requests (id, principal, status, response, at_ms) VALUES ('req-odd', 'alice', 200, ?1, 0)",
+        [odd.to_string()],
+    )
+    .expect("request row");
+    db.execute(
+        "INSERT INTO idempotency (principal, key, fingerprint, request_id) VALUES ('alice', 'k-odd', ?1, 'req-odd')",
+        [fingerprint],
+    )
+    .expect("key row");
+    drop(db);
+    let d = Daemon::start(&dir);
+    let (status, body, replayed) = submit(&d, &greet("odd", "k-odd"));
+    assert_eq!(status, 500, "{body}");
+    assert!(!replayed);
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("req-odd") && message.contains("does not decode"),
+        "{message}"
+    );
+}
