@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cache;
 mod capability;
 pub mod component;
+pub mod deployment;
 pub mod diagnostic;
 pub mod digest;
 mod host;
@@ -26,6 +27,7 @@ pub mod server;
 pub mod signing;
 pub mod store;
 pub mod tenant;
+pub mod toml_shape;
 pub mod units;
 
 pub use capability::{Binding, Capability};

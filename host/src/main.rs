@@ -33,6 +33,10 @@ enum Command {
     Routes(commands::routes::Cmd),
     /// Scaffold a new capability crate and policy.
     New(commands::new::Args),
+    /// Write a ready deployment directory (config, tokens, key, trust, routes).
+    Init(commands::init::Args),
+    /// Make bearer tokens for warden.toml principals (`warden token create`).
+    Token(commands::token::Args),
     /// Manage Ed25519 signing keys (`warden key generate --name <name>`).
     Key(commands::key::Args),
     /// Maintain the KV store of a data directory (`warden kv migrate`).
@@ -64,10 +68,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", report(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many library
+/// errors already quote their source (`cannot read X: No such file`), and
+/// printing the chain as is would repeat it.
+fn report(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_tracing() {
@@ -86,6 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(c) => commands::policy::run(c),
         Command::Routes(c) => commands::routes::run(c),
         Command::New(a) => commands::new::run(a),
+        Command::Init(args) => commands::init::run(args),
+        Command::Token(args) => commands::token::run(args),
         Command::Key(args) => commands::key::run(args),
         Command::Kv(c) => commands::kv::run(c),
         Command::Sign(args) => commands::sign::run(args),

@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod determinism;
 mod doubles;
+mod first_hour;
 mod function_identity;
 mod hostile;
 mod http_limits;

@@ -25,6 +25,9 @@ pub enum Cmd {
     Show {
         /// The request id.
         id: String,
+        /// Print the daemon's JSON instead of the readable form.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -67,9 +70,13 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Show { id, conn } => {
+        Cmd::Show { id, json, conn } => {
             let body = ok_json(conn.client()?.get(&format!("/v1/approvals/{id}"))?)?;
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", details(&body)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Approve(d) => decide(d, "approve"),
@@ -90,10 +97,11 @@ fn decide(d: Decide, verb: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line: id, state, approvals, capability/function, requester, expiry.
+/// One line: id, state, approvals, capability/function, requester, and
+/// either when it expires (still waiting) or how it ended.
 fn summary(h: &Value) -> String {
     format!(
-        "{}  {}  {}/{} approvals  {}#{}  by {}  expires in {}s{}",
+        "{}  {}  {}/{} approvals  {}#{}  by {}  {}",
         h["request_id"].as_str().unwrap_or("?"),
         h["state"].as_str().unwrap_or("?"),
         h["approvals_given"],
@@ -101,10 +109,81 @@ fn summary(h: &Value) -> String {
         h["capability"].as_str().unwrap_or("?"),
         h["function"].as_str().unwrap_or("?"),
         h["requester"].as_str().unwrap_or("?"),
-        h["expires_in_ms"].as_u64().unwrap_or(0) / 1000,
-        h["outcome"]
-            .as_str()
-            .map(|o| format!("  -> {o}"))
-            .unwrap_or_default(),
+        timing(h),
     )
+}
+
+/// "expires in Ns" while the request waits; "ended -> outcome" once it has.
+fn timing(h: &Value) -> String {
+    match (h["ended_at_ms"].as_u64(), h["outcome"].as_str()) {
+        (Some(_), Some(outcome)) => format!("ended -> {outcome}"),
+        (Some(_), None) => "ended".to_owned(),
+        (None, _) => format!(
+            "expires in {}s",
+            h["expires_in_ms"].as_u64().unwrap_or(0) / 1000
+        ),
+    }
+}
+
+/// Who may decide, in words.
+fn approvers(rule: &Value) -> String {
+    match rule["approvers"].as_array() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .map(|a| a.as_str().unwrap_or("?"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "anyone with the approve role (the rule names no approvers)".to_owned(),
+    }
+}
+
+/// The readable form of `approvals show`: everything an approver decides on.
+fn details(h: &Value) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let rule = &h["rule"];
+    let mut out = String::new();
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    writeln!(out, "request     {}", text(&h["request_id"]))?;
+    writeln!(out, "state       {}  ({})", text(&h["state"]), timing(h))?;
+    writeln!(
+        out,
+        "call        {}#{}  (kind {}, route {}, tenant {})",
+        text(&h["capability"]),
+        text(&h["function"]),
+        text(&h["kind"]),
+        text(&h["route"]),
+        text(&h["tenant"])
+    )?;
+    writeln!(out, "requester   {}", text(&h["requester"]))?;
+    writeln!(
+        out,
+        "rule        #{} {}: {}",
+        rule["index"],
+        text(&rule["mode"]),
+        text(&rule["reason"])
+    )?;
+    writeln!(out, "approvers   {}", approvers(rule))?;
+    writeln!(
+        out,
+        "approvals   {} of {}",
+        h["approvals_given"], h["approvals_needed"]
+    )?;
+    for d in h["decisions"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  - {} {} at {} ms: {}",
+            text(&d["principal"]),
+            text(&d["decision"]),
+            d["at_ms"],
+            text(&d["reason"])
+        )?;
+    }
+    writeln!(out, "component   {}", text(&h["component_digest"]))?;
+    writeln!(out, "policy      {}", text(&h["policy_hash"]))?;
+    if let Some(reason) = h["end_reason"].as_str() {
+        writeln!(out, "ended       {reason}")?;
+    }
+    writeln!(out, "input")?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&h["input"])?)?;
+    Ok(out)
 }

@@ -23,10 +23,12 @@ const EXIT_NOT_VERIFIED: u8 = 3;
 /// Where the database lives.
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
-    /// Data directory holding `warden.db` and the host key.
-    #[arg(long, default_value = ".warden", env = "WARDEN_DATA_DIR")]
-    pub data_dir: PathBuf,
-    /// The audit database (default: `<data-dir>/warden.db`).
+    /// Data directory holding `warden.db` and the host key (default: the
+    /// directory of `--db`, else `data`, as the daemon's default).
+    #[arg(long = "data-dir", env = "WARDEN_DATA_DIR")]
+    pub data_dir_arg: Option<PathBuf>,
+    /// The audit database (default: `<data-dir>/warden.db`); the host key is
+    /// looked for beside it.
     #[arg(long)]
     pub db: Option<PathBuf>,
 }
@@ -35,7 +37,12 @@ impl DbArgs {
     fn db_path(&self) -> PathBuf {
         self.db
             .clone()
-            .unwrap_or_else(|| self.data_dir.join(DB_FILE))
+            .unwrap_or_else(|| self.data_dir().join(DB_FILE))
+    }
+
+    /// The data directory (see `commands/data_dir.rs`).
+    pub fn data_dir(&self) -> PathBuf {
+        super::data_dir::resolve(self.data_dir_arg.as_deref(), self.db.as_deref())
     }
 }
 
@@ -230,7 +237,7 @@ fn public_key(a: &VerifyArgs) -> anyhow::Result<Option<ed25519_dalek::VerifyingK
     let path = a
         .pubkey
         .clone()
-        .unwrap_or_else(|| a.db.data_dir.join(hostkey::PUBLIC_FILE));
+        .unwrap_or_else(|| a.db.data_dir().join(hostkey::PUBLIC_FILE));
     let key = hostkey::read_public_key(&path).context("no public key to check checkpoint signatures with (give --pubkey, or --skip-signatures to check hashes only)")?;
     Ok(Some(key))
 }
@@ -365,7 +372,7 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
 
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let reader = open(&a.db.db_path())?;
-    let key = hostkey::read_public_key(&a.db.data_dir.join(hostkey::PUBLIC_FILE)).ok();
+    let key = hostkey::read_public_key(&a.db.data_dir().join(hostkey::PUBLIC_FILE)).ok();
     let s = reader.export_jsonl(&a.out, key.as_ref(), warden_host::units::now_ms())?;
     println!(
         "wrote {}: {} entries, {} checkpoints",

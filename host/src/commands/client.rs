@@ -75,6 +75,10 @@ pub struct SubmitArgs {
     /// Idempotency key: a retry with the same key returns the first answer.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// A request attribute `key=value` (routes may match on attributes;
+    /// docs/routes.md); repeatable.
+    #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_attr)]
+    pub attrs: Vec<(String, String)>,
     /// Print the whole response JSON.
     #[arg(long)]
     pub json: bool,
@@ -93,6 +97,11 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     if let Some(k) = a.idempotency_key {
         body["idempotency_key"] = json!(k);
     }
+    if !a.attrs.is_empty() {
+        let attributes: serde_json::Map<String, Value> =
+            a.attrs.into_iter().map(|(k, v)| (k, json!(v))).collect();
+        body["attributes"] = Value::Object(attributes);
+    }
     let resp = a.conn.client()?.post_json("/v1/requests", &body)?;
     let out = resp.json();
     let Some(outcome) = out["outcome"].as_str().and_then(Outcome::parse) else {
@@ -104,6 +113,12 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     } else {
         match outcome {
             Outcome::Ok => println!("{}", out["output"]),
+            // The capability's `err` payload is its answer: print it as `ok`
+            // prints its output, so scripts see what the capability said.
+            Outcome::CapabilityError if !out["output"].is_null() => {
+                eprintln!("{outcome}: {}", out["error"].as_str().unwrap_or(""));
+                println!("{}", out["output"]);
+            }
             _ => eprintln!("{outcome}: {}", out["error"].as_str().unwrap_or("")),
         }
         eprintln!(
@@ -119,6 +134,14 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::from(outcome.exit_code()))
+}
+
+/// `--attr key=value`.
+fn parse_attr(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// `warden capabilities`.
@@ -150,9 +173,19 @@ pub fn capabilities(a: CapabilitiesArgs) -> anyhow::Result<ExitCode> {
         None => body["capabilities"].as_array().cloned().unwrap_or_default(),
     };
     for c in caps {
-        let exports: Vec<&str> = c["exports"]
+        let exports: Vec<String> = c["exports"]
             .as_array()
-            .map(|e| e.iter().filter_map(|x| x["signature"].as_str()).collect())
+            .map(|e| {
+                e.iter()
+                    .map(|x| {
+                        format!(
+                            "{}: {}",
+                            x["id"].as_str().unwrap_or("?"),
+                            x["signature"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         println!(
             "{}  {}  signer={}  breaker={}  concurrency={}/{}",

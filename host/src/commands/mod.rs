@@ -7,6 +7,8 @@
 pub mod approvals;
 pub mod audit;
 pub mod client;
+pub mod data_dir;
+pub mod init;
 pub mod inspect;
 pub mod key;
 pub mod kv;
@@ -16,4 +18,5 @@ pub mod routes;
 pub mod run;
 pub mod serve;
 pub mod sign;
+pub mod token;
 pub mod verify;

@@ -23,10 +23,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for p in &written {
         println!("created {}", p.display());
     }
+    let snake = warden_host::scaffold::snake(&args.name);
+    println!("\nnext (copy as printed):");
+    println!("  cd {}", dir.display());
+    println!("  cargo build --release --target wasm32-wasip2");
     println!(
-        "\nnext: cd {} && cargo build --release --target wasm32-wasip2\n      warden run target/wasm32-wasip2/release/{}.wasm --policy policy.toml --allow-unsigned --call <fn> --input '{{..}}'\n      (--allow-unsigned is for local authoring only; sign it for a daemon: docs/signing.md)",
-        dir.display(),
-        args.name.replace('-', "_")
+        "  warden run target/wasm32-wasip2/release/{snake}.wasm --policy policy.toml \\\n      --allow-unsigned --call run --input '{{\"input\":\"hello\"}}'"
+    );
+    println!(
+        "(--allow-unsigned skips the signature check: for local authoring only. To serve it,\n sign it and trust the key: docs/signing.md, or `warden init` for a deployment.)"
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -51,12 +51,14 @@ pub struct Args {
     /// Recorded in the audit entry (`unsigned_allowed`).
     #[arg(long)]
     pub allow_unsigned: bool,
-    /// Data directory: audit store (warden.db), host key, precompiled cache.
-    #[arg(long, default_value = ".warden", env = "WARDEN_DATA_DIR")]
-    pub data_dir: PathBuf,
+    /// Data directory: audit store (warden.db), host key, precompiled cache
+    /// (default `data`, as the daemon's).
+    #[arg(long, env = "WARDEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let data_dir = super::data_dir::resolve(args.data_dir.as_deref(), None);
     let input_text = match &args.input_file {
         Some(p) if p.as_os_str() == "-" => {
             std::io::read_to_string(std::io::stdin()).context("reading input from stdin")?
@@ -81,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut host = Host::new(HostConfig {
         trust,
         allow_unsigned: args.allow_unsigned,
-        data_dir: Some(args.data_dir.clone()),
+        data_dir: Some(data_dir.clone()),
         ..HostConfig::default()
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -123,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "audit: entry {} {} in {}",
                 a.seq,
                 a.hash,
-                args.data_dir.join("warden.db").display()
+                data_dir.join("warden.db").display()
             );
         }
     }

@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, default_value = "warden.toml", env = "WARDEN_CONFIG")]
     pub config: PathBuf,
     /// Listen here instead of the config's `listen` (port 0 picks a free port).
-    #[arg(long)]
+    #[arg(long, env = "WARDEN_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Write the bound address to this file once listening.
     #[arg(long)]

@@ -28,6 +28,7 @@ pub use crate::units::{ByteSize, Fuel, HumanDuration};
 pub use retry::{Backoff, RetryPolicy, RetryRule};
 
 use crate::diagnostic::line_col;
+use crate::toml_shape::{self, Field, Kind, field};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -146,6 +147,59 @@ pub struct Policy {
     pub approvals: Vec<approval::Rule>,
 }
 
+/// What a policy file may hold, for [`toml_shape::check`] (kept in step with
+/// the `Raw*` structs; `shape_matches_the_documented_policy` checks it
+/// against docs/policy.md's full example).
+const SHAPE: &[Field] = &[
+    field(
+        "capability",
+        Kind::Table(&[
+            field("name", Kind::Text),
+            field("component", Kind::Text),
+            field("digest", Kind::Text),
+            field("signers", Kind::TextList),
+            field("payloads", Kind::OneOf(&["full", "hash-only"])),
+        ]),
+    ),
+    field("imports", Kind::Any),
+    field(
+        "budget",
+        Kind::Table(&[
+            field("fuel", Kind::Fuel),
+            field("memory", Kind::Size),
+            field("table_elements", Kind::Count),
+            field("wall_time", Kind::Duration),
+            field("max_output", Kind::Size),
+            field("max_stdout", Kind::Size),
+        ]),
+    ),
+    field(
+        "retry",
+        Kind::Table(&[
+            field("transient", Kind::Table(RETRY_RULE)),
+            field("trap", Kind::Table(RETRY_RULE)),
+        ]),
+    ),
+    field(
+        "approval",
+        Kind::Tables(&[
+            field("function", Kind::Text),
+            field("when", Kind::Text),
+            field("mode", Kind::OneOf(&["none", "single", "dual"])),
+            field("expires", Kind::Duration),
+            field("approvers", Kind::TextList),
+        ]),
+    ),
+];
+
+const RETRY_RULE: &[Field] = &[
+    field("attempts", Kind::Count),
+    field("backoff", Kind::OneOf(&["exponential"])),
+    field("base", Kind::Duration),
+    field("max_delay", Kind::Duration),
+    field("deadline", Kind::Duration),
+];
+
 /// `[capability]` as written, with the places of the values that are
 /// validated here.
 #[derive(Deserialize)]
@@ -208,10 +262,20 @@ impl Policy {
             }
         };
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-            PolicyErrors(vec![err_at(
-                e.span().map(|s| s.start),
-                e.message().trim().to_string(),
-            )])
+            // serde stops at the first problem; the shape walk finds them all.
+            let all = toml_shape::check(text, SHAPE);
+            if all.is_empty() {
+                PolicyErrors(vec![err_at(
+                    e.span().map(|s| s.start),
+                    e.message().trim().to_string(),
+                )])
+            } else {
+                PolicyErrors(
+                    all.into_iter()
+                        .map(|p| err_at(Some(p.span.start), p.message))
+                        .collect(),
+                )
+            }
         })?;
         let mut errors = Vec::new();
         let name = &raw.capability.name;

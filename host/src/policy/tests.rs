@@ -345,3 +345,46 @@ fn approval_rule_errors_point_at_the_when_text_and_at_setting_keys() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn misspelt_keys_and_mistyped_values_are_all_reported_in_one_run() {
+    let text = "[capability]\nname = \"a\"\ncomponent = \"a.wasm\"\ncolour = \"red\"\n\
+                [budget]\nfule = 5\nwall_time = 1\nmemory = true\n";
+    let err = parse(text).expect_err("four problems");
+    let lines: Vec<Option<usize>> = err.0.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(4), Some(6), Some(7), Some(8)], "{err}");
+    let text = err.to_string();
+    assert!(text.contains("did you mean `fuel`?"), "{text}");
+    assert!(
+        text.contains("`budget.wall_time` must be a duration: a string with a unit"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("invalid type"),
+        "serde's wording leaked: {text}"
+    );
+}
+
+#[test]
+fn a_duplicate_key_in_a_policy_names_the_key() {
+    let err = parse("[capability]\nname = \"a\"\nname = \"b\"\ncomponent = \"a.wasm\"\n")
+        .expect_err("duplicate");
+    assert!(err.to_string().contains("duplicate key `name`"), "{err}");
+}
+
+#[test]
+fn shape_matches_the_documented_policy_examples() {
+    // Every complete example in docs/policy.md and docs/approvals.md passes
+    // the shape walk: a key the loader accepts is never called unknown.
+    for doc in ["policy.md", "approvals.md"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs")
+            .join(doc);
+        let text = std::fs::read_to_string(&path).expect("docs readable");
+        for block in text.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap_or_default();
+            let problems = toml_shape::check(block, SHAPE);
+            assert!(problems.is_empty(), "{doc}: {problems:?}\n{block}");
+        }
+    }
+}

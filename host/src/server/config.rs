@@ -5,6 +5,7 @@
 //! paths are resolved against the directory holding the config file.
 
 use crate::policy::{ByteSize, HumanDuration};
+use crate::toml_shape::{self, Field, Kind, field};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -193,6 +194,86 @@ pub struct Testing {
     #[serde(default)]
     pub transient_faults: BTreeMap<String, u32>,
 }
+
+/// What warden.toml may hold, for [`toml_shape::check`] (kept in step with
+/// [`RawConfig`]; `shape_matches_the_documented_config` checks it against
+/// docs/config.md).
+const SHAPE: &[Field] = &[
+    field("listen", Kind::Text),
+    field("data_dir", Kind::Text),
+    field("components_dir", Kind::Text),
+    field("policies_dir", Kind::Text),
+    field("routes", Kind::Text),
+    field("trust", Kind::Text),
+    field("host_key", Kind::Text),
+    field("allow_unsigned", Kind::Flag),
+    field(
+        "principal",
+        Kind::Tables(&[
+            field("name", Kind::Text),
+            field("token_sha256", Kind::Text),
+            field("roles", Kind::TextList),
+            field("groups", Kind::TextList),
+            field("tenants", Kind::TextList),
+        ]),
+    ),
+    field(
+        "limits",
+        Kind::Table(&[
+            field("max_body", Kind::Size),
+            field("max_in_flight", Kind::Count),
+            field("queue_timeout", Kind::Duration),
+            field("drain_timeout", Kind::Duration),
+            field("concurrency", Kind::Count),
+            field("breaker_failures", Kind::Count),
+            field("breaker_cool_down", Kind::Duration),
+        ]),
+    ),
+    field(
+        "http",
+        Kind::Table(&[
+            field("max_connections", Kind::Count),
+            field("header_read_timeout", Kind::Duration),
+            field("body_read_timeout", Kind::Duration),
+            field("idle_timeout", Kind::Duration),
+            field("max_open_requests", Kind::Count),
+        ]),
+    ),
+    field(
+        "capability",
+        Kind::Named(&Kind::Table(&[
+            field("concurrency", Kind::Count),
+            field("breaker_failures", Kind::Count),
+            field("breaker_cool_down", Kind::Duration),
+        ])),
+    ),
+    field(
+        "checkpoints",
+        Kind::Table(&[
+            field("every_entries", Kind::Count),
+            field("every", Kind::Duration),
+        ]),
+    ),
+    field(
+        "engine",
+        Kind::Table(&[field("memory_init_cow", Kind::Flag)]),
+    ),
+    field(
+        "testing",
+        Kind::Table(&[field("transient_faults", Kind::Named(&Kind::Count))]),
+    ),
+    field(
+        "models",
+        Kind::Named(&Kind::Table(&[
+            field("endpoint", Kind::Text),
+            field("model", Kind::Text),
+            field("api_key_env", Kind::Text),
+            field("api_key_file", Kind::Text),
+            field("timeout", Kind::Duration),
+        ])),
+    ),
+    field("hosts", Kind::Named(&Kind::TextList)),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,10 +486,21 @@ impl DaemonConfig {
             message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text.get(..s.start).unwrap_or("").matches('\n').count() + 1);
-            ConfigErrors(vec![err(line, e.message().trim().to_string())])
+            let line_of = |o: usize| text.get(..o).unwrap_or("").matches('\n').count() + 1;
+            // serde stops at the first problem; the shape walk finds them all.
+            let all = toml_shape::check(text, SHAPE);
+            if all.is_empty() {
+                ConfigErrors(vec![err(
+                    e.span().map(|s| line_of(s.start)),
+                    e.message().trim().to_string(),
+                )])
+            } else {
+                ConfigErrors(
+                    all.into_iter()
+                        .map(|p| err(Some(line_of(p.span.start)), p.message))
+                        .collect(),
+                )
+            }
         })?;
         let mut errors = Vec::new();
         let listen = match raw.listen.parse::<SocketAddr>() {
@@ -563,6 +655,36 @@ mod tests {
 
     fn parse(text: &str) -> Result<DaemonConfig, ConfigErrors> {
         DaemonConfig::parse(Path::new("conf/warden.toml"), text)
+    }
+
+    #[test]
+    fn every_misspelt_key_and_mistyped_value_in_a_config_is_reported_at_once() {
+        let text = "listen = 7878\n[limits]\nqueue_timout = \"2s\"\ndrain_timeout = 30\n\
+                    [engine]\nmemory_init_cow = \"no\"\n";
+        let e = parse(text).expect_err("four problems");
+        let lines: Vec<Option<usize>> = e.0.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(1), Some(3), Some(4), Some(6)], "{e}");
+        let text = e.to_string();
+        assert!(text.contains("did you mean `queue_timeout`?"), "{text}");
+        assert!(
+            text.contains("`engine.memory_init_cow` must be true or false"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("invalid type"),
+            "serde's wording leaked: {text}"
+        );
+    }
+
+    #[test]
+    fn shape_matches_the_documented_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
+        let doc = std::fs::read_to_string(&path).expect("docs readable");
+        for block in doc.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap_or_default();
+            let problems = toml_shape::check(block, SHAPE);
+            assert!(problems.is_empty(), "{problems:?}\n{block}");
+        }
     }
 
     #[test]

@@ -29,6 +29,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// The `capability` and `route` metric label of a request refused before
+/// a capability (or route) was chosen.
+pub const NO_LABEL: &str = "(none)";
+
 /// The body of `POST /v1/requests`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,6 +210,7 @@ impl Daemon {
     }
 
     /// The answer for an audited record; counts it in the metrics.
+    /// (Metric label for "no capability / no route": [`NO_LABEL`].)
     pub(super) fn answered(
         &self,
         record: &InvocationRecord,
@@ -216,12 +221,14 @@ impl Daemon {
         denial_reason: &str,
     ) -> Answer {
         let outcome = record.outcome;
-        let capability = capability.unwrap_or("");
+        // Never an empty label value (Prometheus reads it as "no label"):
+        // a request refused before a capability was chosen is `(none)`.
+        let capability = capability.unwrap_or(NO_LABEL);
         self.metrics.add(
             "warden_requests_total",
             labels(&[
                 ("capability", capability),
-                ("route", rule_id.unwrap_or("")),
+                ("route", rule_id.unwrap_or(NO_LABEL)),
                 ("outcome", outcome.class()),
             ]),
             1,
