@@ -124,7 +124,83 @@ fn inspect_lists_imports_as_granted_or_refused_and_exports_with_schemas() {
         &s(&repo().join("policies/echo.toml")),
     ]);
     assert_eq!(code, 3);
-    assert!(out.contains("refused     warden:host/log@0.1.0"), "{out}");
+    assert!(
+        out.contains("refused          warden:host/log@0.1.0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn inspect_shows_a_reviewer_budgets_rules_pins_and_payloads_beside_the_grants() {
+    let dir = scratch("inspect-review");
+    let policy = dir.join("pii.toml");
+    let text = std::fs::read_to_string(repo().join("policies/pii-redact.toml")).expect("policy");
+    let text = text.replace("[budget]", "[[approval]]\nfunction = \"redact\"\nmode = \"dual\"\nwhen = 'input.text == \"x\"'\n\n[budget]");
+    std::fs::write(&policy, text).expect("write");
+    let (code, out, err) = warden(&["inspect", &s(&guest("pii-redact")), "--policy", &s(&policy)]);
+    assert_eq!(code, 0, "{err}");
+    for expected in [
+        "pins       digest not pinned; signers dev",
+        "payloads   full",
+        "budget     fuel 1000000000, memory 64MiB, wall time 5s",
+        "approval   #1 redact dual when input.text == \"x\"; expires 86400s; approvers anyone with the approve role",
+        "granted          warden:host/log@0.1.0  <- warden:host/log",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in\n{out}");
+    }
+}
+
+#[test]
+fn inspect_without_a_policy_exits_3_for_an_import_no_policy_can_grant() {
+    let (code, out, _) = warden(&["inspect", &s(&guest("socket-user"))]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("never grantable  wasi:sockets/tcp@"), "{out}");
+    assert!(out.contains("raw sockets"), "the reason is shown: {out}");
+}
+
+#[test]
+fn a_grant_no_import_uses_is_a_warning_and_fails_with_deny_warnings() {
+    let dir = scratch("unused-grant");
+    let policy = dir.join("pii.toml");
+    let text = std::fs::read_to_string(repo().join("policies/pii-redact.toml")).expect("policy");
+    let text = text.replace(
+        "[budget]",
+        "\"warden:host/kv\" = {}\n\"wasi:clocks/wall-clock\" = { mode = \"system\" }\n\n[budget]",
+    );
+    std::fs::write(&policy, text).expect("write");
+    let component = s(&guest("pii-redact"));
+    let (code, _, err) = warden(&["policy", "check", &s(&policy), &component]);
+    assert_eq!(code, 0, "a warning alone passes: {err}");
+    assert!(
+        err.contains(
+            "warning: `warden:host/kv` is granted but the component imports nothing it covers"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("`wasi:clocks/wall-clock` is granted"), "{err}");
+    let (code, _, err) = warden(&[
+        "policy",
+        "check",
+        &s(&policy),
+        &component,
+        "--deny-warnings",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("2 warning(s)"), "{err}");
+    let (code, out, _) = warden(&["inspect", &component, "--policy", &s(&policy)]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("warning: `warden:host/kv` is granted"),
+        "{out}"
+    );
+    let (code, _, _) = warden(&[
+        "inspect",
+        &component,
+        "--policy",
+        &s(&policy),
+        "--deny-warnings",
+    ]);
+    assert_eq!(code, 3);
 }
 
 #[test]

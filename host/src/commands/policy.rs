@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use warden_host::component::Shape;
-use warden_host::policy::{InterfaceName, Policy, default_grant_settings};
+use warden_host::policy::{InterfaceName, Policy, default_grant_settings, review};
 use warden_host::sandbox::{Sandbox, SandboxConfig, linker_for};
 
 /// Validate or generate capability policies.
@@ -14,7 +14,9 @@ use warden_host::sandbox::{Sandbox, SandboxConfig, linker_for};
 pub enum Cmd {
     /// Validate a policy (every problem, with file:line), and against a component when given.
     ///
-    /// Exit code 0 when valid, 2 otherwise.
+    /// With a component, grants that no import uses are warnings (unused
+    /// authority). Exit code 0 when valid, 2 otherwise (and, with
+    /// `--deny-warnings`, when there is a warning).
     Check(CheckArgs),
     /// Write a policy granting every import of a component with safe defaults
     /// (virtual clocks, seeded random, no preopens), for authors to review.
@@ -28,6 +30,9 @@ pub struct CheckArgs {
     pub policy: PathBuf,
     /// Also check that this component's imports are all granted.
     pub component: Option<PathBuf>,
+    /// Treat warnings (grants no import of the component uses) as errors.
+    #[arg(long)]
+    pub deny_warnings: bool,
 }
 
 /// `warden policy init`.
@@ -76,6 +81,18 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let (sandbox, shape) = shape_of(component)?;
         if let Err(e) = linker_for(sandbox.engine(), &shape, &policy) {
             eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+        let warnings = review::review(&shape, Some(&policy)).warnings;
+        for w in &warnings {
+            eprintln!("{}: warning: {w}", args.policy.display());
+        }
+        if args.deny_warnings && !warnings.is_empty() {
+            eprintln!(
+                "{} warning(s) in {} (--deny-warnings)",
+                warnings.len(),
+                args.policy.display()
+            );
             return Ok(ExitCode::from(2));
         }
         println!(
