@@ -236,3 +236,31 @@ fn capabilities_lists_each_export_by_name() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("    echo: func("), "{out}");
 }
+
+#[test]
+fn a_sighup_reload_says_what_changed() {
+    let dir = deploy(
+        "hup-says",
+        &[cap("echo", "echo")],
+        &[("greet", "greet", "echo", "echo")],
+        "",
+    );
+    let d = Daemon::start(&dir);
+    std::fs::write(
+        dir.join("routes.toml"),
+        crate::daemon::routes_toml(&[("shout", "shout", "echo", "echo")]),
+    )
+    .expect("routes");
+    d.signal("-HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !d.audit().iter().any(|e| e["entry"]["event"] == "reload") {
+        assert!(std::time::Instant::now() < deadline, "no reload entry");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (code, err) = d.terminate();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warden: reload (SIGHUP) applied: route table sha256:"),
+        "{err}"
+    );
+}

@@ -360,6 +360,41 @@ impl Daemon {
         }
     }
 
+    /// After a reload: ends every pending request whose capability the
+    /// reload changed (digest or policy) or removed, as a decision on it
+    /// would (`approval_denied`, audited), so it stops listing as pending.
+    /// Returns how many were voided.
+    pub(super) async fn void_stale_held(&self) -> usize {
+        let _guard = self.approvals_lock.lock().await;
+        let listed = self
+            .state
+            .blocking(|state| state.held_list(Some(HeldState::Pending.as_str()), usize::MAX))
+            .await;
+        let Ok(pending) = listed else {
+            tracing::error!("listing held requests after a reload failed: {listed:?}");
+            return 0;
+        };
+        let deployment = self.deployment();
+        let mut voided = 0;
+        for mut held in pending {
+            let now_loaded = deployment.capabilities.get(&held.capability);
+            if now_loaded.is_some_and(|cap| cap.binding() == held.binding) {
+                continue;
+            }
+            let now_is = now_loaded.map_or("not loaded".to_string(), |c| {
+                format!("digest {} policy {}", c.digest, c.policy_hash)
+            });
+            let why = format!(
+                "approval void: a reload changed capability `{}` while the request was held (held against digest {} policy {}; now {now_is}); submit it again",
+                held.capability, held.binding.component_digest, held.binding.policy_hash
+            );
+            self.end(&mut held, HeldState::Denied, Outcome::ApprovalDenied, why)
+                .await;
+            voided += 1;
+        }
+        voided
+    }
+
     async fn expire(&self, held: &mut Held) {
         let why = format!(
             "no {} approval within the rule's expiry ({} of {} given)",

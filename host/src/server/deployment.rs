@@ -43,6 +43,64 @@ impl Deployment {
         })
     }
 
+    /// What changed from the deployment fingerprinted `old` to the one
+    /// fingerprinted `new` ([`Deployment::fingerprint`]), one line each:
+    /// capabilities added, removed or changed (digest, policy), then the
+    /// route table and the trust file. Empty when nothing changed.
+    pub fn changes(old: &Value, new: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        let empty = serde_json::Map::new();
+        let caps = |v: &Value| {
+            v["capabilities"]
+                .as_object()
+                .cloned()
+                .unwrap_or_else(|| empty.clone())
+        };
+        let (before, after) = (caps(old), caps(new));
+        for (name, now) in &after {
+            match before.get(name) {
+                None => out.push(format!(
+                    "capability `{name}` added (digest {})",
+                    short(&now["digest"])
+                )),
+                Some(was) => {
+                    if was["digest"] != now["digest"] {
+                        out.push(format!(
+                            "capability `{name}`: component {} -> {}",
+                            short(&was["digest"]),
+                            short(&now["digest"])
+                        ));
+                    }
+                    if was["policy_hash"] != now["policy_hash"] {
+                        out.push(format!(
+                            "capability `{name}`: policy {} -> {}",
+                            short(&was["policy_hash"]),
+                            short(&now["policy_hash"])
+                        ));
+                    }
+                }
+            }
+        }
+        for name in before.keys().filter(|n| !after.contains_key(*n)) {
+            out.push(format!("capability `{name}` removed"));
+        }
+        if old["routes_hash"] != new["routes_hash"] {
+            out.push(format!(
+                "route table {} -> {}",
+                short(&old["routes_hash"]),
+                short(&new["routes_hash"])
+            ));
+        }
+        if old["trust_hash"] != new["trust_hash"] {
+            out.push(format!(
+                "trust file {} -> {}",
+                short(&old["trust_hash"]),
+                short(&new["trust_hash"])
+            ));
+        }
+        out
+    }
+
     /// Reads and validates everything the config names. Returns every
     /// problem found (each one line, naming its file), never only the first.
     pub fn load(host: &Host, config: &DaemonConfig) -> Result<Deployment, Vec<String>> {
@@ -200,4 +258,55 @@ fn policy_files(config: &DaemonConfig, errors: &mut Vec<String>) -> Vec<PathBuf>
         .collect();
     files.sort();
     files
+}
+
+/// `sha256:0123abcd…` (the first 8 hex digits), or `none`.
+fn short(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => {
+            let cut = s
+                .char_indices()
+                .nth("sha256:".len() + 8)
+                .map_or(s.len(), |(i, _)| i);
+            if cut < s.len() {
+                format!("{}…", &s[..cut])
+            } else {
+                s.to_owned()
+            }
+        }
+        None => "none".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(caps: Value, routes: &str) -> Value {
+        json!({"routes_hash": routes, "trust_hash": "sha256:aa", "capabilities": caps})
+    }
+
+    #[test]
+    fn changes_name_each_added_removed_and_changed_part() {
+        let old = fp(
+            json!({"echo": {"digest": "sha256:1111111111", "policy_hash": "sha256:p1"},
+                   "gone": {"digest": "sha256:2", "policy_hash": "sha256:p2"}}),
+            "sha256:r1",
+        );
+        let new = fp(
+            json!({"echo": {"digest": "sha256:1111111111", "policy_hash": "sha256:p9"},
+                   "fresh": {"digest": "sha256:3", "policy_hash": "sha256:p3"}}),
+            "sha256:r2",
+        );
+        assert_eq!(
+            Deployment::changes(&old, &new),
+            [
+                "capability `echo`: policy sha256:p1 -> sha256:p9",
+                "capability `fresh` added (digest sha256:3)",
+                "capability `gone` removed",
+                "route table sha256:r1 -> sha256:r2",
+            ]
+        );
+        assert!(Deployment::changes(&old, &old).is_empty());
+    }
 }

@@ -236,7 +236,10 @@ impl Daemon {
                     .deployment
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
-                let detail = json!({"result": "applied", "old": old, "new": fingerprint});
+                let changes = Deployment::changes(&old, &fingerprint);
+                let detail = json!({
+                    "result": "applied", "old": old, "new": fingerprint, "changes": changes,
+                });
                 (Outcome::Ok, detail.clone(), Ok(detail))
             }
             Err(errors) => {
@@ -261,7 +264,16 @@ impl Daemon {
         if let Err(e) = recorder.event(entry).await {
             tracing::error!("reload audit entry failed: {e}");
         }
-        result
+        // After the reload's own entry: held requests bound to what it
+        // changed end now, each with its entry, instead of listing as
+        // pending until someone decides.
+        match result {
+            Ok(mut detail) => {
+                detail["held_voided"] = json!(self.void_stale_held().await);
+                Ok(detail)
+            }
+            Err(errors) => Err(errors),
+        }
     }
 
     /// Stops admitting requests, waits for active ones up to `deadline`,
@@ -417,11 +429,34 @@ fn hup_signal() -> Option<tokio::signal::unix::Signal> {
         .ok()
 }
 
+/// One line saying what a reload changed (from its audit detail).
+fn reload_summary(detail: &Value) -> String {
+    let mut parts: Vec<String> = detail["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    if parts.is_empty() {
+        parts.push("nothing changed".to_owned());
+    }
+    match detail["held_voided"].as_u64() {
+        Some(0) | None => {}
+        Some(n) => parts.push(format!(
+            "{n} held request(s) voided (their capability changed; they end approval_denied)"
+        )),
+    }
+    parts.join("; ")
+}
+
 fn spawn_sighup(daemon: Arc<Daemon>, mut hup: tokio::signal::unix::Signal) {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             match daemon.reload("signal:SIGHUP", "signal").await {
-                Ok(_) => eprintln!("warden: reload (SIGHUP) applied"),
+                Ok(detail) => eprintln!(
+                    "warden: reload (SIGHUP) applied: {}",
+                    reload_summary(&detail)
+                ),
                 Err(errors) => eprintln!(
                     "warden: reload (SIGHUP) rejected, nothing changed:\n{}",
                     errors.join("\n")
