@@ -33,6 +33,8 @@ enum Command {
     Routes(commands::routes::Cmd),
     /// Scaffold a new capability crate and policy.
     New(commands::new::Args),
+    /// Build, sign and serve a capability folder for development (`--watch` reloads).
+    Dev(commands::dev::Args),
     /// Write a ready deployment directory (config, tokens, key, trust, routes).
     Init(commands::init::Args),
     /// Make bearer tokens for warden.toml principals (`warden token create`).
@@ -108,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(c) => commands::policy::run(c),
         Command::Routes(c) => commands::routes::run(c),
         Command::New(a) => commands::new::run(a),
+        Command::Dev(args) => commands::dev::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::Token(args) => commands::token::run(args),
         Command::Key(args) => commands::key::run(args),

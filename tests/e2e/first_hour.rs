@@ -264,3 +264,99 @@ fn a_sighup_reload_says_what_changed() {
         "{err}"
     );
 }
+
+#[test]
+fn warden_dev_builds_signs_serves_and_reloads_a_capability_when_its_source_changes() {
+    let dir = scratch("dev").join("devcap");
+    let (code, _, err) = warden(&["new", "devcap", "--dir", dir.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    // No policy: `warden dev` writes one from the component's imports.
+    std::fs::remove_file(dir.join("policy.toml")).expect("rm policy");
+    let ready = dir.join("ready");
+    let mut child = Command::new(warden_bin())
+        .args(["dev", "--watch", "--listen", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready)
+        .current_dir(&dir)
+        // Cached across runs: the scaffold's dependencies build once.
+        .env("CARGO_TARGET_DIR", repo().join("target/dev-loop"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("warden dev");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let addr = loop {
+        if let Ok(a) = std::fs::read_to_string(&ready)
+            && !a.is_empty()
+        {
+            break a;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("warden dev exited ({status}):\n{err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warden dev did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let child = Kill(child);
+    let policy = std::fs::read_to_string(dir.join("policy.toml")).expect("policy written");
+    assert!(policy.contains("name = \"devcap\""), "{policy}");
+    let token = std::fs::read_to_string(dir.join(".warden-dev/dev.token")).expect("token");
+    let client = warden_host::server::client::Client::new(
+        &format!("http://{addr}"),
+        Some(token.trim().to_owned()),
+    )
+    .expect("client");
+    let call = || {
+        client
+            .post_json(
+                "/v1/requests",
+                &serde_json::json!({"kind": "run", "input": {"input": "hi"}}),
+            )
+            .expect("request")
+            .json()
+    };
+    let first = call();
+    assert_eq!(first["output"], "devcap got: hi", "{first}");
+    assert!(
+        first["component_digest"].as_str().is_some(),
+        "served signed: {first}"
+    );
+    let src = dir.join("src/lib.rs");
+    let text = std::fs::read_to_string(&src).expect("src");
+    std::fs::write(&src, text.replace("got: {input}", "now says: {input}")).expect("edit");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let now = call();
+        if now["output"] == "devcap now says: hi" {
+            assert_ne!(now["component_digest"], first["component_digest"]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload after the edit: {now}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    drop(child);
+    let (code, _, err) = warden(&[
+        "dev",
+        dir.to_str().expect("utf8"),
+        "--listen",
+        "0.0.0.0:7999",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("loopback only"), "{err}");
+}

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod audit;
 pub mod client;
 pub mod data_dir;
+pub mod dev;
 pub mod init;
 pub mod inspect;
 pub mod key;

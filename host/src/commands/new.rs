@@ -31,7 +31,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "  warden run target/wasm32-wasip2/release/{snake}.wasm --policy policy.toml \\\n      --allow-unsigned --call run --input '{{\"input\":\"hello\"}}'"
     );
     println!(
-        "(--allow-unsigned skips the signature check: for local authoring only. To serve it,\n sign it and trust the key: docs/signing.md, or `warden init` for a deployment.)"
+        "(--allow-unsigned skips the signature check: for local authoring only.)\n\nor serve it while you edit (builds, signs with a development key, reloads on change):"
+    );
+    println!("  warden dev --watch");
+    println!(
+        "  warden submit --token-file .warden-dev/dev.token --kind run --input '{{\"input\":\"hello\"}}'   # in another terminal, same folder"
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -55,7 +55,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn shape_of(path: &PathBuf) -> anyhow::Result<(Sandbox, Shape)> {
+pub(super) fn shape_of(path: &std::path::Path) -> anyhow::Result<(Sandbox, Shape)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let sandbox = Sandbox::new(SandboxConfig {
         max_concurrent_instances: 1,
@@ -124,6 +124,34 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             .replace('_', "-")
             .to_lowercase()
     });
+    let (text, problems) = policy_text(&shape, &name, &file_name);
+    match &args.out {
+        Some(path) => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+            f.write_all(text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    if problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("warning: {p}");
+        }
+        Ok(ExitCode::from(3))
+    }
+}
+
+/// A policy granting every import of `shape` with safe defaults, for the
+/// capability `name` whose component file is `file_name`; and the imports
+/// that can never be granted (each a reason).
+pub(super) fn policy_text(shape: &Shape, name: &str, file_name: &str) -> (String, Vec<String>) {
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -162,25 +190,5 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     for p in &problems {
         let _ = writeln!(text, "# NOT GRANTABLE: {p}");
     }
-    match &args.out {
-        Some(path) => {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-            f.write_all(text.as_bytes())?;
-            eprintln!("wrote {}", path.display());
-        }
-        None => print!("{text}"),
-    }
-    if problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for p in &problems {
-            eprintln!("warning: {p}");
-        }
-        Ok(ExitCode::from(3))
-    }
+    (text, problems)
 }
