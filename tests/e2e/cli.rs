@@ -56,6 +56,10 @@ fn run_exit_codes_follow_the_outcome_class() {
     ]);
     assert_eq!(code, 16, "budget_exhausted is 16: {err}");
     assert!(err.contains("budget_exhausted:fuel"), "{err}");
+    assert!(
+        err.contains("fuel budget of 1000000 exhausted") && !err.contains("Limit("),
+        "the budget as a policy writes it, never a Rust debug form: {err}"
+    );
     let (code, _, err) = run(&[
         &s(&guest("spin-loop")),
         "-p",
