@@ -207,6 +207,35 @@ fn warden_run_appends_to_the_audit_store_and_audit_verify_passes() {
     assert_eq!(out.matches("\"request_id\"").count(), 2, "{out}");
 }
 
+#[test]
+fn audit_verify_db_finds_the_host_key_beside_the_database_and_names_a_missing_one_once() {
+    let data = scratch("verify-db");
+    let d = data.display().to_string();
+    warden_run_echo(&d, "one");
+    let db = data.join("warden.db").display().to_string();
+    // Run from elsewhere: the key is looked for beside --db, not in ./data.
+    let out = std::process::Command::new(warden_bin())
+        .args(["audit", "verify", "--db", &db])
+        .current_dir(scratch("verify-db-cwd"))
+        .output()
+        .expect("warden");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 checkpoints checked"), "{stdout}");
+    std::fs::remove_file(data.join("host.pub")).expect("rm host.pub");
+    let (code, _, err) = warden(&["audit", "verify", "--db", &db]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("host.pub"), "names the file: {err}");
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the OS error is said once: {err}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The trusted checkpoint (anchor file): a writer never signs over a history
 // it has not verified from the newest checkpoint this host signed.

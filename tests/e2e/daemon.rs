@@ -1045,6 +1045,17 @@ fn the_cli_submits_lists_capabilities_and_tails_the_audit() {
         out.contains("echo.echo") && out.contains("no_route"),
         "{out}"
     );
+    let metrics = d.client(AUDIT).get("/metrics").expect("metrics").text();
+    assert!(
+        metrics.contains(
+            "warden_requests_total{capability=\"(none)\",route=\"(none)\",outcome=\"no_route\"} 1"
+        ),
+        "a request refused before routing is labelled (none), never \"\": {metrics}"
+    );
+    assert!(
+        !metrics.contains("=\"\""),
+        "no empty label value: {metrics}"
+    );
     let (code, _, err) = run(&["audit", "tail"], SUBMIT);
     assert_eq!(code, 2, "a submitter cannot read the audit: {err}");
 }
