@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod policy;
 pub mod principal;
+pub mod review;
 pub mod router;
 pub mod sandbox;
 pub mod scaffold;

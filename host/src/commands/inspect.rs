@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use warden_host::component::Shape;
 use warden_host::policy::Policy;
-use warden_host::policy::review::{self, Review};
+use warden_host::review::{self, Review};
 use warden_host::sandbox::{Sandbox, SandboxConfig};
 
 /// Show a component's imports (granted or refused by a policy, with the

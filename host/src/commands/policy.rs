@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use warden_host::component::Shape;
-use warden_host::policy::{InterfaceName, Policy, default_grant_settings, review};
+use warden_host::policy::{InterfaceName, Policy, default_grant_settings};
+use warden_host::review;
 use warden_host::sandbox::{Sandbox, SandboxConfig, linker_for};
 
 /// Validate or generate capability policies.

@@ -13,7 +13,6 @@
 pub mod approval;
 pub mod predicate;
 mod retry;
-pub mod review;
 
 pub use crate::interfaces::catalogue::{Grant, GrantKind, default_grant_settings};
 pub use crate::interfaces::clocks::ClockMode;

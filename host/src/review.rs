@@ -10,9 +10,9 @@
 //! Pure: no I/O; it never decides whether a component loads (the linker
 //! does, `sandbox::linker_for`).
 
-use super::{Policy, default_grant_settings};
 use crate::component::Shape;
 use crate::interfaces::catalogue::Grant;
+use crate::policy::{Policy, default_grant_settings};
 
 /// How one import stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
