@@ -226,7 +226,7 @@ impl Drop for Daemon {
     }
 }
 
-fn echo_deploy(name: &str, echo_extra: &'static str, config_extra: &str) -> PathBuf {
+pub(crate) fn echo_deploy(name: &str, echo_extra: &'static str, config_extra: &str) -> PathBuf {
     let mut echo = cap("echo", "echo");
     echo.extra = echo_extra;
     let mut panicker = cap("panicker", "panicker");
@@ -242,7 +242,7 @@ fn echo_deploy(name: &str, echo_extra: &'static str, config_extra: &str) -> Path
     )
 }
 
-fn greet(message: &str) -> Value {
+pub(crate) fn greet(message: &str) -> Value {
     json!({"kind": "greet", "input": {"message": message}})
 }
 

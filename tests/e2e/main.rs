@@ -22,4 +22,5 @@ mod polyglot;
 mod signing;
 mod support;
 mod tenants;
+mod transparency;
 mod types;
