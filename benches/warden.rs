@@ -846,8 +846,8 @@ fn main() {
     }
 }
 
-/// 9. Transparency log: the tree's cost on append, its recomputation in
-/// `audit verify`, and proof latency on a large log.
+/// Section 9, the transparency log: the tree's cost on append, its
+/// recomputation in `audit verify`, and proof latency on a large log.
 async fn transparency(s: &Sizes) {
     use warden_host::audit::merkle::{leaf_hash, verify_inclusion};
     use warden_host::store::AuditReader;
@@ -920,8 +920,14 @@ async fn transparency(s: &Sizes) {
         )
         .expect("head");
         let t = Instant::now();
-        verify_inclusion(&leaf_hash(&p.entry_hash), p.index, head.size, &p.hashes, &head.root)
-            .expect("verifies");
+        verify_inclusion(
+            &leaf_hash(&p.entry_hash),
+            p.index,
+            head.size,
+            &p.hashes,
+            &head.root,
+        )
+        .expect("verifies");
         path_only.push(t.elapsed());
         let t = Instant::now();
         p.verify(&public, None).expect("verifies");

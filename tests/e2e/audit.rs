@@ -555,7 +555,10 @@ fn audit_verify_with_an_expected_checkpoint_passes_on_the_chain_and_fails_on_a_c
     // check alone catches this cut.
     let (code, out, _) = verify(&cut, &[]);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("FAILED (tree): checkpoint note at size 3 covers more entries"), "{out}");
+    assert!(
+        out.contains("FAILED (tree): checkpoint note at size 3 covers more entries"),
+        "{out}"
+    );
     // A thorough attacker deletes those notes too and rebuilds the tree.
     conn.execute("DELETE FROM audit_notes WHERE size > 2", [])
         .expect("cut");

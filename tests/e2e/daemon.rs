@@ -434,7 +434,11 @@ fn client_mistakes_get_4xx_with_machine_readable_codes() {
 #[test]
 fn every_endpoint_checks_its_role() {
     // A checkpoint per entry, so the transparency endpoints have one to serve.
-    let d = Daemon::start(&echo_deploy("auth", "", "[checkpoints]\nevery_entries = 1\n"));
+    let d = Daemon::start(&echo_deploy(
+        "auth",
+        "",
+        "[checkpoints]\nevery_entries = 1\n",
+    ));
     let ok = d.submit(greet("mine")).json();
     let id = ok["request_id"].as_str().expect("id").to_string();
     let req_path = format!("/v1/requests/{id}");
@@ -456,8 +460,16 @@ fn every_endpoint_checks_its_role() {
         ("GET", "/v1/audit".into(), &["audit"]),
         ("GET", "/v1/audit/checkpoints".into(), &["audit"]),
         ("GET", "/v1/audit/checkpoint".into(), &["audit"]),
-        ("GET", "/v1/audit/proof/inclusion?index=0".into(), &["audit"]),
-        ("GET", "/v1/audit/proof/consistency?old=0".into(), &["audit"]),
+        (
+            "GET",
+            "/v1/audit/proof/inclusion?index=0".into(),
+            &["audit"],
+        ),
+        (
+            "GET",
+            "/v1/audit/proof/consistency?old=0".into(),
+            &["audit"],
+        ),
         ("POST", "/v1/admin/reload".into(), &["admin"]),
         ("GET", "/metrics".into(), &["audit", "admin"]),
     ];

@@ -3,7 +3,9 @@
 //! witness catching a truncated and a rewritten log, and the daemon
 //! pushing its checkpoints to that witness.
 
-use crate::audit::{chain_of_runs, rebuild_tree, rewrite_after_checkpoint, tamper, warden_run_echo};
+use crate::audit::{
+    chain_of_runs, rebuild_tree, rewrite_after_checkpoint, tamper, warden_run_echo,
+};
 use crate::daemon::{AUDIT, Daemon, echo_deploy, greet};
 use crate::support::*;
 use std::path::{Path, PathBuf};
@@ -65,14 +67,20 @@ fn a_cli_inclusion_proof_verifies_offline_and_fails_when_any_byte_changes() {
     let d = s(&data);
     let (code, proof, err) = warden(&["audit", "prove", "3", "--data-dir", &d]);
     assert_eq!(code, 0, "{err}");
-    assert!(proof.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{proof}");
+    assert!(
+        proof.starts_with("c2sp.org/tlog-proof@v1\nextra "),
+        "{proof}"
+    );
     assert!(proof.contains("\nindex 2\n"), "{proof}");
     let file = data.join("p3.tlog-proof");
     std::fs::write(&file, &proof).expect("write");
     let pubkey = s(&data.join("host.pub"));
     let (code, out, err) = warden(&["audit", "verify-proof", &s(&file), "--pubkey", &pubkey]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok: entry 3") && out.contains("is leaf 2 of 5"), "{out}");
+    assert!(
+        out.contains("ok: entry 3") && out.contains("is leaf 2 of 5"),
+        "{out}"
+    );
     // Every byte flip is refused (a sample of positions keeps this fast).
     let bytes = proof.into_bytes();
     for i in (0..bytes.len()).step_by(7) {
@@ -84,8 +92,14 @@ fn a_cli_inclusion_proof_verifies_offline_and_fails_when_any_byte_changes() {
     }
     // Consistency from every older size to the newest.
     for old in 0..=5 {
-        let (code, proof, err) =
-            warden(&["audit", "prove", "--consistency", &old.to_string(), "--data-dir", &d]);
+        let (code, proof, err) = warden(&[
+            "audit",
+            "prove",
+            "--consistency",
+            &old.to_string(),
+            "--data-dir",
+            &d,
+        ]);
         assert_eq!(code, 0, "{err}");
         std::fs::write(&file, &proof).expect("write");
         let (code, out, err) = warden(&["audit", "verify-proof", &s(&file), "--pubkey", &pubkey]);
@@ -94,7 +108,10 @@ fn a_cli_inclusion_proof_verifies_offline_and_fails_when_any_byte_changes() {
     // `audit verify` checks the tree and every note.
     let (code, out, err) = warden(&["audit", "verify", "--data-dir", &d]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("tree: 5 leaves, 5 checkpoint notes checked"), "{out}");
+    assert!(
+        out.contains("tree: 5 leaves, 5 checkpoint notes checked"),
+        "{out}"
+    );
 }
 
 /// Attack 1: drop the newest entries together with their checkpoints (and
@@ -122,15 +139,22 @@ fn a_witness_holding_a_newer_checkpoint_catches_dropped_entries() {
     }
     rebuild_tree(&conn);
     drop(conn);
-    std::fs::remove_file(warden_host::store::anchor_path(&data.join("warden.db"))).expect("rm anchor");
+    std::fs::remove_file(warden_host::store::anchor_path(&data.join("warden.db")))
+        .expect("rm anchor");
     warden_run_echo(&s(&data), "after the cut");
     let note3 = dir.join("note3");
     let text = save_checkpoint(&data, &note3);
-    assert!(text.contains("\n3\n"), "the log re-signed at size 3: {text}");
+    assert!(
+        text.contains("\n3\n"),
+        "the log re-signed at size 3: {text}"
+    );
     let (code, _, err) = witness_once(&state, &wkey, &data, &note3, None);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("was truncated"), "{err}");
-    assert!(err.contains("holds size 4") && err.contains("offers size 3"), "{err}");
+    assert!(
+        err.contains("holds size 4") && err.contains("offers size 3"),
+        "{err}"
+    );
 }
 
 /// Attack 2: rewrite history after an older checkpoint, re-chain it,
@@ -146,18 +170,29 @@ fn a_witness_refuses_history_rewritten_after_an_older_checkpoint_and_re_signed()
     let (code, _, err) = witness_once(&state, &wkey, &data, &note4, None);
     assert_eq!(code, 0, "{err}");
     rewrite_after_checkpoint(&data, 2);
-    std::fs::remove_file(warden_host::store::anchor_path(&data.join("warden.db"))).expect("rm anchor");
+    std::fs::remove_file(warden_host::store::anchor_path(&data.join("warden.db")))
+        .expect("rm anchor");
     warden_run_echo(&s(&data), "after the rewrite");
     let note5 = dir.join("note5");
     save_checkpoint(&data, &note5);
     let proof = dir.join("proof");
-    let (code, text, err) = warden(&["audit", "prove", "--consistency", "4", "--data-dir", &s(&data)]);
+    let (code, text, err) = warden(&[
+        "audit",
+        "prove",
+        "--consistency",
+        "4",
+        "--data-dir",
+        &s(&data),
+    ]);
     assert_eq!(code, 0, "{err}");
     std::fs::write(&proof, text).expect("write");
     let (code, _, err) = witness_once(&state, &wkey, &data, &note5, Some(&proof));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("was rewritten"), "{err}");
-    assert!(err.contains("holds size 4") && err.contains("offered size 5"), "{err}");
+    assert!(
+        err.contains("holds size 4") && err.contains("offered size 5"),
+        "{err}"
+    );
     // The state still holds size 4.
     let held = std::fs::read_to_string(&state).expect("state");
     assert!(held.contains("\"size\": 4"), "{held}");
@@ -222,7 +257,10 @@ fn a_witness_cosigns_each_extension_of_an_honest_log() {
         &s(&dir.join("cosigned")),
     ]);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("1 valid cosignature(s)") && out.contains("2 required"), "{out}");
+    assert!(
+        out.contains("1 valid cosignature(s)") && out.contains("2 required"),
+        "{out}"
+    );
 }
 
 /// A free loopback port (bound and released).
@@ -297,14 +335,21 @@ fn the_daemon_pushes_checkpoints_to_a_second_warden_witness_and_answers_carry_le
         &hash,
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    let cp = daemon.client(AUDIT).get("/v1/audit/checkpoint").expect("checkpoint");
+    let cp = daemon
+        .client(AUDIT)
+        .get("/v1/audit/checkpoint")
+        .expect("checkpoint");
     assert!(cp.text().starts_with("warden/audit/"), "{}", cp.text());
     let bad = daemon
         .client(AUDIT)
         .get("/v1/audit/proof/inclusion?index=999999")
         .expect("proof");
     assert_eq!(bad.status, 400, "{}", bad.text());
-    assert!(bad.text().contains("invalid_proof_request"), "{}", bad.text());
+    assert!(
+        bad.text().contains("invalid_proof_request"),
+        "{}",
+        bad.text()
+    );
     // The push reaches the witness; the cosigned note lands beside the db.
     let cosigned = warden_host::server::witness_push::cosigned_path(&data.join("warden.db"));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -315,7 +360,10 @@ fn the_daemon_pushes_checkpoints_to_a_second_warden_witness_and_answers_carry_le
         {
             break;
         }
-        assert!(Instant::now() < deadline, "no cosigned checkpoint at size {seq}");
+        assert!(
+            Instant::now() < deadline,
+            "no cosigned checkpoint at size {seq}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (code, out, err) = warden(&[

@@ -93,9 +93,13 @@ fn split(n: u64) -> u64 {
 /// The RFC 6962 hash of leaves `start..end` (`start < end`). Every range the
 /// RFC recursion produces splits into aligned complete subtrees, so this
 /// reads O(log n) stored nodes.
-fn range_hash<S: NodeSource + ?Sized>(src: &S, start: u64, end: u64) -> Result<Hash256, ProofError> {
+fn range_hash<S: NodeSource + ?Sized>(
+    src: &S,
+    start: u64,
+    end: u64,
+) -> Result<Hash256, ProofError> {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         let level = n.trailing_zeros();
         return src.node(level, start >> level);
     }
@@ -402,11 +406,14 @@ mod tests {
 
     impl NodeSource for Memory {
         fn node(&self, level: u32, index: u64) -> Result<Hash256, ProofError> {
-            self.0.get(&(level, index)).copied().ok_or(ProofError::Node {
-                level,
-                index,
-                reason: "absent".into(),
-            })
+            self.0
+                .get(&(level, index))
+                .copied()
+                .ok_or(ProofError::Node {
+                    level,
+                    index,
+                    reason: "absent".into(),
+                })
         }
     }
 
@@ -586,7 +593,10 @@ mod tests {
         );
         assert!(matches!(
             prove_consistency(&mem, 6, 5),
-            Err(ProofError::SizeOutOfRange { asked: 6, available: 5 })
+            Err(ProofError::SizeOutOfRange {
+                asked: 6,
+                available: 5
+            })
         ));
         assert!(matches!(root_at(&mem, 6), Err(ProofError::Node { .. })));
     }

@@ -47,7 +47,9 @@ pub enum NoteError {
     #[error("key name {0:?} is not allowed: it must be non-empty, without spaces or '+'")]
     BadName(String),
     /// No signature line from the key asked for.
-    #[error("the note carries no signature by {name} (key id {key_id}); is it the right key and origin?")]
+    #[error(
+        "the note carries no signature by {name} (key id {key_id}); is it the right key and origin?"
+    )]
     NotSignedBy {
         /// Key name looked for.
         name: String,
@@ -55,7 +57,9 @@ pub enum NoteError {
         key_id: String,
     },
     /// A line names the trusted key but does not verify: the note is forged or altered.
-    #[error("the signature by {name} (key id {key_id}) does not verify: the note was altered or forged")]
+    #[error(
+        "the signature by {name} (key id {key_id}) does not verify: the note was altered or forged"
+    )]
     BadSignature {
         /// Key name.
         name: String,
@@ -126,7 +130,9 @@ impl NoteSignature {
         let rest = line
             .strip_prefix(EM_DASH)
             .ok_or_else(|| bad("does not start with \"— \""))?;
-        let (name, b64) = rest.split_once(' ').ok_or_else(|| bad("no space before the signature"))?;
+        let (name, b64) = rest
+            .split_once(' ')
+            .ok_or_else(|| bad("no space before the signature"))?;
         check_name(name)?;
         let raw = Base64::decode_vec(b64).map_err(|_| bad("signature is not base64"))?;
         if raw.len() < 5 {
@@ -161,14 +167,16 @@ impl SignedNote {
                 bytes.len()
             )));
         }
-        let s = std::str::from_utf8(bytes)
-            .map_err(|_| NoteError::Malformed("not UTF-8".to_owned()))?;
+        let s =
+            std::str::from_utf8(bytes).map_err(|_| NoteError::Malformed("not UTF-8".to_owned()))?;
         if s.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(NoteError::Malformed("contains a control character".to_owned()));
+            return Err(NoteError::Malformed(
+                "contains a control character".to_owned(),
+            ));
         }
-        let split = s
-            .find("\n\n")
-            .ok_or_else(|| NoteError::Malformed("no blank line before the signatures".to_owned()))?;
+        let split = s.find("\n\n").ok_or_else(|| {
+            NoteError::Malformed("no blank line before the signatures".to_owned())
+        })?;
         let text = &s[..split + 1];
         let sigs = &s[split + 2..];
         if !sigs.ends_with('\n') || sigs.len() < 2 {
@@ -253,8 +261,13 @@ impl TreeHead {
             .parse()
             .ok()
             .filter(|n: &u64| n.to_string() == size)
-            .ok_or_else(|| bad(format!("tree size {size:?} is not a decimal without leading zeros")))?;
-        let raw = Base64::decode_vec(root).map_err(|_| bad(format!("root {root:?} is not base64")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "tree size {size:?} is not a decimal without leading zeros"
+                ))
+            })?;
+        let raw =
+            Base64::decode_vec(root).map_err(|_| bad(format!("root {root:?} is not base64")))?;
         let root: [u8; 32] = raw
             .try_into()
             .map_err(|_| bad(format!("root {root:?} is not 32 bytes")))?;
@@ -308,7 +321,10 @@ pub fn verify_checkpoint(
     let mut found = false;
     for s in parsed.by(&head.origin, id) {
         let ok = <[u8; 64]>::try_from(&s.signature[..])
-            .map(|b| key.verify(parsed.text.as_bytes(), &Signature::from_bytes(&b)).is_ok())
+            .map(|b| {
+                key.verify(parsed.text.as_bytes(), &Signature::from_bytes(&b))
+                    .is_ok()
+            })
             .unwrap_or(false);
         if !ok {
             return Err(NoteError::BadSignature {
@@ -332,7 +348,12 @@ fn cosigned_message(body: &str, timestamp: u64) -> Vec<u8> {
 }
 
 /// A `cosignature/v1` line by witness `name` over the checkpoint `body`.
-pub fn cosign(body: &str, name: &str, key: &SigningKey, timestamp: u64) -> Result<NoteSignature, NoteError> {
+pub fn cosign(
+    body: &str,
+    name: &str,
+    key: &SigningKey,
+    timestamp: u64,
+) -> Result<NoteSignature, NoteError> {
     check_name(name)?;
     let sig = key.sign(&cosigned_message(body, timestamp));
     let mut signature = timestamp.to_be_bytes().to_vec();
@@ -345,7 +366,11 @@ pub fn cosign(body: &str, name: &str, key: &SigningKey, timestamp: u64) -> Resul
 }
 
 /// Verifies witness `name`'s cosignature in `note`; returns its timestamp.
-pub fn verify_cosignature(note: &SignedNote, name: &str, key: &VerifyingKey) -> Result<u64, NoteError> {
+pub fn verify_cosignature(
+    note: &SignedNote,
+    name: &str,
+    key: &VerifyingKey,
+) -> Result<u64, NoteError> {
     let id = note_key_id(name, COSIGNATURE_TYPE, key);
     let mut newest = None;
     for s in note.by(name, id) {
@@ -363,7 +388,10 @@ pub fn verify_cosignature(note: &SignedNote, name: &str, key: &VerifyingKey) -> 
         sig.copy_from_slice(&s.signature[8..]);
         if ts > i64::MAX as u64
             || key
-                .verify(&cosigned_message(&note.text, ts), &Signature::from_bytes(&sig))
+                .verify(
+                    &cosigned_message(&note.text, ts),
+                    &Signature::from_bytes(&sig),
+                )
                 .is_err()
         {
             return Err(bad());
@@ -402,13 +430,16 @@ mod tests {
         assert_eq!(lines[3], "");
         assert!(lines[4].starts_with("\u{2014} example.com/warden "));
         assert_eq!(lines[5], "");
-        let (_, h) = verify_checkpoint(note.as_bytes(), &key(1).verifying_key(), None).expect("verifies");
+        let (_, h) =
+            verify_checkpoint(note.as_bytes(), &key(1).verifying_key(), None).expect("verifies");
         assert_eq!(h, head());
     }
 
     #[test]
     fn every_single_bit_change_of_a_checkpoint_note_fails() {
-        let note = sign_checkpoint(&head(), &key(1)).expect("signs").into_bytes();
+        let note = sign_checkpoint(&head(), &key(1))
+            .expect("signs")
+            .into_bytes();
         let vk = key(1).verifying_key();
         for i in 0..note.len() {
             for bit in 0..8 {
@@ -435,20 +466,30 @@ mod tests {
     fn unknown_signature_lines_are_ignored_and_cosignatures_verify() {
         let note = sign_checkpoint(&head(), &key(1)).expect("signs");
         let mut parsed = SignedNote::parse(note.as_bytes()).expect("parses");
-        let cs = cosign(&parsed.text, "witness.example/w1", &key(9), 1_700_000_000).expect("cosigns");
+        let cs =
+            cosign(&parsed.text, "witness.example/w1", &key(9), 1_700_000_000).expect("cosigns");
         parsed.signatures.push(cs);
         let text = parsed.to_text();
-        let (reparsed, _) = verify_checkpoint(text.as_bytes(), &key(1).verifying_key(), None).expect("still verifies");
+        let (reparsed, _) = verify_checkpoint(text.as_bytes(), &key(1).verifying_key(), None)
+            .expect("still verifies");
         assert_eq!(
             verify_cosignature(&reparsed, "witness.example/w1", &key(9).verifying_key()),
             Ok(1_700_000_000)
         );
-        assert!(verify_cosignature(&reparsed, "witness.example/w2", &key(9).verifying_key()).is_err());
+        assert!(
+            verify_cosignature(&reparsed, "witness.example/w2", &key(9).verifying_key()).is_err()
+        );
     }
 
     #[test]
     fn a_malformed_body_is_refused_with_the_reason() {
-        for body in ["o\n05\nAA==\n", "o\n1\nAA==\n", "\n1\nAA==\n", "o\n1\n", "o\n1\nx\ny\n"] {
+        for body in [
+            "o\n05\nAA==\n",
+            "o\n1\nAA==\n",
+            "\n1\nAA==\n",
+            "o\n1\n",
+            "o\n1\nx\ny\n",
+        ] {
             assert!(TreeHead::parse_body(body).is_err(), "{body:?}");
         }
         let zero = TreeHead {
@@ -462,7 +503,10 @@ mod tests {
     #[test]
     fn a_note_over_the_size_limit_is_refused() {
         let big = vec![b'a'; MAX_NOTE_BYTES + 1];
-        assert!(matches!(SignedNote::parse(&big), Err(NoteError::Malformed(_))));
+        assert!(matches!(
+            SignedNote::parse(&big),
+            Err(NoteError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! This module must never do I/O and never accept a proof whose checkpoint
 //! is not signed by the key given.
 
-use super::merkle::{MAX_PROOF_HASHES, ProofError, leaf_hash, verify_consistency, verify_inclusion};
+use super::merkle::{
+    MAX_PROOF_HASHES, ProofError, leaf_hash, verify_consistency, verify_inclusion,
+};
 use super::note::{NoteError, TreeHead, verify_checkpoint};
 use crate::digest::Hash256;
 use base64ct::{Base64, Encoding};
@@ -85,7 +87,11 @@ fn decimal(what: &str, s: &str) -> Result<u64, ProofFileError> {
     s.parse::<u64>()
         .ok()
         .filter(|n| n.to_string() == s)
-        .ok_or_else(|| ProofFileError::Malformed(format!("{what} {s:?} is not a decimal without leading zeros")))
+        .ok_or_else(|| {
+            ProofFileError::Malformed(format!(
+                "{what} {s:?} is not a decimal without leading zeros"
+            ))
+        })
 }
 
 /// Splits `<lines>\n\n<note>`; the lines are returned without newlines.
@@ -118,12 +124,16 @@ impl InclusionProof {
         let (lines, checkpoint) = split_body(text)?;
         let mut it = lines.into_iter();
         if it.next() != Some(INCLUSION_HEADER) {
-            return Err(ProofFileError::Malformed(format!("first line is not {INCLUSION_HEADER}")));
+            return Err(ProofFileError::Malformed(format!(
+                "first line is not {INCLUSION_HEADER}"
+            )));
         }
         let extra = it
             .next()
             .and_then(|l| l.strip_prefix("extra "))
-            .ok_or_else(|| ProofFileError::Malformed("no `extra <base64 entry hash>` line".into()))?;
+            .ok_or_else(|| {
+                ProofFileError::Malformed("no `extra <base64 entry hash>` line".into())
+            })?;
         let entry_hash = hash_line(extra)?;
         let index = it
             .next()
@@ -144,9 +154,19 @@ impl InclusionProof {
 
     /// Verifies the checkpoint's signature with `key` and the path from the
     /// entry's leaf to its root; returns the checkpoint.
-    pub fn verify(&self, key: &VerifyingKey, origin: Option<&str>) -> Result<TreeHead, ProofFileError> {
+    pub fn verify(
+        &self,
+        key: &VerifyingKey,
+        origin: Option<&str>,
+    ) -> Result<TreeHead, ProofFileError> {
         let (_, head) = verify_checkpoint(self.checkpoint.as_bytes(), key, origin)?;
-        verify_inclusion(&leaf_hash(&self.entry_hash), self.index, head.size, &self.hashes, &head.root)?;
+        verify_inclusion(
+            &leaf_hash(&self.entry_hash),
+            self.index,
+            head.size,
+            &self.hashes,
+            &head.root,
+        )?;
         Ok(head)
     }
 }
@@ -173,7 +193,9 @@ impl ConsistencyProof {
         let (lines, checkpoint) = split_body(text)?;
         let mut it = lines.into_iter();
         if it.next() != Some(CONSISTENCY_HEADER) {
-            return Err(ProofFileError::Malformed(format!("first line is not {CONSISTENCY_HEADER}")));
+            return Err(ProofFileError::Malformed(format!(
+                "first line is not {CONSISTENCY_HEADER}"
+            )));
         }
         let old = it
             .next()
@@ -199,9 +221,19 @@ impl ConsistencyProof {
 
     /// Verifies the new checkpoint's signature with `key` and that it
     /// extends `(old_size, old_root)`; returns the new checkpoint.
-    pub fn verify(&self, key: &VerifyingKey, origin: Option<&str>) -> Result<TreeHead, ProofFileError> {
+    pub fn verify(
+        &self,
+        key: &VerifyingKey,
+        origin: Option<&str>,
+    ) -> Result<TreeHead, ProofFileError> {
         let (_, head) = verify_checkpoint(self.checkpoint.as_bytes(), key, origin)?;
-        verify_consistency(self.old_size, head.size, &self.old_root, &head.root, &self.hashes)?;
+        verify_consistency(
+            self.old_size,
+            head.size,
+            &self.old_root,
+            &head.root,
+            &self.hashes,
+        )?;
         Ok(head)
     }
 }
@@ -217,11 +249,14 @@ mod tests {
     struct Memory(HashMap<(u32, u64), Hash256>);
     impl NodeSource for Memory {
         fn node(&self, level: u32, index: u64) -> Result<Hash256, ProofError> {
-            self.0.get(&(level, index)).copied().ok_or(ProofError::Node {
-                level,
-                index,
-                reason: "absent".into(),
-            })
+            self.0
+                .get(&(level, index))
+                .copied()
+                .ok_or(ProofError::Node {
+                    level,
+                    index,
+                    reason: "absent".into(),
+                })
         }
     }
 
@@ -267,7 +302,8 @@ mod tests {
         assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "));
         let back = InclusionProof::parse(&text).expect("parses");
         assert_eq!(back, proof);
-        back.verify(&key.verifying_key(), Some("warden/test")).expect("verifies");
+        back.verify(&key.verifying_key(), Some("warden/test"))
+            .expect("verifies");
         let bytes = text.into_bytes();
         for i in 0..bytes.len() {
             for bit in 0..8 {

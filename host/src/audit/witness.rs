@@ -55,40 +55,33 @@ pub enum WitnessError {
     /// The new checkpoint is smaller than the one witnessed: the log was
     /// truncated (409 with the held size, per tlog-witness).
     #[error(
-        "refused: log {origin} was truncated: the witness holds size {old_size} (root {old_root}), \
-         the log now offers size {new_size} (root {new_root})"
+        "refused: log {} was truncated: the witness holds size {} (root {}), \
+         the log now offers size {} (root {})",
+        .0.origin, .0.old_size, .0.old_root, .0.new_size, .0.new_root
     )]
-    Truncated {
-        /// The log.
-        origin: String,
-        /// Witnessed size.
-        old_size: u64,
-        /// Witnessed root.
-        old_root: Hash256,
-        /// Offered size.
-        new_size: u64,
-        /// Offered root.
-        new_root: Hash256,
-    },
+    Truncated(Box<Sides>),
     /// The new checkpoint does not extend the witnessed one (422).
     #[error(
-        "refused: log {origin} was rewritten: the witness holds size {old_size} (root {old_root}), \
-         the offered size {new_size} (root {new_root}) does not extend it: {reason}"
+        "refused: log {} was rewritten: the witness holds size {} (root {}), \
+         the offered size {} (root {}) does not extend it: {}",
+        .0.origin, .0.old_size, .0.old_root, .0.new_size, .0.new_root, .1
     )]
-    Inconsistent {
-        /// The log.
-        origin: String,
-        /// Witnessed size.
-        old_size: u64,
-        /// Witnessed root.
-        old_root: Hash256,
-        /// Offered size.
-        new_size: u64,
-        /// Offered root.
-        new_root: Hash256,
-        /// What failed.
-        reason: String,
-    },
+    Inconsistent(Box<Sides>, String),
+}
+
+/// The two checkpoints a refusal names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sides {
+    /// The log.
+    pub origin: String,
+    /// Witnessed size.
+    pub old_size: u64,
+    /// Witnessed root.
+    pub old_root: Hash256,
+    /// Offered size.
+    pub new_size: u64,
+    /// Offered root.
+    pub new_root: Hash256,
 }
 
 impl WitnessError {
@@ -98,8 +91,8 @@ impl WitnessError {
             WitnessError::Malformed(_) => 400,
             WitnessError::UnknownOrigin(_) => 404,
             WitnessError::Signature(_) => 403,
-            WitnessError::OldSizeMismatch { .. } | WitnessError::Truncated { .. } => 409,
-            WitnessError::Inconsistent { .. } => 422,
+            WitnessError::OldSizeMismatch { .. } | WitnessError::Truncated(_) => 409,
+            WitnessError::Inconsistent(..) => 422,
         }
     }
 }
@@ -178,22 +171,25 @@ pub fn add_checkpoint(
 ) -> Result<(WitnessedLog, NoteSignature), WitnessError> {
     let parsed = SignedNote::parse(req.checkpoint.as_bytes())
         .map_err(|e| WitnessError::Malformed(e.to_string()))?;
-    let head = TreeHead::parse_body(&parsed.text)
-        .map_err(|e| WitnessError::Malformed(e.to_string()))?;
+    let head =
+        TreeHead::parse_body(&parsed.text).map_err(|e| WitnessError::Malformed(e.to_string()))?;
     if head.origin != origin {
         return Err(WitnessError::UnknownOrigin(head.origin));
     }
     verify_checkpoint(req.checkpoint.as_bytes(), log_key, Some(origin))
         .map_err(WitnessError::Signature)?;
     let (held_size, held_root) = held.map_or((0, empty_root()), |h| (h.size, h.root));
-    if head.size < held_size {
-        return Err(WitnessError::Truncated {
+    let sides = || {
+        Box::new(Sides {
             origin: origin.to_owned(),
             old_size: held_size,
             old_root: held_root,
             new_size: head.size,
             new_root: head.root,
-        });
+        })
+    };
+    if head.size < held_size {
+        return Err(WitnessError::Truncated(sides()));
     }
     if req.old_size > head.size {
         return Err(WitnessError::Malformed(format!(
@@ -207,16 +203,8 @@ pub fn add_checkpoint(
             held: held_size,
         });
     }
-    verify_consistency(held_size, head.size, &held_root, &head.root, &req.proof).map_err(|e| {
-        WitnessError::Inconsistent {
-            origin: origin.to_owned(),
-            old_size: held_size,
-            old_root: held_root,
-            new_size: head.size,
-            new_root: head.root,
-            reason: e.to_string(),
-        }
-    })?;
+    verify_consistency(held_size, head.size, &held_root, &head.root, &req.proof)
+        .map_err(|e| WitnessError::Inconsistent(sides(), e.to_string()))?;
     let line = cosign(&parsed.text, witness_name, witness_key, now_secs)
         .map_err(|e| WitnessError::Malformed(e.to_string()))?;
     Ok((
@@ -243,11 +231,14 @@ mod tests {
     }
     impl NodeSource for Log {
         fn node(&self, level: u32, index: u64) -> Result<Hash256, ProofError> {
-            self.nodes.get(&(level, index)).copied().ok_or(ProofError::Node {
-                level,
-                index,
-                reason: "absent".into(),
-            })
+            self.nodes
+                .get(&(level, index))
+                .copied()
+                .ok_or(ProofError::Node {
+                    level,
+                    index,
+                    reason: "absent".into(),
+                })
         }
     }
 
@@ -278,7 +269,12 @@ mod tests {
         .expect("signs")
     }
 
-    fn offer(held: Option<&WitnessedLog>, l: &Log, old: u64, new: u64) -> Result<(WitnessedLog, NoteSignature), WitnessError> {
+    fn offer(
+        held: Option<&WitnessedLog>,
+        l: &Log,
+        old: u64,
+        new: u64,
+    ) -> Result<(WitnessedLog, NoteSignature), WitnessError> {
         let req = AddCheckpoint {
             old_size: old,
             proof: prove_consistency(l, old, new).expect("proof"),
@@ -305,7 +301,11 @@ mod tests {
         let mut cosigned = SignedNote::parse(s2.checkpoint.as_bytes()).expect("parses");
         cosigned.signatures.push(line);
         assert_eq!(
-            verify_cosignature(&cosigned, "witness.example/w1", &SigningKey::from_bytes(&[9; 32]).verifying_key()),
+            verify_cosignature(
+                &cosigned,
+                "witness.example/w1",
+                &SigningKey::from_bytes(&[9; 32]).verifying_key()
+            ),
             Ok(1_700_000_000)
         );
     }
@@ -320,7 +320,10 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("truncated"), "{msg}");
         assert!(msg.contains("size 20") && msg.contains("size 12"), "{msg}");
-        assert!(msg.contains(&l.roots[20].to_string()) && msg.contains(&l.roots[12].to_string()), "{msg}");
+        assert!(
+            msg.contains(&l.roots[20].to_string()) && msg.contains(&l.roots[12].to_string()),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -347,7 +350,10 @@ mod tests {
         let (held, _) = offer(None, &l, 0, 4).expect("witnessed 4");
         assert_eq!(
             offer(Some(&held), &l, 3, 9).expect_err("conflict"),
-            WitnessError::OldSizeMismatch { claimed: 3, held: 4 }
+            WitnessError::OldSizeMismatch {
+                claimed: 3,
+                held: 4
+            }
         );
     }
 

@@ -29,7 +29,10 @@ pub struct ProveArgs {
     #[command(flatten)]
     db: DbArgs,
     /// Entry to prove (its `seq`; the leaf index is `seq - 1`).
-    #[arg(required_unless_present = "consistency", conflicts_with = "consistency")]
+    #[arg(
+        required_unless_present = "consistency",
+        conflicts_with = "consistency"
+    )]
     seq: Option<u64>,
     /// Prove against the checkpoint of this size (default: the newest).
     #[arg(long, conflicts_with = "consistency")]
@@ -79,7 +82,9 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<ExitCode> {
     let text = match (&a.consistency, a.seq) {
         (Some(sizes), _) => {
             let old = sizes.first().copied().unwrap_or(0);
-            reader.consistency_proof(old, sizes.get(1).copied())?.to_text()
+            reader
+                .consistency_proof(old, sizes.get(1).copied())?
+                .to_text()
         }
         (None, Some(seq)) => {
             let index = seq
@@ -90,8 +95,9 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("give an entry's seq, or --consistency OLD [NEW]"),
     };
     match &a.out {
-        Some(path) => std::fs::write(path, &text)
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
+        }
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
@@ -137,8 +143,8 @@ pub fn verify_proof(a: VerifyProofArgs) -> anyhow::Result<ExitCode> {
         let old = match &a.old_checkpoint {
             None => None,
             Some(file) => {
-                let note = std::fs::read(file)
-                    .with_context(|| format!("reading {}", file.display()))?;
+                let note =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
                 let (_, head) = verify_checkpoint(&note, &key, origin).with_context(|| {
                     format!("the old checkpoint {} does not verify", file.display())
                 })?;
@@ -147,7 +153,11 @@ pub fn verify_proof(a: VerifyProofArgs) -> anyhow::Result<ExitCode> {
         };
         match ConsistencyProof::parse(&text).and_then(|p| p.verify(&key, origin).map(|h| (p, h))) {
             Err(e) => Err(e.to_string()),
-            Ok((p, _)) if old.as_ref().is_some_and(|o| o.size != p.old_size || o.root != p.old_root) => {
+            Ok((p, _))
+                if old
+                    .as_ref()
+                    .is_some_and(|o| o.size != p.old_size || o.root != p.old_root) =>
+            {
                 let o = old.as_ref().map(|o| (o.size, o.root)).unwrap_or_default();
                 Err(format!(
                     "the proof starts from size {} root {}, the old checkpoint says size {} root {}",
@@ -160,7 +170,11 @@ pub fn verify_proof(a: VerifyProofArgs) -> anyhow::Result<ExitCode> {
                 h.root,
                 p.old_size,
                 p.old_root,
-                if old.is_some() { "" } else { " (old root taken from the proof: pass --old-checkpoint to check it against one you hold)" }
+                if old.is_some() {
+                    ""
+                } else {
+                    " (old root taken from the proof: pass --old-checkpoint to check it against one you hold)"
+                }
             )),
         }
     } else {
@@ -207,7 +221,8 @@ fn witnessed_note(
         .cosigned
         .map(ToOwned::to_owned)
         .unwrap_or_else(|| warden_host::server::witness_push::cosigned_path(db));
-    let text = std::fs::read(&path).with_context(|| format!("reading the cosigned checkpoint {}", path.display()))?;
+    let text = std::fs::read(&path)
+        .with_context(|| format!("reading the cosigned checkpoint {}", path.display()))?;
     let (note, head) = match verify_checkpoint(&text, key, None) {
         Ok(x) => x,
         Err(e) => return Ok(Err(format!("{}: {e}", path.display()))),
@@ -230,10 +245,18 @@ fn witnessed_note(
             "the witnessed checkpoint (size {}) has {} valid cosignature(s) from the given witness keys{}, {count} required",
             head.size,
             good.len(),
-            if good.is_empty() { String::new() } else { format!(" ({})", good.join(", ")) }
+            if good.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", good.join(", "))
+            }
         )));
     }
-    Ok(Ok((head.size, head.root, String::from_utf8_lossy(&text).into_owned())))
+    Ok(Ok((
+        head.size,
+        head.root,
+        String::from_utf8_lossy(&text).into_owned(),
+    )))
 }
 
 /// The Merkle-tree half of `warden audit verify` on a database: recomputes
@@ -269,7 +292,11 @@ pub fn tree_check(
                 "tree: {} leaves, {} checkpoint notes checked{}, root {}",
                 report.leaves,
                 report.notes_checked,
-                if extra.is_empty() { "" } else { " (including the witnessed one)" },
+                if extra.is_empty() {
+                    ""
+                } else {
+                    " (including the witnessed one)"
+                },
                 report.root
             ),
             Some(p) => println!("FAILED (tree): {p}"),

@@ -129,7 +129,8 @@ pub fn run(a: WitnessArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let proof = match &a.proof {
                 Some(p) => Some(ConsistencyProof::parse(
-                    &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
                 )?),
                 None => None,
             };
@@ -210,7 +211,11 @@ fn serve(w: Witness, addr: SocketAddr) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        eprintln!("warden: witness {} listening on {}", w.name, listener.local_addr()?);
+        eprintln!(
+            "warden: witness {} listening on {}",
+            w.name,
+            listener.local_addr()?
+        );
         let app = axum::Router::new().route(
             "/add-checkpoint",
             axum::routing::post(move |body: Bytes| {
@@ -222,7 +227,8 @@ fn serve(w: Witness, addr: SocketAddr) -> anyhow::Result<ExitCode> {
                     }
                     let decided = tokio::task::spawn_blocking(move || {
                         let req = AddCheckpoint::parse(&body)?;
-                        w.add(&req).map_err(|e| WitnessError::Malformed(format!("{e:#}")))?
+                        w.add(&req)
+                            .map_err(|e| WitnessError::Malformed(format!("{e:#}")))?
                     })
                     .await;
                     match decided {
@@ -237,16 +243,18 @@ fn serve(w: Witness, addr: SocketAddr) -> anyhow::Result<ExitCode> {
                                     format!("{held}\n"),
                                 )
                                     .into_response(),
-                                WitnessError::Truncated { old_size, .. } => (
+                                WitnessError::Truncated(sides) => (
                                     status,
                                     [(header::CONTENT_TYPE, "text/x.tlog.size")],
-                                    format!("{old_size}\n"),
+                                    format!("{}\n", sides.old_size),
                                 )
                                     .into_response(),
                                 _ => (status, format!("{e}\n")).into_response(),
                             }
                         }
-                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+                        }
                     }
                 }
             }),

@@ -54,8 +54,14 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/audit/checkpoints", get(checkpoints))
         .route("/v1/audit/checkpoint", get(super::transparency::checkpoint))
-        .route("/v1/audit/proof/inclusion", get(super::transparency::inclusion))
-        .route("/v1/audit/proof/consistency", get(super::transparency::consistency))
+        .route(
+            "/v1/audit/proof/inclusion",
+            get(super::transparency::inclusion),
+        )
+        .route(
+            "/v1/audit/proof/consistency",
+            get(super::transparency::consistency),
+        )
         .route("/v1/approvals", get(approvals))
         .route("/v1/approvals/{id}", get(approval))
         .route("/v1/approvals/{id}/approve", post(approve))

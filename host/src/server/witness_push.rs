@@ -44,17 +44,28 @@ struct Target {
 }
 
 /// Parses the witnesses' keys; each bad one is a startup problem.
-pub(super) fn targets(config: &[WitnessConfig]) -> Result<Vec<(String, String, VerifyingKey)>, Vec<String>> {
+pub(super) fn targets(
+    config: &[WitnessConfig],
+) -> Result<Vec<(String, String, VerifyingKey)>, Vec<String>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for w in config {
         match crate::keys::parse_public_key(&w.key) {
-            Ok(k) if Client::new(&w.url, None).is_ok() => out.push((w.url.clone(), w.name.clone(), k)),
-            Ok(_) => errors.push(format!("[[checkpoints.witnesses]] {}: url {:?} is not http://host:port", w.name, w.url)),
+            Ok(k) if Client::new(&w.url, None).is_ok() => {
+                out.push((w.url.clone(), w.name.clone(), k))
+            }
+            Ok(_) => errors.push(format!(
+                "[[checkpoints.witnesses]] {}: url {:?} is not http://host:port",
+                w.name, w.url
+            )),
             Err(e) => errors.push(format!("[[checkpoints.witnesses]] {}: key: {e}", w.name)),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Starts the push task.
@@ -117,7 +128,9 @@ fn push_round(
     };
     let key = log.public_key();
     let Ok((parsed, head)) = verify_checkpoint(note.as_bytes(), &key, None) else {
-        tracing::error!("witness push: the newest checkpoint note does not verify with the host key");
+        tracing::error!(
+            "witness push: the newest checkpoint note does not verify with the host key"
+        );
         return (targets, cosigned);
     };
     if cosigned.as_ref().is_none_or(|c| c.text != parsed.text) {
@@ -140,7 +153,11 @@ fn push_round(
             match log.consistency_proof(t.held, Some(head.size)) {
                 Ok(p) => p.hashes,
                 Err(e) => {
-                    tracing::warn!("witness push to {}: no proof from size {}: {e}", t.name, t.held);
+                    tracing::warn!(
+                        "witness push to {}: no proof from size {}: {e}",
+                        t.name,
+                        t.held
+                    );
                     continue;
                 }
             }
@@ -171,11 +188,8 @@ fn push_round(
                     Ok(_) => {
                         t.held = head.size;
                         if let Some(c) = cosigned.as_mut() {
-                            c.signatures.extend(
-                                with.signatures
-                                    .into_iter()
-                                    .filter(|s| s.name == t.name),
-                            );
+                            c.signatures
+                                .extend(with.signatures.into_iter().filter(|s| s.name == t.name));
                         }
                         changed = true;
                     }

@@ -14,10 +14,10 @@
 
 use super::anchor::{read_anchor, write_anchor};
 use super::audit_read::{AuditReader, EntryFilter, ExportSummary};
+use super::audit_tree::insert_nodes;
 use super::database::{Access, open as open_database};
 use super::writer::{Ack, Table, Wake, Writer};
 use super::{AUDIT_SCHEMA, StoreError, now_ms, sqlite_err, to_sql_int};
-use super::audit_tree::insert_nodes;
 use crate::audit::merkle::{Frontier, NewNode, leaf_hash};
 use crate::audit::note::{TreeHead, sign_checkpoint};
 use crate::audit::{AuditEntry, Checkpoint, NewEntry, Problem, ProblemKind, VerifyReport};
@@ -459,7 +459,8 @@ impl AuditLog {
             recovered.last_cp_size,
         );
         let origin = crate::audit::note::default_origin(&signer.verifying_key());
-        let frontier = super::audit_tree::check_tree(&conn, path, &signer.verifying_key(), &origin, head_seq)?;
+        let frontier =
+            super::audit_tree::check_tree(&conn, path, &signer.verifying_key(), &origin, head_seq)?;
         let reader =
             AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
         let head = Arc::new(Mutex::new((head_seq, head_hash)));

@@ -8,8 +8,8 @@
 use super::audit_read::AuditReader;
 use super::audit_tree::{StoredNodes, has_tree, notes};
 use super::{StoreError, sqlite_err};
+use crate::audit::merkle::{ProofError, prove_consistency, prove_inclusion, root_at};
 pub use crate::audit::proof_file::{ConsistencyProof, InclusionProof};
-use crate::audit::merkle::{prove_consistency, prove_inclusion, root_at, ProofError};
 use crate::digest::Hash256;
 use rusqlite::OptionalExtension;
 
@@ -52,7 +52,11 @@ impl AuditReader {
 
     /// Inclusion proof of leaf `index` (entry `index + 1`) against the
     /// checkpoint of `size` (default: the newest checkpoint).
-    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> Result<InclusionProof, StoreError> {
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, StoreError> {
         self.snapshot(|conn, path| {
             let (size, _, checkpoint) = note_for(conn, path, size)?;
             let proof_err = |source| StoreError::Proof {
@@ -62,12 +66,19 @@ impl AuditReader {
             let hashes = prove_inclusion(&StoredNodes { conn }, index, size).map_err(proof_err)?;
             let seq = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
             let blob: Vec<u8> = conn
-                .query_row("SELECT hash FROM audit_entries WHERE seq = ?1", [seq], |r| r.get(0))
+                .query_row(
+                    "SELECT hash FROM audit_entries WHERE seq = ?1",
+                    [seq],
+                    |r| r.get(0),
+                )
                 .map_err(sqlite_err(path))?;
-            let entry_hash = <[u8; 32]>::try_from(&blob[..]).map(Hash256).map_err(|_| StoreError::Corrupt {
-                path: path.to_owned(),
-                detail: format!("entry {seq}: hash is not 32 bytes"),
-            })?;
+            let entry_hash =
+                <[u8; 32]>::try_from(&blob[..])
+                    .map(Hash256)
+                    .map_err(|_| StoreError::Corrupt {
+                        path: path.to_owned(),
+                        detail: format!("entry {seq}: hash is not 32 bytes"),
+                    })?;
             Ok(InclusionProof {
                 index,
                 entry_hash,
@@ -79,7 +90,11 @@ impl AuditReader {
 
     /// Consistency proof from the tree of `old` entries to the checkpoint of
     /// `new` (default: the newest checkpoint).
-    pub fn consistency_proof(&self, old: u64, new: Option<u64>) -> Result<ConsistencyProof, StoreError> {
+    pub fn consistency_proof(
+        &self,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyProof, StoreError> {
         self.snapshot(|conn, path| {
             let (new, _, checkpoint) = note_for(conn, path, new)?;
             let proof_err = |source| StoreError::Proof {
@@ -99,7 +114,10 @@ impl AuditReader {
     }
 }
 
-fn latest(conn: &rusqlite::Connection, path: &std::path::Path) -> Result<Option<StoredNote>, StoreError> {
+fn latest(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+) -> Result<Option<StoredNote>, StoreError> {
     let row: Option<(i64, Vec<u8>, String)> = conn
         .query_row(
             "SELECT size, root, note FROM audit_notes ORDER BY id DESC LIMIT 1",
@@ -119,7 +137,11 @@ fn latest(conn: &rusqlite::Connection, path: &std::path::Path) -> Result<Option<
 }
 
 /// The note of `size`, or the newest one.
-fn note_for(conn: &rusqlite::Connection, path: &std::path::Path, size: Option<u64>) -> Result<StoredNote, StoreError> {
+fn note_for(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    size: Option<u64>,
+) -> Result<StoredNote, StoreError> {
     let newest = latest(conn, path)?.ok_or_else(|| StoreError::Proof {
         path: path.to_owned(),
         source: ProofError::SizeOutOfRange {

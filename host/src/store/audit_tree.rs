@@ -47,16 +47,19 @@ DELETE FROM audit_tree_nodes;
     while let Some(row) = rows.next().map_err(sqlite_err(path))? {
         let seq: i64 = row.get(0).map_err(sqlite_err(path))?;
         let blob: Vec<u8> = row.get(1).map_err(sqlite_err(path))?;
-        let expected = i64::try_from(frontier.size()).unwrap_or(i64::MAX).saturating_add(1);
-        let hash = <[u8; 32]>::try_from(&blob[..]).ok().filter(|_| seq == expected).ok_or_else(|| {
-            StoreError::Corrupt {
+        let expected = i64::try_from(frontier.size())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        let hash = <[u8; 32]>::try_from(&blob[..])
+            .ok()
+            .filter(|_| seq == expected)
+            .ok_or_else(|| StoreError::Corrupt {
                 path: path.to_owned(),
                 detail: format!(
                     "cannot build the Merkle tree: entry row {seq} (expected {expected}) has a \
                      gap before it or a hash that is not 32 bytes; run `warden audit verify`"
                 ),
-            }
-        })?;
+            })?;
         frontier.append(leaf_hash(&Hash256(hash)), |n| nodes.push(n));
         insert_nodes(conn, path, &mut nodes)?;
     }
@@ -74,7 +77,9 @@ pub(crate) fn insert_nodes(
         return Ok(());
     }
     let mut ins = conn
-        .prepare_cached("INSERT OR REPLACE INTO audit_tree_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+        .prepare_cached(
+            "INSERT OR REPLACE INTO audit_tree_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+        )
         .map_err(sqlite_err(path))?;
     for (level, idx, hash) in nodes.drain(..) {
         if level > 0 {
@@ -112,20 +117,34 @@ impl NodeSource for StoredNodes<'_> {
                 })
         }
         .map_err(|e| fail(e.to_string()))?;
-        let blob = blob.ok_or_else(|| fail("no such row (is the database from before the tree, or cut?)".into()))?;
-        let h = <[u8; 32]>::try_from(&blob[..]).map_err(|_| fail(format!("{} bytes, not 32", blob.len())))?;
-        Ok(if level == 0 { leaf_hash(&Hash256(h)) } else { Hash256(h) })
+        let blob = blob.ok_or_else(|| {
+            fail("no such row (is the database from before the tree, or cut?)".into())
+        })?;
+        let h = <[u8; 32]>::try_from(&blob[..])
+            .map_err(|_| fail(format!("{} bytes, not 32", blob.len())))?;
+        Ok(if level == 0 {
+            leaf_hash(&Hash256(h))
+        } else {
+            Hash256(h)
+        })
     }
 }
 
 /// Every stored checkpoint note, oldest first: `(size, root, note text)`.
-pub(crate) fn notes(conn: &Connection, path: &Path) -> Result<Vec<(u64, Hash256, String)>, StoreError> {
+pub(crate) fn notes(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Vec<(u64, Hash256, String)>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT size, root, note FROM audit_notes ORDER BY id")
         .map_err(sqlite_err(path))?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })
         .map_err(sqlite_err(path))?;
     let mut out = Vec::new();
@@ -171,12 +190,16 @@ pub(crate) fn check_tree(
         detail,
     };
     let nodes = StoredNodes { conn };
-    let frontier = Frontier::load(&nodes, head).map_err(|e| fail(format!("the tree at size {head}: {e}")))?;
-    let signed = notes(conn, path)?.into_iter().rev().find_map(|(size, root, text)| {
-        crate::audit::note::verify_checkpoint(text.as_bytes(), key, Some(origin))
-            .ok()
-            .map(|(_, h)| (size, root, h))
-    });
+    let frontier =
+        Frontier::load(&nodes, head).map_err(|e| fail(format!("the tree at size {head}: {e}")))?;
+    let signed = notes(conn, path)?
+        .into_iter()
+        .rev()
+        .find_map(|(size, root, text)| {
+            crate::audit::note::verify_checkpoint(text.as_bytes(), key, Some(origin))
+                .ok()
+                .map(|(_, h)| (size, root, h))
+        });
     let Some((size, root, head_note)) = signed else {
         return Ok(frontier);
     };

@@ -64,7 +64,11 @@ fn the_tree_is_maintained_on_append_and_every_note_matches_a_full_recomputation(
     assert_eq!(cp.size, 200);
     let reader = AuditReader::open(&db).expect("reader");
     let notes = reader.notes().expect("notes");
-    assert!(notes.len() >= 9, "a note at every checkpoint: {}", notes.len());
+    assert!(
+        notes.len() >= 9,
+        "a note at every checkpoint: {}",
+        notes.len()
+    );
     assert_eq!(
         notes.len(),
         reader.checkpoints().expect("checkpoints").len(),
@@ -106,11 +110,25 @@ fn inclusion_and_consistency_proofs_from_the_database_verify_for_every_entry() {
     // Against the newest by default; beyond it is refused with the sizes.
     assert_eq!(log.inclusion_proof(44, None).expect("proof").index, 44);
     let e = log.inclusion_proof(45, None).expect_err("out of range");
-    assert!(e.to_string().contains("leaf index 45 is not in a tree of size 45"), "{e}");
-    let e = log.consistency_proof(3, Some(46)).expect_err("no such checkpoint");
-    assert!(e.to_string().contains("tree size 46 is larger than 45"), "{e}");
-    let e = log.inclusion_proof(0, Some(7)).expect_err("not a checkpointed size");
-    assert!(e.to_string().contains("no signed checkpoint at size 7"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("leaf index 45 is not in a tree of size 45"),
+        "{e}"
+    );
+    let e = log
+        .consistency_proof(3, Some(46))
+        .expect_err("no such checkpoint");
+    assert!(
+        e.to_string().contains("tree size 46 is larger than 45"),
+        "{e}"
+    );
+    let e = log
+        .inclusion_proof(0, Some(7))
+        .expect_err("not a checkpointed size");
+    assert!(
+        e.to_string().contains("no signed checkpoint at size 7"),
+        "{e}"
+    );
 }
 
 impl AuditLog {

@@ -31,9 +31,9 @@ mod audit_read;
 mod audit_schema;
 mod audit_tree;
 #[cfg(test)]
-mod conformance;
-#[cfg(test)]
 mod audit_tree_tests;
+#[cfg(test)]
+mod conformance;
 pub(crate) mod database;
 pub mod hostkey;
 pub mod kv;
@@ -44,8 +44,8 @@ pub mod witness_state;
 pub(crate) mod writer;
 
 pub use anchor::{anchor_path, checkpoints_in_file};
-pub use audit_proofs::{ConsistencyProof, InclusionProof, TreeReport};
 pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
+pub use audit_proofs::{ConsistencyProof, InclusionProof, TreeReport};
 pub use audit_read::{
     AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_db_expecting,
     verify_export, verify_export_expecting,

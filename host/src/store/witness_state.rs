@@ -89,14 +89,19 @@ pub fn read_state(path: &Path) -> Result<WitnessState, StoreError> {
         Err(e) => return Err(io(path)(e)),
     };
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_STATE_BYTES + 1), &mut text)
-        .map_err(io(path))?;
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_STATE_BYTES + 1),
+        &mut text,
+    )
+    .map_err(io(path))?;
     let corrupt = |detail: String| StoreError::Corrupt {
         path: path.to_owned(),
         detail,
     };
     if text.len() as u64 > MAX_STATE_BYTES {
-        return Err(corrupt(format!("witness state is larger than {MAX_STATE_BYTES} bytes")));
+        return Err(corrupt(format!(
+            "witness state is larger than {MAX_STATE_BYTES} bytes"
+        )));
     }
     let state: WitnessState = serde_json::from_str(&text)
         .map_err(|e| corrupt(format!("not a witness state file: {e}")))?;
@@ -128,5 +133,7 @@ pub fn write_state(path: &Path, state: &WitnessState) -> Result<(), StoreError> 
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
