@@ -8,6 +8,12 @@ independent implementation of the C2SP formats and RFC 9162 proofs
         --inclusion p.tlog-proof --consistency c.proof \
         [--cosigned note --witness NAME=ed25519:<hex>]
 
+    /tmp/v/bin/python scripts/interop_tlog.py --emit DIR
+        # the other direction: aics-tlog builds a tree over 9 random 32-byte
+        # entry hashes, signs a checkpoint and writes DIR/host.pub,
+        # DIR/inclusion.tlog-proof (leaf 4) and DIR/consistency.proof (3 -> 9)
+        # for `warden audit verify-proof`.
+
 Exits 0 only if every given file verifies; prints one line per check.
 """
 
@@ -16,6 +22,9 @@ import base64
 import sys
 
 from aics_tlog import (
+    Checkpoint,
+    MerkleTree,
+    sign_checkpoint,
     cosignature_vkey,
     leaf_hash,
     parse_note,
@@ -48,14 +57,43 @@ def checked_note(note_text: str, pub: bytes, witnesses=(), quorum=0):
     return res
 
 
+def emit(out: str) -> int:
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key().public_bytes_raw()
+    origin = "interop.example/aics-tlog"
+    records = [os.urandom(32) for _ in range(9)]
+    tree = MerkleTree(records)
+    note = sign_checkpoint(Checkpoint(origin, 9, tree.root()), key, origin).serialise()
+    b64 = lambda h: base64.b64encode(h).decode()
+    os.makedirs(out, exist_ok=True)
+    open(f"{out}/host.pub", "w").write("ed25519:" + pub.hex() + "\n")
+    proof = "".join(b64(h) + "\n" for h in tree.inclusion_proof(4, 9))
+    open(f"{out}/inclusion.tlog-proof", "w").write(
+        f"c2sp.org/tlog-proof@v1\nextra {b64(records[4])}\nindex 4\n{proof}\n{note}"
+    )
+    proof = "".join(b64(h) + "\n" for h in tree.consistency_proof(3, 9))
+    open(f"{out}/consistency.proof", "w").write(
+        f"warden-consistency-proof-v1\nold 3\nold-root {b64(tree.root(3))}\n{proof}\n{note}"
+    )
+    print(f"wrote {out}/host.pub, inclusion.tlog-proof, consistency.proof (aics-tlog)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pubkey", required=True)
+    ap.add_argument("--emit")
+    ap.add_argument("--pubkey")
     ap.add_argument("--inclusion")
     ap.add_argument("--consistency")
     ap.add_argument("--cosigned")
     ap.add_argument("--witness", action="append", default=[])
     a = ap.parse_args()
+    if a.emit:
+        return emit(a.emit)
     pub = ed25519(open(a.pubkey).read())
     if a.inclusion:
         lines, note = split(open(a.inclusion).read())

@@ -378,5 +378,34 @@ fn the_daemon_pushes_checkpoints_to_a_second_warden_witness_and_answers_carry_le
         &format!("witness.test/w1={wpub}"),
     ]);
     assert_eq!(code, 0, "{out}{err}");
+    // `warden audit witness --from` fetches the checkpoint and, once it
+    // holds one, the consistency proof from the daemon itself.
+    let state2 = dir.join("state-from.json");
+    let from = || {
+        daemon.cli(
+            &[
+                "audit",
+                "witness",
+                "--state",
+                &s(&state2),
+                "--key",
+                &s(&wkey),
+                "--name",
+                "witness.test/w2",
+                "--log-key",
+                &s(&data.join("host.pub")),
+                "--from",
+                &daemon.url(),
+            ],
+            AUDIT,
+        )
+    };
+    let (code, out, err) = from();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\u{2014} witness.test/w2 "), "{out}");
+    daemon.submit(greet("one more"));
+    let (code, out, err) = from();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("\n{}\n", seq + 1)), "{out}");
     drop(daemon);
 }

@@ -27,8 +27,10 @@ pub const ED25519_TYPE: u8 = 0x01;
 /// Signature-type byte of an Ed25519 `cosignature/v1` (C2SP tlog-cosignature).
 pub const COSIGNATURE_TYPE: u8 = 0x04;
 /// Largest note accepted by [`SignedNote::parse`]: checkpoints are a few
-/// hundred bytes; this bounds what a peer can make a verifier buffer.
-pub const MAX_NOTE_BYTES: usize = 16 * 1024;
+/// hundred bytes, but C2SP requires accepting 16 signatures of up to ~5 kB
+/// (post-quantum cosignatures); this bounds what a peer can make a
+/// verifier buffer.
+pub const MAX_NOTE_BYTES: usize = 128 * 1024;
 /// Most signature lines accepted in one note (bounds verification work).
 pub const MAX_SIGNATURES: usize = 64;
 
@@ -158,8 +160,8 @@ pub struct SignedNote {
 
 impl SignedNote {
     /// Parses a note strictly: UTF-8 without control characters other than
-    /// `\n`, text lines non-empty... the text ends at the first blank line,
-    /// then one or more signature lines each ending in `\n`.
+    /// `\n`; the text ends at the last blank line, then one or more
+    /// signature lines each ending in `\n`.
     pub fn parse(bytes: &[u8]) -> Result<SignedNote, NoteError> {
         if bytes.len() > MAX_NOTE_BYTES {
             return Err(NoteError::Malformed(format!(
@@ -174,7 +176,9 @@ impl SignedNote {
                 "contains a control character".to_owned(),
             ));
         }
-        let split = s.find("\n\n").ok_or_else(|| {
+        // The text may hold empty lines; the last one separates it from
+        // the signatures (C2SP signed-note).
+        let split = s.rfind("\n\n").ok_or_else(|| {
             NoteError::Malformed("no blank line before the signatures".to_owned())
         })?;
         let text = &s[..split + 1];
@@ -498,6 +502,23 @@ mod tests {
             root: Hash256([1; 32]),
         };
         assert!(TreeHead::parse_body(&zero.body()).is_err());
+    }
+
+    #[test]
+    fn the_text_ends_at_the_last_empty_line_as_c2sp_says() {
+        let k = key(1);
+        let text = "first\n\nsecond\n".to_owned();
+        let note = SignedNote {
+            signatures: vec![NoteSignature {
+                name: "n".into(),
+                key_id: note_key_id("n", ED25519_TYPE, &k.verifying_key()),
+                signature: k.sign(text.as_bytes()).to_bytes().to_vec(),
+            }],
+            text: text.clone(),
+        };
+        let parsed = SignedNote::parse(note.to_text().as_bytes()).expect("parses");
+        assert_eq!(parsed.text, text);
+        assert_eq!(parsed, note);
     }
 
     #[test]

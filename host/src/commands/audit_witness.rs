@@ -26,7 +26,7 @@ use warden_host::store::witness_state::{lock_state, read_state, write_state};
 const EXIT_REFUSED: u8 = 3;
 
 /// Largest `add-checkpoint` body accepted.
-const MAX_BODY: usize = 64 * 1024;
+const MAX_BODY: usize = 256 * 1024;
 
 /// `warden audit witness`.
 #[derive(Args, Debug)]

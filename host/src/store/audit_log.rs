@@ -791,6 +791,7 @@ impl Table for AuditTable {
                         e.entry.outcome.class()
                     ])
                     .map_err(sqlite_err(&self.path))?;
+                    self.nodes.clear();
                     tree.append(leaf_hash(&e.hash), |n| self.nodes.push(n));
                     insert_nodes(tx, &self.path, &mut self.nodes)?;
                     for data in [&payloads.input, &payloads.output].into_iter().flatten() {
