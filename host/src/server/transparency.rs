@@ -8,7 +8,7 @@
 //! snapshot with its checkpoint.
 
 use super::Daemon;
-use super::api::roles;
+use super::config::Role;
 use super::errors::ApiError;
 use crate::store::{AuditLog, StoreError};
 use axum::extract::{Query, State, rejection::QueryRejection};
@@ -18,6 +18,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 type Shared = State<Arc<Daemon>>;
+
+/// Who may read the transparency endpoints (as `GET /v1/audit`; docs/api.md "Roles").
+const AUDIT: &[Role] = &[Role::Audit];
 
 /// Runs `f` on the audit log on the blocking pool; a proof that cannot be
 /// made for the numbers asked is a 400 naming them.
@@ -53,7 +56,7 @@ fn text(body: String) -> Response {
 
 /// `GET /v1/audit/checkpoint`.
 pub(super) async fn checkpoint(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
-    d.auth(&headers, roles::AUDIT)?;
+    d.auth(&headers, AUDIT)?;
     match read(&d, |log| log.latest_note()).await? {
         Some((_, _, note)) => Ok(text(note)),
         None => Err(ApiError::not_found(
@@ -75,7 +78,7 @@ pub(super) async fn inclusion(
     headers: HeaderMap,
     query: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    d.auth(&headers, roles::AUDIT)?;
+    d.auth(&headers, AUDIT)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let proof = read(&d, move |log| log.inclusion_proof(q.index, q.size)).await?;
     Ok(text(proof.to_text()))
@@ -94,7 +97,7 @@ pub(super) async fn consistency(
     headers: HeaderMap,
     query: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    d.auth(&headers, roles::AUDIT)?;
+    d.auth(&headers, AUDIT)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let proof = read(&d, move |log| log.consistency_proof(q.old, q.new)).await?;
     Ok(text(proof.to_text()))
