@@ -22,7 +22,11 @@
 //! 4. start-up: loading 10 signed capabilities cold (compile) vs warm (cache);
 //! 6. fuel overhead: invoice-reconcile on 10k lines, metering on vs off;
 //! 8. memory initialization: one call of echo and of the Python and
-//!    JavaScript examples, copy-on-write images vs copied data segments.
+//!    JavaScript examples, copy-on-write images vs copied data segments;
+//! 9. transparency log: durable append at c=64 with the Merkle tree (as in
+//!    3, which also maintains it), the tree recomputation of `audit
+//!    verify`, and inclusion-proof production and verification on a log of
+//!    `verify_entries` (default 1,000,000) entries.
 //!
 //! Timing lives here, never in the test suite. Smoke mode (no `--bench`
 //! argument, as under `cargo test`) only checks that every section runs.
@@ -837,4 +841,110 @@ fn main() {
     if enabled(8) {
         rt.block_on(memory_init(&s));
     }
+    if enabled(9) {
+        rt.block_on(transparency(&s));
+    }
+}
+
+/// Section 9, the transparency log: the tree's cost on append, its
+/// recomputation in `audit verify`, and proof latency on a large log.
+async fn transparency(s: &Sizes) {
+    use warden_host::audit::merkle::{leaf_hash, verify_inclusion};
+    use warden_host::store::AuditReader;
+    println!("9. transparency log (RFC 6962 tree maintained on append, C2SP checkpoint notes)");
+    let dir = scratch("tlog");
+    let db = dir.join("warden.db");
+    let key = keys::generate();
+    let public = key.verifying_key();
+    let log = AuditLog::open(&db, key, CheckpointPolicy::default()).expect("open");
+    let n = s.verify_entries;
+    let c = 64usize;
+    let per = n.div_ceil(c);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..c {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                log.append(sample_entry((k * per + i) as u64), Payloads::default())
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "   append c={c} with the tree: {:.0} entries/s ({} entries)   ({})",
+        (per * c) as f64 / secs,
+        per * c,
+        load()
+    );
+    log.close().await.expect("close");
+    let reader = AuditReader::open(&db).expect("reader");
+    let t = Instant::now();
+    let report = reader.verify_tree(Some(&public), &[]).expect("verify tree");
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(report.problem, None);
+    println!(
+        "   audit verify, tree part: {} leaves + {} notes in {:.2} s = {:.0} entries/s   ({})",
+        report.leaves,
+        report.notes_checked,
+        secs,
+        report.leaves as f64 / secs,
+        load()
+    );
+    let t = Instant::now();
+    let chain = warden_host::store::verify_db(&db, Some(&public)).expect("verify");
+    let chain_secs = t.elapsed().as_secs_f64();
+    println!(
+        "   audit verify, chain + tree: {:.2} s = {:.0} entries/s   ({})",
+        chain_secs + secs,
+        chain.entries_checked as f64 / (chain_secs + secs),
+        load()
+    );
+    let size = report.leaves;
+    let samples = if size < 1000 { 50 } else { 2000 };
+    let (mut prove, mut path_only, mut full) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples {
+        let index = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) % size;
+        let t = Instant::now();
+        let p = reader.inclusion_proof(index, None).expect("prove");
+        prove.push(t.elapsed());
+        let head = warden_host::audit::note::TreeHead::parse_body(
+            &warden_host::audit::note::SignedNote::parse(p.checkpoint.as_bytes())
+                .expect("note")
+                .text,
+        )
+        .expect("head");
+        let t = Instant::now();
+        verify_inclusion(
+            &leaf_hash(&p.entry_hash),
+            p.index,
+            head.size,
+            &p.hashes,
+            &head.root,
+        )
+        .expect("verifies");
+        path_only.push(t.elapsed());
+        let t = Instant::now();
+        p.verify(&public, None).expect("verifies");
+        full.push(t.elapsed());
+    }
+    for v in [&mut prove, &mut path_only, &mut full] {
+        v.sort();
+    }
+    println!(
+        "   inclusion proof at size {size}: produce p50 {} p99 {}; verify path p50 {} p99 {}; \
+         verify note signature + path p50 {} p99 {}   ({})",
+        us(pct(&prove, 0.5)),
+        us(pct(&prove, 0.99)),
+        us(pct(&path_only, 0.5)),
+        us(pct(&path_only, 0.99)),
+        us(pct(&full, 0.5)),
+        us(pct(&full, 0.99)),
+        load()
+    );
 }

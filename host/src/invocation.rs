@@ -110,11 +110,35 @@ impl Call {
 
 /// Where an invocation's audit entry landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(from = "AuditRefWire")]
 pub struct AuditRef {
     /// Sequence number in the chain.
     pub seq: u64,
     /// The entry hash (`sha256:<hex>`).
     pub hash: String,
+    /// The entry's leaf index in the Merkle tree (`seq - 1`), for
+    /// `GET /v1/audit/proof/inclusion?index=…`.
+    pub leaf_index: u64,
+}
+
+/// [`AuditRef`] as stored answers from before the tree hold it (no
+/// `leaf_index`): it is derived from `seq`.
+#[derive(serde::Deserialize)]
+struct AuditRefWire {
+    seq: u64,
+    hash: String,
+    #[serde(default)]
+    leaf_index: Option<u64>,
+}
+
+impl From<AuditRefWire> for AuditRef {
+    fn from(w: AuditRefWire) -> AuditRef {
+        AuditRef {
+            seq: w.seq,
+            hash: w.hash,
+            leaf_index: w.leaf_index.unwrap_or(w.seq.saturating_sub(1)),
+        }
+    }
 }
 
 /// Everything known about one finished invocation.

@@ -152,7 +152,7 @@ async fn every_outcome_class_produces_exactly_one_entry_with_the_right_fields() 
 }
 
 /// `warden run` of echo with `message`, appending to the audit store in `data_dir`.
-fn warden_run_echo(data_dir: &str, message: &str) {
+pub(crate) fn warden_run_echo(data_dir: &str, message: &str) {
     let (code, err) = try_warden_run_echo(data_dir, message);
     assert_eq!(code, 0, "{err}");
 }
@@ -261,7 +261,7 @@ fn try_warden_run_echo(data_dir: &str, message: &str) -> (i32, String) {
 
 /// A data dir after `n` separate `warden run`s: entries 1..=n, and (each run
 /// closes cleanly) one checkpoint per run, at sizes 1..=n.
-fn chain_of_runs(name: &str, n: usize) -> std::path::PathBuf {
+pub(crate) fn chain_of_runs(name: &str, n: usize) -> std::path::PathBuf {
     let data = scratch(name);
     let d = data.display().to_string();
     for i in 0..n {
@@ -270,7 +270,7 @@ fn chain_of_runs(name: &str, n: usize) -> std::path::PathBuf {
     data
 }
 
-fn tamper(data: &std::path::Path) -> rusqlite::Connection {
+pub(crate) fn tamper(data: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(data.join("warden.db")).expect("attacker opens warden.db")
 }
 
@@ -284,7 +284,7 @@ fn anchor_of(data: &std::path::Path) -> warden_host::audit::Checkpoint {
 /// The attack: delete the checkpoints above `keep`, rewrite entry `keep + 1`
 /// (its principal) and re-chain every later entry with the host's own
 /// encoding, so every hash and link verifies again.
-fn rewrite_after_checkpoint(data: &std::path::Path, keep: u64) {
+pub(crate) fn rewrite_after_checkpoint(data: &std::path::Path, keep: u64) {
     use warden_host::audit::{AuditEntry, entry::decode};
     use warden_host::digest::Hash256;
     let conn = tamper(data);
@@ -327,6 +327,41 @@ fn rewrite_after_checkpoint(data: &std::path::Path, keep: u64) {
         )
         .expect("rewrite");
         prev = forged.hash;
+    }
+    // A thorough attacker also drops the newer checkpoint notes and
+    // rebuilds the Merkle tree over the forged entries.
+    conn.execute("DELETE FROM audit_notes WHERE size > ?1", [keep as i64])
+        .expect("delete notes");
+    rebuild_tree(&conn);
+}
+
+/// Recomputes `audit_tree_nodes` from the entries' stored hashes, as
+/// someone who can write the database (but has no key) can.
+pub(crate) fn rebuild_tree(conn: &rusqlite::Connection) {
+    use warden_host::audit::merkle::{Frontier, leaf_hash};
+    use warden_host::digest::Hash256;
+    conn.execute("DELETE FROM audit_tree_nodes", [])
+        .expect("clear tree");
+    let hashes: Vec<Vec<u8>> = conn
+        .prepare("SELECT hash FROM audit_entries ORDER BY seq")
+        .expect("select")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut f = Frontier::new();
+    for h in hashes {
+        let mut nodes = Vec::new();
+        f.append(leaf_hash(&Hash256(h.try_into().expect("32 bytes"))), |n| {
+            nodes.push(n)
+        });
+        for (level, idx, hash) in nodes.into_iter().filter(|n| n.0 > 0) {
+            conn.execute(
+                "INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+                rusqlite::params![level, idx as i64, &hash.0[..]],
+            )
+            .expect("insert node");
+        }
     }
 }
 
@@ -545,6 +580,18 @@ fn audit_verify_with_an_expected_checkpoint_passes_on_the_chain_and_fails_on_a_c
         .expect("cut");
     conn.execute("DELETE FROM audit_checkpoints WHERE size > 2", [])
         .expect("cut");
+    // The checkpoint notes above 2 still name the cut entries: the tree
+    // check alone catches this cut.
+    let (code, out, _) = verify(&cut, &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("FAILED (tree): checkpoint note at size 3 covers more entries"),
+        "{out}"
+    );
+    // A thorough attacker deletes those notes too and rebuilds the tree.
+    conn.execute("DELETE FROM audit_notes WHERE size > 2", [])
+        .expect("cut");
+    rebuild_tree(&conn);
     drop(conn);
     let (code, out, _) = verify(&cut, &[]);
     assert_eq!(code, 0, "alone, the cut copy verifies: {out}");

@@ -226,7 +226,7 @@ impl Drop for Daemon {
     }
 }
 
-fn echo_deploy(name: &str, echo_extra: &'static str, config_extra: &str) -> PathBuf {
+pub(crate) fn echo_deploy(name: &str, echo_extra: &'static str, config_extra: &str) -> PathBuf {
     let mut echo = cap("echo", "echo");
     echo.extra = echo_extra;
     let mut panicker = cap("panicker", "panicker");
@@ -242,7 +242,7 @@ fn echo_deploy(name: &str, echo_extra: &'static str, config_extra: &str) -> Path
     )
 }
 
-fn greet(message: &str) -> Value {
+pub(crate) fn greet(message: &str) -> Value {
     json!({"kind": "greet", "input": {"message": message}})
 }
 
@@ -433,7 +433,12 @@ fn client_mistakes_get_4xx_with_machine_readable_codes() {
 
 #[test]
 fn every_endpoint_checks_its_role() {
-    let d = Daemon::start(&echo_deploy("auth", "", ""));
+    // A checkpoint per entry, so the transparency endpoints have one to serve.
+    let d = Daemon::start(&echo_deploy(
+        "auth",
+        "",
+        "[checkpoints]\nevery_entries = 1\n",
+    ));
     let ok = d.submit(greet("mine")).json();
     let id = ok["request_id"].as_str().expect("id").to_string();
     let req_path = format!("/v1/requests/{id}");
@@ -454,6 +459,17 @@ fn every_endpoint_checks_its_role() {
         ("GET", "/v1/routes".into(), &["audit", "admin"]),
         ("GET", "/v1/audit".into(), &["audit"]),
         ("GET", "/v1/audit/checkpoints".into(), &["audit"]),
+        ("GET", "/v1/audit/checkpoint".into(), &["audit"]),
+        (
+            "GET",
+            "/v1/audit/proof/inclusion?index=0".into(),
+            &["audit"],
+        ),
+        (
+            "GET",
+            "/v1/audit/proof/consistency?old=0".into(),
+            &["audit"],
+        ),
         ("POST", "/v1/admin/reload".into(), &["admin"]),
         ("GET", "/metrics".into(), &["audit", "admin"]),
     ];

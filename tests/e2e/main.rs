@@ -23,4 +23,5 @@ mod polyglot;
 mod signing;
 mod support;
 mod tenants;
+mod transparency;
 mod types;

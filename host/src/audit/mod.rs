@@ -17,7 +17,11 @@ pub mod anchor;
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
+pub mod merkle;
+pub mod note;
+pub mod proof_file;
 pub mod verify;
+pub mod witness;
 
 pub use anchor::{AnchorError, ExpectedCheckpoint};
 pub use checkpoint::{Checkpoint, CheckpointError, SignatureBytes, key_id};

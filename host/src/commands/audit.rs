@@ -34,7 +34,7 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.db
             .clone()
             .unwrap_or_else(|| self.data_dir().join(DB_FILE))
@@ -73,6 +73,18 @@ pub enum Cmd {
     /// the bytes are gone (`audit show` and exports then omit them). Safe
     /// while a daemon is running on the same database.
     Prune(PruneArgs),
+    /// Print a Merkle inclusion proof of entry SEQ (C2SP tlog-proof), or with
+    /// `--consistency OLD [NEW]` a consistency proof, against a signed checkpoint.
+    Prove(super::audit_prove::ProveArgs),
+    /// Check a proof offline with only the host's public key.
+    VerifyProof(super::audit_prove::VerifyProofArgs),
+    /// Print the newest signed checkpoint note (C2SP tlog-checkpoint).
+    Checkpoint(super::audit_prove::CheckpointArgs),
+    /// Witness another warden's log: check its newest checkpoint against
+    /// the last one this witness accepted (a consistency proof), cosign it
+    /// (C2SP tlog-cosignature) or refuse naming both sizes and roots;
+    /// `--serve` answers C2SP tlog-witness `add-checkpoint` requests.
+    Witness(super::audit_witness::WitnessArgs),
 }
 
 /// `warden audit prune`.
@@ -133,6 +145,18 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Require this many witness cosignatures (from distinct
+    /// `--witness-key`s) on the witnessed checkpoint note (`--cosigned`),
+    /// whose root must also match the recomputed tree.
+    #[arg(long, requires = "witness_key")]
+    witnesses: Option<usize>,
+    /// A witness key `NAME=ed25519:<hex>` (repeatable).
+    #[arg(long)]
+    witness_key: Vec<String>,
+    /// The cosigned checkpoint note (default `<db>.cosigned`, written by a
+    /// daemon pushing to `[[checkpoints.witnesses]]`).
+    #[arg(long)]
+    cosigned: Option<PathBuf>,
 }
 
 /// `warden audit show`.
@@ -175,6 +199,10 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Export(a) => export(a),
         Cmd::Tail(a) => tail(a),
         Cmd::Prune(a) => prune(a),
+        Cmd::Prove(a) => super::audit_prove::prove(a),
+        Cmd::VerifyProof(a) => super::audit_prove::verify_proof(a),
+        Cmd::Checkpoint(a) => super::audit_prove::checkpoint(a),
+        Cmd::Witness(a) => super::audit_witness::run(a),
     }
 }
 
@@ -318,6 +346,20 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             Some(p) => println!("FAILED at {p}"),
         }
     }
+    let tree_passed = match &a.export {
+        Some(_) => true,
+        None => super::audit_prove::tree_check(
+            &a.db.db_path(),
+            key.as_ref(),
+            a.json,
+            super::audit_prove::WitnessRequirement {
+                count: a.witnesses,
+                keys: &a.witness_key,
+                cosigned: a.cosigned.as_deref(),
+            },
+        )?,
+    };
+    let passed = passed && tree_passed;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {

@@ -6,6 +6,8 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod audit_prove;
+pub mod audit_witness;
 pub mod client;
 pub mod data_dir;
 pub mod dev;

@@ -163,6 +163,7 @@ mod tests {
             audit: Some(AuditRef {
                 seq: 3,
                 hash: "sha256:22".into(),
+                leaf_index: 2,
             }),
             replayed: false,
             error_code: None,
@@ -198,6 +199,17 @@ mod tests {
             ]
         );
         assert_eq!(body["outcome"], json!("budget_exhausted:fuel"));
+        assert_eq!(
+            body["audit"],
+            json!({"seq": 3, "hash": "sha256:22", "leaf_index": 2})
+        );
+    }
+
+    #[test]
+    fn a_stored_answer_from_before_the_tree_gets_its_leaf_index_from_seq() {
+        let old: AuditRef =
+            serde_json::from_value(json!({"seq": 7, "hash": "sha256:22"})).expect("decodes");
+        assert_eq!(old.leaf_index, 6);
     }
 
     #[test]

@@ -68,6 +68,7 @@ impl Recorder {
                 record.audit = Some(AuditRef {
                     seq: appended.seq,
                     hash: appended.hash.to_string(),
+                    leaf_index: appended.seq.saturating_sub(1),
                 });
                 record
             }
@@ -135,6 +136,7 @@ impl Recorder {
         Ok(Some(AuditRef {
             seq: appended.seq,
             hash: appended.hash.to_string(),
+            leaf_index: appended.seq.saturating_sub(1),
         }))
     }
 }

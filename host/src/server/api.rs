@@ -30,7 +30,8 @@ pub mod roles {
     pub const INVENTORY: &[Role] = &[Role::Submit, Role::Audit, Role::Admin];
     /// `GET /v1/routes`.
     pub const ROUTES: &[Role] = &[Role::Audit, Role::Admin];
-    /// `GET /v1/audit`, `GET /v1/audit/checkpoints`.
+    /// `GET /v1/audit`, `GET /v1/audit/checkpoints`, `GET /v1/audit/checkpoint`,
+    /// `GET /v1/audit/proof/*`.
     pub const AUDIT: &[Role] = &[Role::Audit];
     /// `POST /v1/admin/reload`.
     pub const ADMIN: &[Role] = &[Role::Admin];
@@ -52,6 +53,15 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/routes", get(routes))
         .route("/v1/audit", get(audit))
         .route("/v1/audit/checkpoints", get(checkpoints))
+        .route("/v1/audit/checkpoint", get(super::transparency::checkpoint))
+        .route(
+            "/v1/audit/proof/inclusion",
+            get(super::transparency::inclusion),
+        )
+        .route(
+            "/v1/audit/proof/consistency",
+            get(super::transparency::consistency),
+        )
         .route("/v1/approvals", get(approvals))
         .route("/v1/approvals/{id}", get(approval))
         .route("/v1/approvals/{id}/approve", post(approve))
@@ -65,7 +75,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 }
 
 impl Daemon {
-    fn auth(
+    pub(super) fn auth(
         &self,
         headers: &HeaderMap,
         roles: &[Role],

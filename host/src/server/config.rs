@@ -163,6 +163,23 @@ pub struct Checkpoints {
     /// Time between checkpoints. By default 60s.
     #[serde(default = "defaults::every")]
     pub every: HumanDuration,
+    /// Witnesses the daemon pushes each new checkpoint note to (C2SP
+    /// tlog-witness `add-checkpoint`). By default none.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessConfig>,
+}
+
+/// `[[checkpoints.witnesses]]`: one witness the daemon pushes to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's submission prefix, `http://host:port` (the daemon
+    /// POSTs to `<url>/add-checkpoint`).
+    pub url: String,
+    /// The witness's cosignature key name.
+    pub name: String,
+    /// The witness's public key, `ed25519:<hex>`.
+    pub key: String,
 }
 
 /// `[engine]`: settings of the one wasmtime engine every capability runs on.

@@ -24,6 +24,8 @@ mod metrics;
 mod protect;
 mod state;
 mod submit;
+mod transparency;
+pub mod witness_push;
 
 pub use config::{DaemonConfig, Role};
 pub use deployment::Deployment;
@@ -326,6 +328,8 @@ async fn serve_with(
     let listen = options.listen.unwrap_or(config.listen);
     let drain = config.limits.drain_timeout.get();
     let limits = connections::ConnectionLimits::of(&config);
+    let witnesses =
+        witness_push::targets(&config.checkpoints.witnesses).map_err(ServeError::Invalid)?;
     let daemon = tokio::task::block_in_place(|| Daemon::start(config))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -339,6 +343,7 @@ async fn serve_with(
     }
     daemon.sweep_approvals(true).await;
     spawn_approval_sweeper(daemon.clone());
+    witness_push::spawn(daemon.clone(), witnesses);
     eprintln!("warden: listening on http://{addr}");
     if let Some(path) = &options.ready_file {
         std::fs::write(path, addr.to_string())?;

@@ -14,9 +14,12 @@
 
 use super::anchor::{read_anchor, write_anchor};
 use super::audit_read::{AuditReader, EntryFilter, ExportSummary};
+use super::audit_tree::insert_nodes;
 use super::database::{Access, open as open_database};
 use super::writer::{Ack, Table, Wake, Writer};
 use super::{AUDIT_SCHEMA, StoreError, now_ms, sqlite_err, to_sql_int};
+use crate::audit::merkle::{Frontier, NewNode, leaf_hash};
+use crate::audit::note::{TreeHead, sign_checkpoint};
 use crate::audit::{AuditEntry, Checkpoint, NewEntry, Problem, ProblemKind, VerifyReport};
 use crate::digest::Hash256;
 use ed25519_dalek::SigningKey;
@@ -455,6 +458,9 @@ impl AuditLog {
             recovered.head_hash,
             recovered.last_cp_size,
         );
+        let origin = crate::audit::note::default_origin(&signer.verifying_key());
+        let frontier =
+            super::audit_tree::check_tree(&conn, path, &signer.verifying_key(), &origin, head_seq)?;
         let reader =
             AuditReader::from_connection(open_database(path, &AUDIT_SCHEMA, Access::Read)?, path);
         let head = Arc::new(Mutex::new((head_seq, head_hash)));
@@ -480,6 +486,9 @@ impl AuditLog {
             stats: stats.clone(),
             scratch: Vec::with_capacity(1024),
             batch: Batch::default(),
+            frontier,
+            origin,
+            nodes: Vec::with_capacity(64),
         };
         let signer_public = table.signer_public;
         let writer = Writer::spawn("warden-audit-writer", path, conn, table)?;
@@ -612,6 +621,41 @@ impl AuditLog {
         self.with_reader(AuditReader::checkpoints)
     }
 
+    /// The newest signed checkpoint note (`size`, `root`, note text).
+    pub fn latest_note(&self) -> Result<Option<(u64, Hash256, String)>, StoreError> {
+        self.with_reader(AuditReader::latest_note)
+    }
+
+    /// Inclusion proof of leaf `index` against the checkpoint of `size`
+    /// (default: the newest).
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<super::InclusionProof, StoreError> {
+        self.with_reader(|r| r.inclusion_proof(index, size))
+    }
+
+    /// Consistency proof from `old` entries to the checkpoint of `new`
+    /// (default: the newest).
+    pub fn consistency_proof(
+        &self,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<super::ConsistencyProof, StoreError> {
+        self.with_reader(|r| r.consistency_proof(old, new))
+    }
+
+    /// The host key's public half (what checkpoints verify with).
+    pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.inner.signer_public
+    }
+
+    /// The origin line of this log's checkpoint notes.
+    pub fn origin(&self) -> String {
+        crate::audit::note::default_origin(&self.inner.signer_public)
+    }
+
     /// A stored payload by hash.
     pub fn payload(&self, hash: &Hash256) -> Result<Option<Vec<u8>>, StoreError> {
         self.with_reader(|r| r.payload(hash))
@@ -659,6 +703,12 @@ struct AuditTable {
     scratch: Vec<u8>,
     /// What the batch being written holds, between `write` and `answer`.
     batch: Batch,
+    /// The committed tree's right edge (the batch works on a copy).
+    frontier: Frontier,
+    /// The origin line of this log's checkpoint notes.
+    origin: String,
+    /// Nodes completed by the entry being inserted.
+    nodes: Vec<NewNode>,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
@@ -673,6 +723,8 @@ struct Batch {
     head: (u64, Hash256),
     /// The checkpoint the batch signed.
     checkpoint: Option<Checkpoint>,
+    /// The tree after the batch.
+    frontier: Option<Frontier>,
 }
 
 impl Table for AuditTable {
@@ -712,6 +764,7 @@ impl Table for AuditTable {
                  ON CONFLICT(hash) DO UPDATE SET stored_at_ms = excluded.stored_at_ms",
             )
             .map_err(sqlite_err(&self.path))?;
+        let mut tree = self.frontier.clone();
         for msg in jobs.drain(..) {
             match msg {
                 Msg::Append {
@@ -738,6 +791,9 @@ impl Table for AuditTable {
                         e.entry.outcome.class()
                     ])
                     .map_err(sqlite_err(&self.path))?;
+                    self.nodes.clear();
+                    tree.append(leaf_hash(&e.hash), |n| self.nodes.push(n));
+                    insert_nodes(tx, &self.path, &mut self.nodes)?;
                     for data in [&payloads.input, &payloads.output].into_iter().flatten() {
                         let h = Hash256::of(data);
                         ins_payload
@@ -772,7 +828,22 @@ impl Table for AuditTable {
             )
             .map_err(sqlite_err(&self.path))?;
             b.checkpoint = Some(cp);
+            let head = TreeHead {
+                origin: self.origin.clone(),
+                size: tree.size(),
+                root: tree.root(),
+            };
+            let note = sign_checkpoint(&head, &self.signer).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("cannot sign a checkpoint note: {e}"),
+            })?;
+            tx.execute(
+                "INSERT INTO audit_notes (size, root, note) VALUES (?1, ?2, ?3)",
+                rusqlite::params![to_sql_int(head.size), &head.root.0[..], note],
+            )
+            .map_err(sqlite_err(&self.path))?;
         }
+        b.frontier = Some(tree);
         Ok(!b.appends.is_empty() || b.checkpoint.is_some())
     }
 
@@ -785,6 +856,9 @@ impl Table for AuditTable {
                     self.stats.record(b.appends.len() as u64);
                 }
                 (self.head_seq, self.head_hash) = b.head;
+                if let Some(tree) = b.frontier {
+                    self.frontier = tree;
+                }
                 *self
                     .shared_head
                     .lock()

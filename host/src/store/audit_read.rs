@@ -201,6 +201,12 @@ impl AuditReader {
         })
     }
 
+    /// The reader's connection and file, for the tree's proofs
+    /// ([`super::audit_proofs`]).
+    pub(super) fn parts(&self) -> (&Connection, &Path) {
+        (&self.conn, &self.path)
+    }
+
     pub(crate) fn from_connection(conn: Connection, path: &Path) -> AuditReader {
         AuditReader {
             listing_columns: has_listing_columns(&conn),

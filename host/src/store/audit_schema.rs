@@ -10,7 +10,8 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The audit database: version 1 is the chain; version 2 adds the listing
-/// columns and their indexes.
+/// columns and their indexes; version 3 the Merkle tree and its checkpoint
+/// notes ([`super::audit_tree`]).
 pub(crate) const AUDIT_SCHEMA: Schema = Schema {
     name: "audit",
     migrations: &[
@@ -21,6 +22,10 @@ pub(crate) const AUDIT_SCHEMA: Schema = Schema {
         Migration {
             to: 2,
             run: add_listing_columns,
+        },
+        Migration {
+            to: 3,
+            run: super::audit_tree::add_merkle_tree,
         },
     ],
 };

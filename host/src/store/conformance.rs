@@ -316,7 +316,7 @@ pub(crate) struct AuditFixture {
     pub corrupt: Box<dyn Fn(u64)>,
 }
 
-fn entry(i: u64, payload: Option<&[u8]>) -> NewEntry {
+pub(crate) fn entry(i: u64, payload: Option<&[u8]>) -> NewEntry {
     NewEntry {
         event: EventKind::Invocation,
         admitted_at_ms: 1_700_000_000_000 + i,

@@ -26,8 +26,12 @@
 
 mod anchor;
 mod audit_log;
+mod audit_proofs;
 mod audit_read;
 mod audit_schema;
+mod audit_tree;
+#[cfg(test)]
+mod audit_tree_tests;
 #[cfg(test)]
 mod conformance;
 pub(crate) mod database;
@@ -36,10 +40,12 @@ pub mod kv;
 mod requests;
 mod requests_sqlite;
 mod traits;
+pub mod witness_state;
 pub(crate) mod writer;
 
 pub use anchor::{anchor_path, checkpoints_in_file};
 pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
+pub use audit_proofs::{ConsistencyProof, InclusionProof, TreeReport};
 pub use audit_read::{
     AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_db_expecting,
     verify_export, verify_export_expecting,
@@ -171,6 +177,23 @@ pub enum StoreError {
         what: String,
         /// Why.
         reason: String,
+    },
+    /// At open, the stored Merkle tree does not extend the newest checkpoint
+    /// note this host signed (or cannot be read): nothing is signed.
+    #[error("{path}: the Merkle tree does not extend the last signed checkpoint: {detail}")]
+    TreeInconsistent {
+        /// The database file.
+        path: PathBuf,
+        /// Sizes and roots involved.
+        detail: String,
+    },
+    /// A proof was asked for that cannot be produced.
+    #[error("{path}: {source}")]
+    Proof {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: crate::audit::merkle::ProofError,
     },
     /// A row holds a value of the wrong shape (e.g. a 31-byte hash).
     #[error("{path}: corrupt row: {detail}")]
