@@ -6,6 +6,9 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod audit_artifact;
+pub mod audit_bundle;
+pub mod audit_replay;
 pub mod client;
 pub mod inspect;
 pub mod key;
