@@ -464,8 +464,14 @@ async fn pruning_payloads_never_deletes_an_artifact() {
     );
 }
 
+/// What this shows about wasmtime 48 (measured here, pii-redact): the
+/// output is the same under both `memory_init_cow` settings, and fuel is
+/// exactly repeatable within one setting, but fuel DIFFERS between the two
+/// settings (10,225 with copy-on-write images, 15,784 with copied data
+/// segments). So a replay must run with the setting the entries were
+/// recorded under (`warden audit replay --memory-init-cow`).
 #[tokio::test]
-async fn the_same_component_and_input_give_the_same_output_hash_and_fuel_under_both_memory_init_cow_settings()
+async fn output_is_the_same_under_both_memory_init_cow_settings_and_fuel_repeats_exactly_within_each()
  {
     let mut seen = Vec::new();
     for cow in [true, false] {
@@ -479,20 +485,26 @@ async fn the_same_component_and_input_give_the_same_output_hash_and_fuel_under_b
         })
         .expect("host");
         load(&mut h, example("pii-redact"), "pii-redact");
-        let r = h
-            .invoke(
-                Call::new(
-                    "pii-redact",
-                    "redact",
-                    json!({"text": "jane@example.org 4111-1111-1111-1111"}),
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let r = h
+                .invoke(
+                    Call::new(
+                        "pii-redact",
+                        "redact",
+                        json!({"text": "jane@example.org 4111-1111-1111-1111"}),
+                    )
+                    .with_request_id("r-fixed"),
                 )
-                .with_request_id("r-fixed"),
-            )
-            .await;
-        assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-        seen.push((r.output_hash.clone(), r.usage.fuel));
+                .await;
+            assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+            runs.push((r.output_hash.clone(), r.usage.fuel));
+        }
+        assert_eq!(runs[0], runs[1], "cow={cow}: fuel and output repeat exactly");
+        eprintln!("memory_init_cow={cow}: fuel {}", runs[0].1);
+        seen.push(runs[0].clone());
     }
-    assert_eq!(seen[0], seen[1], "cow=true vs cow=false");
+    assert_eq!(seen[0].0, seen[1].0, "the output does not depend on the setting");
 }
 
 #[tokio::test]

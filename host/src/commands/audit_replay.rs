@@ -36,6 +36,10 @@ pub struct ReplayArgs {
     /// --bundle`).
     #[arg(long, conflicts_with_all = ["seq", "from", "request"])]
     bundle: Option<std::path::PathBuf>,
+    /// The `[engine] memory_init_cow` setting the entries were recorded
+    /// under (fuel differs between the two settings; the output does not).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    memory_init_cow: bool,
     #[command(flatten)]
     db: super::audit::DbArgs,
 }
@@ -45,8 +49,12 @@ const PAGE: usize = 1000;
 
 /// Runs `warden audit replay`.
 pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let engine = SandboxConfig {
+        memory_init_cow: a.memory_init_cow,
+        ..SandboxConfig::default()
+    };
     if let Some(path) = &a.bundle {
-        return replay_bundle(path);
+        return replay_bundle(path, engine);
     }
     let (from, to) = match (a.seq, a.from, &a.request) {
         (Some(seq), _, _) => (seq, seq),
@@ -61,7 +69,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         artifacts: ArtifactStore::in_data_dir(&a.db.data_dir),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let mut replayer = Replayer::new(SandboxConfig::default()).context("starting the engine")?;
+    let mut replayer = Replayer::new(engine).context("starting the engine")?;
     let mut summary = Summary::default();
     let mut next = from;
     'pages: while next <= to {
@@ -100,14 +108,14 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn replay_bundle(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn replay_bundle(path: &std::path::Path, engine: SandboxConfig) -> anyhow::Result<ExitCode> {
     let bundle = super::audit_bundle::read(path)?;
     if let Err(why) = bundle.verify(None) {
         println!("bundle of request {} does NOT verify: {why}", bundle.request_id);
         return Ok(ExitCode::from(super::audit::EXIT_NOT_VERIFIED));
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let mut replayer = Replayer::new(SandboxConfig::default()).context("starting the engine")?;
+    let mut replayer = Replayer::new(engine).context("starting the engine")?;
     let mut summary = Summary::default();
     for entry in bundle.entries() {
         let r = runtime.block_on(replayer.replay(entry, &bundle));
