@@ -839,8 +839,7 @@ async fn evidence(s: &Sizes) {
         Err(e) => println!("   fx-rate: port 18080 is busy ({e}); skipped"),
         Ok(_server) => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let text =
-                std::fs::read_to_string(root.join("policies/fx-rate.toml")).expect("policy");
+            let text = std::fs::read_to_string(root.join("policies/fx-rate.toml")).expect("policy");
             let bytes = std::fs::read(guests().join("fx_rate.wasm")).expect("fx_rate.wasm");
             let fx_host = |dir: Option<PathBuf>| {
                 let mut host = Host::new(HostConfig {
@@ -855,14 +854,11 @@ async fn evidence(s: &Sizes) {
                 host
             };
             let (plain, audited) = (fx_host(None), fx_host(Some(scratch("fx-record"))));
-            let one = |h: &Host| {
+            async fn one(h: &Host) {
                 let call = Call::new("fx-rate", "rate", json!({"base": "EUR", "quote": "USD"}));
-                let f = h.invoke(call);
-                async move {
-                    let r = f.await;
-                    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-                }
-            };
+                let r = h.invoke(call).await;
+                assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+            }
             let (mut p, mut a) = (Vec::new(), Vec::new());
             for _ in 0..s.latency_iters.div_ceil(10).max(5) {
                 let t = Instant::now();
@@ -899,8 +895,7 @@ async fn evidence(s: &Sizes) {
         reader: warden_host::store::AuditReader::open(&dir.join("warden.db")).expect("db"),
         artifacts: warden_host::store::ArtifactStore::in_data_dir(&dir),
     };
-    let mut replayer =
-        warden_host::replay::Replayer::new(bench_config(16)).expect("replayer");
+    let mut replayer = warden_host::replay::Replayer::new(bench_config(16)).expect("replayer");
     let mut summary = warden_host::replay::Summary::default();
     let t = Instant::now();
     let mut next = 1;

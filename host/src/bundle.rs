@@ -68,7 +68,10 @@ impl Bundle {
             let Some(last) = page.last().map(|e| e.seq) else {
                 break;
             };
-            mine.extend(page.into_iter().filter(|e| e.entry.request_id == request_id));
+            mine.extend(
+                page.into_iter()
+                    .filter(|e| e.entry.request_id == request_id),
+            );
             next = last.saturating_add(1);
         }
         let (Some(first), Some(newest)) = (mine.first(), mine.last()) else {
@@ -95,7 +98,11 @@ impl Bundle {
             ));
         }
         let chain = reader
-            .entries(first, usize::try_from(len).unwrap_or(usize::MAX), &EntryFilter::default())
+            .entries(
+                first,
+                usize::try_from(len).unwrap_or(usize::MAX),
+                &EntryFilter::default(),
+            )
             .map_err(|e| e.to_string())?;
         let mut bundle = Bundle {
             format: FORMAT.into(),
@@ -108,9 +115,13 @@ impl Bundle {
         };
         for e in &mine {
             let x = &e.entry;
-            for h in [x.component_digest, x.policy_hash, x.route.as_ref().map(|r| r.table_hash)]
-                .into_iter()
-                .flatten()
+            for h in [
+                x.component_digest,
+                x.policy_hash,
+                x.route.as_ref().map(|r| r.table_hash),
+            ]
+            .into_iter()
+            .flatten()
             {
                 let bytes = artifacts
                     .get(&h)
@@ -151,14 +162,21 @@ impl Bundle {
         for e in &self.chain {
             if let Some(p) = prev {
                 if e.seq != p.seq + 1 {
-                    return Err(format!("entry {}: expected entry {} next", e.seq, p.seq + 1));
+                    return Err(format!(
+                        "entry {}: expected entry {} next",
+                        e.seq,
+                        p.seq + 1
+                    ));
                 }
                 if e.prev_hash != p.hash {
                     return Err(format!("entry {}: broken link to entry {}", e.seq, p.seq));
                 }
             }
             if e.recompute_hash(&mut scratch) != e.hash {
-                return Err(format!("entry {}: hash_mismatch (its fields do not hash to {})", e.seq, e.hash));
+                return Err(format!(
+                    "entry {}: hash_mismatch (its fields do not hash to {})",
+                    e.seq, e.hash
+                ));
             }
             prev = Some(e);
         }
@@ -172,14 +190,17 @@ impl Bundle {
             ));
         }
         for seq in &self.seqs {
-            let e = self.entry(*seq).ok_or_else(|| format!("entry {seq} is not in the chain"))?;
+            let e = self
+                .entry(*seq)
+                .ok_or_else(|| format!("entry {seq} is not in the chain"))?;
             if e.entry.request_id != self.request_id {
                 return Err(format!("entry {seq} is of request {}", e.entry.request_id));
             }
         }
         for (what, map) in [("artifact", &self.artifacts), ("payload", &self.payloads)] {
             for (name, hex_bytes) in map {
-                let bytes = hex::decode(hex_bytes).map_err(|_| format!("{what} {name} is not hex"))?;
+                let bytes =
+                    hex::decode(hex_bytes).map_err(|_| format!("{what} {name} is not hex"))?;
                 if Hash256::of(&bytes).tagged() != *name {
                     return Err(format!("{what} {name} fails its hash"));
                 }
@@ -195,7 +216,9 @@ impl Bundle {
 
     fn entry(&self, seq: u64) -> Option<&AuditEntry> {
         let first = self.chain.first()?.seq;
-        let e = self.chain.get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
+        let e = self
+            .chain
+            .get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
         (e.seq == seq).then_some(e)
     }
 
@@ -214,7 +237,9 @@ impl crate::replay::Evidence for Bundle {
             .ok_or_else(|| format!("artifact {hash} is not in the bundle"))?;
         let actual = Hash256::of(&bytes);
         if actual != *hash {
-            return Err(format!("artifact {hash} fails its hash: the bundle's bytes hash to {actual}"));
+            return Err(format!(
+                "artifact {hash} fails its hash: the bundle's bytes hash to {actual}"
+            ));
         }
         Ok(bytes)
     }

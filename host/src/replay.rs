@@ -117,7 +117,9 @@ impl Summary {
                 self.diverged += 1;
             }
             Verdict::Missing(_) => self.missing += 1,
-            Verdict::NotReplayable(why) => *self.not_replayable.entry(why.clone()).or_default() += 1,
+            Verdict::NotReplayable(why) => {
+                *self.not_replayable.entry(why.clone()).or_default() += 1
+            }
             Verdict::NothingToRun(_) => self.nothing_to_run += 1,
         }
     }
@@ -134,7 +136,13 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "{} entries: {} replayed, {} matched, {} diverged, {} missing or tampered, {} not replayable, {} with nothing to re-execute",
-            self.entries, self.replayed, self.matched, self.diverged, self.missing, not, self.nothing_to_run
+            self.entries,
+            self.replayed,
+            self.matched,
+            self.diverged,
+            self.missing,
+            not,
+            self.nothing_to_run
         )?;
         for (why, n) in &self.not_replayable {
             write!(f, "\n  not replayable ({n}): {why}")?;
@@ -242,10 +250,16 @@ impl Replayer {
             Ok(Some(bytes)) if Hash256::of(&bytes) == input_hash => {
                 match serde_json::from_slice::<Value>(&bytes) {
                     Ok(v) => v,
-                    Err(err) => return Verdict::Missing(format!("input payload {input_hash} is not JSON: {err}")),
+                    Err(err) => {
+                        return Verdict::Missing(format!(
+                            "input payload {input_hash} is not JSON: {err}"
+                        ));
+                    }
                 }
             }
-            Ok(Some(_)) => return Verdict::Missing(format!("input payload {input_hash} fails its hash")),
+            Ok(Some(_)) => {
+                return Verdict::Missing(format!("input payload {input_hash} fails its hash"));
+            }
             Ok(None) => {
                 return Verdict::Missing(format!(
                     "input payload {input_hash} is not stored (pruned?)"
@@ -257,10 +271,14 @@ impl Replayer {
         for (i, h) in e.evidence.results.iter().enumerate() {
             let n = i + 1;
             match evidence.payload(h) {
-                Ok(Some(bytes)) if Hash256::of(&bytes) == *h => match Recorded::from_bytes(&bytes) {
-                    Ok(r) => recorded.push(r),
-                    Err(err) => return Verdict::Missing(format!("recorded result {n} ({h}): {err}")),
-                },
+                Ok(Some(bytes)) if Hash256::of(&bytes) == *h => {
+                    match Recorded::from_bytes(&bytes) {
+                        Ok(r) => recorded.push(r),
+                        Err(err) => {
+                            return Verdict::Missing(format!("recorded result {n} ({h}): {err}"));
+                        }
+                    }
+                }
                 Ok(Some(bytes)) => {
                     return Verdict::Missing(format!(
                         "recorded result {n} fails its hash: the entry commits to {h}, the stored bytes hash to {}",
@@ -485,8 +503,8 @@ mod tests {
 
     #[test]
     fn a_policy_artifact_that_is_not_a_policy_is_refused() {
-        let err = policy_from_artifact(&Hash256([1; 32]), b"{\"capability\":{}}")
-            .expect_err("no name");
+        let err =
+            policy_from_artifact(&Hash256([1; 32]), b"{\"capability\":{}}").expect_err("no name");
         assert!(err.starts_with("policy sha256:0101"), "{err}");
     }
 

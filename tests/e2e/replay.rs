@@ -132,11 +132,7 @@ async fn rust_examples_and_every_outcome_class_replay_and_match_including_fuel()
     }
     // The KV read was recorded with the entry.
     let list = &entries(&dir)[4];
-    assert!(
-        !list.entry.evidence.results.is_empty(),
-        "{:?}",
-        list.entry
-    );
+    assert!(!list.entry.evidence.results.is_empty(), "{:?}", list.entry);
     h.shutdown().await.expect("shutdown");
     let (results, summary) = replay_all(&dir).await;
     assert_all_matched(&results);
@@ -244,7 +240,10 @@ async fn ticket_triage_replays_without_its_model_double_running() {
             ))
             .await;
         assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-        assert_eq!(r.output.as_ref().map(|o| o["from-model"].clone()), Some(json!(true)));
+        assert_eq!(
+            r.output.as_ref().map(|o| o["from-model"].clone()),
+            Some(json!(true))
+        );
         assert!(r.replayable, "{r:?}");
     }
     h.shutdown().await.expect("shutdown");
@@ -352,11 +351,7 @@ async fn a_guest_reading_the_granted_system_clock_is_reported_not_replayable_wit
     let imports = format!(
         "{STD_IMPORTS}\n\"wasi:clocks/wall-clock\" = {{ mode = \"system\" }}\n\"wasi:clocks/monotonic-clock\" = {{}}\n\"wasi:random/random\" = {{}}"
     );
-    load(
-        &mut h,
-        policy("clock-random", &imports, ""),
-        "clock-random",
-    );
+    load(&mut h, policy("clock-random", &imports, ""), "clock-random");
     let r = h
         .invoke(Call::new("clock-random", "sample", json!({})))
         .await;
@@ -373,7 +368,11 @@ async fn a_guest_reading_the_granted_system_clock_is_reported_not_replayable_wit
     assert!(why.contains("system clock"), "{why}");
     let (results, summary) = replay_all(&dir).await;
     assert_eq!(results[0].verdict, Verdict::NotReplayable(why.clone()));
-    assert!(results[0].to_string().contains("not replayable: the policy grants the system clock"));
+    assert!(
+        results[0]
+            .to_string()
+            .contains("not replayable: the policy grants the system clock")
+    );
     assert!(summary.ok(), "not replayable is not a failure: {summary}");
     assert_eq!(summary.not_replayable.get(&why), Some(&1));
 }
@@ -410,7 +409,10 @@ async fn artifacts_are_stored_at_load_and_retrieved_verified_by_the_cli() {
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("#1 ") && out.contains(": matched"), "{out}");
-    assert!(out.contains("2 entries: 2 replayed, 2 matched, 0 diverged"), "{out}");
+    assert!(
+        out.contains("2 entries: 2 replayed, 2 matched, 0 diverged"),
+        "{out}"
+    );
     // One altered artifact: exit 3, the line names the seq.
     let store = ArtifactStore::in_data_dir(&dir);
     let pii = entries(&dir)[1].entry.component_digest.expect("digest");
@@ -500,11 +502,17 @@ async fn output_is_the_same_under_both_memory_init_cow_settings_and_fuel_repeats
             assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
             runs.push((r.output_hash.clone(), r.usage.fuel));
         }
-        assert_eq!(runs[0], runs[1], "cow={cow}: fuel and output repeat exactly");
+        assert_eq!(
+            runs[0], runs[1],
+            "cow={cow}: fuel and output repeat exactly"
+        );
         eprintln!("memory_init_cow={cow}: fuel {}", runs[0].1);
         seen.push(runs[0].clone());
     }
-    assert_eq!(seen[0].0, seen[1].0, "the output does not depend on the setting");
+    assert_eq!(
+        seen[0].0, seen[1].0,
+        "the output does not depend on the setting"
+    );
 }
 
 #[tokio::test]
@@ -542,7 +550,10 @@ async fn a_bundle_verifies_and_replays_in_a_fresh_directory_with_only_the_public
     assert!(out.contains("verifies"), "{out}");
     let (code, out, err) = warden(&["audit", "replay", "--bundle", &s(&bundle)]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains(&format!("#{} ", e.seq)) && out.contains(": matched"), "{out}");
+    assert!(
+        out.contains(&format!("#{} ", e.seq)) && out.contains(": matched"),
+        "{out}"
+    );
     // A bundle whose recorded input was altered does not verify.
     let mut doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&bundle).expect("read")).expect("json");
@@ -558,7 +569,10 @@ async fn a_bundle_verifies_and_replays_in_a_fresh_directory_with_only_the_public
         &s(&pubkey),
     ]);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains(&format!("payload {input} fails its hash")), "{out}");
+    assert!(
+        out.contains(&format!("payload {input} fails its hash")),
+        "{out}"
+    );
 }
 
 fn hex_of(bytes: &[u8]) -> String {

@@ -807,7 +807,8 @@ pub(crate) mod tests {
             results: vec![],
             not_replayable: Some("why".into()),
         };
-        let (_, back) = decode(&AuditEntry::link(1, Hash256::ZERO, e.clone()).encode()).expect("decodes");
+        let (_, back) =
+            decode(&AuditEntry::link(1, Hash256::ZERO, e.clone()).encode()).expect("decodes");
         assert_eq!(back, e);
     }
 

@@ -41,9 +41,16 @@ pub fn run(a: ArtifactArgs) -> anyhow::Result<ExitCode> {
     match &a.out {
         Some(path) => {
             std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("{} bytes, {} verified, written to {}", bytes.len(), a.hash, path.display());
+            eprintln!(
+                "{} bytes, {} verified, written to {}",
+                bytes.len(),
+                a.hash,
+                path.display()
+            );
         }
-        None => std::io::stdout().write_all(&bytes).context("writing to stdout")?,
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .context("writing to stdout")?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -57,13 +57,19 @@ pub fn read(path: &Path) -> anyhow::Result<Bundle> {
 }
 
 /// `warden audit verify --bundle FILE [--pubkey P | --skip-signatures]`.
-pub fn verify(path: &Path, pubkey: Option<&Path>, skip_signatures: bool) -> anyhow::Result<ExitCode> {
+pub fn verify(
+    path: &Path,
+    pubkey: Option<&Path>,
+    skip_signatures: bool,
+) -> anyhow::Result<ExitCode> {
     let bundle = read(path)?;
     let key = if skip_signatures {
         None
     } else {
         let Some(p) = pubkey else {
-            bail!("give the host's public key (--pubkey host.pub), or --skip-signatures to check hashes only");
+            bail!(
+                "give the host's public key (--pubkey host.pub), or --skip-signatures to check hashes only"
+            );
         };
         Some(hostkey::read_public_key(p).with_context(|| format!("reading {}", p.display()))?)
     };
@@ -75,12 +81,19 @@ pub fn verify(path: &Path, pubkey: Option<&Path>, skip_signatures: bool) -> anyh
                 bundle.seqs,
                 bundle.checkpoint.size,
                 bundle.checkpoint.head_hash,
-                if key.is_none() { "; signatures NOT checked" } else { "" }
+                if key.is_none() {
+                    "; signatures NOT checked"
+                } else {
+                    ""
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {
-            println!("bundle of request {} does NOT verify: {why}", bundle.request_id);
+            println!(
+                "bundle of request {} does NOT verify: {why}",
+                bundle.request_id
+            );
             Ok(ExitCode::from(super::audit::EXIT_NOT_VERIFIED))
         }
     }

@@ -60,7 +60,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         (Some(seq), _, _) => (seq, seq),
         (None, Some(from), _) => (from, a.to.unwrap_or(u64::MAX)),
         (None, None, Some(_)) => (1, u64::MAX),
-        (None, None, None) => bail!("say which entries: <seq>, --from A [--to B], or --request <id>"),
+        (None, None, None) => {
+            bail!("say which entries: <seq>, --from A [--to B], or --request <id>")
+        }
     };
     let db = a.db.db_path();
     let reader = AuditReader::open(&db).with_context(|| format!("opening {}", db.display()))?;
@@ -84,7 +86,10 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             if entry.seq > to {
                 break 'pages;
             }
-            if a.request.as_ref().is_some_and(|r| *r != entry.entry.request_id) {
+            if a.request
+                .as_ref()
+                .is_some_and(|r| *r != entry.entry.request_id)
+            {
                 continue;
             }
             let r = runtime.block_on(replayer.replay(entry, &evidence));
@@ -111,7 +116,10 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
 fn replay_bundle(path: &std::path::Path, engine: SandboxConfig) -> anyhow::Result<ExitCode> {
     let bundle = super::audit_bundle::read(path)?;
     if let Err(why) = bundle.verify(None) {
-        println!("bundle of request {} does NOT verify: {why}", bundle.request_id);
+        println!(
+            "bundle of request {} does NOT verify: {why}",
+            bundle.request_id
+        );
         return Ok(ExitCode::from(super::audit::EXIT_NOT_VERIFIED));
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -618,8 +618,8 @@ async fn replay_response(
     if let Some(n) = ok["overflow"].as_u64() {
         // The chunk that crossed the response limit was not kept; one of
         // the same size crosses it again (the grant bounds it).
-        let n = usize::try_from(n.min(grant.max_response_bytes.bytes().saturating_add(1)))
-            .unwrap_or(0);
+        let n =
+            usize::try_from(n.min(grant.max_response_bytes.bytes().saturating_add(1))).unwrap_or(0);
         chunks.push_back(Bytes::from(vec![0u8; n]));
     }
     set_status(status.as_str());
@@ -636,9 +636,7 @@ async fn replay_response(
         grant.max_response_bytes.bytes().saturating_sub(used),
         far,
     );
-    let response = builder
-        .body(body.boxed_unsync())
-        .map_err(|_| malformed())?;
+    let response = builder.body(body.boxed_unsync()).map_err(|_| malformed())?;
     Ok((response, Box::new(async { Ok(()) })))
 }
 

@@ -277,10 +277,7 @@ impl Interfaces {
                 }
             }
         }
-        for (mode, what) in [
-            (wall, "wall-clock"),
-            (monotonic, "monotonic-clock"),
-        ] {
+        for (mode, what) in [(wall, "wall-clock"), (monotonic, "monotonic-clock")] {
             if mode == ClockMode::System {
                 recording::lock(&recording).not_replayable(format!(
                     "the policy grants the system clock (wasi:clocks/{what} mode = \"system\"); \

@@ -75,7 +75,11 @@ impl Recorder {
         };
         let mut entry = record.audit_entry(call);
         if !payloads.results.is_empty() {
-            entry.evidence.results = payloads.results.iter().map(|r| crate::digest::Hash256::of(r)).collect();
+            entry.evidence.results = payloads
+                .results
+                .iter()
+                .map(|r| crate::digest::Hash256::of(r))
+                .collect();
         }
         match log.append(entry, payloads).await {
             Ok(appended) => {

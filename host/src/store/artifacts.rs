@@ -234,7 +234,10 @@ mod tests {
         let store = ArtifactStore::in_data_dir(dir.path());
         let err = store.get(&Hash256([7; 32])).expect_err("missing");
         assert!(matches!(err, ArtifactError::Missing { .. }), "{err}");
-        assert!(err.to_string().contains("is not in the artifact store"), "{err}");
+        assert!(
+            err.to_string().contains("is not in the artifact store"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -250,7 +253,10 @@ mod tests {
         // it holds the artifact, and leaves the altered file as evidence.
         let fresh = ArtifactStore::in_data_dir(dir.path());
         assert!(fresh.put(b"policy").is_err());
-        assert_eq!(std::fs::read(store.path_of(&hash)).expect("read"), b"polic!");
+        assert_eq!(
+            std::fs::read(store.path_of(&hash)).expect("read"),
+            b"polic!"
+        );
     }
 
     #[test]
