@@ -23,10 +23,10 @@
 //! 6. fuel overhead: invoice-reconcile on 10k lines, metering on vs off;
 //! 8. memory initialization: one call of echo and of the Python and
 //!    JavaScript examples, copy-on-write images vs copied data segments;
-//! 9. evidence: the cost of the determinism settings on in-process echo
-//!    (on vs off, interleaved), fx-rate's in-process latency with its
-//!    response recorded against the loopback double, and the rate of
-//!    `warden audit replay` over recorded echo entries.
+//! 10. evidence: the cost of the determinism settings on in-process echo
+//!     (on vs off, interleaved), fx-rate's in-process latency with its
+//!     response recorded against the loopback double, and the rate of
+//!     `warden audit replay` over recorded echo entries.
 //!
 //! Timing lives here, never in the test suite. Smoke mode (no `--bench`
 //! argument, as under `cargo test`) only checks that every section runs.
@@ -788,9 +788,9 @@ async fn profile_loop(which: &str) {
     );
 }
 
-/// Section 9: determinism settings, recording, replay.
+/// Section 10: determinism settings, recording, replay.
 async fn evidence(s: &Sizes) {
-    println!("9. evidence: determinism settings, recorded host calls, replay");
+    println!("10. evidence: determinism settings, recorded host calls, replay");
     // (a) Determinism settings (NaN canonicalisation, deterministic relaxed
     // SIMD) on vs off: in-process echo, interleaved so both see the same load.
     let host_with = |deterministic: bool| {
@@ -980,7 +980,7 @@ fn main() {
     if enabled(8) {
         rt.block_on(memory_init(&s));
     }
-    if enabled(9) {
+    if enabled(10) {
         rt.block_on(evidence(&s));
     }
 }
