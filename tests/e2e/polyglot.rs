@@ -521,11 +521,20 @@ async fn python_and_javascript_capabilities_replay_and_match_including_fuel() {
         .unwrap_or_else(|e| panic!("loading {}: {e}", ex.name));
     }
     let starved = PYTHON.policy_with(|text| {
-        text.replace("name = \"invoice-total\"", "name = \"invoice-total-starved\"")
-            .lines()
-            .map(|l| if l.starts_with("fuel") { "fuel = 10_000" } else { l })
-            .collect::<Vec<_>>()
-            .join("\n")
+        text.replace(
+            "name = \"invoice-total\"",
+            "name = \"invoice-total-starved\"",
+        )
+        .lines()
+        .map(|l| {
+            if l.starts_with("fuel") {
+                "fuel = 10_000"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
     });
     h.load(starved, &PYTHON.bytes(), PYTHON.file)
         .expect("starved copy");
