@@ -27,6 +27,10 @@
 //!    3, which also maintains it), the tree recomputation of `audit
 //!    verify`, and inclusion-proof production and verification on a log of
 //!    `verify_entries` (default 1,000,000) entries.
+//! 10. evidence: the cost of the determinism settings on in-process echo
+//!     (on vs off, interleaved), fx-rate's in-process latency with its
+//!     response recorded against the loopback double, and the rate of
+//!     `warden audit replay` over recorded echo entries.
 //!
 //! Timing lives here, never in the test suite. Smoke mode (no `--bench`
 //! argument, as under `cargo test`) only checks that every section runs.
@@ -44,6 +48,9 @@ use warden_host::store::{AuditLog, CheckpointPolicy, Payloads};
 use warden_host::{Call, Host, HostConfig, Outcome, Usage, keys};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store};
+
+#[path = "../tests/e2e/doubles.rs"]
+mod doubles;
 
 struct Sizes {
     latency_iters: usize,
@@ -420,6 +427,7 @@ fn sample_entry(i: u64) -> NewEntry {
         approvals: Vec::new(),
         host_calls: Vec::new(),
         detail: None,
+        evidence: Default::default(),
     }
 }
 
@@ -784,6 +792,141 @@ async fn profile_loop(which: &str) {
     );
 }
 
+/// Section 10: determinism settings, recording, replay.
+async fn evidence(s: &Sizes) {
+    println!("10. evidence: determinism settings, recorded host calls, replay");
+    // (a) Determinism settings (NaN canonicalisation, deterministic relaxed
+    // SIMD) on vs off: in-process echo, interleaved so both see the same load.
+    let host_with = |deterministic: bool| {
+        let mut host = Host::new(HostConfig {
+            sandbox: SandboxConfig {
+                deterministic,
+                ..bench_config(16)
+            },
+            allow_unsigned: true,
+            ..HostConfig::default()
+        })
+        .expect("host");
+        let policy = Policy::parse(Path::new("echo.toml"), ECHO_POLICY).expect("policy");
+        let bytes = std::fs::read(guests().join("echo.wasm")).expect("echo.wasm");
+        host.load(policy, &bytes, "echo.wasm").expect("load");
+        host
+    };
+    let (on, off) = (host_with(true), host_with(false));
+    let (mut on_lat, mut off_lat) = (Vec::new(), Vec::new());
+    for _ in 0..s.latency_iters {
+        let t = Instant::now();
+        invoke_echo(&on).await;
+        let t1 = Instant::now();
+        invoke_echo(&off).await;
+        on_lat.push(t1 - t);
+        off_lat.push(t1.elapsed());
+    }
+    on_lat.sort();
+    off_lat.sort();
+    println!(
+        "   determinism settings on : echo p50 {}  p99 {}",
+        us(pct(&on_lat, 0.50)),
+        us(pct(&on_lat, 0.99))
+    );
+    println!(
+        "   determinism settings off: echo p50 {}  p99 {}   ({})",
+        us(pct(&off_lat, 0.50)),
+        us(pct(&off_lat, 0.99)),
+        load()
+    );
+
+    // (b) fx-rate against its loopback double, the response recorded with
+    // the durable entry, and without a data directory (nothing recorded
+    // is kept; the recording itself still runs).
+    match doubles::fx_rates(18080).await {
+        Err(e) => println!("   fx-rate: port 18080 is busy ({e}); skipped"),
+        Ok(_server) => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(root.join("policies/fx-rate.toml")).expect("policy");
+            let bytes = std::fs::read(guests().join("fx_rate.wasm")).expect("fx_rate.wasm");
+            let fx_host = |dir: Option<PathBuf>| {
+                let mut host = Host::new(HostConfig {
+                    sandbox: bench_config(16),
+                    allow_unsigned: true,
+                    data_dir: dir,
+                    ..HostConfig::default()
+                })
+                .expect("host");
+                let policy = Policy::parse(Path::new("fx-rate.toml"), &text).expect("policy");
+                host.load(policy, &bytes, "fx_rate.wasm").expect("load");
+                host
+            };
+            let (plain, audited) = (fx_host(None), fx_host(Some(scratch("fx-record"))));
+            async fn one(h: &Host) {
+                let call = Call::new("fx-rate", "rate", json!({"base": "EUR", "quote": "USD"}));
+                let r = h.invoke(call).await;
+                assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+            }
+            let (mut p, mut a) = (Vec::new(), Vec::new());
+            for _ in 0..s.latency_iters.div_ceil(10).max(5) {
+                let t = Instant::now();
+                one(&plain).await;
+                let t1 = Instant::now();
+                one(&audited).await;
+                p.push(t1 - t);
+                a.push(t1.elapsed());
+            }
+            p.sort();
+            a.sort();
+            println!(
+                "   fx-rate vs loopback double: no data dir p50 {}   recorded + durable audit p50 {}   ({})",
+                us(pct(&p, 0.50)),
+                us(pct(&a, 0.50)),
+                load()
+            );
+            let _ = plain.shutdown().await;
+            let _ = audited.shutdown().await;
+        }
+    }
+
+    // (c) Replay rate over recorded echo entries.
+    let n = if s.latency_iters < 1000 { 200 } else { 100_000 };
+    let dir = scratch("replay-rate");
+    let host = Arc::new(echo_host(Some(dir.clone())));
+    let h = host.clone();
+    let _ = throughput(move || invoke_arc(h.clone()), 64, n).await;
+    match Arc::try_unwrap(host) {
+        Ok(host) => host.shutdown().await.expect("shutdown"),
+        Err(_) => panic!("host still shared"),
+    }
+    let evidence = warden_host::replay::DataDir {
+        reader: warden_host::store::AuditReader::open(&dir.join("warden.db")).expect("db"),
+        artifacts: warden_host::store::ArtifactStore::in_data_dir(&dir),
+    };
+    let mut replayer = warden_host::replay::Replayer::new(bench_config(16)).expect("replayer");
+    let mut summary = warden_host::replay::Summary::default();
+    let t = Instant::now();
+    let mut next = 1;
+    loop {
+        let page = evidence
+            .reader
+            .entries(next, 1000, &warden_host::store::EntryFilter::default())
+            .expect("entries");
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in &page {
+            summary.add(&replayer.replay(e, &evidence).await);
+        }
+        next = last + 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert!(summary.ok() && summary.matched as usize >= n, "{summary}");
+    println!(
+        "   replay: {} recorded echo entries in {:.2} s = {:.0} entries/s, all matched   ({})",
+        summary.entries,
+        secs,
+        summary.entries as f64 / secs,
+        load()
+    );
+}
+
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     if let Ok(which) = std::env::var("WARDEN_BENCH_PROFILE") {
@@ -843,6 +986,9 @@ fn main() {
     }
     if enabled(9) {
         rt.block_on(transparency(&s));
+    }
+    if enabled(10) {
+        rt.block_on(evidence(&s));
     }
 }
 

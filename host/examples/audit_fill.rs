@@ -50,10 +50,12 @@ fn main() -> anyhow::Result<()> {
                 approvals: vec![],
                 host_calls: vec![],
                 detail: None,
+                evidence: Default::default(),
             };
             let payloads = Payloads {
                 input: Some(canonical_json(&input).into_bytes()),
                 output: None,
+                results: Vec::new(),
             };
             log.append(entry, payloads).await?;
         }

@@ -37,7 +37,7 @@ use crate::policy::{Policy, PolicyErrors};
 use crate::sandbox::{self, LinkError, Sandbox, SandboxConfig};
 use crate::signing::{self, Refusal, SignerPins, TrustStore};
 use crate::store::hostkey;
-use crate::store::{AuditLog, CheckpointPolicy, StoreError};
+use crate::store::{ArtifactStore, AuditLog, CheckpointPolicy, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -165,6 +165,15 @@ pub enum LoadError {
     /// A capability of that name is already loaded.
     #[error("capability `{0}` is already loaded")]
     Duplicate(String),
+    /// The component or policy could not be stored in the artifact store
+    /// (nothing may run whose artifacts a replay could not find).
+    #[error("capability `{capability}`: {source}")]
+    Artifact {
+        /// The capability name.
+        capability: String,
+        /// What failed.
+        source: crate::store::ArtifactError,
+    },
 }
 
 /// Loaded capabilities, the sandbox that runs them, and the audit log.
@@ -176,6 +185,8 @@ pub struct Host {
     recorder: Recorder,
     capabilities: BTreeMap<String, Arc<Capability>>,
     services: Arc<HostServices>,
+    /// The artifact store, when the host has a data directory.
+    artifacts: Option<Arc<ArtifactStore>>,
 }
 
 impl Host {
@@ -214,6 +225,7 @@ impl Host {
             kv: Arc::new(kv),
             models: config.models.clone(),
             hosts: config.hosts.clone(),
+            replay: std::sync::Mutex::new(None),
         });
         if config.allow_unsigned {
             tracing::warn!(
@@ -230,6 +242,10 @@ impl Host {
             recorder: Recorder::new(audit, config.allow_unsigned),
             capabilities: BTreeMap::new(),
             services,
+            artifacts: config
+                .data_dir
+                .as_ref()
+                .map(|d| Arc::new(ArtifactStore::in_data_dir(d))),
         })
     }
 
@@ -321,8 +337,9 @@ impl Host {
                 message: format!("{e:#}"),
             })
         })?;
+        let policy_hash = self.store_artifacts(&name, &digest, bytes, &policy)?;
         Ok(Capability {
-            policy_hash: policy.hash(),
+            policy_hash,
             digest,
             signer,
             key_id,
@@ -332,6 +349,59 @@ impl Host {
             pre,
             policy,
         })
+    }
+
+    /// The artifact store, when the host has a data directory.
+    pub fn artifacts(&self) -> Option<&Arc<ArtifactStore>> {
+        self.artifacts.as_ref()
+    }
+
+    /// Stores the component (signature sections stripped: the bytes its
+    /// digest names) and the effective policy's canonical JSON in the
+    /// artifact store, before anything can run (and be audited) under
+    /// them. Returns the policy hash. Without a data directory, only the
+    /// hash.
+    fn store_artifacts(
+        &self,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        policy: &Policy,
+    ) -> Result<String, LoadError> {
+        let effective = policy.effective();
+        let Some(store) = &self.artifacts else {
+            return Ok(crate::digest::json_digest(&effective));
+        };
+        let failed = |source| LoadError::Artifact {
+            capability: name.to_string(),
+            source,
+        };
+        let canonical = crate::digest::canonical_json(&effective);
+        let policy_hash = store.put(canonical.as_bytes()).map_err(failed)?;
+        if let Some(d) = crate::digest::Hash256::parse(digest) {
+            let stripped = signing::strip(bytes).map_err(|e| LoadError::Compile {
+                path: name.to_string(),
+                message: e.to_string(),
+            })?;
+            store.put_as(d, &stripped).map_err(failed)?;
+        }
+        Ok(policy_hash.tagged())
+    }
+
+    /// Stores a route table's canonical form in the artifact store (the
+    /// daemon calls this when it loads one, before any request is routed
+    /// by it). Without a data directory, nothing to do.
+    pub fn store_route_table(
+        &self,
+        table: &crate::router::RouteTable,
+    ) -> Result<(), crate::store::ArtifactError> {
+        let Some(store) = &self.artifacts else {
+            return Ok(());
+        };
+        let canonical = table.canonical_form();
+        let hash = store.put(canonical.as_bytes())?;
+        debug_assert_eq!(hash.tagged(), table.hash());
+        Ok(())
     }
 
     /// Signature, trust and pins. Returns (digest, signer, key id).
@@ -496,6 +566,31 @@ impl Host {
     /// The audit stage: the one place entries are appended.
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// `warden audit replay`: runs one attempt of `call` with its host
+    /// calls answered from `recorded` (never the outside world), and does
+    /// not audit it.
+    pub(crate) async fn execute_replayed(
+        &self,
+        cap: &Capability,
+        typed: gate::Typed<'_>,
+        call: &Call,
+        recorded: Vec<crate::interfaces::recording::Recorded>,
+    ) -> InvocationRecord {
+        *self
+            .services
+            .replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(recorded);
+        let record = self.executor().run(cap, typed, call).await;
+        // A guest without any recorded-capable interface never took it.
+        self.services
+            .replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        record
     }
 
     fn executor(&self) -> Executor<'_> {

@@ -190,6 +190,17 @@ pub struct InvocationRecord {
     pub host_calls: Vec<HostCall>,
     /// The audit entry, when the host keeps an audit log.
     pub audit: Option<AuditRef>,
+    /// Results from outside the sandbox, in call order (canonical JSON;
+    /// stored as payloads of the entry, which commits to their hashes).
+    #[serde(skip)]
+    pub recorded: Vec<Vec<u8>>,
+    /// Why the invocation cannot be replayed (`None`: it can).
+    #[serde(skip)]
+    pub not_replayable: Option<String>,
+    /// `warden audit replay` only: how the guest departed from the
+    /// recorded calls.
+    #[serde(skip)]
+    pub divergence: Option<String>,
 }
 
 fn ser_outcome<S: serde::Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
@@ -249,6 +260,18 @@ impl InvocationRecord {
                 .tenant
                 .as_ref()
                 .map(|t| json!({ "tenant": t }).to_string()),
+            evidence: crate::audit::Evidence {
+                results: self.recorded.iter().map(|r| Hash256::of(r)).collect(),
+                not_replayable: if self.replayable {
+                    None
+                } else {
+                    Some(
+                        self.not_replayable
+                            .clone()
+                            .unwrap_or_else(|| "not replayable".into()),
+                    )
+                },
+            },
         }
     }
 

@@ -5,6 +5,7 @@
 //! Embedders start from [`Host`]; the `warden` binary is a thin shell over it.
 
 pub mod audit;
+pub mod bundle;
 pub mod cache;
 mod capability;
 pub mod component;
@@ -20,6 +21,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod policy;
 pub mod principal;
+pub mod replay;
 pub mod review;
 pub mod router;
 pub mod sandbox;

@@ -125,6 +125,7 @@ fn full_entry(i: u64, outcome: Outcome) -> NewEntry {
             response_sha256: Some(Hash256([7; 32])),
         }],
         detail: (i.is_multiple_of(7)).then(|| "{\"note\":\"x\"}".to_owned()),
+        evidence: Default::default(),
     }
 }
 
@@ -258,6 +259,7 @@ fn payloads_are_kept_by_hash_and_pruning_keeps_the_chain_verifiable() {
             Payloads {
                 input: Some(bytes.clone()),
                 output: None,
+                results: Vec::new(),
             },
         )
         .await
@@ -271,6 +273,7 @@ fn payloads_are_kept_by_hash_and_pruning_keeps_the_chain_verifiable() {
                 Payloads {
                     input: Some(b"{}".to_vec()),
                     output: None,
+                    results: Vec::new(),
                 },
             )
             .await;

@@ -41,6 +41,7 @@ fn entry(i: u64) -> NewEntry {
         approvals: Vec::new(),
         host_calls: Vec::new(),
         detail: None,
+        evidence: Default::default(),
     }
 }
 

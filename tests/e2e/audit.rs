@@ -130,7 +130,7 @@ async fn every_outcome_class_produces_exactly_one_entry_with_the_right_fields() 
                     e.policy_hash.map(|d| d.to_string()),
                     Some(cap.policy_hash.clone())
                 );
-                assert_eq!(e.replayable, cap.policy.is_replayable());
+                assert_eq!(e.replayable, cap.policy.is_replayable() && !cap.hash_only());
             }
             None => assert_eq!(e.component_digest, None, "unknown capability: no digest"),
         }

@@ -78,7 +78,10 @@ async fn a_request_to_an_allowed_origin_works() {
     assert_eq!(ok_reply(&r)["status"], 200, "{r:?}");
     assert_eq!(ok_reply(&r)["body"], "{\"rate\":1.08}");
     assert_eq!(s.last().expect("hit").target, "/rate?from=EUR&to=USD");
-    assert!(!r.replayable, "HTTP calls are not replayable");
+    assert!(
+        r.replayable,
+        "HTTP responses are recorded, so replayable: {r:?}"
+    );
 }
 
 #[test]
@@ -306,7 +309,12 @@ async fn http_calls_are_summarised_in_the_audit_entry() {
     .await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     let entry = audit_entry_of(&h, &r);
-    assert!(!entry.entry.replayable);
+    assert!(entry.entry.replayable);
+    assert_eq!(
+        entry.entry.evidence.results.len(),
+        1,
+        "the response is recorded"
+    );
     let c = &entry.entry.host_calls[0];
     assert_eq!(c.interface, "wasi:http/outgoing-handler");
     assert_eq!(c.target, s.origin() /* scheme://host:port */);

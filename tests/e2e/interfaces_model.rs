@@ -67,7 +67,10 @@ async fn a_granted_model_call_reaches_the_backend_with_the_host_key() {
     assert_eq!(body["model"], "provider-small-v1", "{body}");
     assert_eq!(body["messages"][0]["content"], "the app crashes");
     assert_eq!(body["max_tokens"], 5);
-    assert!(!r.replayable, "model calls are not replayable");
+    assert!(
+        r.replayable,
+        "model responses are recorded, so replayable: {r:?}"
+    );
     let record = serde_json::to_string(&r).expect("json");
     assert!(
         !record.contains("test-key-123"),
@@ -213,7 +216,12 @@ async fn model_calls_are_summarised_in_the_audit_entry() {
     .await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     let entry = audit_entry_of(&h, &r);
-    assert!(!entry.entry.replayable);
+    assert!(entry.entry.replayable);
+    assert_eq!(
+        entry.entry.evidence.results.len(),
+        1,
+        "the response is recorded"
+    );
     let c = &entry.entry.host_calls[0];
     assert_eq!(c.interface, "warden:host/model");
     assert_eq!(c.target, "small");

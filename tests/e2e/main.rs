@@ -20,6 +20,7 @@ mod interfaces_kv;
 mod interfaces_model;
 mod loading;
 mod polyglot;
+mod replay;
 mod signing;
 mod support;
 mod tenants;

@@ -493,3 +493,94 @@ fn large_components_load_from_the_compiled_cache_without_recompiling() {
         );
     }
 }
+
+/// `warden audit replay` on the Python and JavaScript capabilities: signed
+/// components are stored (signature sections stripped) in the artifact
+/// store at load, and their entries — ok, capability error, fuel
+/// exhaustion — re-execute offline to the same outcome, output and fuel.
+#[tokio::test]
+async fn python_and_javascript_capabilities_replay_and_match_including_fuel() {
+    use warden_host::replay::{DataDir, Replayer, Verdict};
+    let dir = scratch("polyglot-replay");
+    let trust =
+        warden_host::signing::TrustStore::load(&built().join("trust.toml")).expect("trust file");
+    let mut h = warden_host::Host::new(warden_host::HostConfig {
+        sandbox: small_pool(),
+        trust: Some(trust),
+        cache_dir: Some(repo().join("target/polyglot/cache")),
+        data_dir: Some(dir.clone()),
+        ..warden_host::HostConfig::default()
+    })
+    .expect("host");
+    for ex in [&PYTHON, &JAVASCRIPT] {
+        h.load(
+            Policy::load(&ex.policy_path()).expect("example policy"),
+            &ex.bytes(),
+            ex.file,
+        )
+        .unwrap_or_else(|e| panic!("loading {}: {e}", ex.name));
+    }
+    let starved = PYTHON.policy_with(|text| {
+        text.replace(
+            "name = \"invoice-total\"",
+            "name = \"invoice-total-starved\"",
+        )
+        .lines()
+        .map(|l| {
+            if l.starts_with("fuel") {
+                "fuel = 10_000"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+    });
+    h.load(starved, &PYTHON.bytes(), PYTHON.file)
+        .expect("starved copy");
+    let invoice = json!({"invoice": {"id": "INV-7", "currency": "EUR", "lines": [
+        {"sku": "A-1", "quantity": 3, "unit-cents": 1250},
+    ]}});
+    let calls = [
+        ("invoice-total", "total", invoice.clone(), Outcome::Ok),
+        (
+            "invoice-total",
+            "total",
+            json!({"invoice": {"id": "INV-8", "currency": "EUR", "lines": [
+                {"sku": "B-2", "quantity": 1, "unit-cents": -5},
+            ]}}),
+            Outcome::CapabilityError,
+        ),
+        (
+            "invoice-total-starved",
+            "total",
+            invoice,
+            Outcome::BudgetExhausted(warden_host::Budget::Fuel),
+        ),
+        (
+            "word-stats",
+            "analyze",
+            json!({"doc": {"title": "T", "text": "the cat and the hat"}}),
+            Outcome::Ok,
+        ),
+    ];
+    for (cap, f, input, want) in calls {
+        let r = call(&h, cap, f, input).await;
+        assert_eq!(r.outcome, want, "{cap}: {r:?}");
+    }
+    h.shutdown().await.expect("shutdown");
+    let evidence = DataDir {
+        reader: warden_host::store::AuditReader::open(&dir.join("warden.db")).expect("db"),
+        artifacts: warden_host::store::ArtifactStore::in_data_dir(&dir),
+    };
+    let all = evidence
+        .reader
+        .entries(1, 100, &warden_host::store::EntryFilter::default())
+        .expect("entries");
+    assert_eq!(all.len(), 4);
+    let mut replayer = Replayer::new(small_pool()).expect("replayer");
+    for e in &all {
+        let r = replayer.replay(e, &evidence).await;
+        assert_eq!(r.verdict, Verdict::Matched, "{r}");
+    }
+}

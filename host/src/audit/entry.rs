@@ -10,8 +10,39 @@ use crate::outcome::{Outcome, Usage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// First byte of every encoded entry. Bumped whenever the layout changes.
+/// First byte of every encoded entry without [`Evidence`] (version 1).
+/// Bumped whenever the layout changes.
 pub const ENCODING_VERSION: u8 = 1;
+
+/// First byte of an entry that carries [`Evidence`]: version 1's fields,
+/// then the evidence fields (docs/audit.md "Entry encoding, version 2").
+/// Entries without evidence are still written as version 1, byte for byte
+/// as before.
+pub const ENCODING_VERSION_EVIDENCE: u8 = 2;
+
+/// Whether `version` is an entry encoding this build reads.
+pub fn is_known_version(version: u8) -> bool {
+    version == ENCODING_VERSION || version == ENCODING_VERSION_EVIDENCE
+}
+
+/// What an entry commits to so it can be re-executed (`warden audit
+/// replay`): the recorded results of its host calls and, when it cannot
+/// be replayed, why. Empty on entries without it (then encoded as version 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// SHA-256 of each recorded host-call result (a payload), in call order.
+    pub results: Vec<Hash256>,
+    /// Why the entry is not replayable (`None`: replayable, or not an
+    /// invocation).
+    pub not_replayable: Option<String>,
+}
+
+impl Evidence {
+    /// Whether there is nothing to encode (the entry stays version 1).
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty() && self.not_replayable.is_none()
+    }
+}
 
 /// What kind of event an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -160,6 +191,10 @@ pub struct NewEntry {
     pub host_calls: Vec<HostCall>,
     /// Free-form detail (for `reload`/`approval` events); hashed like every field.
     pub detail: Option<String>,
+    /// Recorded host-call results and replayability (version 2 only;
+    /// absent from exports of entries without it).
+    #[serde(default, skip_serializing_if = "Evidence::is_empty")]
+    pub evidence: Evidence,
 }
 
 /// One link of the chain, as stored and exported.
@@ -271,7 +306,11 @@ fn put_len(out: &mut Vec<u8>, n: usize) {
 
 /// Appends the canonical encoding of entry `seq` to `out`.
 pub fn encode_into(seq: u64, e: &NewEntry, out: &mut Vec<u8>) {
-    out.push(ENCODING_VERSION);
+    out.push(if e.evidence.is_empty() {
+        ENCODING_VERSION
+    } else {
+        ENCODING_VERSION_EVIDENCE
+    });
     put_u64(out, seq);
     put_str(out, e.event.as_str());
     put_u64(out, e.admitted_at_ms);
@@ -323,6 +362,20 @@ pub fn encode_into(seq: u64, e: &NewEntry, out: &mut Vec<u8>) {
         Some(d) => {
             out.push(1);
             put_str(out, d);
+        }
+    }
+    if !e.evidence.is_empty() {
+        let results = &e.evidence.results[..e.evidence.results.len().min(u32::MAX as usize)];
+        put_len(out, results.len());
+        for h in results {
+            put_hash(out, h);
+        }
+        match &e.evidence.not_replayable {
+            None => out.push(0),
+            Some(why) => {
+                out.push(1);
+                put_str(out, why);
+            }
         }
     }
 }
@@ -456,7 +509,7 @@ impl<'a> Reader<'a> {
 pub fn decode(buf: &[u8]) -> Result<(u64, NewEntry), DecodeError> {
     let mut r = Reader { buf, pos: 0 };
     let version = r.u8("version")?;
-    if version != ENCODING_VERSION {
+    if !is_known_version(version) {
         return Err(DecodeError::UnknownVersion(version));
     }
     let seq = r.u64("seq")?;
@@ -530,6 +583,25 @@ pub fn decode(buf: &[u8]) -> Result<(u64, NewEntry), DecodeError> {
     } else {
         None
     };
+    let mut evidence = Evidence::default();
+    if version == ENCODING_VERSION_EVIDENCE {
+        let n = r.count("evidence.results", 32)?;
+        evidence.results.reserve(n);
+        for _ in 0..n {
+            evidence.results.push(r.hash("evidence.result")?);
+        }
+        if r.tag("evidence.not_replayable")? {
+            evidence.not_replayable = Some(r.string("evidence.not_replayable")?);
+        }
+        // Strict: version 2 is only written when there is evidence, so
+        // `encode(decode(b)) == b` holds.
+        if evidence.is_empty() {
+            return Err(DecodeError::UnknownName {
+                field: "evidence",
+                value: "empty evidence in a version-2 entry".into(),
+            });
+        }
+    }
     if r.pos != buf.len() {
         return Err(DecodeError::TrailingBytes(buf.len() - r.pos));
     }
@@ -556,6 +628,7 @@ pub fn decode(buf: &[u8]) -> Result<(u64, NewEntry), DecodeError> {
             approvals,
             host_calls,
             detail,
+            evidence,
         },
     ))
 }
@@ -595,6 +668,7 @@ pub(crate) mod tests {
             approvals: vec![],
             host_calls: vec![],
             detail: None,
+            evidence: Evidence::default(),
         }
     }
 
@@ -708,6 +782,45 @@ pub(crate) mod tests {
         let (seq, back) = decode(&bytes).expect("decodes");
         assert_eq!(seq, 42);
         assert_eq!(back, a.entry);
+    }
+
+    #[test]
+    fn an_entry_with_evidence_is_version_2_and_one_without_stays_byte_for_byte_version_1() {
+        let plain = AuditEntry::link(1, Hash256::ZERO, worked_example());
+        let v1 = plain.encode();
+        assert_eq!(v1[0], ENCODING_VERSION);
+        let mut e = worked_example();
+        e.evidence = Evidence {
+            results: vec![Hash256([4; 32]), Hash256([5; 32])],
+            not_replayable: None,
+        };
+        let with = AuditEntry::link(1, Hash256::ZERO, e.clone());
+        let v2 = with.encode();
+        assert_eq!(v2[0], ENCODING_VERSION_EVIDENCE);
+        // Version 1's fields, then the evidence: count, hashes, absent reason.
+        assert_eq!(&v2[1..v1.len()], &v1[1..]);
+        assert_eq!(v2.len(), v1.len() + 4 + 64 + 1);
+        let (_, back) = decode(&v2).expect("decodes");
+        assert_eq!(back, e);
+        assert_ne!(with.hash, plain.hash, "the evidence is hashed");
+        e.evidence = Evidence {
+            results: vec![],
+            not_replayable: Some("why".into()),
+        };
+        let (_, back) =
+            decode(&AuditEntry::link(1, Hash256::ZERO, e.clone()).encode()).expect("decodes");
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn a_version_2_entry_with_empty_evidence_is_refused() {
+        let mut bytes = AuditEntry::link(1, Hash256::ZERO, worked_example()).encode();
+        bytes[0] = ENCODING_VERSION_EVIDENCE;
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0]);
+        assert!(decode(&bytes).is_err());
+        let mut bytes = AuditEntry::link(1, Hash256::ZERO, worked_example()).encode();
+        bytes[0] = 3;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownVersion(3)));
     }
 
     #[test]

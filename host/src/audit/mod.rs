@@ -26,7 +26,7 @@ pub mod witness;
 pub use anchor::{AnchorError, ExpectedCheckpoint};
 pub use checkpoint::{Checkpoint, CheckpointError, SignatureBytes, key_id};
 pub use entry::{
-    Approval, ApprovalDecision, AuditEntry, DecodeError, EventKind, HostCall, NewEntry,
+    Approval, ApprovalDecision, AuditEntry, DecodeError, EventKind, Evidence, HostCall, NewEntry,
     RouteDecision, entry_hash,
 };
 

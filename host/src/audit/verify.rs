@@ -218,7 +218,9 @@ impl<'k> ChainVerifier<'k> {
     /// without decoding (the fast path for databases).
     pub fn push_encoded(&mut self, prev_hash: &Hash256, hash: &Hash256, encoded: &[u8]) {
         let seq = match encoded {
-            [crate::audit::entry::ENCODING_VERSION, rest @ ..] if rest.len() >= 8 => {
+            [version, rest @ ..]
+                if crate::audit::entry::is_known_version(*version) && rest.len() >= 8 =>
+            {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&rest[..8]);
                 u64::from_be_bytes(b)

@@ -1,4 +1,4 @@
-//! `warden audit verify|show|export|tail|prune`: check, read, export the
+//! `warden audit verify|show|export|tail|prune` (`artifact`, `replay`: own files): check, read, export the
 //! audit chain, and delete old payloads.
 //!
 //! Exit codes: 0 the chain verifies (or the listing/export succeeded); 3 the
@@ -18,7 +18,7 @@ use warden_host::store::{
 };
 
 /// Exit code when the chain does not verify.
-const EXIT_NOT_VERIFIED: u8 = 3;
+pub(crate) const EXIT_NOT_VERIFIED: u8 = 3;
 
 /// Where the database lives.
 #[derive(Args, Debug, Clone)]
@@ -85,6 +85,16 @@ pub enum Cmd {
     /// (C2SP tlog-cosignature) or refuse naming both sizes and roots;
     /// `--serve` answers C2SP tlog-witness `add-checkpoint` requests.
     Witness(super::audit_witness::WitnessArgs),
+    /// Write one artifact (component, policy, route table) from the
+    /// content-addressed store, verified against its hash.
+    Artifact(super::audit_artifact::ArtifactArgs),
+    /// Re-execute entries offline from stored artifacts and recorded
+    /// host-call results, and compare outcome, output, fuel and host calls.
+    Replay(super::audit_replay::ReplayArgs),
+    /// Write one request's evidence bundle (entries, chain to the covering
+    /// checkpoint, artifacts, payloads) for `verify --bundle` and
+    /// `replay --bundle` elsewhere.
+    Bundle(super::audit_bundle::BundleArgs),
 }
 
 /// `warden audit prune`.
@@ -118,6 +128,9 @@ pub struct VerifyArgs {
     /// Verify an export file instead of the database.
     #[arg(long, conflicts_with = "db")]
     export: Option<PathBuf>,
+    /// Verify an evidence bundle (`warden audit bundle`) instead.
+    #[arg(long, conflicts_with_all = ["db", "export"])]
+    bundle: Option<PathBuf>,
     /// The host's public key file (`ed25519:<hex>`); default `<data-dir>/host.pub`.
     #[arg(long)]
     pubkey: Option<PathBuf>,
@@ -203,6 +216,9 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::VerifyProof(a) => super::audit_prove::verify_proof(a),
         Cmd::Checkpoint(a) => super::audit_prove::checkpoint(a),
         Cmd::Witness(a) => super::audit_witness::run(a),
+        Cmd::Artifact(a) => super::audit_artifact::run(a),
+        Cmd::Replay(a) => super::audit_replay::run(a),
+        Cmd::Bundle(a) => super::audit_bundle::run(a),
     }
 }
 
@@ -304,6 +320,9 @@ fn expected_checkpoint(
 }
 
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(bundle) = &a.bundle {
+        return super::audit_bundle::verify(bundle, a.pubkey.as_deref(), a.skip_signatures);
+    }
     let key = public_key(&a)?;
     let expected = expected_checkpoint(&a, key.as_ref())?;
     let (what, report) = match &a.export {

@@ -6,7 +6,10 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod audit_artifact;
+pub mod audit_bundle;
 pub mod audit_prove;
+pub mod audit_replay;
 pub mod audit_witness;
 pub mod client;
 pub mod data_dir;

@@ -3,7 +3,8 @@
 //! Every call through an interface with authority (kv, model, outbound HTTP,
 //! filesystem) is recorded: interface, target, bytes in/out, status, and
 //! SHA-256 of the request and response bodies. Bodies themselves are never
-//! recorded here. Filesystem calls are aggregated and bounded on their own
+//! recorded here (results from outside the sandbox are recorded, for
+//! replay, by [`super::recording`]). Filesystem calls are aggregated and bounded on their own
 //! (see [`super::fs`]) and listed after the other calls.
 
 use crate::audit::HostCall;
@@ -21,8 +22,9 @@ pub struct HostCallLog {
     unitemised: u64,
     /// `wasi:filesystem` summaries (already aggregated and bounded).
     filesystem: Vec<HostCall>,
-    /// Whether any call reached outside the host (HTTP, model): such an
-    /// invocation is not replayable.
+    /// Whether any call reached outside the host (HTTP, model). Their
+    /// results are recorded ([`super::recording`]), so this no longer
+    /// decides replayability.
     pub(crate) external: bool,
 }
 

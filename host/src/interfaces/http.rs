@@ -29,6 +29,7 @@
 use super::calls::HostCallLog;
 use super::catalogue::{Entry, GrantKind, Unit, no_settings, read_settings};
 use super::egress::{Origin, OriginPattern};
+use super::recording::{self, Replayed};
 use super::{BudgetOverrun, HostInterface, HostServices, net};
 use crate::audit::HostCall;
 use crate::digest::Hash256;
@@ -131,13 +132,16 @@ pub struct HttpState {
 impl HttpState {
     /// The state of one invocation; `grant` is `None` when outbound HTTP is
     /// not granted.
-    pub(crate) fn new(grant: Option<HttpGrant>, services: Arc<HostServices>) -> HttpState {
+    pub(crate) fn new(
+        grant: Option<HttpGrant>,
+        services: Arc<HostServices>,
+        recording: recording::Shared,
+    ) -> HttpState {
         let mut ctx = WasiHttpCtx::new();
         ctx.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
-        HttpState {
-            ctx,
-            hooks: EgressHooks::new(grant, services),
-        }
+        let mut hooks = EgressHooks::new(grant, services);
+        hooks.recording = recording;
+        HttpState { ctx, hooks }
     }
 
     /// The view wasmtime-wasi-http's calls work on.
@@ -225,6 +229,8 @@ pub struct EgressHooks {
     services: Arc<HostServices>,
     /// Shared with in-flight bodies.
     log: Shared,
+    /// Where responses are recorded (or, replaying, answered from).
+    recording: recording::Shared,
 }
 
 impl EgressHooks {
@@ -235,6 +241,7 @@ impl EgressHooks {
             grant,
             services,
             log: Shared::default(),
+            recording: recording::Shared::default(),
         }
     }
 
@@ -273,8 +280,9 @@ impl WasiHttpHooks for EgressHooks {
             Ok((grant, pattern, origin)) => {
                 let log = self.log.clone();
                 let services = self.services.clone();
+                let recording = self.recording.clone();
                 Box::new(send(
-                    request, options, grant, pattern, origin, log, services,
+                    request, options, grant, pattern, origin, log, services, recording,
                 ))
             }
             Err(e) => Box::new(async move { Err(e) }),
@@ -325,7 +333,9 @@ impl EgressHooks {
     }
 }
 
-/// Resolves, checks addresses, connects, sends, wraps the response body.
+/// Resolves, checks addresses, connects, sends, wraps the response body;
+/// records what came back (or, replaying, answers from the recording).
+#[allow(clippy::too_many_arguments)]
 async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
@@ -334,6 +344,7 @@ async fn send(
     origin: Origin,
     log: Shared,
     services: Arc<HostServices>,
+    recording: recording::Shared,
 ) -> Result<
     (
         http::Response<WasiBody>,
@@ -354,11 +365,47 @@ async fn send(
             }
         })
     };
+    let descriptor = format!(
+        "http {} {target} {}",
+        request.method(),
+        crate::digest::Hash256::of(
+            request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .as_bytes()
+        )
+    );
+    let replayed = recording::lock(&recording).replay(&descriptor);
+    let recorded = match replayed {
+        Some(Replayed::Diverged) => {
+            set_status("diverged");
+            return Err(Error::InternalError(Some(
+                "the replay diverged from the recorded calls".into(),
+            )));
+        }
+        Some(Replayed::Answer(v)) => Some(v),
+        None => None,
+    };
+    let rslot = recording::lock(&recording).reserve();
+    let record_err = |kind: &str, detail: String| {
+        if let Some(rslot) = rslot {
+            recording::lock(&recording).fill(
+                rslot,
+                descriptor.clone(),
+                serde_json::json!({"err": {"kind": kind, "detail": detail}}),
+            );
+        }
+    };
+    if let Some(recorded) = recorded {
+        return replay_response(recorded, request, grant, log, slot).await;
+    }
     let addrs = match net::resolve(&origin.host, origin.port, &services.hosts).await {
         Ok(a) => a,
         Err(e) => {
             set_status("dns_error");
             tracing::info!(target = %target, "resolving failed: {e}");
+            record_err("dns_error", e.to_string());
             return Err(Error::DnsError {
                 rcode: Some(e.to_string()),
                 info_code: None,
@@ -372,6 +419,7 @@ async fn send(
             address = %bad.ip(),
             "outbound HTTP refused: the name resolved to an internal address the allow-list does not name"
         );
+        record_err("destination_ip_prohibited", String::new());
         return Err(Error::DestinationIpProhibited);
     }
     let timeout = per_request_timeout(&grant, options);
@@ -422,6 +470,17 @@ async fn send(
             } else {
                 "error"
             });
+            if exhausted {
+                record_err("request_body_over", String::new());
+            } else {
+                // The guest sees a transport error replay cannot reproduce
+                // exactly (its variant carries the OS's error).
+                record_err("transport", format!("{e:?}"));
+                recording::lock(&recording).not_replayable(format!(
+                    "an outbound HTTP request to {target} failed in transport ({e}); \
+                     transport errors are not reproduced by replay"
+                ));
+            }
             return Err(if exhausted {
                 Error::HttpRequestBodySize(Some(limit))
             } else {
@@ -429,6 +488,7 @@ async fn send(
             });
         }
         Err(_) => {
+            record_err("timeout", String::new());
             set_status("timeout");
             with(&log, |l| {
                 l.exhausted.get_or_insert(format!(
@@ -442,7 +502,7 @@ async fn send(
     set_status(response.status().as_str());
     let used = with(&log, |l| l.response_bytes);
     let (parts, body) = response.into_parts();
-    let body = MeteredBody::new(
+    let mut body = MeteredBody::new(
         body.map_err(Error::from).boxed_unsync(),
         log.clone(),
         slot,
@@ -452,8 +512,178 @@ async fn send(
         grant.max_response_bytes.bytes().saturating_sub(used),
         deadline,
     );
+    if let Some(rslot) = rslot {
+        let headers: Vec<serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| serde_json::json!([k.as_str(), recording::hex_bytes(v.as_bytes())]))
+            .collect();
+        body.tape = Some(Tape {
+            recording: recording.clone(),
+            slot: rslot,
+            descriptor,
+            status: parts.status.as_u16(),
+            headers,
+            chunks: Vec::new(),
+            overflow: None,
+        });
+    }
     let response = http::Response::from_parts(parts, body.boxed_unsync());
     Ok((response, Box::new(async { Ok(()) })))
+}
+
+/// A replayed request: the guest's request body is consumed and metered
+/// as if sent, then the recorded response (or error) is handed back,
+/// metered like a live one, in the chunks it arrived in.
+async fn replay_response(
+    recorded: serde_json::Value,
+    mut request: http::Request<WasiBody>,
+    grant: HttpGrant,
+    log: Shared,
+    slot: usize,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+> {
+    let set_status = |status: &str| {
+        with(&log, |l| {
+            if let Some(c) = l.calls.get_mut(slot) {
+                c.status = status.to_string();
+            }
+        })
+    };
+    let malformed = || Error::InternalError(Some("the recorded HTTP result is malformed".into()));
+    if let Some(err) = recorded.get("err") {
+        let detail = err["detail"].as_str().unwrap_or("").to_string();
+        return Err(match err["kind"].as_str().unwrap_or("") {
+            "dns_error" => {
+                set_status("dns_error");
+                Error::DnsError {
+                    rcode: Some(detail),
+                    info_code: None,
+                }
+            }
+            "destination_ip_prohibited" => {
+                set_status("denied");
+                Error::DestinationIpProhibited
+            }
+            "timeout" => {
+                set_status("timeout");
+                with(&log, |l| {
+                    l.exhausted.get_or_insert(format!(
+                        "http: a request took longer than timeout = {}",
+                        grant.timeout
+                    ));
+                });
+                Error::ConnectionTimeout
+            }
+            "request_body_over" => {
+                // Re-metering the request body below reproduces it.
+                drain_request(&mut request, &grant, &log, slot).await?;
+                set_status("budget_exhausted");
+                Error::HttpRequestBodySize(Some(grant.max_request_bytes.bytes()))
+            }
+            _ => {
+                set_status("error");
+                Error::InternalError(Some(detail))
+            }
+        });
+    }
+    let ok = recorded.get("ok").ok_or_else(malformed)?;
+    let limit = grant.max_request_bytes.bytes();
+    if let Err(e) = drain_request(&mut request, &grant, &log, slot).await {
+        set_status("budget_exhausted");
+        let _ = e;
+        return Err(Error::HttpRequestBodySize(Some(limit)));
+    }
+    let status = ok["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+        .ok_or_else(malformed)?;
+    let mut builder = http::Response::builder().status(status);
+    for h in ok["headers"].as_array().into_iter().flatten() {
+        let (Some(name), Some(value)) = (h[0].as_str(), recording::bytes_of(&h[1])) else {
+            return Err(malformed());
+        };
+        builder = builder.header(name, value);
+    }
+    let mut chunks = std::collections::VecDeque::new();
+    for c in ok["chunks"].as_array().into_iter().flatten() {
+        chunks.push_back(Bytes::from(recording::bytes_of(c).ok_or_else(malformed)?));
+    }
+    if let Some(n) = ok["overflow"].as_u64() {
+        // The chunk that crossed the response limit was not kept; one of
+        // the same size crosses it again (the grant bounds it).
+        let n =
+            usize::try_from(n.min(grant.max_response_bytes.bytes().saturating_add(1))).unwrap_or(0);
+        chunks.push_back(Bytes::from(vec![0u8; n]));
+    }
+    set_status(status.as_str());
+    let body = ReplayedBody { chunks }.boxed_unsync();
+    let used = with(&log, |l| l.response_bytes);
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let body = MeteredBody::new(
+        body,
+        log.clone(),
+        slot,
+        Direction::Response {
+            max: grant.max_response_bytes.bytes(),
+        },
+        grant.max_response_bytes.bytes().saturating_sub(used),
+        far,
+    );
+    let response = builder.body(body.boxed_unsync()).map_err(|_| malformed())?;
+    Ok((response, Box::new(async { Ok(()) })))
+}
+
+/// A recorded response body, handed out in the chunks it arrived in.
+struct ReplayedBody {
+    chunks: std::collections::VecDeque<Bytes>,
+}
+
+impl Body for ReplayedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        Poll::Ready(self.chunks.pop_front().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
+/// Consumes the guest's request body through the request meter (what
+/// sending it would have done).
+async fn drain_request(
+    request: &mut http::Request<WasiBody>,
+    grant: &HttpGrant,
+    log: &Shared,
+    slot: usize,
+) -> Result<(), Error> {
+    let limit = grant.max_request_bytes.bytes();
+    let used = with(log, |l| l.request_bytes);
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut body = MeteredBody::new(
+        std::mem::replace(request.body_mut(), empty_body()),
+        log.clone(),
+        slot,
+        Direction::Request,
+        limit.saturating_sub(used),
+        far,
+    );
+    while let Some(frame) = body.frame().await {
+        frame?;
+    }
+    Ok(())
 }
 
 fn per_request_timeout(grant: &HttpGrant, options: Option<RequestOptions>) -> Duration {
@@ -491,6 +721,37 @@ struct MeteredBody {
     seen: u64,
     hasher: Option<Sha256>,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Recording a live response: what the guest was handed, as it was.
+    tape: Option<Tape>,
+}
+
+/// A live response being recorded: status, headers, and the body in the
+/// chunks it arrived in (bounded by the grant's `max_response_bytes`: a
+/// chunk over it is not kept, only its size).
+struct Tape {
+    recording: recording::Shared,
+    slot: usize,
+    descriptor: String,
+    status: u16,
+    headers: Vec<serde_json::Value>,
+    chunks: Vec<serde_json::Value>,
+    overflow: Option<u64>,
+}
+
+impl Tape {
+    fn fill(self) {
+        let mut ok = serde_json::json!({
+            "status": self.status, "headers": self.headers, "chunks": self.chunks,
+        });
+        if let Some(n) = self.overflow {
+            ok["overflow"] = n.into();
+        }
+        recording::lock(&self.recording).fill(
+            self.slot,
+            self.descriptor,
+            serde_json::json!({ "ok": ok }),
+        );
+    }
 }
 
 impl MeteredBody {
@@ -511,10 +772,14 @@ impl MeteredBody {
             seen: 0,
             hasher: Some(Sha256::new()),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            tape: None,
         }
     }
 
     fn finish(&mut self) {
+        if let Some(tape) = self.tape.take() {
+            tape.fill();
+        }
         let Some(hasher) = self.hasher.take() else {
             return;
         };
@@ -573,11 +838,17 @@ impl Body for MeteredBody {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if this.seen + n > this.left {
+                        if let Some(tape) = this.tape.as_mut() {
+                            tape.overflow = Some(n);
+                        }
                         return Poll::Ready(Some(Err(this.over())));
                     }
                     this.seen += n;
                     if let Some(h) = this.hasher.as_mut() {
                         h.update(data);
+                    }
+                    if let Some(tape) = this.tape.as_mut() {
+                        tape.chunks.push(recording::hex_bytes(data));
                     }
                     let counter = this.direction;
                     with(&this.log, |l| match counter {

@@ -32,8 +32,10 @@
 use super::bindings::warden::host::kv::Host;
 use super::bindings::warden::host::types::Error;
 use super::calls::{HostCallLog, body_hash};
+use super::recording::{self, Replayed};
 use crate::audit::HostCall;
 use crate::digest::Hash256;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
@@ -137,6 +139,8 @@ pub struct KvState {
     /// Set when a call crossed `max_calls`: the invocation then ends
     /// `budget_exhausted:kv` whatever the guest does next.
     pub(crate) overrun: Option<String>,
+    /// Where reads of the store are recorded (or, replaying, answered from).
+    recording: recording::Shared,
 }
 
 impl KvState {
@@ -151,7 +155,61 @@ impl KvState {
             refused: None,
             calls: 0,
             overrun: None,
+            recording: recording::Shared::default(),
         }
+    }
+
+    /// Records the store's answers in `recording` (or answers from it when
+    /// it replays).
+    pub fn recorded_in(mut self, recording: recording::Shared) -> KvState {
+        self.recording = recording;
+        self
+    }
+
+    /// One read of the store (what comes from outside the sandbox):
+    /// recorded as `call`, or answered from the recording when replaying.
+    fn outside<T>(
+        &self,
+        call: String,
+        live: impl FnOnce(&KvStore) -> Result<T, KvError>,
+        to_json: impl Fn(&T) -> Value,
+        from_json: impl Fn(&Value) -> Option<T>,
+    ) -> Result<T, Error> {
+        if let Some(r) = recording::lock(&self.recording).replay(&call) {
+            return match r {
+                Replayed::Answer(v) => match v.get("ok") {
+                    Some(ok) => from_json(ok).ok_or_else(|| {
+                        Error::Unavailable("kv: the recorded result is malformed".into())
+                    }),
+                    None => Err(Error::Unavailable("kv store unavailable".into())),
+                },
+                Replayed::Diverged => Err(Error::Unavailable(
+                    "kv: the replay diverged from the recorded calls".into(),
+                )),
+            };
+        }
+        let result = live(&self.store);
+        let recorded = match &result {
+            Ok(v) => json!({ "ok": to_json(v) }),
+            Err(_) => json!({ "err": "unavailable" }),
+        };
+        recording::lock(&self.recording).record(call, recorded);
+        result.map_err(unavailable)
+    }
+
+    fn stored(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.outside(
+            format!("kv get {}", Hash256::of(key.as_bytes())),
+            |s| s.get(&self.namespace, key),
+            |v| v.as_deref().map_or(Value::Null, recording::hex_bytes),
+            |v| {
+                if v.is_null() {
+                    Some(None)
+                } else {
+                    recording::bytes_of(v).map(Some)
+                }
+            },
+        )
     }
 
     /// Counts one call, refusing it past `max_calls`.
@@ -172,8 +230,9 @@ impl KvState {
     }
 
     /// Applies the buffered writes (call only when the invocation ended `ok`).
+    /// A replay writes nothing.
     pub fn commit(&self) -> Result<(), KvError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || recording::lock(&self.recording).is_replay() {
             return Ok(());
         }
         self.store
@@ -188,7 +247,7 @@ impl KvState {
     fn visible(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         match self.pending.get(key) {
             Some(v) => Ok(v.clone()),
-            None => self.store.get(&self.namespace, key).map_err(unavailable),
+            None => self.stored(key),
         }
     }
 
@@ -196,10 +255,15 @@ impl KvState {
         match self.usage {
             Some(u) => Ok(u),
             None => {
-                let mut u = self.store.usage(&self.namespace).map_err(unavailable)?;
+                let mut u = self.outside(
+                    "kv usage".into(),
+                    |s| s.usage(&self.namespace),
+                    |(b, k)| json!([b, k]),
+                    |v| Some((v.get(0)?.as_u64()?, v.get(1)?.as_u64()?)),
+                )?;
                 // Buffered writes made before the first quota check (deletes).
                 for (key, value) in &self.pending {
-                    let old = self.store.get(&self.namespace, key).map_err(unavailable)?;
+                    let old = self.stored(key)?;
                     u = adjust(u, key, old.as_deref(), value.as_deref());
                 }
                 self.usage = Some(u);
@@ -241,9 +305,12 @@ impl KvState {
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let mut keys: std::collections::BTreeSet<String> = self
-            .store
-            .keys(&self.namespace, prefix)
-            .map_err(unavailable)?
+            .outside(
+                format!("kv keys {}", Hash256::of(prefix.as_bytes())),
+                |s| s.keys(&self.namespace, prefix),
+                |keys| json!(keys),
+                |v| serde_json::from_value::<Vec<String>>(v.clone()).ok(),
+            )?
             .into_iter()
             .collect();
         for (key, value) in self.pending.range(prefix.to_string()..) {

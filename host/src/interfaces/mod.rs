@@ -42,6 +42,7 @@ pub mod log;
 pub mod model;
 pub mod net;
 pub mod random;
+pub mod recording;
 pub mod wasi;
 
 pub use catalogue::{GrantKind, default_grant_settings, grant_kind};
@@ -78,6 +79,9 @@ pub struct HostServices {
     /// Static name resolution used before DNS by outbound HTTP and model
     /// calls (`name -> addresses`, like `/etc/hosts` or curl's `--resolve`).
     pub hosts: BTreeMap<String, Vec<IpAddr>>,
+    /// `warden audit replay`: the recorded results the next invocation is
+    /// answered from (taken by it). `None` on a serving host.
+    pub replay: std::sync::Mutex<Option<Vec<recording::Recorded>>>,
 }
 
 impl HostServices {
@@ -88,6 +92,7 @@ impl HostServices {
             kv: Arc::new(kv::KvStore::in_memory()?),
             models: BTreeMap::new(),
             hosts: BTreeMap::new(),
+            replay: std::sync::Mutex::new(None),
         })
     }
 }
@@ -193,6 +198,9 @@ pub struct Interfaces {
     pub fs: fs::FsAudit,
     /// Summaries of host calls with authority.
     pub calls: HostCallLog,
+    /// Results from outside the sandbox, recorded in call order (or the
+    /// replay feed answering them).
+    pub recording: recording::Shared,
 }
 
 impl Interfaces {
@@ -216,6 +224,15 @@ impl Interfaces {
         let mut kv = None;
         let mut model = None;
         let mut http = None;
+        let feed = services
+            .replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let recording: recording::Shared = Arc::new(std::sync::Mutex::new(match feed {
+            Some(feed) => recording::Recording::replaying(feed),
+            None => recording::Recording::default(),
+        }));
         for g in grants {
             match &g.kind {
                 GrantKind::Clock { mode } if g.name.interface == "wall-clock" => wall = *mode,
@@ -225,25 +242,55 @@ impl Interfaces {
                 }
                 GrantKind::Log(limits) => log_limits = Some(*limits),
                 GrantKind::Kv(limits) => {
-                    kv = Some(kv::KvState::new(
-                        services.kv.clone(),
-                        kv::Namespace::new(id.capability, id.tenant),
-                        *limits,
-                    ))
+                    kv = Some(
+                        kv::KvState::new(
+                            services.kv.clone(),
+                            kv::Namespace::new(id.capability, id.tenant),
+                            *limits,
+                        )
+                        .recorded_in(recording.clone()),
+                    )
                 }
                 GrantKind::Model(grant) => {
-                    model = Some(model::ModelState::new(grant.clone(), services.clone()))
+                    model = Some(
+                        model::ModelState::new(grant.clone(), services.clone())
+                            .recorded_in(recording.clone()),
+                    )
                 }
                 GrantKind::Http(grant) => http = Some(grant.clone()),
-                GrantKind::Preopens(dirs) => fs::open_preopens(
-                    preopened.get_or_insert_with(WasiCtxBuilder::new),
-                    policy_file,
-                    dirs,
-                    &mut write_budgets,
-                )?,
+                GrantKind::Preopens(dirs) => {
+                    fs::open_preopens(
+                        preopened.get_or_insert_with(WasiCtxBuilder::new),
+                        policy_file,
+                        dirs,
+                        &mut write_budgets,
+                    )?;
+                    if !dirs.dirs.is_empty() {
+                        recording::lock(&recording).not_replayable(
+                            "the policy preopens directories (wasi:filesystem/preopens); \
+                             filesystem reads are not recorded"
+                                .into(),
+                        );
+                    }
+                }
                 GrantKind::AuthorityFree | GrantKind::CapturedOutput | GrantKind::Random { .. } => {
                 }
             }
+        }
+        for (mode, what) in [(wall, "wall-clock"), (monotonic, "monotonic-clock")] {
+            if mode == ClockMode::System {
+                recording::lock(&recording).not_replayable(format!(
+                    "the policy grants the system clock (wasi:clocks/{what} mode = \"system\"); \
+                     its readings are not recorded"
+                ));
+            }
+        }
+        if random == RandomMode::System {
+            recording::lock(&recording).not_replayable(
+                "the policy grants system random (wasi:random mode = \"system\"); \
+                 its values are not recorded"
+                    .into(),
+            );
         }
         let capture_cap = usize::try_from(max_stdout).unwrap_or(usize::MAX);
         let fixed_wall = (wall == ClockMode::Virtual).then(|| {
@@ -262,9 +309,10 @@ impl Interfaces {
             log: log::LogState::for_invocation(log_limits, id),
             kv,
             model,
-            http: http::HttpState::new(http, services.clone()),
+            http: http::HttpState::new(http, services.clone(), recording.clone()),
             fs: fs::FsAudit::new(write_budgets),
             calls: HostCallLog::default(),
+            recording,
         })
     }
 

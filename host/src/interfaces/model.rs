@@ -10,8 +10,9 @@
 //! conservative estimate of the input (about four characters per token). If
 //! the provider then reports more tokens than were left, the tokens are
 //! spent: the guest gets `budget-exhausted` and the invocation ends
-//! `budget_exhausted:tokens` whatever the guest does next. Any model call
-//! makes the invocation not replayable.
+//! `budget_exhausted:tokens` whatever the guest does next. Each backend
+//! response (or failure) is recorded ([`super::recording`]), so a replay
+//! answers the same call without the backend.
 //!
 //! Owns the model grant ([`ModelGrant`]), the per-invocation state
 //! ([`ModelState`]), linking, its budget outcome (`tokens`) and its
@@ -24,6 +25,7 @@ use super::bindings::warden::host::types::Error;
 use super::calls::{HostCallLog, body_hash};
 use super::catalogue::{Entry, GrantKind, Unit, read_settings};
 use super::kv::error_status;
+use super::recording::{self, Replayed};
 use super::{BudgetOverrun, HostInterface, HostServices, net};
 use crate::audit::HostCall;
 use crate::outcome::Budget;
@@ -158,6 +160,8 @@ pub struct ModelState {
     /// Set when a call was refused because nothing was left: a failing
     /// invocation is then `budget_exhausted:tokens`.
     pub(crate) refused: Option<String>,
+    /// Where backend responses are recorded (or, replaying, answered from).
+    recording: recording::Shared,
 }
 
 impl ModelState {
@@ -169,7 +173,15 @@ impl ModelState {
             used: 0,
             overrun: None,
             refused: None,
+            recording: recording::Shared::default(),
         }
+    }
+
+    /// Records backend responses in `recording` (or answers from it when
+    /// it replays).
+    pub fn recorded_in(mut self, recording: recording::Shared) -> ModelState {
+        self.recording = recording;
+        self
     }
 
     fn remaining(&self) -> u64 {
@@ -217,12 +229,28 @@ impl ModelState {
                 m.role
             )));
         }
-        let Some(backend) = self.services.models.get(&req.model).cloned() else {
-            return Err(Error::Unavailable(format!(
-                "model `{}` is granted but not configured on this host",
-                req.model
-            )));
-        };
+        let backend = self.services.models.get(&req.model).cloned();
+        {
+            // A model the host does not configure is an answer from
+            // outside too (the host's configuration): recorded, so a
+            // replay (which has no backends) answers it the same way.
+            let unconfigured = format!("model {} unconfigured", req.model);
+            let mut rec = recording::lock(&self.recording);
+            let is_unconfigured = if rec.is_replay() {
+                rec.next_is(&unconfigured) && rec.replay(&unconfigured).is_some()
+            } else if backend.is_none() {
+                rec.record(unconfigured, serde_json::Value::Null);
+                true
+            } else {
+                false
+            };
+            if is_unconfigured {
+                return Err(Error::Unavailable(format!(
+                    "model `{}` is granted but not configured on this host",
+                    req.model
+                )));
+            }
+        }
         let remaining = self.remaining();
         let estimate = (prompt_bytes / CHARS_PER_TOKEN) as u64;
         if remaining == 0 || estimate >= remaining {
@@ -237,11 +265,46 @@ impl ModelState {
         let max_tokens = req
             .max_tokens
             .map_or(left_for_output, |m| u64::from(m).min(left_for_output));
+        let messages: Vec<serde_json::Value> = req
+            .messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+            .collect();
+        // What the guest asked for (the backend's model id is host
+        // configuration, recorded with the result).
+        let asked = serde_json::json!({
+            "messages": messages, "max_tokens": max_tokens, "temperature": req.temperature,
+        });
+        let descriptor = format!(
+            "model {} {}",
+            req.model,
+            crate::digest::Hash256::of_json(&asked)
+        );
+        let replayed = recording::lock(&self.recording).replay(&descriptor);
+        let (backend_model, outcome) = match replayed {
+            Some(Replayed::Answer(v)) => {
+                let backend_model = v["backend_model"].as_str().unwrap_or("").to_string();
+                let outcome = match (v.get("ok").and_then(recording::bytes_of), v["err"].as_str()) {
+                    (Some(bytes), _) => Ok(bytes),
+                    (None, Some(err)) => Err(err.to_string()),
+                    (None, None) => Err("the recorded result is malformed".to_string()),
+                };
+                (backend_model, Some(outcome))
+            }
+            Some(Replayed::Diverged) => {
+                return Err(Error::Unavailable(format!(
+                    "model `{}`: the replay diverged from the recorded calls",
+                    req.model
+                )));
+            }
+            None => (
+                backend.as_ref().map_or(String::new(), |b| b.model.clone()),
+                None,
+            ),
+        };
         let body = serde_json::json!({
-            "model": backend.model,
-            "messages": req.messages.iter().map(|m| serde_json::json!({
-                "role": m.role, "content": m.content,
-            })).collect::<Vec<_>>(),
+            "model": backend_model,
+            "messages": messages,
             "max_tokens": max_tokens,
             "temperature": req.temperature,
         });
@@ -249,23 +312,36 @@ impl ModelState {
         call.bytes_in = body.len() as u64;
         call.request_sha256 = body_hash(&body);
         call.external = true;
-        let key = backend.api_key().map_err(|e| {
-            tracing::error!(model = %req.model, "model API key: {e}");
-            Error::Unavailable(format!("model `{}`: no API key available", req.model))
+        let outcome = match (outcome, backend) {
+            (Some(recorded), _) => recorded,
+            (None, Some(backend)) => {
+                let key = backend.api_key().map_err(|e| {
+                    tracing::error!(model = %req.model, "model API key: {e}");
+                    Error::Unavailable(format!("model `{}`: no API key available", req.model))
+                })?;
+                let timeout = backend.timeout.get();
+                let outcome =
+                    match tokio::time::timeout(timeout, post(&backend, key, body, &self.services))
+                        .await
+                    {
+                        Err(_) => Err(format!("no answer within {}", backend.timeout)),
+                        Ok(r) => r,
+                    };
+                let recorded = match &outcome {
+                    Ok(bytes) => serde_json::json!({
+                        "backend_model": backend.model, "ok": recording::hex_bytes(bytes),
+                    }),
+                    Err(e) => serde_json::json!({ "backend_model": backend.model, "err": e }),
+                };
+                recording::lock(&self.recording).record(descriptor, recorded);
+                outcome
+            }
+            (None, None) => Err("not configured on this host".to_string()),
+        };
+        let response = outcome.map_err(|e| {
+            tracing::warn!(model = %req.model, "model backend: {e}");
+            Error::Unavailable(format!("model `{}`: {e}", req.model))
         })?;
-        let timeout = backend.timeout.get();
-        let response = tokio::time::timeout(timeout, post(&backend, key, body, &self.services))
-            .await
-            .map_err(|_| {
-                Error::Unavailable(format!(
-                    "model `{}`: no answer within {}",
-                    req.model, backend.timeout
-                ))
-            })?
-            .map_err(|e| {
-                tracing::warn!(model = %req.model, "model backend: {e}");
-                Error::Unavailable(format!("model `{}`: {e}", req.model))
-            })?;
         call.bytes_out = response.len() as u64;
         call.response_sha256 = body_hash(&response);
         let parsed = parse_completion(&response)

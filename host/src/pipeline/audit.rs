@@ -55,15 +55,33 @@ impl Recorder {
             return record;
         };
         let payloads = if hash_only {
+            // The entry still commits to the results' hashes; without the
+            // input and the results it cannot be re-executed.
+            if record.replayable {
+                record.replayable = false;
+                record.not_replayable = Some(
+                    "payloads = \"hash-only\": the input and recorded host-call results are not kept"
+                        .into(),
+                );
+            }
             Payloads::default()
         } else {
             let (input, output) = record.payloads(&call.input);
             Payloads {
                 input: Some(input),
                 output: Some(output),
+                results: std::mem::take(&mut record.recorded),
             }
         };
-        match log.append(record.audit_entry(call), payloads).await {
+        let mut entry = record.audit_entry(call);
+        if !payloads.results.is_empty() {
+            entry.evidence.results = payloads
+                .results
+                .iter()
+                .map(|r| crate::digest::Hash256::of(r))
+                .collect();
+        }
+        match log.append(entry, payloads).await {
             Ok(appended) => {
                 record.audit = Some(AuditRef {
                     seq: appended.seq,
@@ -124,6 +142,7 @@ impl Recorder {
             approvals: Vec::new(),
             host_calls: Vec::new(),
             detail: Some(crate::digest::canonical_json(detail)),
+            evidence: Default::default(),
         }
     }
 

@@ -34,7 +34,7 @@ impl Executor<'_> {
         let mut record = super::blank_record(call, self.unsigned_allowed);
         record.component_digest = cap.digest.clone();
         record.policy_hash = cap.policy_hash.clone();
-        record.replayable = cap.policy.is_replayable();
+        record.replayable = true;
         let id = InvocationIdentity {
             request_id: &record.request_id,
             admitted_at,
@@ -59,7 +59,10 @@ impl Executor<'_> {
         record.logs = done.logs;
         record.logs_dropped = done.logs_dropped;
         record.host_calls = done.host_calls;
-        record.replayable &= !done.external_calls;
+        record.replayable = done.not_replayable.is_none();
+        record.not_replayable = done.not_replayable;
+        record.recorded = done.recorded;
+        record.divergence = done.divergence;
         record.output = done.output;
         record.error = done.error;
         record.output_hash = match &record.output {

@@ -91,6 +91,12 @@ impl Refusal {
             record.component_digest = b.component_digest.clone();
             record.policy_hash = b.policy_hash.clone();
             record.replayable = b.replayable;
+            if !b.replayable {
+                record.not_replayable = Some(
+                    "the policy grants the system clock or system random, whose readings are not recorded"
+                        .into(),
+                );
+            }
         }
         record.fail(self.outcome, self.why.clone())
     }
@@ -127,5 +133,8 @@ pub(crate) fn blank_record(call: &Call, unsigned_allowed: bool) -> InvocationRec
         logs_dropped: 0,
         host_calls: Vec::new(),
         audit: None,
+        recorded: Vec::new(),
+        not_replayable: None,
+        divergence: None,
     }
 }

@@ -454,6 +454,15 @@ impl RouteTable {
     }
 }
 
+impl RouteTable {
+    /// The canonical JSON the table hash is computed over (what the
+    /// artifact store keeps under [`RouteTable::hash`]).
+    pub fn canonical_form(&self) -> String {
+        let json = serde_json::to_value(&self.rules).unwrap_or(serde_json::Value::Null);
+        crate::digest::canonical_json(&json)
+    }
+}
+
 fn table_hash(rules: &[Rule]) -> Hash256 {
     let json = serde_json::to_value(rules).unwrap_or(serde_json::Value::Null);
     Hash256::of_json(&json)

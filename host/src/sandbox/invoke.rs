@@ -39,9 +39,15 @@ pub struct CallOutcome {
     pub logs_dropped: u64,
     /// Summaries of host calls with authority (kv, model, HTTP, filesystem).
     pub host_calls: Vec<HostCall>,
-    /// Whether a call reached outside the host (HTTP, model): the
-    /// invocation is then not replayable.
+    /// Whether a call reached outside the host (HTTP, model).
     pub external_calls: bool,
+    /// Results from outside the sandbox, in call order (payloads of the
+    /// entry; empty when replaying or not replayable).
+    pub recorded: Vec<Vec<u8>>,
+    /// Why the invocation cannot be replayed, if it cannot.
+    pub not_replayable: Option<String>,
+    /// Replaying: how the guest's calls departed from the recording.
+    pub divergence: Option<String>,
 }
 
 impl CallOutcome {
@@ -58,6 +64,9 @@ impl CallOutcome {
             logs_dropped: 0,
             host_calls: Vec::new(),
             external_calls: false,
+            recorded: Vec::new(),
+            not_replayable: None,
+            divergence: None,
         }
     }
 }
@@ -160,7 +169,19 @@ pub async fn invoke(
         commit_writes(outcome, output, error, &mut store.data_mut().interfaces);
     let mut interfaces = store.into_data().interfaces;
     interfaces.summarise();
+    let (recorded, not_replayable, divergence) = {
+        let mut r = crate::interfaces::recording::lock(&interfaces.recording);
+        let divergence = r.divergence().map(str::to_string).or_else(|| {
+            r.unconsumed()
+                .map(|c| format!("diverged: the recorded call {} was never made", c.call))
+        });
+        let (recorded, why) = r.finish();
+        (recorded, why, divergence)
+    };
     CallOutcome {
+        recorded,
+        not_replayable,
+        divergence,
         outcome,
         output,
         error,

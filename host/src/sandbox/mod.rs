@@ -46,6 +46,12 @@ pub struct SandboxConfig {
     /// componentize-py and componentize-js runtimes) run slower with it
     /// (BENCHMARKS.md, section 8).
     pub memory_init_cow: bool,
+    /// Whether floating-point NaN results are canonicalised and relaxed-SIMD
+    /// instructions give their deterministic results, so that the same
+    /// component and input compute the same output on every CPU (what
+    /// `warden audit replay` on another machine needs). By default true;
+    /// the benchmark turns it off to measure its cost (BENCHMARKS.md).
+    pub deterministic: bool,
 }
 
 impl Default for SandboxConfig {
@@ -56,6 +62,7 @@ impl Default for SandboxConfig {
             epoch_tick: Duration::from_millis(5),
             fuel_metering: true,
             memory_init_cow: true,
+            deterministic: true,
         }
     }
 }
@@ -117,6 +124,11 @@ pub fn engine_config(config: &SandboxConfig) -> Config {
         .consume_fuel(config.fuel_metering)
         .epoch_interruption(true)
         .memory_init_cow(config.memory_init_cow)
+        // Determinism for `warden audit replay` across machines: NaN bit
+        // patterns and relaxed-SIMD results would otherwise depend on the
+        // CPU (docs/audit.md "Replay"; cost measured in BENCHMARKS.md).
+        .cranelift_nan_canonicalization(config.deterministic)
+        .relaxed_simd_deterministic(config.deterministic)
         .max_wasm_stack(1 << 20)
         .async_stack_size(2 << 20)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

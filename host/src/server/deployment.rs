@@ -179,6 +179,9 @@ impl Deployment {
                 if let Err(e) = table.check(&catalog) {
                     errors.extend(e.to_string().lines().map(str::to_string));
                 }
+                if let Err(e) = host.store_route_table(&table) {
+                    errors.push(format!("{}: {e}", config.routes.display()));
+                }
                 Some(table)
             }
             Err(e) => {

@@ -64,6 +64,9 @@ pub struct Payloads {
     pub input: Option<Vec<u8>>,
     /// Canonical output (or error) JSON; must hash to the entry's `output_sha256`.
     pub output: Option<Vec<u8>>,
+    /// Recorded host-call results, in call order; when given, there must be
+    /// one per hash of the entry's `evidence.results`, hashing to it.
+    pub results: Vec<Vec<u8>>,
 }
 
 /// Where an appended entry landed.
@@ -794,7 +797,11 @@ impl Table for AuditTable {
                     self.nodes.clear();
                     tree.append(leaf_hash(&e.hash), |n| self.nodes.push(n));
                     insert_nodes(tx, &self.path, &mut self.nodes)?;
-                    for data in [&payloads.input, &payloads.output].into_iter().flatten() {
+                    for data in [&payloads.input, &payloads.output]
+                        .into_iter()
+                        .flatten()
+                        .chain(payloads.results.iter())
+                    {
                         let h = Hash256::of(data);
                         ins_payload
                             .execute(rusqlite::params![&h.0[..], &data[..], to_sql_int(now)])
@@ -923,6 +930,26 @@ impl AuditTable {
 }
 
 fn check_payloads(entry: &NewEntry, p: &Payloads) -> Result<(), StoreError> {
+    if !p.results.is_empty() {
+        let committed = &entry.evidence.results;
+        if committed.len() != p.results.len() {
+            return Err(StoreError::PayloadHashMismatch {
+                which: "recorded result count",
+                found: Hash256::of(&(p.results.len() as u64).to_be_bytes()),
+                recorded: None,
+            });
+        }
+        for (data, recorded) in p.results.iter().zip(committed) {
+            let found = Hash256::of(data);
+            if found != *recorded {
+                return Err(StoreError::PayloadHashMismatch {
+                    which: "recorded result",
+                    found,
+                    recorded: Some(*recorded),
+                });
+            }
+        }
+    }
     for (which, data, recorded) in [
         ("input", &p.input, entry.input_sha256),
         ("output", &p.output, entry.output_sha256),

@@ -338,6 +338,7 @@ pub(crate) fn entry(i: u64, payload: Option<&[u8]>) -> NewEntry {
         approvals: vec![],
         host_calls: vec![],
         detail: None,
+        evidence: Default::default(),
     }
 }
 
@@ -387,6 +388,7 @@ pub(crate) fn audit_store_conformance(make: &dyn Fn() -> AuditFixture) {
         Payloads {
             input: Some(data.to_vec()),
             output: None,
+            results: Vec::new(),
         },
     )
     .wait()
@@ -401,6 +403,7 @@ pub(crate) fn audit_store_conformance(make: &dyn Fn() -> AuditFixture) {
             Payloads {
                 input: Some(data.to_vec()),
                 output: None,
+                results: Vec::new(),
             },
         )
         .wait()

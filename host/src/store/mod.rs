@@ -7,6 +7,8 @@
 //! - `state.db`: the daemon's request state: finished responses,
 //!   idempotency keys, held approval requests ([`RequestStore`],
 //!   implemented by [`SqliteRequestStore`]).
+//! - `artifacts/`: the content-addressed, write-once artifact store
+//!   ([`ArtifactStore`]: components, policies, route tables by hash).
 //! - `kv.db`: the guests' key-value namespaces ([`KvBackend`], implemented
 //!   by [`KvStore`]).
 //!
@@ -25,6 +27,7 @@
 //! decode ([`StoreError::BadRow`] names it).
 
 mod anchor;
+pub mod artifacts;
 mod audit_log;
 mod audit_proofs;
 mod audit_read;
@@ -44,6 +47,7 @@ pub mod witness_state;
 pub(crate) mod writer;
 
 pub use anchor::{anchor_path, checkpoints_in_file};
+pub use artifacts::{ArtifactError, ArtifactStore};
 pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
 pub use audit_proofs::{ConsistencyProof, InclusionProof, TreeReport};
 pub use audit_read::{
