@@ -18,6 +18,7 @@ mod interfaces_http;
 mod interfaces_kv;
 mod interfaces_model;
 mod loading;
+mod mcp;
 mod polyglot;
 mod signing;
 mod support;

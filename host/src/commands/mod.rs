@@ -10,6 +10,7 @@ pub mod client;
 pub mod inspect;
 pub mod key;
 pub mod kv;
+pub mod mcp;
 pub mod new;
 pub mod policy;
 pub mod routes;
