@@ -167,7 +167,9 @@ fn of(audit: &[Value], id: &str) -> Vec<Value> {
 /// The one invocation entry of the request answered in a tool result's
 /// (or protocol error's) `dev.warden/answer`.
 fn entry_of(audit: &[Value], answer: &Value) -> Value {
-    let id = answer["request_id"].as_str().expect("request id in the answer");
+    let id = answer["request_id"]
+        .as_str()
+        .expect("request id in the answer");
     let entries = of(audit, id);
     assert_eq!(entries.len(), 1, "one audit entry for {id}: {entries:#?}");
     entries[0].clone()
@@ -202,9 +204,15 @@ fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
     assert_eq!(names, ["greet", "tight", "pay", "counter"], "{out:#}");
     let greet = &tools[0];
     assert_eq!(greet["title"], "Greet");
-    assert_eq!(greet["inputSchema"]["properties"]["message"]["type"], "string");
+    assert_eq!(
+        greet["inputSchema"]["properties"]["message"]["type"],
+        "string"
+    );
     assert_eq!(greet["inputSchema"]["required"], json!(["message"]));
-    assert_eq!(greet["outputSchema"]["properties"]["output"]["type"], "string");
+    assert_eq!(
+        greet["outputSchema"]["properties"]["output"]["type"],
+        "string"
+    );
     assert_eq!(
         greet["annotations"],
         json!({"title": "Greet", "readOnlyHint": true, "openWorldHint": false, "idempotentHint": true})
@@ -227,7 +235,10 @@ fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
     // The idempotency key from `_meta` replays the recorded answer.
     let (one, two) = (answer(&out["idem1"]), answer(&out["idem2"]));
     assert_eq!(one["request_id"], two["request_id"], "{out:#}");
-    assert_eq!((one["replayed"].clone(), two["replayed"].clone()), (json!(false), json!(true)));
+    assert_eq!(
+        (one["replayed"].clone(), two["replayed"].clone()),
+        (json!(false), json!(true))
+    );
     assert_eq!(of(audit, one["request_id"].as_str().expect("id")).len(), 1);
 
     // Bad input: a tool error naming the outcome, audited.
@@ -235,20 +246,44 @@ fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
     assert_eq!(bad["isError"], true, "{bad:#}");
     assert!(text(bad).starts_with("invalid_input: "), "{bad:#}");
     assert!(bad.get("structuredContent").is_none());
-    assert_mcp(&entry_of(audit, answer(bad)), "alice", "invalid_input", client);
+    assert_mcp(
+        &entry_of(audit, answer(bad)),
+        "alice",
+        "invalid_input",
+        client,
+    );
 
     // Budget exhaustion: a tool error, audited.
     let budget = &out["budget"];
     assert_eq!(budget["isError"], true, "{budget:#}");
-    assert!(text(budget).starts_with("budget_exhausted:fuel: "), "{budget:#}");
-    assert_mcp(&entry_of(audit, answer(budget)), "alice", "budget_exhausted:fuel", client);
+    assert!(
+        text(budget).starts_with("budget_exhausted:fuel: "),
+        "{budget:#}"
+    );
+    assert_mcp(
+        &entry_of(audit, answer(budget)),
+        "alice",
+        "budget_exhausted:fuel",
+        client,
+    );
 
     // Unknown and hidden tools: the same protocol error; the audit tells them apart.
     for (step, outcome) in [("unknown", "no_route"), ("hidden", "denied")] {
         let err = &out[step]["mcp_error"];
         assert_eq!(err["code"], -32602, "{step}: {out:#}");
-        assert!(err["message"].as_str().unwrap_or_default().starts_with("unknown tool"), "{err}");
-        assert_mcp(&entry_of(audit, &err["data"]["dev.warden/answer"]), "alice", outcome, client);
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("unknown tool"),
+            "{err}"
+        );
+        assert_mcp(
+            &entry_of(audit, &err["data"]["dev.warden/answer"]),
+            "alice",
+            outcome,
+            client,
+        );
     }
 
     // A gated call is held; `warden approvals approve` runs it; the
@@ -258,8 +293,14 @@ fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
     assert_eq!(held["isError"], true, "{held:#}");
     let id = out["held_id"].as_str().expect("held request id");
     assert!(text(held).starts_with("pending_approval: "), "{held:#}");
-    assert!(text(held).contains(&format!("Approval id: {id}")), "{held:#}");
-    assert!(text(held).contains(&format!("warden://requests/{id}")), "{held:#}");
+    assert!(
+        text(held).contains(&format!("Approval id: {id}")),
+        "{held:#}"
+    );
+    assert!(
+        text(held).contains(&format!("warden://requests/{id}")),
+        "{held:#}"
+    );
     assert_eq!(out["approve"]["rc"], 0, "{:#}", out["approve"]);
     assert_eq!(out["after"]["status"], 200, "{:#}", out["after"]);
     assert_eq!(out["after"]["response"]["outcome"], "ok");
@@ -304,7 +345,11 @@ fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
     assert_eq!(manifest["capability"], "counter", "{manifest:#}");
     assert_eq!(manifest["function"], "put");
     assert!(
-        manifest["grants"].as_array().expect("grants").iter().any(|g| g["interface"] == "warden:host/kv"),
+        manifest["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .any(|g| g["interface"] == "warden:host/kv"),
         "{manifest:#}"
     );
     assert!(
@@ -312,7 +357,11 @@ fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
             .as_array()
             .expect("imports")
             .iter()
-            .any(|i| i["name"].as_str().unwrap_or_default().starts_with("warden:host/kv") && i["granted"] == true),
+            .any(|i| i["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("warden:host/kv")
+                && i["granted"] == true),
         "{manifest:#}"
     );
     let caps: Vec<&str> = out["capabilities"]["capabilities"]
@@ -322,12 +371,28 @@ fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
         .filter_map(|c| c["name"].as_str())
         .collect();
     assert_eq!(caps, ["counter", "echo", "gated", "tight"]);
-    assert_eq!(out["hidden_manifest"]["mcp_error"]["code"], -32002, "{out:#}");
+    // Resource not found: -32002 until 2025-11-25, -32602 from 2026-07-28 (SEP-2164).
+    let not_found = if out["protocol_version"] == "2026-07-28" {
+        -32602
+    } else {
+        -32002
+    };
+    assert_eq!(
+        out["hidden_manifest"]["mcp_error"]["code"], not_found,
+        "{out:#}"
+    );
+    assert!(
+        out["hidden_manifest"]["mcp_error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("no resource `warden://tools/secret/permissions`"),
+        "{out:#}"
+    );
 }
 
 #[test]
 fn a_python_sdk_client_over_streamable_http_lists_calls_and_waits_for_approval_and_every_call_is_audited()
-{
+ {
     let dir = mcp_deploy("http");
     let d = Daemon::start(&dir);
     let out = client(
@@ -349,14 +414,17 @@ fn a_python_sdk_client_over_streamable_http_lists_calls_and_waits_for_approval_a
 
 #[test]
 fn a_python_sdk_client_on_the_2025_11_25_handshake_drives_warden_mcp_over_stdio_as_the_configured_principal()
-{
+ {
     let dir = mcp_deploy("stdio");
     let out = client(
         "session",
         &[
             ("MCP_TRANSPORT", "stdio".into()),
             ("MCP_MODE", "legacy".into()),
-            ("WARDEN_CONFIG", dir.join("warden.toml").display().to_string()),
+            (
+                "WARDEN_CONFIG",
+                dir.join("warden.toml").display().to_string(),
+            ),
             ("MCP_READY_FILE", dir.join("ready").display().to_string()),
         ],
     );
@@ -404,7 +472,13 @@ fn a_wrong_origin_and_a_token_without_the_submit_role_are_refused_at_mcp_and_aud
             ],
         );
         assert_eq!(out["connected"], false, "{out:#}");
-        assert!(out["error"].as_str().unwrap_or_default().contains("403"), "{out:#}");
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Server returned an error response"),
+            "{out:#}"
+        );
     }
     // And the allowed origin with a submitter's token can.
     let ok = client(
@@ -416,7 +490,11 @@ fn a_wrong_origin_and_a_token_without_the_submit_role_are_refused_at_mcp_and_aud
             ("MCP_ORIGIN", ORIGIN.into()),
         ],
     );
-    assert_eq!(ok["tools"], json!(["greet", "tight", "pay", "counter", "secret"]), "{ok:#}");
+    assert_eq!(
+        ok["tools"],
+        json!(["greet", "tight", "pay", "counter", "secret"]),
+        "{ok:#}"
+    );
 
     let audit: Vec<Value> = d.audit().into_iter().map(|e| e["entry"].clone()).collect();
     let refusals: Vec<&str> = audit
@@ -426,8 +504,14 @@ fn a_wrong_origin_and_a_token_without_the_submit_role_are_refused_at_mcp_and_aud
         .collect();
     let origin_refusals = refusals.iter().filter(|p| **p == "alice").count();
     let role_refusals = refusals.iter().filter(|p| **p == "auditor").count();
-    assert!(origin_refusals >= 2, "raw + client origin refusals audited: {refusals:#?}");
-    assert!(role_refusals >= 2, "raw + client role refusals audited: {refusals:#?}");
+    assert!(
+        origin_refusals >= 2,
+        "raw + client origin refusals audited: {refusals:#?}"
+    );
+    assert!(
+        role_refusals >= 2,
+        "raw + client role refusals audited: {refusals:#?}"
+    );
 }
 
 #[test]
@@ -440,7 +524,12 @@ fn an_mcp_tool_whose_kind_routes_nowhere_refuses_the_start_naming_the_tool() {
         text.replace("kind = \"count\"", "kind = \"counting\""),
     )
     .expect("write");
-    let (code, out, err) = warden(&["serve", "--check", "--config", config.to_str().expect("utf-8")]);
+    let (code, out, err) = warden(&[
+        "serve",
+        "--check",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
         err.contains("[[mcp.tool]] `counter` (kind `counting`): no route matches kind `counting`"),

@@ -23,6 +23,7 @@ got (for the refused-at-the-door cases). The assertions are the Rust test's.
 """
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -31,7 +32,6 @@ import time
 import traceback
 
 import httpx2
-import mcp
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
@@ -159,7 +159,7 @@ async def connect():
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "session"
     result = asyncio.run(session() if what == "session" else connect())
-    result["sdk_version"] = getattr(mcp, "__version__", None) or "unknown"
+    result["sdk_version"] = importlib.metadata.version("mcp")
     print(json.dumps(result))
 
 

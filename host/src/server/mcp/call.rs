@@ -28,6 +28,7 @@ pub(super) async fn call_tool(
     daemon: Arc<Daemon>,
     principal: Principal,
     client: Option<String>,
+    meta: serde_json::Map<String, Value>,
     request: CallToolRequestParams,
 ) -> Result<CallToolResult, McpError> {
     let name = request.name.to_string();
@@ -47,7 +48,10 @@ pub(super) async fn call_tool(
         let (outcome, why) = if visible_or_known(&daemon, &name) {
             (
                 Outcome::Denied,
-                format!("MCP tool `{name}` is not exposed to principal `{}`", principal.name),
+                format!(
+                    "MCP tool `{name}` is not exposed to principal `{}`",
+                    principal.name
+                ),
             )
         } else {
             (Outcome::NoRoute, format!("no MCP tool named `{name}`"))
@@ -65,9 +69,8 @@ pub(super) async fn call_tool(
             Some(json!({ META_ANSWER: answer.to_json() })),
         ));
     };
-    let meta = request.meta.as_ref();
     let meta_string = |key: &str| -> Result<Option<String>, McpError> {
-        match meta.and_then(|m| m.get(key)) {
+        match meta.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(McpError::invalid_params(

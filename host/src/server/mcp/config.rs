@@ -94,7 +94,9 @@ fn check_origin(origin: &str) -> Result<(), String> {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .ok_or_else(|| {
-            format!("allowed_origins: `{origin}` must start with `http://` or `https://` (or be `null`)")
+            format!(
+                "allowed_origins: `{origin}` must start with `http://` or `https://` (or be `null`)"
+            )
         })?;
     if rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace) {
         return Err(format!(
@@ -119,7 +121,9 @@ impl McpConfig {
                 )),
                 Some((_, false)) => out.push((
                     "stdio_principal".into(),
-                    format!("mcp.stdio_principal = \"{p}\": that principal lacks the `submit` role"),
+                    format!(
+                        "mcp.stdio_principal = \"{p}\": that principal lacks the `submit` role"
+                    ),
                 )),
                 Some(_) => {}
             }
@@ -153,7 +157,10 @@ impl McpConfig {
             if t.description.trim().is_empty() {
                 out.push((
                     needle.clone(),
-                    format!("mcp.tool.description: tool `{}` has an empty description", t.name),
+                    format!(
+                        "mcp.tool.description: tool `{}` has an empty description",
+                        t.name
+                    ),
                 ));
             }
             for p in t.principals.iter().flatten() {

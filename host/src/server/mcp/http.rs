@@ -71,7 +71,11 @@ async fn door(d: &Arc<Daemon>, mut service: Mcp, req: Request) -> Result<Respons
                 "Origin `{origin}` is not in [mcp] allowed_origins (a browser page from another site must not reach /mcp)"
             );
             refuse(d, &who, why.clone(), "origin").await;
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", why));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                why,
+            ));
         }
     }
     let principal = match d.auth(&parts.headers, crate::server::api::roles::SUBMIT) {

@@ -88,7 +88,8 @@ impl McpServer {
     /// The client program, `name/version`, from the request's `_meta`
     /// (2026-07-28) or the session's `initialize` (2025-11-25).
     fn client(ctx: &RequestContext<RoleServer>) -> Option<String> {
-        ctx.client_info().map(|i| format!("{}/{}", i.name, i.version))
+        ctx.client_info()
+            .map(|i| format!("{}/{}", i.name, i.version))
     }
 }
 
@@ -135,7 +136,12 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, McpError> {
         let principal = self.caller(&ctx)?;
         let client = McpServer::client(&ctx);
-        let result = call::call_tool(self.daemon.clone(), principal, client, request).await?;
+        // The SDK moves the request's `_meta` into the context.
+        let mut meta = ctx.meta.0.0.clone();
+        if let Some(m) = &request.meta {
+            meta.extend(m.0.0.clone());
+        }
+        let result = call::call_tool(self.daemon.clone(), principal, client, meta, request).await?;
         Ok(CallToolResponse::Complete(result))
     }
 

@@ -9,7 +9,7 @@
 
 use super::McpServer;
 use crate::server::auth::Principal;
-use crate::server::{DaemonConfig, Daemon, ServeError, ServeOptions, Session};
+use crate::server::{Daemon, DaemonConfig, ServeError, ServeOptions, Session};
 use rmcp::ServiceExt;
 use std::sync::Arc;
 
@@ -39,17 +39,18 @@ pub fn stdio_principal(config: &DaemonConfig) -> Result<Principal, String> {
 pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), ServeError> {
     let principal = stdio_principal(&config).map_err(|e| ServeError::Invalid(vec![e]))?;
     let session: Session = Box::new(move |daemon: Arc<Daemon>| {
-        let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(async move {
-            let server = McpServer::stdio(daemon, principal);
-            match server.serve(rmcp::transport::stdio()).await {
-                Ok(running) => {
-                    if let Err(e) = running.waiting().await {
-                        tracing::error!("mcp stdio session failed: {e}");
+        let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move {
+                let server = McpServer::stdio(daemon, principal);
+                match server.serve(rmcp::transport::stdio()).await {
+                    Ok(running) => {
+                        if let Err(e) = running.waiting().await {
+                            tracing::error!("mcp stdio session failed: {e}");
+                        }
                     }
+                    Err(e) => eprintln!("warden: mcp stdio session did not start: {e}"),
                 }
-                Err(e) => eprintln!("warden: mcp stdio session did not start: {e}"),
-            }
-        });
+            });
         run
     });
     crate::server::serve_session(config, options, session).await

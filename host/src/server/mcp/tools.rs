@@ -46,16 +46,13 @@ pub fn target(dep: &Deployment, kind: &str) -> Result<Target, String> {
     else {
         return Err(format!("no route matches kind `{kind}`"));
     };
-    let cap = dep
-        .capabilities
-        .get(&capability)
-        .cloned()
-        .ok_or_else(|| format!("route `{rule_id}` names capability `{capability}`, which is not loaded"))?;
-    let export = cap
-        .shape
-        .export(&function)
-        .cloned()
-        .ok_or_else(|| format!("route `{rule_id}`: `{function}` is no export of `{capability}`"))?;
+    let cap = dep.capabilities.get(&capability).cloned().ok_or_else(|| {
+        format!("route `{rule_id}` names capability `{capability}`, which is not loaded")
+    })?;
+    let export =
+        cap.shape.export(&function).cloned().ok_or_else(|| {
+            format!("route `{rule_id}`: `{function}` is no export of `{capability}`")
+        })?;
     if !export.callable {
         return Err(format!(
             "route `{rule_id}`: `{}` of `{capability}` has types that cannot cross JSON",
@@ -126,7 +123,10 @@ impl Reach {
                 m.insert("title".into(), json!(t));
             }
             if !read_only {
-                m.insert("destructiveHint".into(), json!(tool.destructive.unwrap_or(true)));
+                m.insert(
+                    "destructiveHint".into(),
+                    json!(tool.destructive.unwrap_or(true)),
+                );
             }
             if let Some(i) = tool.idempotent {
                 m.insert("idempotentHint".into(), json!(i));
@@ -208,15 +208,27 @@ mod tests {
             ..Reach::default()
         };
         let a = model_only.annotations(&tool());
-        assert_eq!((a["readOnlyHint"].clone(), a["openWorldHint"].clone()), (json!(true), json!(true)));
+        assert_eq!(
+            (a["readOnlyHint"].clone(), a["openWorldHint"].clone()),
+            (json!(true), json!(true))
+        );
     }
 
     #[test]
     fn writes_or_outbound_http_are_destructive_unless_the_operator_says_otherwise() {
         for reach in [
-            Reach { kv: true, ..Reach::default() },
-            Reach { fs_write: true, ..Reach::default() },
-            Reach { http: true, ..Reach::default() },
+            Reach {
+                kv: true,
+                ..Reach::default()
+            },
+            Reach {
+                fs_write: true,
+                ..Reach::default()
+            },
+            Reach {
+                http: true,
+                ..Reach::default()
+            },
         ] {
             let a = reach.annotations(&tool());
             assert_eq!(a["readOnlyHint"], false, "{reach:?}");
