@@ -65,7 +65,7 @@ async fn door(d: &Arc<Daemon>, mut service: Mcp, req: Request) -> Result<Respons
     let (mut parts, body) = req.into_parts();
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
         let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
-        if !d.config.mcp.allowed_origins.iter().any(|o| *o == origin) {
+        if !d.config.mcp.allowed_origins.contains(&origin) {
             let who = token_holder(d, &parts.headers);
             let why = format!(
                 "Origin `{origin}` is not in [mcp] allowed_origins (a browser page from another site must not reach /mcp)"
