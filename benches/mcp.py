@@ -46,8 +46,8 @@ class Http:
                         "MCP-Protocol-Version": "2026-07-28"}
         self.n = 0
 
-    def post(self, path, body):
-        self.conn.request("POST", path, body=json.dumps(body), headers=self.headers)
+    def post(self, path, body, extra=None):
+        self.conn.request("POST", path, body=json.dumps(body), headers={**self.headers, **(extra or {})})
         r = self.conn.getresponse()
         data = r.read()
         if r.status != 200:
@@ -59,7 +59,7 @@ class Http:
 
     def mcp(self):
         self.n += 1
-        return self.post("/mcp", tools_call(self.n))
+        return self.post("/mcp", tools_call(self.n), {"Mcp-Method": "tools/call", "Mcp-Name": "greet"})
 
 
 def tools_call(n):
