@@ -188,10 +188,12 @@ fn assert_mcp(entry: &Value, principal: &str, outcome: &str, client: Option<&str
     assert_eq!(entry["request_kind"], "mcp", "{entry:#}");
     assert_eq!(entry["principal"], principal, "{entry:#}");
     assert_eq!(entry["outcome"], outcome, "{entry:#}");
-    if let Some(c) = client {
-        let detail: Value =
-            serde_json::from_str(entry["detail"].as_str().expect("detail")).expect("detail json");
-        assert_eq!(detail["client"], c, "{entry:#}");
+    let detail: Value = entry["detail"].as_str().map_or(Value::Null, |d| {
+        serde_json::from_str(d).expect("detail json")
+    });
+    match client {
+        Some(c) => assert_eq!(detail["client"], c, "{entry:#}"),
+        None => assert!(detail.get("client").is_none(), "{entry:#}"),
     }
 }
 
@@ -410,6 +412,27 @@ fn a_python_sdk_client_over_streamable_http_lists_calls_and_waits_for_approval_a
     assert_eq!(out["sdk_version"], "2.3.0");
     let audit: Vec<Value> = d.audit().into_iter().map(|e| e["entry"].clone()).collect();
     check_session(&out, &audit, Some(CLIENT));
+}
+
+#[test]
+fn a_2025_11_25_client_over_streamable_http_is_served_statelessly_with_the_same_results() {
+    let dir = mcp_deploy("http-legacy");
+    let d = Daemon::start(&dir);
+    let out = client(
+        "session",
+        &[
+            ("MCP_TRANSPORT", "http".into()),
+            ("MCP_MODE", "legacy".into()),
+            ("MCP_URL", format!("{}/mcp", d.url())),
+            ("MCP_TOKEN", SUBMIT.into()),
+            ("WARDEN_URL", d.url()),
+        ],
+    );
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
+    let audit: Vec<Value> = d.audit().into_iter().map(|e| e["entry"].clone()).collect();
+    // No session: the client's identity, sent only with `initialize`, is
+    // not known to its later requests (docs/mcp.md "Audit").
+    check_session(&out, &audit, None);
 }
 
 #[test]

@@ -86,10 +86,16 @@ impl McpServer {
     }
 
     /// The client program, `name/version`, from the request's `_meta`
-    /// (2026-07-28) or the session's `initialize` (2025-11-25).
-    fn client(ctx: &RequestContext<RoleServer>) -> Option<String> {
-        ctx.client_info()
-            .map(|i| format!("{}/{}", i.name, i.version))
+    /// (2026-07-28) or, on stdio, the session's `initialize` (2025-11-25).
+    /// Over HTTP there is no session: the SDK's stand-in peer info for a
+    /// stateless request names the SDK, not the client, so it is not used.
+    fn client(&self, ctx: &RequestContext<RoleServer>) -> Option<String> {
+        let info = if self.stdio.is_some() {
+            ctx.client_info()
+        } else {
+            ctx.meta.client_info()
+        };
+        info.map(|i| format!("{}/{}", i.name, i.version))
     }
 }
 
@@ -135,7 +141,7 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let principal = self.caller(&ctx)?;
-        let client = McpServer::client(&ctx);
+        let client = self.client(&ctx);
         // The SDK moves the request's `_meta` into the context.
         let mut meta = ctx.meta.0.0.clone();
         if let Some(m) = &request.meta {
