@@ -60,7 +60,6 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/mcp", super::mcp::http::route(daemon.clone()))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(daemon)
 }

@@ -230,7 +230,7 @@ struct RawConfig {
     #[serde(default)]
     hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
     #[serde(default)]
-    mcp: super::mcp::config::McpConfig,
+    mcp: super::mcp_config::McpConfig,
 }
 
 mod defaults {
@@ -349,7 +349,7 @@ pub struct DaemonConfig {
     /// `[hosts]`: static name resolution for outbound HTTP and model calls.
     pub hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
     /// `[mcp]`: the MCP server's tools and transports (docs/mcp.md).
-    pub mcp: super::mcp::config::McpConfig,
+    pub mcp: super::mcp_config::McpConfig,
 }
 
 /// One problem in the config file.

@@ -21,6 +21,7 @@ mod deployment;
 mod errors;
 mod idempotency;
 pub mod mcp;
+pub mod mcp_config;
 mod metrics;
 mod protect;
 mod state;
@@ -363,7 +364,11 @@ async fn serve_with_session(
     if let Some(path) = &options.ready_file {
         std::fs::write(path, addr.to_string())?;
     }
-    let app = api::router(daemon.clone());
+    // MCP over streamable HTTP beside the API (docs/mcp.md).
+    let app = api::router(daemon.clone()).route(
+        "/mcp",
+        mcp::http::route(daemon.clone()).with_state(daemon.clone()),
+    );
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let session_ended = session.map(|s| tokio::spawn(s(daemon.clone())));
     let shutdown = {

@@ -15,7 +15,6 @@
 //! chooses only which exposed tool to call with which input.
 
 mod call;
-pub mod config;
 pub mod http;
 mod resources;
 pub mod stdio;

@@ -6,13 +6,13 @@
 //! Pure over a [`Deployment`]: no I/O, no requests run here. It must never
 //! grant anything: a tool is only a name for a route kind.
 
-use super::config::{McpConfig, ToolConfig};
 use crate::Capability;
 use crate::component::ExportFunc;
 use crate::interfaces::catalogue::GrantKind;
 use crate::interfaces::fs::DirMode;
 use crate::router::{Decision, RouteRequest};
 use crate::server::Deployment;
+use crate::server::mcp_config::{McpConfig, ToolConfig};
 use serde_json::{Value, json};
 use std::sync::Arc;
 

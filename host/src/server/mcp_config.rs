@@ -4,7 +4,9 @@
 //!
 //! Parsing and the checks that need only the config live here; whether a
 //! tool's kind routes to a loaded function is checked with the deployment
-//! ([`super::tools::check`]). This module must never look at requests.
+//! ([`super::mcp::tools::check`]). A module of its own (not inside
+//! `mcp/`) so that the config does not depend on the MCP server. This
+//! module must never look at requests.
 
 use serde::Deserialize;
 
