@@ -33,8 +33,12 @@ pub struct Call {
     /// tenant-less. Scopes KV: each (capability, tenant) pair, and the
     /// capability's tenant-less namespace, are separate namespaces.
     pub tenant: Option<Tenant>,
-    /// How the request arrived: `embed` (default), `cli`, `http`.
+    /// How the request arrived: `embed` (default), `cli`, `http`, `mcp`.
     pub via: String,
+    /// The client program that sent it, when the transport names one
+    /// (MCP: `name/version` from the client's implementation info);
+    /// recorded in the audit entry's `detail`.
+    pub client: Option<String>,
     /// The routing decision, when a route table chose the target.
     pub route: Option<RouteDecision>,
     /// Retry attempt, 1-based.
@@ -56,6 +60,7 @@ impl Call {
             principal: "local".into(),
             tenant: None,
             via: "embed".into(),
+            client: None,
             route: None,
             attempt: 1,
             approvals: Vec::new(),
@@ -255,11 +260,19 @@ impl InvocationRecord {
             approvals: call.approvals.clone(),
             host_calls: self.host_calls.clone(),
             // The tenant the request was made for (and whose KV namespace
-            // it used), when it named one.
-            detail: self
-                .tenant
-                .as_ref()
-                .map(|t| json!({ "tenant": t }).to_string()),
+            // it used), when it named one; the client program, when the
+            // transport named one (MCP).
+            detail: match (&self.tenant, &call.client) {
+                (None, None) => None,
+                (Some(t), None) => Some(json!({ "tenant": t }).to_string()),
+                (t, Some(c)) => {
+                    let mut d = json!({ "client": c });
+                    if let (Some(t), Some(m)) = (t, d.as_object_mut()) {
+                        m.insert("tenant".into(), json!(t));
+                    }
+                    Some(canonical_json(&d))
+                }
+            },
             evidence: crate::audit::Evidence {
                 results: self.recorded.iter().map(|r| Hash256::of(r)).collect(),
                 not_replayable: if self.replayable {

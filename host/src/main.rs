@@ -50,6 +50,8 @@ enum Command {
     Verify(commands::verify::Args),
     /// Run the daemon: HTTP API, routing, budgets, audit (docs/config.md, docs/api.md).
     Serve(commands::serve::Args),
+    /// Serve MCP on stdio for a local agent, as `[mcp] stdio_principal` (docs/mcp.md).
+    Mcp(commands::mcp::Args),
     /// Submit a request to a running daemon.
     Submit(commands::client::SubmitArgs),
     /// List the capabilities a running daemon serves.
@@ -118,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sign(args) => commands::sign::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Serve(a) => commands::serve::run(a),
+        Command::Mcp(a) => commands::mcp::run(a),
         Command::Submit(a) => commands::client::submit(a),
         Command::Capabilities(a) => commands::client::capabilities(a),
         Command::Approvals(c) => commands::approvals::run(c),

@@ -19,6 +19,7 @@ mod interfaces_http;
 mod interfaces_kv;
 mod interfaces_model;
 mod loading;
+mod mcp;
 mod polyglot;
 mod replay;
 mod signing;

@@ -18,6 +18,7 @@ pub mod init;
 pub mod inspect;
 pub mod key;
 pub mod kv;
+pub mod mcp;
 pub mod new;
 pub mod policy;
 pub mod routes;

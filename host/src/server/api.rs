@@ -95,7 +95,7 @@ impl Daemon {
 /// while `[http] max_open_requests` requests already hold one. The permit
 /// lives as long as the request (move it into any task that outlives the
 /// handler).
-fn admit_body(d: &Daemon) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+pub(super) fn admit_body(d: &Daemon) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     if d.draining.load(Ordering::SeqCst) {
         return Err(ApiError::unavailable(
             "shutting_down",
@@ -120,6 +120,21 @@ fn admit_body(d: &Daemon) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError>
 /// Reads a JSON body within the body limit and `[http] body_read_timeout`;
 /// client mistakes are 4xx codes.
 async fn read_json<T: serde::de::DeserializeOwned>(d: &Daemon, body: Body) -> Result<T, ApiError> {
+    let bytes = read_body(d, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data if e.to_string().contains("unknown field") => {
+                ApiError::bad_request("unknown_field", e.to_string())
+            }
+            Category::Data => ApiError::bad_request("invalid_request", e.to_string()),
+            _ => ApiError::bad_request("malformed_json", e.to_string()),
+        }
+    })
+}
+
+/// Reads a body within the body limit and `[http] body_read_timeout`.
+pub(super) async fn read_body(d: &Daemon, body: Body) -> Result<axum::body::Bytes, ApiError> {
     let limit = usize::try_from(d.config.limits.max_body.bytes()).unwrap_or(usize::MAX);
     let deadline = d.config.http.body_read_timeout;
     let bytes = tokio::time::timeout(deadline.get(), axum::body::to_bytes(body, limit))
@@ -146,16 +161,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(d: &Daemon, body: Body) -> Re
                 ),
             )
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data if e.to_string().contains("unknown field") => {
-                ApiError::bad_request("unknown_field", e.to_string())
-            }
-            Category::Data => ApiError::bad_request("invalid_request", e.to_string()),
-            _ => ApiError::bad_request("malformed_json", e.to_string()),
-        }
-    })
+    Ok(bytes)
 }
 
 async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -198,7 +204,7 @@ struct RequestQuery {
 }
 
 /// Longest long-poll.
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+pub(super) const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn request(
     State(d): Shared,
@@ -215,46 +221,59 @@ async fn request(
             .get()
             .min(MAX_WAIT),
     };
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut changes = d.changes.subscribe();
-    let stored = loop {
-        changes.mark_unchanged();
-        let stored = {
-            let id = id.clone();
-            d.state
-                .blocking(move |s| s.request(&id))
-                .await
-                .map_err(ApiError::internal)?
+    Ok(axum::Json(d.stored_request(&principal, &id, wait).await?).into_response())
+}
+
+impl Daemon {
+    /// `GET /v1/requests/{id}`'s body for `principal`: waits up to `wait`
+    /// while the request is held, then answers what is stored (also read
+    /// by the MCP resource `warden://requests/{id}`).
+    pub(super) async fn stored_request(
+        &self,
+        principal: &super::auth::Principal,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> Result<Value, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let mut changes = self.changes.subscribe();
+        let stored = loop {
+            changes.mark_unchanged();
+            let stored = {
+                let id = id.to_string();
+                self.state
+                    .blocking(move |s| s.request(&id))
+                    .await
+                    .map_err(ApiError::internal)?
+            };
+            let pending = stored
+                .as_ref()
+                .is_some_and(|s| s.status == StatusCode::ACCEPTED.as_u16());
+            if !pending
+                || tokio::time::timeout_at(deadline, changes.changed())
+                    .await
+                    .is_err()
+            {
+                break stored;
+            }
         };
-        let pending = stored
-            .as_ref()
-            .is_some_and(|s| s.status == StatusCode::ACCEPTED.as_u16());
-        if !pending
-            || tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-        {
-            break stored;
+        let may_read_all = principal.roles.contains(&Role::Audit);
+        // A submitter reads its own answers, and only for tenants it is still bound to.
+        let own = |s: &super::state::StoredResponse| {
+            s.principal == principal.name
+                && super::submit::may_read_answer(&principal.tenants, &s.response)
+        };
+        match stored {
+            Some(s) if may_read_all || own(&s) => {
+                Ok(json!({"status": s.status, "principal": s.principal, "response": s.response}))
+            }
+            _ => Err(ApiError::not_found(format!(
+                "no request `{id}` visible to you"
+            ))),
         }
-    };
-    let may_read_all = principal.roles.contains(&Role::Audit);
-    // A submitter reads its own answers, and only for tenants it is still bound to.
-    let own = |s: &super::state::StoredResponse| {
-        s.principal == principal.name
-            && super::submit::may_read_answer(&principal.tenants, &s.response)
-    };
-    match stored {
-        Some(s) if may_read_all || own(&s) => Ok(axum::Json(
-            json!({"status": s.status, "principal": s.principal, "response": s.response}),
-        )
-        .into_response()),
-        _ => Err(ApiError::not_found(format!(
-            "no request `{id}` visible to you"
-        ))),
     }
 }
 
-fn inventory(d: &Daemon, cap: &crate::Capability) -> Value {
+pub(super) fn inventory(d: &Daemon, cap: &crate::Capability) -> Value {
     let imports: Vec<Value> = cap
         .shape
         .imports

@@ -58,7 +58,8 @@ impl HeldServer for Held {
             admitted_at: Some(std::time::UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
             principal: self.requester.clone(),
             tenant: self.tenant.clone(),
-            via: "http".into(),
+            via: self.via.clone().unwrap_or_else(|| "http".into()),
+            client: self.client.clone(),
             route: self.route.clone(),
             attempt: 1,
             approvals: self.decisions.iter().map(Decision::audit).collect(),
@@ -130,6 +131,8 @@ impl Daemon {
             ended_at_ms: None,
             outcome: None,
             end_reason: None,
+            via: Some(call.via.clone()),
+            client: call.client.clone(),
         };
         let why = format!(
             "held for {} approval (rule {}: {}); expires in {}",

@@ -269,6 +269,14 @@ const SHAPE: &[Field] = &[
         Kind::Table(&[
             field("every_entries", Kind::Count),
             field("every", Kind::Duration),
+            field(
+                "witnesses",
+                Kind::Tables(&[
+                    field("url", Kind::Text),
+                    field("name", Kind::Text),
+                    field("key", Kind::Text),
+                ]),
+            ),
         ]),
     ),
     field(
@@ -290,6 +298,25 @@ const SHAPE: &[Field] = &[
         ])),
     ),
     field("hosts", Kind::Named(&Kind::TextList)),
+    field(
+        "mcp",
+        Kind::Table(&[
+            field("stdio_principal", Kind::Text),
+            field("allowed_origins", Kind::TextList),
+            field(
+                "tool",
+                Kind::Tables(&[
+                    field("name", Kind::Text),
+                    field("kind", Kind::Text),
+                    field("title", Kind::Text),
+                    field("description", Kind::Text),
+                    field("idempotent", Kind::Flag),
+                    field("destructive", Kind::Flag),
+                    field("principals", Kind::TextList),
+                ]),
+            ),
+        ]),
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -327,6 +354,8 @@ struct RawConfig {
     models: BTreeMap<String, crate::interfaces::model::ModelBackend>,
     #[serde(default)]
     hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
+    #[serde(default)]
+    mcp: super::mcp_config::McpConfig,
 }
 
 mod defaults {
@@ -444,6 +473,8 @@ pub struct DaemonConfig {
     pub models: BTreeMap<String, crate::interfaces::model::ModelBackend>,
     /// `[hosts]`: static name resolution for outbound HTTP and model calls.
     pub hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
+    /// `[mcp]`: the MCP server's tools and transports (docs/mcp.md).
+    pub mcp: super::mcp_config::McpConfig,
 }
 
 /// One problem in the config file.
@@ -622,6 +653,14 @@ impl DaemonConfig {
                 ));
             }
         }
+        let submitters: Vec<(String, bool)> = raw
+            .principal
+            .iter()
+            .map(|p| (p.name.clone(), p.roles.contains(&Role::Submit)))
+            .collect();
+        for (needle, message) in raw.mcp.problems(&submitters) {
+            errors.push(err(at(&needle), message));
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -650,6 +689,7 @@ impl DaemonConfig {
             testing: raw.testing,
             models: raw.models,
             hosts: raw.hosts,
+            mcp: raw.mcp,
         })
     }
 
@@ -695,12 +735,16 @@ mod tests {
 
     #[test]
     fn shape_matches_the_documented_config() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
-        let doc = std::fs::read_to_string(&path).expect("docs readable");
-        for block in doc.split("```toml\n").skip(1) {
-            let block = block.split("```").next().unwrap_or_default();
-            let problems = toml_shape::check(block, SHAPE);
-            assert!(problems.is_empty(), "{problems:?}\n{block}");
+        for doc in ["config.md", "mcp.md"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../docs")
+                .join(doc);
+            let doc = std::fs::read_to_string(&path).expect("docs readable");
+            for block in doc.split("```toml\n").skip(1) {
+                let block = block.split("```").next().unwrap_or_default();
+                let problems = toml_shape::check(block, SHAPE);
+                assert!(problems.is_empty(), "{problems:?}\n{block}");
+            }
         }
     }
 
@@ -750,6 +794,27 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("\"Alice\" is not canonical"), "{text}");
         assert!(text.contains("\"Fin ance\" is not canonical"), "{text}");
+    }
+
+    #[test]
+    fn the_mcp_section_is_validated_at_load_naming_the_bad_key_and_its_line() {
+        let ok = parse(
+            "[mcp]\nallowed_origins = [\"http://localhost:5173\"]\n\n[[mcp.tool]]\nname = \"greet\"\nkind = \"greet\"\ndescription = \"Echo.\"\n",
+        )
+        .expect("valid");
+        assert_eq!(ok.mcp.tool[0].name, "greet");
+        assert!(parse("").expect("valid").mcp.tool.is_empty());
+        let e = parse("[mcp]\nstdio_principal = \"ghost\"\n").expect_err("refused");
+        assert_eq!(e.0[0].line, Some(2), "{e}");
+        assert!(e.to_string().contains("mcp.stdio_principal"), "{e}");
+        let e = parse("[mcp]\n\n[[mcp.tool]]\nname = \"t\"\nkind = \"t.*\"\ndescription = \"d\"\n")
+            .expect_err("refused");
+        assert_eq!(e.0[0].line, Some(5), "{e}");
+        assert!(e.to_string().contains("mcp.tool.kind"), "{e}");
+        let e = parse("[[mcp.tool]]\nname = \"t\"\nkind = \"t\"\ndescripton = \"d\"\n")
+            .expect_err("unknown field");
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.to_string().contains("descripton"), "{e}");
     }
 
     #[test]

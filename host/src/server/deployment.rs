@@ -190,11 +190,20 @@ impl Deployment {
             }
         };
         match routes {
-            Some(routes) if errors.is_empty() => Ok(Deployment {
-                routes,
-                capabilities,
-                trust_hash,
-            }),
+            Some(routes) if errors.is_empty() => {
+                let deployment = Deployment {
+                    routes,
+                    capabilities,
+                    trust_hash,
+                };
+                // Every MCP tool must route to a callable function.
+                let problems = super::mcp::tools::check(&config.mcp, &deployment);
+                if problems.is_empty() {
+                    Ok(deployment)
+                } else {
+                    Err(problems)
+                }
+            }
             _ => Err(errors),
         }
     }

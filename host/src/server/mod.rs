@@ -20,6 +20,8 @@ mod connections;
 mod deployment;
 mod errors;
 mod idempotency;
+pub mod mcp;
+pub mod mcp_config;
 mod metrics;
 mod protect;
 mod state;
@@ -319,11 +321,42 @@ pub async fn serve_until(
     serve_with(config, options, shutdown, hup_signal()).await
 }
 
+/// [`serve`] with a `session` beside the HTTP API: the daemon stops when
+/// the session ends, or on SIGTERM/SIGINT.
+pub(crate) async fn serve_session(
+    config: DaemonConfig,
+    options: ServeOptions,
+    session: Session,
+) -> Result<(), ServeError> {
+    let hup = hup_signal();
+    let term = term_signal();
+    serve_with_session(config, options, wait_for_term(term), hup, Some(session)).await
+}
+
+/// A session the daemon serves besides its HTTP API once it listens (the
+/// MCP stdio session of `warden mcp`); the daemon drains and stops when it
+/// ends.
+pub(crate) type Session = Box<
+    dyn FnOnce(Arc<Daemon>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send,
+>;
+
 async fn serve_with(
     config: DaemonConfig,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     hup: Option<tokio::signal::unix::Signal>,
+) -> Result<(), ServeError> {
+    serve_with_session(config, options, shutdown, hup, None).await
+}
+
+/// [`serve_with`], also running `session` (if any) once listening.
+async fn serve_with_session(
+    config: DaemonConfig,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    hup: Option<tokio::signal::unix::Signal>,
+    session: Option<Session>,
 ) -> Result<(), ServeError> {
     let listen = options.listen.unwrap_or(config.listen);
     let drain = config.limits.drain_timeout.get();
@@ -348,12 +381,25 @@ async fn serve_with(
     if let Some(path) = &options.ready_file {
         std::fs::write(path, addr.to_string())?;
     }
-    let app = api::router(daemon.clone());
+    // MCP over streamable HTTP beside the API (docs/mcp.md).
+    let app = api::router(daemon.clone()).route(
+        "/mcp",
+        mcp::http::route(daemon.clone()).with_state(daemon.clone()),
+    );
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let session_ended = session.map(|s| tokio::spawn(s(daemon.clone())));
     let shutdown = {
         let daemon = daemon.clone();
         async move {
-            shutdown.await;
+            match session_ended {
+                Some(ended) => {
+                    tokio::select! {
+                        _ = shutdown => {}
+                        _ = ended => {}
+                    }
+                }
+                None => shutdown.await,
+            }
             tracing::info!("shutdown requested: draining");
             daemon.draining.store(true, Ordering::SeqCst);
             let _ = stop_tx.send(true);

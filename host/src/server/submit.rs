@@ -8,6 +8,10 @@
 //! audited, retried per policy `[retry]`) -> answer, stored for
 //! `GET /v1/requests/{id}` and, when final, under the idempotency key.
 //!
+//! `POST /v1/requests` and MCP `tools/call` ([`super::mcp`]) both enter
+//! here ([`Daemon::submit_via`]); only the [`Transport`] recorded in the
+//! audit entry differs.
+//!
 //! This module sequences the stages; it must never type inputs, evaluate
 //! approval rules, run guest code or append audit entries itself.
 
@@ -65,6 +69,26 @@ pub fn may_read_answer(tenants: &crate::tenant::TenantBinding, body: &Value) -> 
     }
 }
 
+/// How a request reached the daemon: recorded in its audit entries
+/// (`request_kind`, and the client in `detail`).
+#[derive(Debug, Clone)]
+pub struct Transport {
+    /// `http` or `mcp`.
+    pub via: &'static str,
+    /// The client program (`name/version`), when the transport names one.
+    pub client: Option<String>,
+}
+
+impl Transport {
+    /// `POST /v1/requests`.
+    pub fn http() -> Transport {
+        Transport {
+            via: "http",
+            client: None,
+        }
+    }
+}
+
 impl Daemon {
     /// Runs one request for an authenticated `principal` to the end (never
     /// cancelled by the client going away: the handler spawns it).
@@ -72,6 +96,17 @@ impl Daemon {
         self: Arc<Self>,
         principal: Principal,
         body: SubmitBody,
+    ) -> Result<Answer, ApiError> {
+        self.submit_via(principal, body, Transport::http()).await
+    }
+
+    /// [`submit`](Self::submit) for a request that came over `transport`:
+    /// the one entry of every transport into the request path.
+    pub async fn submit_via(
+        self: Arc<Self>,
+        principal: Principal,
+        body: SubmitBody,
+        transport: Transport,
     ) -> Result<Answer, ApiError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(ApiError::unavailable(
@@ -105,7 +140,8 @@ impl Daemon {
         } = body;
         let mut call = Call {
             tenant,
-            ..Call::new("", "", input).from_principal(&principal.name, "http")
+            client: transport.client,
+            ..Call::new("", "", input).from_principal(&principal.name, transport.via)
         };
         admit::admit(&mut call);
         if !principal.tenants.admits(call.tenant.as_ref()) {

@@ -73,6 +73,8 @@ fn held(id: &str, admitted: u64, expires: u64) -> Held {
         ended_at_ms: None,
         outcome: None,
         end_reason: None,
+        via: None,
+        client: None,
     }
 }
 

@@ -183,6 +183,13 @@ pub struct Held {
     pub outcome: Option<String>,
     /// Why it ended that way.
     pub end_reason: Option<String>,
+    /// How it arrived (`http`, `mcp`); absent in records written before
+    /// MCP existed, which all came over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The client program that sent it, when the transport named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 impl Held {

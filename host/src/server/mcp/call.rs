@@ -1,0 +1,182 @@
+//! `tools/call`: one tool call becomes one request through
+//! [`Daemon::submit_via`] (the path of `POST /v1/requests`), and its
+//! [`Answer`] becomes a tool result: `ok` as `structuredContent` plus a
+//! text rendering; every other outcome as a tool error (`isError`) whose
+//! text starts with the outcome class. Protocol errors are only for a tool
+//! the caller cannot see (unknown, or hidden from it), and that refusal is
+//! audited too.
+//!
+//! This module must never run, type or gate the input itself.
+
+use super::tools::OUTPUT_KEY;
+use super::{META_ANSWER, META_IDEMPOTENCY_KEY, META_TENANT, model};
+use crate::pipeline::answer::Answer;
+use crate::pipeline::{Refusal, admit};
+use crate::server::Daemon;
+use crate::server::auth::Principal;
+use crate::server::submit::{SubmitBody, Transport};
+use crate::{Call, Outcome};
+use rmcp::ErrorData as McpError;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Runs one `tools/call` for `principal` to the end (in its own task: a
+/// client that goes away does not cancel the audit entry or the
+/// idempotency record).
+pub(super) async fn call_tool(
+    daemon: Arc<Daemon>,
+    principal: Principal,
+    client: Option<String>,
+    meta: serde_json::Map<String, Value>,
+    request: CallToolRequestParams,
+) -> Result<CallToolResult, McpError> {
+    let name = request.name.to_string();
+    let tool = daemon
+        .config
+        .mcp
+        .tool
+        .iter()
+        .find(|t| t.name == name)
+        .cloned();
+    let visible = tool.as_ref().is_some_and(|t| {
+        t.admits(&principal.name) && principal.roles.contains(&crate::server::Role::Submit)
+    });
+    let Some(tool) = tool.filter(|_| visible) else {
+        // Unknown and hidden tools get the same protocol error (a hidden
+        // tool's existence is not revealed); the audit entry tells them apart.
+        let (outcome, why) = if visible_or_known(&daemon, &name) {
+            (
+                Outcome::Denied,
+                format!(
+                    "MCP tool `{name}` is not exposed to principal `{}`",
+                    principal.name
+                ),
+            )
+        } else {
+            (Outcome::NoRoute, format!("no MCP tool named `{name}`"))
+        };
+        let mut call = Call {
+            client: client.clone(),
+            ..Call::new("", "", Value::Null).from_principal(&principal.name, "mcp")
+        };
+        admit::admit(&mut call);
+        let answer = daemon
+            .refused(&Refusal::new(outcome, why), &call, None, "policy")
+            .await;
+        return Err(McpError::invalid_params(
+            format!("unknown tool `{name}`"),
+            Some(json!({ META_ANSWER: answer.to_json() })),
+        ));
+    };
+    let meta_string = |key: &str| -> Result<Option<String>, McpError> {
+        match meta.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(McpError::invalid_params(
+                format!("_meta[\"{key}\"] must be a string, not {other}"),
+                None,
+            )),
+        }
+    };
+    let idempotency_key = meta_string(META_IDEMPOTENCY_KEY)?;
+    let tenant = meta_string(META_TENANT)?;
+    let body = SubmitBody {
+        kind: tool.kind.clone(),
+        input: Value::Object(request.arguments.unwrap_or_default()),
+        tenant,
+        attributes: Default::default(),
+        idempotency_key,
+    };
+    let transport = Transport { via: "mcp", client };
+    let run = tokio::spawn(daemon.submit_via(principal, body, transport));
+    let answer = match run.await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return model(refused_before_running(e.code, &e.message)),
+        Err(e) => {
+            return Err(McpError::internal_error(
+                format!("the tool call's task failed: {e}"),
+                None,
+            ));
+        }
+    };
+    model(result_of(&answer))
+}
+
+/// Whether a tool of that name is configured at all (for the audit entry).
+fn visible_or_known(daemon: &Daemon, name: &str) -> bool {
+    daemon.config.mcp.tool.iter().any(|t| t.name == name)
+}
+
+/// A tool error for a request refused before it was admitted (draining,
+/// idempotency conflict, bad tenant or key): nothing ran, and the message
+/// names the API error code.
+fn refused_before_running(code: &str, message: &str) -> Value {
+    json!({
+        "content": [{"type": "text", "text": format!("{code}: {message}")}],
+        "isError": true,
+        "_meta": { META_ANSWER: {"error_code": code, "error": message} },
+    })
+}
+
+/// The tool result for an answer (docs/mcp.md "Results").
+pub(super) fn result_of(answer: &Answer) -> Value {
+    let meta = json!({ META_ANSWER: answer.to_json() });
+    if answer.outcome == Outcome::Ok {
+        let output = answer.output.clone().unwrap_or(Value::Null);
+        let text = serde_json::to_string(&output).unwrap_or_default();
+        return json!({
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": { OUTPUT_KEY: output },
+            "isError": false,
+            "_meta": meta,
+        });
+    }
+    json!({
+        "content": [{"type": "text", "text": error_text(answer)}],
+        "isError": true,
+        "_meta": meta,
+    })
+}
+
+/// `<outcome>: <message>` plus how to follow the request up.
+fn error_text(answer: &Answer) -> String {
+    let id = &answer.request_id;
+    let outcome = answer.outcome.as_string();
+    if let Some(hold) = &answer.approval {
+        let approvers = if hold.approvers.is_empty() {
+            "any principal with the approve role".to_string()
+        } else {
+            hold.approvers.join(", ")
+        };
+        return format!(
+            "{outcome}: the call is held for {} approval ({} needed; rule {}: {}) by {approvers}, \
+             expiring at unix ms {}. Approval id: {id}. An approver runs \
+             `warden approvals approve {id} --reason …`; the result is then at resource \
+             warden://requests/{id} (append ?wait=60s to wait for it).",
+            hold.mode.as_str(),
+            hold.approvals_needed,
+            hold.rule,
+            hold.reason,
+            hold.expires_at_ms,
+        );
+    }
+    let mut text = format!(
+        "{outcome}: {}",
+        answer.error.as_deref().unwrap_or("(no message)")
+    );
+    if let (Outcome::CapabilityError, Some(out)) = (answer.outcome, &answer.output) {
+        text.push_str(&format!(
+            " (error value: {})",
+            serde_json::to_string(out).unwrap_or_default()
+        ));
+    }
+    if let Some(code) = &answer.error_code {
+        text.push_str(&format!(" [{code}]"));
+    }
+    if let Some(secs) = answer.retry_after {
+        text.push_str(&format!("; retry after {secs}s"));
+    }
+    text.push_str(&format!(" (request {id})"));
+    text
+}

@@ -1,0 +1,561 @@
+//! The MCP server (issue 19) driven by a real MCP client: the official
+//! Python SDK (`mcp`, pinned in tests/mcp/requirements.txt, installed into
+//! target/mcp-client/venv by tests/mcp/setup.sh on first use) runs the
+//! scripted session tests/mcp/client.py over streamable HTTP (`/mcp` on
+//! `warden serve`, protocol 2026-07-28) and over stdio (`warden mcp`,
+//! the 2025-11-25 handshake). Every case is checked in the audit chain.
+//!
+//! A missing python3/venv or an unreachable PyPI fails these tests saying
+//! which; they never skip.
+
+use crate::daemon::{APPROVE, AUDIT, Cap, Daemon, SUBMIT, cap, deploy};
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use warden_host::server::auth::token_hash;
+
+const BOSS: &str = "tok-boss";
+const ORIGIN: &str = "http://localhost:5173";
+const CLIENT: &str = "warden-e2e-client/1.2.3";
+
+/// `pay` notes need one approval.
+const GATED: &str = r#"
+[[approval]]
+function = "echo"
+when = "input.message starts_with \"pay\""
+mode = "single"
+"#;
+
+/// `[mcp]`, and `boss`, the only principal that sees `secret`.
+fn mcp_section() -> String {
+    format!(
+        r#"[[principal]]
+name = "boss"
+token_sha256 = "{}"
+roles = ["submit"]
+
+[mcp]
+stdio_principal = "alice"
+allowed_origins = ["{ORIGIN}"]
+
+[[mcp.tool]]
+name = "greet"
+kind = "greet"
+title = "Greet"
+description = "Echo a message back."
+idempotent = true
+
+[[mcp.tool]]
+name = "tight"
+kind = "tight"
+description = "Echo, with almost no fuel."
+
+[[mcp.tool]]
+name = "pay"
+kind = "pay"
+description = "Echo a payment note; notes starting with `pay` wait for a human approval."
+
+[[mcp.tool]]
+name = "counter"
+kind = "count"
+description = "Store a value under a key."
+
+[[mcp.tool]]
+name = "secret"
+kind = "greet"
+description = "Only boss sees this one."
+principals = ["boss"]
+"#,
+        token_hash(BOSS)
+    )
+}
+
+fn mcp_deploy(name: &str) -> PathBuf {
+    let echo = cap("echo", "echo");
+    let mut tight = cap("tight", "echo");
+    tight.extra = "[budget]\nfuel = 100\n";
+    let mut gated = cap("gated", "echo");
+    gated.extra = GATED;
+    let mut counter: Cap = cap("counter", "kv-user");
+    counter.imports = Box::leak(
+        format!("{STD_IMPORTS}\n\"warden:host/types\" = {{}}\n\"warden:host/kv\" = {{}}")
+            .into_boxed_str(),
+    );
+    deploy(
+        &format!("mcp-{name}"),
+        &[echo, tight, gated, counter],
+        &[
+            ("greet", "greet", "echo", "echo"),
+            ("tight", "tight", "tight", "echo"),
+            ("pay", "pay", "gated", "echo"),
+            ("count", "count", "counter", "put"),
+        ],
+        &mcp_section(),
+    )
+}
+
+/// The venv's python with the pinned SDK, installed on first use.
+fn python() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let venv = repo().join("target/mcp-client/venv");
+        let out = Command::new("bash")
+            .arg(repo().join("tests/mcp/setup.sh"))
+            .arg(&venv)
+            .output()
+            .expect("running tests/mcp/setup.sh (is bash installed?)");
+        assert!(
+            out.status.success(),
+            "tests/mcp/setup.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        venv.join("bin/python")
+    })
+}
+
+/// Runs tests/mcp/client.py `what` with `env`; returns its JSON report.
+fn client(what: &str, env: &[(&str, String)]) -> Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/mcp/client.py"))
+        .arg(what)
+        .env("WARDEN_BIN", warden_bin())
+        .env("WARDEN_APPROVER_TOKEN", APPROVE);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running the MCP client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client.py {what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("client output ({e}): {stdout}"))
+}
+
+/// Every audit entry (the `entry` objects) in `data/warden.db` of `dir`,
+/// read offline with `warden audit show`.
+fn audit_offline(dir: &Path) -> Vec<Value> {
+    let db = dir.join("data/warden.db");
+    let (code, out, err) = warden(&[
+        "audit",
+        "show",
+        "--db",
+        db.to_str().expect("utf-8"),
+        "--limit",
+        "10000",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "audit show: {err}");
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json line")["entry"].clone())
+        .collect()
+}
+
+/// The entries of request `id`.
+fn of(audit: &[Value], id: &str) -> Vec<Value> {
+    audit
+        .iter()
+        .filter(|e| e["request_id"] == id)
+        .cloned()
+        .collect()
+}
+
+/// The one invocation entry of the request answered in a tool result's
+/// (or protocol error's) `dev.warden/answer`.
+fn entry_of(audit: &[Value], answer: &Value) -> Value {
+    let id = answer["request_id"]
+        .as_str()
+        .expect("request id in the answer");
+    let entries = of(audit, id);
+    assert_eq!(entries.len(), 1, "one audit entry for {id}: {entries:#?}");
+    entries[0].clone()
+}
+
+fn answer(result: &Value) -> &Value {
+    &result["_meta"]["dev.warden/answer"]
+}
+
+fn text(result: &Value) -> &str {
+    result["content"][0]["text"].as_str().unwrap_or_default()
+}
+
+/// Came through MCP from the scripted client, as `principal`.
+fn assert_mcp(entry: &Value, principal: &str, outcome: &str, client: Option<&str>) {
+    assert_eq!(entry["request_kind"], "mcp", "{entry:#}");
+    assert_eq!(entry["principal"], principal, "{entry:#}");
+    assert_eq!(entry["outcome"], outcome, "{entry:#}");
+    let detail: Value = entry["detail"].as_str().map_or(Value::Null, |d| {
+        serde_json::from_str(d).expect("detail json")
+    });
+    match client {
+        Some(c) => assert_eq!(detail["client"], c, "{entry:#}"),
+        None => assert!(detail.get("client").is_none(), "{entry:#}"),
+    }
+}
+
+/// What both transports must show for the scripted session.
+fn check_session(out: &Value, audit: &[Value], client: Option<&str>) {
+    // Discovery: only alice's tools, in config order; schemas from WIT;
+    // annotations from the grants.
+    let tools = out["tools"].as_array().expect("tools listed");
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["greet", "tight", "pay", "counter"], "{out:#}");
+    let greet = &tools[0];
+    assert_eq!(greet["title"], "Greet");
+    assert_eq!(
+        greet["inputSchema"]["properties"]["message"]["type"],
+        "string"
+    );
+    assert_eq!(greet["inputSchema"]["required"], json!(["message"]));
+    assert_eq!(
+        greet["outputSchema"]["properties"]["output"]["type"],
+        "string"
+    );
+    assert_eq!(
+        greet["annotations"],
+        json!({"title": "Greet", "readOnlyHint": true, "openWorldHint": false, "idempotentHint": true})
+    );
+    let counter = &tools[3];
+    assert_eq!(counter["annotations"]["readOnlyHint"], false);
+    assert_eq!(counter["annotations"]["destructiveHint"], true);
+    assert!(counter["annotations"].get("idempotentHint").is_none());
+
+    // A good call: structured output plus text, one audit entry via mcp.
+    let good = &out["good"];
+    assert_eq!(good["isError"], false, "{good:#}");
+    assert_eq!(good["structuredContent"], json!({"output": "hi"}));
+    assert_eq!(text(good), "\"hi\"");
+    let e = entry_of(audit, answer(good));
+    assert_mcp(&e, "alice", "ok", client);
+    assert_eq!(e["capability"], "echo");
+    assert!(answer(good)["audit"]["seq"].as_u64().is_some(), "{good:#}");
+
+    // The idempotency key from `_meta` replays the recorded answer.
+    let (one, two) = (answer(&out["idem1"]), answer(&out["idem2"]));
+    assert_eq!(one["request_id"], two["request_id"], "{out:#}");
+    assert_eq!(
+        (one["replayed"].clone(), two["replayed"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(of(audit, one["request_id"].as_str().expect("id")).len(), 1);
+
+    // Bad input: a tool error naming the outcome, audited.
+    let bad = &out["bad"];
+    assert_eq!(bad["isError"], true, "{bad:#}");
+    assert!(text(bad).starts_with("invalid_input: "), "{bad:#}");
+    assert!(bad.get("structuredContent").is_none());
+    assert_mcp(
+        &entry_of(audit, answer(bad)),
+        "alice",
+        "invalid_input",
+        client,
+    );
+
+    // Budget exhaustion: a tool error, audited.
+    let budget = &out["budget"];
+    assert_eq!(budget["isError"], true, "{budget:#}");
+    assert!(
+        text(budget).starts_with("budget_exhausted:fuel: "),
+        "{budget:#}"
+    );
+    assert_mcp(
+        &entry_of(audit, answer(budget)),
+        "alice",
+        "budget_exhausted:fuel",
+        client,
+    );
+
+    // Unknown and hidden tools: the same protocol error; the audit tells them apart.
+    for (step, outcome) in [("unknown", "no_route"), ("hidden", "denied")] {
+        let err = &out[step]["mcp_error"];
+        assert_eq!(err["code"], -32602, "{step}: {out:#}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("unknown tool"),
+            "{err}"
+        );
+        assert_mcp(
+            &entry_of(audit, &err["data"]["dev.warden/answer"]),
+            "alice",
+            outcome,
+            client,
+        );
+    }
+
+    // A gated call is held; `warden approvals approve` runs it; the
+    // request's resource then has the output. Every step is audited, the
+    // run after the approval still as an MCP request of alice.
+    let held = &out["held"];
+    assert_eq!(held["isError"], true, "{held:#}");
+    let id = out["held_id"].as_str().expect("held request id");
+    assert!(text(held).starts_with("pending_approval: "), "{held:#}");
+    assert!(
+        text(held).contains(&format!("Approval id: {id}")),
+        "{held:#}"
+    );
+    assert!(
+        text(held).contains(&format!("warden://requests/{id}")),
+        "{held:#}"
+    );
+    assert_eq!(out["approve"]["rc"], 0, "{:#}", out["approve"]);
+    assert_eq!(out["after"]["status"], 200, "{:#}", out["after"]);
+    assert_eq!(out["after"]["response"]["outcome"], "ok");
+    assert_eq!(out["after"]["response"]["output"], "pay 100");
+    let steps: Vec<(String, String, String)> = of(audit, id)
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("event"), s("outcome"), s("request_kind"))
+        })
+        .collect();
+    let step = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        steps,
+        [
+            step("invocation", "pending_approval", "mcp"),
+            step("approval", "ok", "http"),
+            step("invocation", "ok", "mcp"),
+        ]
+    );
+    assert_mcp(&of(audit, id)[2], "alice", "ok", client);
+
+    // Resources: the inventory and the manifests of visible tools only.
+    let resources: Vec<&str> = out["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "warden://capabilities",
+            "warden://tools/greet/permissions",
+            "warden://tools/tight/permissions",
+            "warden://tools/pay/permissions",
+            "warden://tools/counter/permissions",
+        ]
+    );
+    assert_eq!(out["templates"], json!(["warden://requests/{request_id}"]));
+    let manifest = &out["manifest"];
+    assert_eq!(manifest["capability"], "counter", "{manifest:#}");
+    assert_eq!(manifest["function"], "put");
+    assert!(
+        manifest["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .any(|g| g["interface"] == "warden:host/kv"),
+        "{manifest:#}"
+    );
+    assert!(
+        manifest["wit_imports"]
+            .as_array()
+            .expect("imports")
+            .iter()
+            .any(|i| i["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("warden:host/kv")
+                && i["granted"] == true),
+        "{manifest:#}"
+    );
+    let caps: Vec<&str> = out["capabilities"]["capabilities"]
+        .as_array()
+        .expect("inventory")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(caps, ["counter", "echo", "gated", "tight"]);
+    // Resource not found: -32002 until 2025-11-25, -32602 from 2026-07-28 (SEP-2164).
+    let not_found = if out["protocol_version"] == "2026-07-28" {
+        -32602
+    } else {
+        -32002
+    };
+    assert_eq!(
+        out["hidden_manifest"]["mcp_error"]["code"], not_found,
+        "{out:#}"
+    );
+    assert!(
+        out["hidden_manifest"]["mcp_error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("no resource `warden://tools/secret/permissions`"),
+        "{out:#}"
+    );
+}
+
+#[test]
+fn a_python_sdk_client_over_streamable_http_lists_calls_and_waits_for_approval_and_every_call_is_audited()
+ {
+    let dir = mcp_deploy("http");
+    let d = Daemon::start(&dir);
+    let out = client(
+        "session",
+        &[
+            ("MCP_TRANSPORT", "http".into()),
+            ("MCP_MODE", "auto".into()),
+            ("MCP_URL", format!("{}/mcp", d.url())),
+            ("MCP_TOKEN", SUBMIT.into()),
+            ("MCP_ORIGIN", ORIGIN.into()),
+            ("WARDEN_URL", d.url()),
+        ],
+    );
+    assert_eq!(out["protocol_version"], "2026-07-28", "{out:#}");
+    assert_eq!(out["sdk_version"], "2.3.0");
+    let audit: Vec<Value> = d.audit().into_iter().map(|e| e["entry"].clone()).collect();
+    check_session(&out, &audit, Some(CLIENT));
+}
+
+#[test]
+fn a_2025_11_25_client_over_streamable_http_is_served_statelessly_with_the_same_results() {
+    let dir = mcp_deploy("http-legacy");
+    let d = Daemon::start(&dir);
+    let out = client(
+        "session",
+        &[
+            ("MCP_TRANSPORT", "http".into()),
+            ("MCP_MODE", "legacy".into()),
+            ("MCP_URL", format!("{}/mcp", d.url())),
+            ("MCP_TOKEN", SUBMIT.into()),
+            ("WARDEN_URL", d.url()),
+        ],
+    );
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
+    let audit: Vec<Value> = d.audit().into_iter().map(|e| e["entry"].clone()).collect();
+    // No session: the client's identity, sent only with `initialize`, is
+    // not known to its later requests (docs/mcp.md "Audit").
+    check_session(&out, &audit, None);
+}
+
+#[test]
+fn a_python_sdk_client_on_the_2025_11_25_handshake_drives_warden_mcp_over_stdio_as_the_configured_principal()
+ {
+    let dir = mcp_deploy("stdio");
+    let out = client(
+        "session",
+        &[
+            ("MCP_TRANSPORT", "stdio".into()),
+            ("MCP_MODE", "legacy".into()),
+            (
+                "WARDEN_CONFIG",
+                dir.join("warden.toml").display().to_string(),
+            ),
+            ("MCP_READY_FILE", dir.join("ready").display().to_string()),
+        ],
+    );
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
+    // The session ended: the daemon drained and closed its log.
+    let audit = audit_offline(&dir);
+    check_session(&out, &audit, Some(CLIENT));
+}
+
+#[test]
+fn a_wrong_origin_and_a_token_without_the_submit_role_are_refused_at_mcp_and_audited() {
+    let dir = mcp_deploy("door");
+    let d = Daemon::start(&dir);
+    let url = format!("{}/mcp", d.url());
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+
+    // The raw answers.
+    let evil = d
+        .client(SUBMIT)
+        .send(
+            "POST",
+            "/mcp",
+            Some(ping.to_string().as_bytes()),
+            &[("origin", "http://evil.example")],
+        )
+        .expect("post");
+    assert_eq!(evil.status, 403, "{}", evil.text());
+    assert_eq!(evil.json()["error"]["code"], "forbidden_origin");
+    let auditor = d
+        .client(AUDIT)
+        .send("POST", "/mcp", Some(ping.to_string().as_bytes()), &[])
+        .expect("post");
+    assert_eq!(auditor.status, 403, "{}", auditor.text());
+    assert_eq!(auditor.json()["error"]["code"], "forbidden");
+
+    // The real client cannot connect either way.
+    for (token, origin) in [(SUBMIT, "http://evil.example"), (AUDIT, ORIGIN)] {
+        let out = client(
+            "connect",
+            &[
+                ("MCP_TRANSPORT", "http".into()),
+                ("MCP_URL", url.clone()),
+                ("MCP_TOKEN", token.into()),
+                ("MCP_ORIGIN", origin.into()),
+            ],
+        );
+        assert_eq!(out["connected"], false, "{out:#}");
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Server returned an error response"),
+            "{out:#}"
+        );
+    }
+    // And the allowed origin with a submitter's token can.
+    let ok = client(
+        "connect",
+        &[
+            ("MCP_TRANSPORT", "http".into()),
+            ("MCP_URL", url.clone()),
+            ("MCP_TOKEN", BOSS.into()),
+            ("MCP_ORIGIN", ORIGIN.into()),
+        ],
+    );
+    assert_eq!(
+        ok["tools"],
+        json!(["greet", "tight", "pay", "counter", "secret"]),
+        "{ok:#}"
+    );
+
+    let audit: Vec<Value> = d.audit().into_iter().map(|e| e["entry"].clone()).collect();
+    let refusals: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["request_kind"] == "mcp" && e["outcome"] == "denied")
+        .filter_map(|e| e["principal"].as_str())
+        .collect();
+    let origin_refusals = refusals.iter().filter(|p| **p == "alice").count();
+    let role_refusals = refusals.iter().filter(|p| **p == "auditor").count();
+    assert!(
+        origin_refusals >= 2,
+        "raw + client origin refusals audited: {refusals:#?}"
+    );
+    assert!(
+        role_refusals >= 2,
+        "raw + client role refusals audited: {refusals:#?}"
+    );
+}
+
+#[test]
+fn an_mcp_tool_whose_kind_routes_nowhere_refuses_the_start_naming_the_tool() {
+    let dir = mcp_deploy("noroute");
+    let config = dir.join("warden.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("kind = \"count\"", "kind = \"counting\""),
+    )
+    .expect("write");
+    let (code, out, err) = warden(&[
+        "serve",
+        "--check",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("[[mcp.tool]] `counter` (kind `counting`): no route matches kind `counting`"),
+        "{err}"
+    );
+}
