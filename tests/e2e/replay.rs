@@ -438,6 +438,28 @@ async fn artifacts_are_stored_at_load_and_retrieved_verified_by_the_cli() {
 }
 
 #[tokio::test]
+async fn replay_by_request_id_replays_only_that_requests_entries_and_an_unknown_id_is_an_error() {
+    let dir = two_entries("replay-by-request").await;
+    let second = &entries(&dir)[1];
+    let d = dir.to_str().expect("utf-8");
+    let (code, out, err) = warden(&[
+        "audit",
+        "replay",
+        "--request",
+        &second.entry.request_id,
+        "--data-dir",
+        d,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with("#2 ") && out.contains(": matched"), "{out}");
+    assert!(!out.contains("#1 "), "only the named request: {out}");
+    assert!(out.contains("1 replayed, 1 matched"), "{out}");
+    let (code, _, err) = warden(&["audit", "replay", "--request", "r-nobody", "--data-dir", d]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no entries matched"), "{err}");
+}
+
+#[tokio::test]
 async fn pruning_payloads_never_deletes_an_artifact() {
     let dir = two_entries("replay-prune").await;
     let (code, _, err) = warden(&[
