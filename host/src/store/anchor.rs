@@ -62,6 +62,13 @@ pub(crate) fn read_anchor(path: &Path) -> Result<Option<Checkpoint>, StoreError>
 /// Replaces the anchor at `path` with `cp`: write `<path>.tmp`, fsync,
 /// rename over `path`, fsync the directory.
 pub(crate) fn write_anchor(path: &Path, cp: &Checkpoint) -> Result<(), StoreError> {
+    replace_durably(path, anchor_text(cp).as_bytes())
+}
+
+/// Replaces the file at `path` with `bytes` so that a crash leaves either
+/// the old file or the new one: write `<path>.tmp`, fsync, rename over
+/// `path`, fsync the directory. (The anchor and the witness state file.)
+pub(crate) fn replace_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let io = |p: &Path| {
         let p = p.to_owned();
         move |source| StoreError::Io { path: p, source }
@@ -70,7 +77,7 @@ pub(crate) fn write_anchor(path: &Path, cp: &Checkpoint) -> Result<(), StoreErro
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(anchor_text(cp).as_bytes()).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io(path))?;

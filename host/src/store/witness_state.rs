@@ -10,7 +10,6 @@
 use super::StoreError;
 use crate::audit::witness::WitnessedLog;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `format` of the state file.
@@ -116,24 +115,10 @@ pub fn read_state(path: &Path) -> Result<WitnessState, StoreError> {
 
 /// Replaces the state file whole.
 pub fn write_state(path: &Path, state: &WitnessState) -> Result<(), StoreError> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let text = serde_json::to_string_pretty(state).map_err(|e| StoreError::Corrupt {
+    let mut text = serde_json::to_string_pretty(state).map_err(|e| StoreError::Corrupt {
         path: path.to_owned(),
         detail: e.to_string(),
     })?;
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.write_all(b"\n").map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    text.push('\n');
+    super::anchor::replace_durably(path, text.as_bytes())
 }
