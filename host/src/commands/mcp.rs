@@ -34,15 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(refuse(&ServeError::Config(e))),
     };
-    let blocking = usize::try_from(config.limits.max_in_flight)
-        .unwrap_or(usize::MAX)
-        .saturating_add(64)
-        .max(512);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(blocking)
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::serve::runtime(&config)?;
     let options = ServeOptions {
         listen: args.listen,
         ready_file: args.ready_file,

@@ -38,19 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(refuse(&ServeError::Config(e))),
     };
-    // Invocations run as tasks on the workers (guests yield every epoch
-    // tick); their blocking work (filesystem calls, kv's SQLite) goes to
-    // the blocking pool, sized so that every admitted invocation can be in
-    // such a call at once without queueing unseen behind the others.
-    let blocking = usize::try_from(config.limits.max_in_flight)
-        .unwrap_or(usize::MAX)
-        .saturating_add(64)
-        .max(512);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(blocking)
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime(&config)?;
     if args.check {
         return runtime.block_on(async {
             match tokio::task::block_in_place(|| server::Daemon::check(&config)) {
@@ -70,6 +58,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Ok(refuse(&e)),
     }
+}
+
+/// The daemon's runtime. Invocations run as tasks on the workers (guests
+/// yield every epoch tick); their blocking work (filesystem calls, kv's
+/// SQLite) goes to the blocking pool, sized so that every admitted
+/// invocation can be in such a call at once without queueing unseen behind
+/// the others. (`warden serve` and `warden mcp`.)
+pub(super) fn runtime(config: &DaemonConfig) -> anyhow::Result<tokio::runtime::Runtime> {
+    let blocking = usize::try_from(config.limits.max_in_flight)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64)
+        .max(512);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(blocking)
+        .build()
+        .context("starting the async runtime")
 }
 
 fn refuse(e: &ServeError) -> ExitCode {
