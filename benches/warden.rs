@@ -31,6 +31,10 @@
 //!     (on vs off, interleaved), fx-rate's in-process latency with its
 //!     response recorded against the loopback double, and the rate of
 //!     `warden audit replay` over recorded echo entries.
+//! 11. MCP over stdio: `tools/call` of echo through a `warden mcp` child
+//!     process vs the in-process path it wraps (`Daemon::submit_via`,
+//!     durable) plus one JSON round trip through a pipe (the HTTP side of
+//!     section 11 is `benches/mcp.sh`).
 //!
 //! Timing lives here, never in the test suite. Smoke mode (no `--bench`
 //! argument, as under `cargo test`) only checks that every section runs.
@@ -990,6 +994,9 @@ fn main() {
     if enabled(10) {
         rt.block_on(evidence(&s));
     }
+    if enabled(11) {
+        rt.block_on(mcp_stdio(&s));
+    }
 }
 
 /// Section 9, the transparency log: the tree's cost on append, its
@@ -1091,6 +1098,216 @@ async fn transparency(s: &Sizes) {
         us(pct(&path_only, 0.99)),
         us(pct(&full, 0.5)),
         us(pct(&full, 0.99)),
+        load()
+    );
+}
+
+/// The `warden` binary of this build's profile (built on first use, as the
+/// end-to-end tests do): `warden mcp` runs as a child process in section 11.
+fn warden_bin() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "-q", "-p", "warden-host", "--bin", "warden"];
+    if !cfg!(debug_assertions) {
+        args.push("--release");
+    }
+    let status = std::process::Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(&args)
+        .status()
+        .expect("running cargo build for the warden binary");
+    assert!(status.success(), "building the warden binary failed");
+    // The bench runs from target/<profile>/deps; the binary is in target/<profile>.
+    let exe = std::env::current_exe().expect("bench binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("warden")
+}
+
+/// One deployment for section 11: signed echo routed as `greet`, exposed
+/// as the MCP tool `greet`, the principal `agent` acting over stdio. Two
+/// config files share it, each with its own data directory.
+fn mcp_deployment(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = keys::generate();
+    for sub in ["components", "policies"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("deployment dir");
+    }
+    let bytes = std::fs::read(guests().join("echo.wasm")).expect("echo.wasm");
+    std::fs::write(
+        dir.join("components/echo.wasm"),
+        signing::sign(&bytes, &key).expect("sign"),
+    )
+    .expect("component");
+    std::fs::write(
+        dir.join("trust.toml"),
+        format!(
+            "[[key]]\nname = \"bench\"\npublic_key = \"{}\"\ncapabilities = [\"echo\"]\n",
+            keys::public_key_text(&key.verifying_key())
+        ),
+    )
+    .expect("trust");
+    std::fs::write(dir.join("policies/echo.toml"), ECHO_POLICY).expect("policy");
+    std::fs::write(
+        dir.join("routes.toml"),
+        "[[route]]\nid = \"greet\"\nmatch = { kind = \"greet\" }\ncapability = \"echo\"\nfunction = \"echo\"\n",
+    )
+    .expect("routes");
+    let config = |data: &str| {
+        let path = dir.join(format!("{data}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ntrust = \"trust.toml\"\ndata_dir = \"{data}\"\n\n\
+                 [[principal]]\nname = \"agent\"\ntoken_sha256 = \"{}\"\nroles = [\"submit\"]\n\n\
+                 [mcp]\nstdio_principal = \"agent\"\n\n\
+                 [[mcp.tool]]\nname = \"greet\"\nkind = \"greet\"\ndescription = \"Echo a message back.\"\n",
+                warden_host::server::auth::token_hash("bench-token")
+            ),
+        )
+        .expect("warden.toml");
+        path
+    };
+    (config("in-process"), config("stdio"))
+}
+
+/// The request line of one `tools/call` of `greet`.
+fn tools_call_line(id: usize) -> String {
+    let mut line = json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "greet", "arguments": {"message": "hi"}},
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
+/// Section 11, MCP over stdio: `tools/call` of echo through a `warden mcp` child
+/// process, against what it wraps — the in-process path
+/// (`Daemon::submit_via`, durable, as the stdio handler calls it) plus one
+/// JSON round trip of the request line through a pipe (`cat`). Latency
+/// p50/p99 at c=1, the three measured in turn, `rounds` times; medians.
+async fn mcp_stdio(s: &Sizes) {
+    use std::io::{BufRead, BufReader, Write};
+    use warden_host::server::{Daemon, DaemonConfig, SubmitBody, Transport};
+    println!("11. MCP over stdio: tools/call of echo vs the in-process path + one JSON round trip");
+    let dir = scratch("mcp-stdio");
+    let (in_process, stdio) = mcp_deployment(&dir);
+    let n = (s.latency_iters / 4).max(20);
+    let rounds = 3;
+    let warden = warden_bin();
+
+    let config = DaemonConfig::load(&in_process).expect("in-process config");
+    let principal =
+        warden_host::server::mcp::stdio::stdio_principal(&config).expect("stdio principal");
+    let daemon = Daemon::start(config).expect("in-process daemon");
+    let stderr = std::fs::File::create(dir.join("mcp.log")).expect("log file");
+    let mut child = std::process::Command::new(&warden)
+        .args(["mcp", "--config"])
+        .arg(&stdio)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("warden mcp");
+    let mut to_mcp = child.stdin.take().expect("stdin");
+    let mut from_mcp = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut exchange = |to: &mut dyn Write, from: &mut dyn BufRead, request: &str| {
+        to.write_all(request.as_bytes()).expect("write");
+        to.flush().expect("flush");
+        line.clear();
+        from.read_line(&mut line).expect("read");
+        line.clone()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "1"}}});
+    let answer = exchange(&mut to_mcp, &mut from_mcp, &format!("{init}\n"));
+    assert!(answer.contains("serverInfo"), "initialize: {answer}");
+    to_mcp
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .expect("initialized");
+    let mut cat = std::process::Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cat");
+    let mut to_cat = cat.stdin.take().expect("stdin");
+    let mut from_cat = BufReader::new(cat.stdout.take().expect("stdout"));
+
+    let (mut inproc, mut pipe, mut mcp) = (Vec::new(), Vec::new(), Vec::new());
+    let mut id = 0usize;
+    for _ in 0..rounds {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let body: SubmitBody =
+                serde_json::from_value(json!({"kind": "greet", "input": {"message": "hi"}}))
+                    .expect("body");
+            let transport = Transport {
+                via: "mcp",
+                client: Some("bench/1".into()),
+            };
+            let t = Instant::now();
+            let answer = daemon
+                .clone()
+                .submit_via(principal.clone(), body, transport)
+                .await
+                .expect("submit");
+            v.push(t.elapsed());
+            assert_eq!(answer.outcome, Outcome::Ok, "in-process answer");
+        }
+        v.sort();
+        inproc.push(v);
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            id += 1;
+            let request = tools_call_line(id);
+            let t = Instant::now();
+            let echoed = exchange(&mut to_cat, &mut from_cat, &request);
+            v.push(t.elapsed());
+            assert_eq!(echoed, request);
+        }
+        v.sort();
+        pipe.push(v);
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            id += 1;
+            let request = tools_call_line(id);
+            let t = Instant::now();
+            let answer = exchange(&mut to_mcp, &mut from_mcp, &request);
+            v.push(t.elapsed());
+            assert!(
+                answer.contains("structuredContent") && !answer.contains("\"isError\":true"),
+                "tools/call: {answer}"
+            );
+        }
+        v.sort();
+        mcp.push(v);
+    }
+    drop(to_mcp);
+    drop(to_cat);
+    let _ = cat.wait();
+    let status = child.wait().expect("warden mcp exit");
+    assert!(status.success(), "warden mcp exited with {status}");
+    daemon.drain_and_close(Duration::from_secs(10)).await;
+    let median = |runs: &[Vec<Duration>], p: f64| {
+        let mut v: Vec<Duration> = runs.iter().map(|r| pct(r, p)).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (a, b, c) = (median(&inproc, 0.5), median(&pipe, 0.5), median(&mcp, 0.5));
+    println!(
+        "   c=1 p50: in-process {} + JSON round trip {} = {}; warden mcp tools/call {} (x{:.2}); \
+         p99 {} / {} / {}   ({n} calls x {rounds} rounds; {})",
+        us(a),
+        us(b),
+        us(a + b),
+        us(c),
+        c.as_secs_f64() / (a + b).as_secs_f64(),
+        us(median(&inproc, 0.99)),
+        us(median(&pipe, 0.99)),
+        us(median(&mcp, 0.99)),
         load()
     );
 }

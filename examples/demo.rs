@@ -5,7 +5,10 @@
 //! audit chain the requests left behind. Then it runs the daemon in-process
 //! with the `refund` capability behind human approval gates (single and
 //! dual approval, a denial) over its real HTTP API, and verifies the
-//! daemon's chain too.
+//! daemon's chain too. Last, an agent's scripted MCP session calls the same
+//! `refund` as a tool over the daemon's `/mcp` endpoint: it lists the tools,
+//! gets a small refund done, has a large one held for a human, and reads
+//! the result once an approver has decided.
 //!
 //! Everything it writes goes to `target/demo/` (recreated on every run).
 //!
@@ -182,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
 const SHOP: &str = "demo-shop-token";
 const ANA: &str = "demo-ana-token";
 const BEN: &str = "demo-ben-token";
+const AGENT: &str = "demo-agent-token";
 
 /// The daemon in-process, `refund` behind approval gates, driven over HTTP.
 async fn approvals(
@@ -217,12 +221,15 @@ async fn approvals(
     std::fs::write(
         dir.join("warden.toml"),
         format!(
-            "components_dir = \"{}\"\ntrust = \"{}\"\n\n{}{}{}",
+            "components_dir = \"{}\"\ntrust = \"{}\"\n\n{}{}{}{}{}",
             signed.display(),
             trust.display(),
             principal("shop", SHOP, "[\"submit\"]", "[]"),
             principal("ana", ANA, "[\"approve\", \"audit\"]", "[\"finance\"]"),
             principal("ben", BEN, "[\"approve\"]", "[\"finance\"]"),
+            principal("agent", AGENT, "[\"submit\"]", "[]"),
+            "[mcp]\n[[mcp.tool]]\nname = \"refund\"\nkind = \"refund\"\ntitle = \"Refund an order\"\n\
+             description = \"Refund an order; large refunds wait for a human.\"\n",
         ),
     )?;
     let config = DaemonConfig::load(&dir.join("warden.toml"))?;
@@ -248,7 +255,9 @@ async fn approvals(
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    tokio::task::spawn_blocking(move || refunds(&url)).await??;
+    let at = url.clone();
+    tokio::task::spawn_blocking(move || refunds(&at)).await??;
+    tokio::task::spawn_blocking(move || agent_session(&url)).await??;
     let _ = stop.send(());
     daemon.await??;
 
@@ -366,6 +375,120 @@ fn refunds(url: &str) -> anyhow::Result<()> {
                 entry["event"].as_str().unwrap_or("?"),
                 entry["outcome"].as_str().unwrap_or("?"),
                 entry["principal"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An agent's MCP session over streamable HTTP (`/mcp`, protocol
+/// 2026-07-28, stateless: every message carries its `_meta`), as the
+/// principal `agent`: the tools it may call, a refund that runs, one that
+/// is held for a human, and its result once `ana` approved it.
+fn agent_session(url: &str) -> anyhow::Result<()> {
+    use warden_host::server::client::Client;
+    println!("\n== an agent calls `refund` as an MCP tool (POST /mcp, protocol 2026-07-28) ==");
+    let agent = Client::new(url, Some(AGENT.to_string()))?;
+    let mut id = 0;
+    let mut rpc = |method: &str, name: &str, params: Value| -> anyhow::Result<Value> {
+        id += 1;
+        let mut params = params;
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "demo-agent", "version": "1.0"},
+        });
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let r = agent.send(
+            "POST",
+            "/mcp",
+            Some(body.to_string().as_bytes()),
+            &[
+                ("Accept", "application/json, text/event-stream"),
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", method),
+                ("Mcp-Name", name),
+            ],
+        )?;
+        let answer = r.json();
+        match answer.get("result") {
+            Some(result) if r.status == 200 => Ok(result.clone()),
+            _ => anyhow::bail!("{method}: {} {}", r.status, r.text()),
+        }
+    };
+    let tools = rpc("tools/list", "", json!({}))?;
+    for tool in tools["tools"].as_array().into_iter().flatten() {
+        println!(
+            "  tools/list: {} ({}), annotations {}",
+            tool["name"].as_str().unwrap_or("?"),
+            tool["description"].as_str().unwrap_or(""),
+            tool["annotations"]
+        );
+    }
+    let call = |rpc: &mut dyn FnMut(&str, &str, Value) -> anyhow::Result<Value>,
+                order: &str,
+                amount: u64|
+     -> anyhow::Result<Value> {
+        let result = rpc(
+            "tools/call",
+            "refund",
+            json!({"name": "refund", "arguments": {"order": order, "amount": amount, "currency": "EUR"}}),
+        )?;
+        let text = result["content"][0]["text"].as_str().unwrap_or("");
+        println!(
+            "\n  agent: tools/call refund {order} {}.{:02} EUR -> {}{}",
+            amount / 100,
+            amount % 100,
+            if result["isError"] == true {
+                "tool error: "
+            } else {
+                ""
+            },
+            text.lines().next().unwrap_or("")
+        );
+        Ok(result)
+    };
+    call(&mut rpc, "D-4", 1_900)?;
+    let held = call(&mut rpc, "D-5", 14_000)?;
+    let request = held["_meta"]["dev.warden/answer"]["request_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let r = Client::new(url, Some(ANA.to_string()))?.post_json(
+        &format!("/v1/approvals/{request}/approve"),
+        &json!({"reason": "agent's refund checked against the return"}),
+    )?;
+    println!(
+        "  ana: approve {request} -> {}",
+        r.json()["state"].as_str().unwrap_or("?")
+    );
+    let uri = format!("warden://requests/{request}?wait=5s");
+    let read = rpc("resources/read", &uri, json!({"uri": uri}))?;
+    let stored: Value = serde_json::from_str(read["contents"][0]["text"].as_str().unwrap_or("{}"))?;
+    println!(
+        "  agent: resources/read {uri} -> {} {}",
+        stored["status"], stored["response"]["output"]
+    );
+
+    let audit = Client::new(url, Some(ANA.to_string()))?
+        .get("/v1/audit?after=0&limit=1000")?
+        .json();
+    println!("\n  audit entries the agent's calls left (request_kind mcp):");
+    for e in audit["entries"].as_array().into_iter().flatten() {
+        let entry = &e["entry"];
+        if entry["request_kind"] == "mcp" {
+            // `detail` is canonical JSON text: {"client": "<name>/<version>"}.
+            let detail: Value = entry["detail"]
+                .as_str()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default();
+            println!(
+                "    #{} {:<10} {:<16} by {} via {}",
+                e["seq"],
+                entry["event"].as_str().unwrap_or("?"),
+                entry["outcome"].as_str().unwrap_or("?"),
+                entry["principal"].as_str().unwrap_or("?"),
+                detail["client"].as_str().unwrap_or("?")
             );
         }
     }

@@ -415,7 +415,8 @@ fn a_python_sdk_client_over_streamable_http_lists_calls_and_waits_for_approval_a
 }
 
 #[test]
-fn a_2025_11_25_client_over_streamable_http_is_served_statelessly_with_the_same_results() {
+fn a_2025_11_25_client_over_streamable_http_is_served_statelessly_with_the_same_results_and_its_identity()
+ {
     let dir = mcp_deploy("http-legacy");
     let d = Daemon::start(&dir);
     let out = client(
@@ -430,9 +431,9 @@ fn a_2025_11_25_client_over_streamable_http_is_served_statelessly_with_the_same_
     );
     assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
     let audit: Vec<Value> = d.audit().into_iter().map(|e| e["entry"].clone()).collect();
-    // No session: the client's identity, sent only with `initialize`, is
-    // not known to its later requests (docs/mcp.md "Audit").
-    check_session(&out, &audit, None);
+    // The client's identity, sent only with `initialize`, comes back in
+    // the session id that answered it (docs/mcp.md "Audit"): no state.
+    check_session(&out, &audit, Some(CLIENT));
 }
 
 #[test]

@@ -31,6 +31,7 @@ pub mod witness_push;
 
 pub use config::{DaemonConfig, Role};
 pub use deployment::Deployment;
+pub use submit::{SubmitBody, Transport};
 
 use crate::audit::EventKind;
 use crate::sandbox::SandboxConfig;

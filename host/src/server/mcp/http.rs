@@ -9,9 +9,12 @@
 //! role (`401` as the rest of the API; a principal without the role is
 //! `403 forbidden`, audited); the body fits `[limits] max_body` and
 //! arrives within `[http] body_read_timeout`, counted against `[http]
-//! max_open_requests`. It must never interpret the JSON-RPC itself.
+//! max_open_requests`. It must never interpret the JSON-RPC itself, with
+//! one exception: an `initialize` from a 2025-11-25 client is answered
+//! with an `Mcp-Session-Id` carrying the client's label, which comes back
+//! on its later requests ([`client_id`]: no state is kept).
 
-use super::{Caller, McpServer};
+use super::{Caller, McpServer, SessionClient, client_id};
 use crate::pipeline::Refusal;
 use crate::server::Daemon;
 use crate::server::errors::ApiError;
@@ -88,10 +91,18 @@ async fn door(d: &Arc<Daemon>, mut service: Mcp, req: Request) -> Result<Respons
             return Err(e);
         }
     };
+    // The SDK keeps no sessions: the id is warden's own, taken off here.
+    if let Some(id) = parts.headers.remove(SESSION_ID)
+        && let Some(label) = id.to_str().ok().and_then(client_id::from_session_id)
+    {
+        parts.extensions.insert(SessionClient(label));
+    }
+    let mut session = None;
     let body = if parts.method == Method::POST {
         let open = crate::server::api::admit_body(d)?;
         let bytes = crate::server::api::read_body(d, body).await?;
         parts.extensions.insert(open_permit(open));
+        session = client_id::session_for_initialize(&bytes);
         Body::from(bytes)
     } else {
         body
@@ -99,8 +110,17 @@ async fn door(d: &Arc<Daemon>, mut service: Mcp, req: Request) -> Result<Respons
     parts.extensions.insert(Caller(principal));
     let req = Request::from_parts(parts, body);
     let Ok(resp) = service.call(req).await;
-    Ok(resp.map(Body::new))
+    let mut resp = resp.map(Body::new);
+    if let Some(id) = session.filter(|_| resp.status() == StatusCode::OK)
+        && let Ok(value) = axum::http::HeaderValue::from_str(&id)
+    {
+        resp.headers_mut().insert(SESSION_ID, value);
+    }
+    Ok(resp)
 }
+
+/// The streamable HTTP session header (2025-11-25).
+const SESSION_ID: &str = "mcp-session-id";
 
 /// The permit of `[http] max_open_requests`, held while the request runs.
 #[derive(Clone)]

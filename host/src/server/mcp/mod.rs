@@ -15,6 +15,7 @@
 //! chooses only which exposed tool to call with which input.
 
 mod call;
+pub mod client_id;
 pub mod http;
 mod resources;
 pub mod stdio;
@@ -46,6 +47,11 @@ pub const META_ANSWER: &str = "dev.warden/answer";
 /// request's extensions by [`http`] before `rmcp` sees it.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
+
+/// The client label an HTTP request's `Mcp-Session-Id` carried
+/// ([`client_id`]), put into the request's extensions by [`http`].
+#[derive(Debug, Clone)]
+pub struct SessionClient(pub String);
 
 /// One MCP server handler over the daemon. For stdio the principal is
 /// fixed by config; over HTTP it is each request's bearer token's.
@@ -84,17 +90,25 @@ impl McpServer {
             .ok_or_else(|| McpError::internal_error("the request carries no principal", None))
     }
 
-    /// The client program, `name/version`, from the request's `_meta`
-    /// (2026-07-28) or, on stdio, the session's `initialize` (2025-11-25).
-    /// Over HTTP there is no session: the SDK's stand-in peer info for a
-    /// stateless request names the SDK, not the client, so it is not used.
+    /// The client program's label ([`client_id::label`]), from the
+    /// request's `_meta` (2026-07-28) or, on stdio, the session's
+    /// `initialize`; over HTTP a 2025-11-25 client's comes back in the
+    /// session id its `initialize` was answered with. (The SDK's stand-in
+    /// peer info for a stateless HTTP request names the SDK, not the
+    /// client, so it is not used.)
     fn client(&self, ctx: &RequestContext<RoleServer>) -> Option<String> {
-        let info = if self.stdio.is_some() {
-            ctx.client_info()
-        } else {
-            ctx.meta.client_info()
-        };
-        info.map(|i| format!("{}/{}", i.name, i.version))
+        if self.stdio.is_some() {
+            return ctx
+                .client_info()
+                .map(|i| client_id::label(&i.name, &i.version));
+        }
+        if let Some(i) = ctx.meta.client_info() {
+            return Some(client_id::label(&i.name, &i.version));
+        }
+        ctx.extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<SessionClient>())
+            .map(|c| c.0.clone())
     }
 }
 
