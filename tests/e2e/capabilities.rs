@@ -187,6 +187,7 @@ async fn ticket_triage_falls_back_to_other_when_the_model_is_unavailable() {
 #[tokio::test]
 async fn fx_rate_fetches_a_quote_from_the_one_allowed_service() {
     // The policy names 127.0.0.1:18080 (the demo's stand-in service).
+    let _port = crate::support::FX_PORT.lock().await;
     let server = match crate::doubles::fx_rates(18080).await {
         Ok(s) => s,
         Err(e) => {

@@ -7,6 +7,7 @@ mod bounds;
 mod capabilities;
 mod cli;
 mod daemon;
+mod demo;
 mod determinism;
 mod doubles;
 mod first_hour;

@@ -168,6 +168,7 @@ async fn the_same_replay_twice_gives_the_same_fuel_and_a_changed_fuel_is_a_misma
 
 #[tokio::test]
 async fn fx_rate_replays_without_its_http_double_running() {
+    let _port = crate::support::FX_PORT.lock().await;
     let server = match crate::doubles::fx_rates(18080).await {
         Ok(s) => s,
         Err(e) => {

@@ -181,3 +181,8 @@ pub fn err_text(r: &InvocationRecord) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// Held by every test that binds the fixed loopback port of the example
+/// fx-rate policy (127.0.0.1:18080), and by the quickstart demo's test
+/// (which binds it in its own process), so none of them finds it busy.
+pub static FX_PORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1,0 +1,42 @@
+//! The README's first quickstart command, `cargo run --example demo`, runs
+//! to the end: every part it prints is checked here, from the signed
+//! example capabilities to the agent's MCP session, and both audit chains
+//! it leaves verify.
+
+use crate::support::{FX_PORT, repo};
+
+#[test]
+fn the_quickstart_demo_runs_every_part_and_both_of_its_chains_verify() {
+    // The demo binds the example policies' fixed loopback ports itself.
+    let _port = FX_PORT.blocking_lock();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(repo())
+        .args(["run", "-q", "--example", "demo"])
+        .output()
+        .expect("running cargo run --example demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
+    for part in [
+        "== signing the example capabilities with a development key ==",
+        "== approvals: `refund` behind the daemon (policies/refund.toml) ==",
+        "ben: approve -> executed (2/2 approvals)",
+        "ben: deny -> denied (0/1 approvals)",
+        "== an agent calls `refund` as an MCP tool (POST /mcp, protocol 2026-07-28) ==",
+        "tools/list: refund (Refund an order; large refunds wait for a human.)",
+        "agent: tools/call refund D-4 19.00 EUR -> {\"ok\":{\"refund-id\":\"rf-D-4-1900\"",
+        "agent: tools/call refund D-5 140.00 EUR -> tool error: pending_approval:",
+        "-> 200 {\"ok\":{\"refund-id\":\"rf-D-5-14000\"",
+        "invocation pending_approval by agent via demo-agent/1.0",
+        "daemon chain: ",
+    ] {
+        assert!(stdout.contains(part), "missing `{part}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("CHAIN BROKEN"), "{stdout}");
+    assert_eq!(
+        stdout.matches("chain verifies").count(),
+        2,
+        "both chains verify:\n{stdout}"
+    );
+}
