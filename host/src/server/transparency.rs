@@ -1,5 +1,6 @@
 //! The transparency-log endpoints (docs/api.md "Transparency log"):
-//! `GET /v1/audit/checkpoint` (the newest signed C2SP checkpoint note),
+//! `GET /v1/audit/checkpoint` (the newest signed C2SP checkpoint note, with
+//! the witness cosignatures the daemon has collected for it appended),
 //! `GET /v1/audit/proof/inclusion?index=&size=` (a C2SP tlog-proof) and
 //! `GET /v1/audit/proof/consistency?old=&new=`, all `text/plain`.
 //!
@@ -10,6 +11,7 @@
 use super::Daemon;
 use super::config::Role;
 use super::errors::ApiError;
+use crate::store::cosigned::with_cosignatures;
 use crate::store::{AuditLog, StoreError};
 use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -57,8 +59,13 @@ fn text(body: String) -> Response {
 /// `GET /v1/audit/checkpoint`.
 pub(super) async fn checkpoint(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
     d.auth(&headers, AUDIT)?;
-    match read(&d, |log| log.latest_note()).await? {
-        Some((_, _, note)) => Ok(text(note)),
+    let newest = read(&d, |log| {
+        log.latest_note()?
+            .map(|(_, _, note)| with_cosignatures(log.path(), &log.public_key(), &note))
+            .transpose()
+    });
+    match newest.await? {
+        Some(note) => Ok(text(note)),
         None => Err(ApiError::not_found(
             "no checkpoint has been signed yet (one is signed every `[checkpoints]` interval)",
         )),
