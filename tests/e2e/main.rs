@@ -26,4 +26,5 @@ mod signing;
 mod support;
 mod tenants;
 mod transparency;
+mod transparency_witness;
 mod types;
