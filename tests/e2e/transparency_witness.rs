@@ -123,6 +123,36 @@ fn a_restarted_daemon_pushes_from_the_size_its_witness_holds_and_serves_the_cosi
     verify_cosignature(&note, "witness.test/w1", &witness_key).expect("the witness's");
     assert_eq!(Some(head.size), entry["size"].as_u64());
     assert_eq!(monitor.get("/logs/00/checkpoint").expect("GET").status, 404);
+    // The read-only C2SP tlog-tiles layout: the checkpoint and a partial
+    // level-0 tile that rebuilds its root.
+    let tiles = |p: &str| {
+        daemon
+            .client(AUDIT)
+            .get(&format!("/v1/audit/tlog/{p}"))
+            .expect("GET")
+    };
+    let note = tiles("checkpoint").text();
+    let (_, head) = warden_host::audit::note::verify_checkpoint(note.as_bytes(), &log_key, None)
+        .expect("the tiles checkpoint verifies");
+    assert!(head.size > 0 && head.size < 256, "{}", head.size);
+    let t = tiles(&format!("tile/0/000.p/{}", head.size));
+    assert_eq!(t.status, 200, "{}", t.text());
+    assert_eq!(t.body.len() as u64, 32 * head.size);
+    let mut f = warden_host::audit::merkle::Frontier::new();
+    for h in t.body.chunks(32) {
+        f.append(
+            warden_host::digest::Hash256(h.try_into().expect("32")),
+            |_| {},
+        );
+    }
+    assert_eq!(
+        f.root(),
+        head.root,
+        "the tile rebuilds the checkpoint's root"
+    );
+    let beyond = tiles(&format!("tile/0/000.p/{}", head.size + 1));
+    assert_eq!(beyond.status, 404, "{}", beyond.text());
+    assert_eq!(tiles("tile/0/0001").status, 400);
     // Restart: the pusher starts from what the witness holds.
     let before = held();
     let (code, err) = daemon.terminate();

@@ -22,6 +22,7 @@ pub mod note;
 pub mod proof_file;
 #[cfg(test)]
 mod test_vectors;
+pub mod tiles;
 pub mod verify;
 pub mod witness;
 

@@ -190,8 +190,14 @@ fn push_round(
     let mut changed = false;
     let held_before: Vec<u64> = targets.iter().map(|t| t.held).collect();
     for t in &mut targets {
-        if t.held >= head.size && t.held != 0 {
+        if t.held == head.size && t.held != 0 {
             continue;
+        }
+        if t.held > head.size {
+            // Recorded above the log's newest checkpoint (a restored
+            // database?): ask again from 0; the witness's 409 says what it
+            // holds, and a size above ours is logged as an error below.
+            t.held = 0;
         }
         if cosigned
             .as_ref()

@@ -653,6 +653,15 @@ impl AuditLog {
         self.with_reader(AuditReader::latest_note)
     }
 
+    /// A C2SP tlog-tiles tile or entry bundle, if the newest checkpoint
+    /// covers it ([`AuditReader::tile`]).
+    pub fn tile(
+        &self,
+        tile: &crate::audit::tiles::TilePath,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_reader(|r| r.tile(tile))
+    }
+
     /// Inclusion proof of leaf `index` against the checkpoint of `size`
     /// (default: the newest).
     pub fn inclusion_proof(

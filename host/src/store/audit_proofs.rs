@@ -119,7 +119,7 @@ fn no_tree(path: &std::path::Path) -> StoreError {
     }
 }
 
-fn latest(
+pub(super) fn latest(
     conn: &rusqlite::Connection,
     path: &std::path::Path,
 ) -> Result<Option<StoredNote>, StoreError> {

@@ -32,6 +32,7 @@ mod audit_log;
 mod audit_proofs;
 mod audit_read;
 mod audit_schema;
+mod audit_tiles;
 mod audit_tree;
 #[cfg(test)]
 mod audit_tree_tests;
