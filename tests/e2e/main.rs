@@ -27,4 +27,5 @@ mod signing;
 mod support;
 mod tenants;
 mod transparency;
+mod transparency_witness;
 mod types;

@@ -20,6 +20,9 @@ pub mod export;
 pub mod merkle;
 pub mod note;
 pub mod proof_file;
+#[cfg(test)]
+mod test_vectors;
+pub mod tiles;
 pub mod verify;
 pub mod witness;
 

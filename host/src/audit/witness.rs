@@ -27,6 +27,23 @@ pub struct WitnessedLog {
     pub root: Hash256,
     /// The checkpoint note as accepted (log signature only).
     pub checkpoint: String,
+    /// This witness's cosignature line on it (`— <name> <base64>\n`),
+    /// served to monitors with the note. Absent in state files written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosignature: Option<String>,
+}
+
+impl WitnessedLog {
+    /// The checkpoint with this witness's cosignature appended: what it
+    /// serves to monitors (`GET /logs/<id>/checkpoint`).
+    pub fn cosigned(&self) -> String {
+        format!(
+            "{}{}",
+            self.checkpoint,
+            self.cosignature.as_deref().unwrap_or_default()
+        )
+    }
 }
 
 /// Why a witness refuses, with the C2SP tlog-witness status for each.
@@ -213,6 +230,7 @@ pub fn add_checkpoint(
             size: head.size,
             root: head.root,
             checkpoint: parsed.to_text(),
+            cosignature: Some(line.line()),
         },
         line,
     ))

@@ -13,8 +13,7 @@ use warden_host::audit::ExpectedCheckpoint;
 use warden_host::digest::Hash256;
 use warden_host::store::hostkey;
 use warden_host::store::{
-    AuditReader, DB_FILE, EntryFilter, checkpoints_in_file, verify_db_expecting,
-    verify_export_expecting,
+    AuditReader, DB_FILE, EntryFilter, checkpoints_in_file, verify_export_expecting,
 };
 
 /// Exit code when the chain does not verify.
@@ -325,17 +324,24 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let key = public_key(&a)?;
     let expected = expected_checkpoint(&a, key.as_ref())?;
-    let (what, report) = match &a.export {
+    let witnesses = super::audit_prove::WitnessRequirement {
+        count: a.witnesses,
+        keys: &a.witness_key,
+        cosigned: a.cosigned.as_deref(),
+    };
+    // A database is verified in one pass: chain and tree together.
+    let (what, report, tree) = match &a.export {
         Some(file) => (
             file.clone(),
             verify_export_expecting(file, key.as_ref(), expected.as_ref())?,
+            None,
         ),
         None => {
             let db = a.db.db_path();
-            (
-                db.clone(),
-                verify_db_expecting(&db, key.as_ref(), expected.as_ref())?,
-            )
+            let witnessed = super::audit_prove::witnessed_notes(&db, key.as_ref(), &witnesses)?;
+            let extra = witnessed.as_deref().unwrap_or(&[]);
+            let full = open(&db)?.verify_all(key.as_ref(), expected.as_ref(), extra)?;
+            (db, full.chain, Some((full.tree, witnessed)))
         }
     };
     let passed = report.passed(a.allow_uncovered_tail);
@@ -365,18 +371,9 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             Some(p) => println!("FAILED at {p}"),
         }
     }
-    let tree_passed = match &a.export {
-        Some(_) => true,
-        None => super::audit_prove::tree_check(
-            &a.db.db_path(),
-            key.as_ref(),
-            a.json,
-            super::audit_prove::WitnessRequirement {
-                count: a.witnesses,
-                keys: &a.witness_key,
-                cosigned: a.cosigned.as_deref(),
-            },
-        )?,
+    let tree_passed = match &tree {
+        None => true,
+        Some((tree, witnessed)) => super::audit_prove::print_tree(tree.as_ref(), witnessed, a.json),
     };
     let passed = passed && tree_passed;
     Ok(if passed {

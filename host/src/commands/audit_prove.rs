@@ -16,7 +16,7 @@ use warden_host::audit::proof_file::{
     CONSISTENCY_HEADER, ConsistencyProof, INCLUSION_HEADER, InclusionProof,
 };
 use warden_host::digest::Hash256;
-use warden_host::store::{AuditReader, hostkey};
+use warden_host::store::{AuditReader, StoredNote, TreeReport, hostkey};
 
 use super::audit::DbArgs;
 
@@ -103,13 +103,20 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `warden audit checkpoint`: prints the newest signed checkpoint note.
+/// `warden audit checkpoint`: prints the newest signed checkpoint note,
+/// with the witness cosignatures collected for it.
 pub fn checkpoint(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
     let db = a.db.db_path();
     let reader = AuditReader::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let (_, _, note) = reader
         .latest_note()?
         .context("no checkpoint note has been signed yet")?;
+    // With the host key beside the database, the witnesses' cosignatures
+    // kept for this note are appended (docs/audit.md "Witnesses").
+    let note = match hostkey::read_public_key(&a.db.data_dir().join(hostkey::PUBLIC_FILE)) {
+        Ok(key) => warden_host::store::cosigned::with_cosignatures(&db, &key, &note)?,
+        Err(_) => note,
+    };
     print!("{note}");
     Ok(ExitCode::SUCCESS)
 }
@@ -212,7 +219,7 @@ fn witnessed_note(
     db: &std::path::Path,
     key: Option<&ed25519_dalek::VerifyingKey>,
     req: &WitnessRequirement<'_>,
-) -> anyhow::Result<Result<(u64, Hash256, String), String>> {
+) -> anyhow::Result<Result<StoredNote, String>> {
     let Some(count) = req.count else {
         return Ok(Err(String::new()));
     };
@@ -259,30 +266,40 @@ fn witnessed_note(
     )))
 }
 
-/// The Merkle-tree half of `warden audit verify` on a database: recomputes
-/// the tree and checks every checkpoint note (and, with `--witnesses`, the
-/// witnessed note). Prints one line (or, with `json`, one JSON object) and
-/// returns whether it passed. A database from before the tree (schema < 3)
-/// has nothing to check and passes, unless witnesses are required.
-pub fn tree_check(
+/// The notes `audit verify --witnesses` adds to the tree check: none when
+/// no witnesses are required, the witnessed note when it carries enough
+/// valid cosignatures, or why not (printed as `FAILED (witnesses)`).
+pub fn witnessed_notes(
     db: &std::path::Path,
     key: Option<&ed25519_dalek::VerifyingKey>,
+    witnesses: &WitnessRequirement<'_>,
+) -> anyhow::Result<Result<Vec<StoredNote>, String>> {
+    Ok(match witnessed_note(db, key, witnesses)? {
+        Ok(n) => Ok(vec![n]),
+        Err(why) if why.is_empty() => Ok(Vec::new()),
+        Err(why) => Err(why),
+    })
+}
+
+/// Prints the Merkle-tree half of `warden audit verify` on a database (one
+/// line, or with `json` one JSON object) and returns whether it passed.
+/// `witnessed` is what [`witnessed_notes`] found. A database from before
+/// the tree (schema < 3, `tree` is `None`) has nothing to check and passes,
+/// unless witnesses are required.
+pub fn print_tree(
+    tree: Option<&TreeReport>,
+    witnessed: &Result<Vec<StoredNote>, String>,
     json: bool,
-    witnesses: WitnessRequirement<'_>,
-) -> anyhow::Result<bool> {
-    let extra = match witnessed_note(db, key, &witnesses)? {
-        Ok(n) => vec![n],
-        Err(why) if why.is_empty() => Vec::new(),
+) -> bool {
+    let extra = match witnessed {
+        Ok(extra) => extra,
         Err(why) => {
             println!("FAILED (witnesses): {why}");
-            return Ok(false);
+            return false;
         }
     };
-    let reader = AuditReader::open(db).with_context(|| format!("opening {}", db.display()))?;
-    let report = match reader.verify_tree(key, &extra) {
-        Ok(r) => r,
-        Err(warden_host::store::StoreError::Proof { .. }) => return Ok(extra.is_empty()),
-        Err(e) => return Err(e.into()),
+    let Some(report) = tree else {
+        return extra.is_empty();
     };
     if json {
         println!("{}", serde_json::json!({ "tree": report }));
@@ -302,5 +319,5 @@ pub fn tree_check(
             Some(p) => println!("FAILED (tree): {p}"),
         }
     }
-    Ok(report.problem.is_none())
+    report.problem.is_none()
 }

@@ -2,7 +2,9 @@
 //! tlog-witness, docs/audit.md "Witnesses"). Once: fetch (`--from`) or read
 //! (`--checkpoint`, `--proof`) the log's newest checkpoint, check it
 //! against the witness's state file, cosign and store it. With `--serve`:
-//! answer `POST /add-checkpoint` over HTTP for that log.
+//! answer `POST /add-checkpoint` over HTTP for that log, and serve what it
+//! cosigned to monitors ([`super::audit_witness_monitor`]), logging each
+//! decision to standard error.
 //!
 //! Exit codes: 0 cosigned (the cosigned note is printed); 3 refused (the
 //! reason names the old and new size and root); 2 anything unreadable.
@@ -216,7 +218,8 @@ fn serve(w: Witness, addr: SocketAddr) -> anyhow::Result<ExitCode> {
             w.name,
             listener.local_addr()?
         );
-        let app = axum::Router::new().route(
+        let monitor = super::audit_witness_monitor::routes(w.state.clone());
+        let app = axum::Router::new().merge(monitor).route(
             "/add-checkpoint",
             axum::routing::post(move |body: Bytes| {
                 let w = w.clone();
@@ -227,8 +230,11 @@ fn serve(w: Witness, addr: SocketAddr) -> anyhow::Result<ExitCode> {
                     }
                     let decided = tokio::task::spawn_blocking(move || {
                         let req = AddCheckpoint::parse(&body)?;
-                        w.add(&req)
-                            .map_err(|e| WitnessError::Malformed(format!("{e:#}")))?
+                        let decided = w
+                            .add(&req)
+                            .map_err(|e| WitnessError::Malformed(format!("{e:#}")))?;
+                        log_decision(&req, &decided);
+                        decided
                     })
                     .await;
                     match decided {
@@ -262,4 +268,24 @@ fn serve(w: Witness, addr: SocketAddr) -> anyhow::Result<ExitCode> {
         axum::serve(listener, app).await?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// One line on standard error per `add-checkpoint` decision (the served
+/// witness's log).
+fn log_decision(req: &AddCheckpoint, decided: &Result<String, WitnessError>) {
+    let size = SignedNote::parse(req.checkpoint.as_bytes())
+        .ok()
+        .and_then(|n| TreeHead::parse_body(&n.text).ok())
+        .map_or_else(|| "?".to_owned(), |h| h.size.to_string());
+    match decided {
+        Ok(_) => eprintln!(
+            "warden: add-checkpoint old {} size {size}: cosigned",
+            req.old_size
+        ),
+        Err(e) => eprintln!(
+            "warden: add-checkpoint old {} size {size}: refused ({}): {e}",
+            req.old_size,
+            e.status()
+        ),
+    }
 }

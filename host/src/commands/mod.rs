@@ -11,6 +11,7 @@ pub mod audit_bundle;
 pub mod audit_prove;
 pub mod audit_replay;
 pub mod audit_witness;
+pub mod audit_witness_monitor;
 pub mod client;
 pub mod data_dir;
 pub mod dev;

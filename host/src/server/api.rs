@@ -62,6 +62,14 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/audit/proof/consistency",
             get(super::transparency::consistency),
         )
+        .route(
+            "/v1/audit/tlog/checkpoint",
+            get(super::transparency::checkpoint),
+        )
+        .route(
+            "/v1/audit/tlog/tile/{*path}",
+            get(super::transparency::tile),
+        )
         .route("/v1/approvals", get(approvals))
         .route("/v1/approvals/{id}", get(approval))
         .route("/v1/approvals/{id}/approve", post(approve))

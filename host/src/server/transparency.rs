@@ -1,7 +1,10 @@
 //! The transparency-log endpoints (docs/api.md "Transparency log"):
-//! `GET /v1/audit/checkpoint` (the newest signed C2SP checkpoint note),
+//! `GET /v1/audit/checkpoint` (the newest signed C2SP checkpoint note, with
+//! the witness cosignatures the daemon has collected for it appended),
 //! `GET /v1/audit/proof/inclusion?index=&size=` (a C2SP tlog-proof) and
-//! `GET /v1/audit/proof/consistency?old=&new=`, all `text/plain`.
+//! `GET /v1/audit/proof/consistency?old=&new=`, all `text/plain`; and the
+//! read-only C2SP `tlog-tiles` layout under the prefix `/v1/audit/tlog`
+//! (`checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]`).
 //!
 //! This module must never run SQLite on an async worker (reads go through
 //! the blocking pool) and never serve a proof it did not read in one
@@ -10,6 +13,7 @@
 use super::Daemon;
 use super::config::Role;
 use super::errors::ApiError;
+use crate::store::cosigned::with_cosignatures;
 use crate::store::{AuditLog, StoreError};
 use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -57,8 +61,18 @@ fn text(body: String) -> Response {
 /// `GET /v1/audit/checkpoint`.
 pub(super) async fn checkpoint(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
     d.auth(&headers, AUDIT)?;
-    match read(&d, |log| log.latest_note()).await? {
-        Some((_, _, note)) => Ok(text(note)),
+    let newest = read(&d, |log| {
+        Ok(log.latest_note()?.map(|(_, _, note)| {
+            // A `.cosigned` file that cannot be used never hides the
+            // checkpoint itself: it is served with the log signature alone.
+            with_cosignatures(log.path(), &log.public_key(), &note).unwrap_or_else(|e| {
+                tracing::warn!("serving the checkpoint without cosignatures: {e}");
+                note
+            })
+        }))
+    });
+    match newest.await? {
+        Some(note) => Ok(text(note)),
         None => Err(ApiError::not_found(
             "no checkpoint has been signed yet (one is signed every `[checkpoints]` interval)",
         )),
@@ -101,4 +115,32 @@ pub(super) async fn consistency(
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let proof = read(&d, move |log| log.consistency_proof(q.old, q.new)).await?;
     Ok(text(proof.to_text()))
+}
+
+/// `GET /v1/audit/tlog/tile/<L>/<N>[.p/<W>]` and
+/// `GET /v1/audit/tlog/tile/entries/<N>[.p/<W>]` (C2SP tlog-tiles):
+/// `application/octet-stream`, cacheable for good (a tile never changes);
+/// 404 for a tile the newest checkpoint does not cover yet.
+pub(super) async fn tile(
+    State(d): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    d.auth(&headers, AUDIT)?;
+    let tile = crate::audit::tiles::TilePath::parse(&path)
+        .map_err(|e| ApiError::bad_request("invalid_tile_path", e.to_string()))?;
+    match read(&d, move |log| log.tile(&tile)).await? {
+        Some(bytes) => Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            bytes,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(
+            "no such tile yet: the newest checkpoint does not cover it",
+        )),
+    }
 }

@@ -1,14 +1,16 @@
 //! Pushes the audit log's checkpoint notes to the configured witnesses
 //! (`[[checkpoints.witnesses]]`, C2SP tlog-witness `add-checkpoint`) and
 //! keeps the newest note with every cosignature obtained for it in
-//! `<db>.cosigned` (docs/audit.md "Witnesses").
+//! `<db>.cosigned`, and the size each witness holds in `<db>.witnesses`
+//! (both through [`crate::store::cosigned`]; docs/audit.md "Witnesses").
 //!
 //! One background task polls the newest note; for each witness behind it,
 //! it sends `old <size the witness holds>`, the consistency proof from
-//! there and the note. A `409` tells the size the witness holds (the next
-//! round proves from it); other refusals are logged with the witness's
-//! reason. A cosignature is kept only if it verifies with the configured
-//! witness key.
+//! there and the note. The sizes are loaded at start, so a restarted
+//! daemon proves from where each witness is; a `409` still tells the size
+//! a witness holds when it differs (the next round proves from it); other
+//! refusals are logged with the witness's reason. A cosignature is kept
+//! only if it verifies with the configured witness key.
 //!
 //! This module must never run SQLite or blocking HTTP on an async worker
 //! (both go through the blocking pool), and never write a cosigned note
@@ -19,8 +21,12 @@ use super::config::WitnessConfig;
 use crate::audit::note::{NoteSignature, SignedNote, verify_checkpoint, verify_cosignature};
 use crate::audit::witness::AddCheckpoint;
 use crate::server::client::Client;
+use crate::store::cosigned::{
+    HeldSize, PushState, read_cosigned, read_push_state, write_cosigned, write_push_state,
+};
+use crate::store::hostkey::format_public_key;
 use ed25519_dalek::VerifyingKey;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -28,12 +34,7 @@ use std::time::Duration;
 /// How often the newest note is compared with what witnesses hold.
 const PUSH_EVERY: Duration = Duration::from_millis(500);
 
-/// `<db>.cosigned`: the newest note with its witnesses' cosignatures.
-pub fn cosigned_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".cosigned");
-    PathBuf::from(name)
-}
+pub use crate::store::cosigned::cosigned_path;
 
 struct Target {
     url: String,
@@ -73,18 +74,17 @@ pub(super) fn spawn(daemon: Arc<Daemon>, witnesses: Vec<(String, String, Verifyi
     if witnesses.is_empty() {
         return;
     }
-    let mut targets: Vec<Target> = witnesses
-        .into_iter()
-        .map(|(url, name, key)| Target {
-            url,
-            name,
-            key,
-            held: 0,
-        })
-        .collect();
     tokio::spawn(async move {
+        let d = daemon.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(&d, witnesses)).await;
+        let (mut targets, mut cosigned) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("witness push task failed: {e}");
+                return;
+            }
+        };
         let mut tick = tokio::time::interval(PUSH_EVERY);
-        let mut cosigned: Option<SignedNote> = None;
         loop {
             tick.tick().await;
             if daemon.draining.load(Ordering::SeqCst) {
@@ -106,6 +106,57 @@ pub(super) fn spawn(daemon: Arc<Daemon>, witnesses: Vec<(String, String, Verifyi
             }
         }
     });
+}
+
+/// The targets with the sizes recorded in `<db>.witnesses`, and the
+/// cosigned note kept in `<db>.cosigned` (on the blocking pool).
+fn load(
+    d: &Daemon,
+    witnesses: Vec<(String, String, VerifyingKey)>,
+) -> (Vec<Target>, Option<SignedNote>) {
+    let log = d.host.audit();
+    let state = match log.map(|l| read_push_state(l.path())).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("witness push: {e}; relearning what each witness holds");
+            PushState::default()
+        }
+    };
+    let cosigned = log.and_then(|l| match read_cosigned(l.path(), &l.public_key()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("witness push: {e}; starting without it");
+            None
+        }
+    });
+    let targets = witnesses
+        .into_iter()
+        .map(|(url, name, key)| Target {
+            held: state.held(&name, &format_public_key(&key)).unwrap_or(0),
+            url,
+            name,
+            key,
+        })
+        .collect();
+    (targets, cosigned)
+}
+
+/// Records every target's held size in `<db>.witnesses`.
+fn save(db: &Path, targets: &[Target]) {
+    let state = PushState {
+        witnesses: targets
+            .iter()
+            .map(|t| HeldSize {
+                name: t.name.clone(),
+                key: format_public_key(&t.key),
+                size: t.held,
+            })
+            .collect(),
+        ..PushState::default()
+    };
+    if let Err(e) = write_push_state(db, &state) {
+        tracing::error!("witness push: cannot record the witnesses' sizes: {e}");
+    }
 }
 
 /// One round, on the blocking pool: push the newest note to every witness
@@ -137,9 +188,16 @@ fn push_round(
         cosigned = Some(parsed.clone());
     }
     let mut changed = false;
+    let held_before: Vec<u64> = targets.iter().map(|t| t.held).collect();
     for t in &mut targets {
-        if t.held >= head.size && t.held != 0 {
+        if t.held == head.size && t.held != 0 {
             continue;
+        }
+        if t.held > head.size {
+            // Recorded above the log's newest checkpoint (a restored
+            // database?): ask again from 0; the witness's 409 says what it
+            // holds, and a size above ours is logged as an error below.
+            t.held = 0;
         }
         if cosigned
             .as_ref()
@@ -218,11 +276,14 @@ fn push_round(
             Err(e) => tracing::warn!("witness {} unreachable: {e}", t.name),
         }
     }
-    if changed && let Some(c) = &cosigned {
-        let path = cosigned_path(log.path());
-        if let Err(e) = write_atomically(&path, c.to_text().as_bytes()) {
-            tracing::error!("cannot write {}: {e}", path.display());
-        }
+    if changed
+        && let Some(c) = &cosigned
+        && let Err(e) = write_cosigned(log.path(), c)
+    {
+        tracing::error!("witness push: cannot keep the cosigned checkpoint: {e}");
+    }
+    if targets.iter().map(|t| t.held).ne(held_before) {
+        save(log.path(), &targets);
     }
     (targets, cosigned)
 }
@@ -232,16 +293,4 @@ fn parse_line(line: &str) -> Option<NoteSignature> {
     SignedNote::parse(text.as_bytes())
         .ok()
         .and_then(|n| n.signatures.into_iter().next())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
 }

@@ -95,6 +95,15 @@ pub struct AppendStats {
     pub max_batch: u64,
     /// `histogram[i]` counts batches of size in `(2^(i-1), 2^i]` (`[0]`: size 1).
     pub histogram: Vec<u64>,
+    /// Time the writer thread spent building batches (inserting entries,
+    /// payloads, tree nodes and checkpoints), in nanoseconds, summed.
+    pub write_nanos: u64,
+    /// Of `write_nanos`, the time spent maintaining the Merkle tree (leaf
+    /// and node hashes and the `audit_tree_nodes` inserts).
+    pub tree_nanos: u64,
+    /// Time from the end of building a batch to its answer: the commit
+    /// (the WAL fsync), in nanoseconds, summed.
+    pub commit_nanos: u64,
 }
 
 // Each message is moved once through the channel; boxing would add an allocation per append.
@@ -120,6 +129,13 @@ struct Stats {
     entries: AtomicU64,
     max_batch: AtomicU64,
     histogram: [AtomicU64; HISTOGRAM_BUCKETS],
+    write_nanos: AtomicU64,
+    tree_nanos: AtomicU64,
+    commit_nanos: AtomicU64,
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Stats {
@@ -472,6 +488,9 @@ impl AuditLog {
             entries: AtomicU64::new(0),
             max_batch: AtomicU64::new(0),
             histogram: Default::default(),
+            write_nanos: AtomicU64::new(0),
+            tree_nanos: AtomicU64::new(0),
+            commit_nanos: AtomicU64::new(0),
         });
         let table = AuditTable {
             _lock: lock,
@@ -492,6 +511,8 @@ impl AuditLog {
             frontier,
             origin,
             nodes: Vec::with_capacity(64),
+            leaves: Vec::with_capacity(64),
+            built_at: None,
         };
         let signer_public = table.signer_public;
         let writer = Writer::spawn("warden-audit-writer", path, conn, table)?;
@@ -581,6 +602,9 @@ impl AuditLog {
                 .iter()
                 .map(|b| b.load(Ordering::Relaxed))
                 .collect(),
+            write_nanos: s.write_nanos.load(Ordering::Relaxed),
+            tree_nanos: s.tree_nanos.load(Ordering::Relaxed),
+            commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
         }
     }
 
@@ -627,6 +651,15 @@ impl AuditLog {
     /// The newest signed checkpoint note (`size`, `root`, note text).
     pub fn latest_note(&self) -> Result<Option<(u64, Hash256, String)>, StoreError> {
         self.with_reader(AuditReader::latest_note)
+    }
+
+    /// A C2SP tlog-tiles tile or entry bundle, if the newest checkpoint
+    /// covers it ([`AuditReader::tile`]).
+    pub fn tile(
+        &self,
+        tile: &crate::audit::tiles::TilePath,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_reader(|r| r.tile(tile))
     }
 
     /// Inclusion proof of leaf `index` against the checkpoint of `size`
@@ -710,8 +743,13 @@ struct AuditTable {
     frontier: Frontier,
     /// The origin line of this log's checkpoint notes.
     origin: String,
-    /// Nodes completed by the entry being inserted.
+    /// Nodes completed by the batch's entries.
     nodes: Vec<NewNode>,
+    /// The chain hashes of the batch's entries, in order (their leaves are
+    /// added to the tree after the entries are inserted).
+    leaves: Vec<Hash256>,
+    /// When the batch being written was built (for [`AppendStats`]).
+    built_at: Option<Instant>,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
@@ -751,6 +789,7 @@ impl Table for AuditTable {
         jobs: &mut Vec<Msg>,
         wake: Wake,
     ) -> Result<bool, StoreError> {
+        let started = Instant::now();
         let b = &mut self.batch;
         let (mut seq, mut prev) = (self.head_seq, self.head_hash);
         let now = now_ms();
@@ -768,6 +807,7 @@ impl Table for AuditTable {
             )
             .map_err(sqlite_err(&self.path))?;
         let mut tree = self.frontier.clone();
+        self.leaves.clear();
         for msg in jobs.drain(..) {
             match msg {
                 Msg::Append {
@@ -794,9 +834,7 @@ impl Table for AuditTable {
                         e.entry.outcome.class()
                     ])
                     .map_err(sqlite_err(&self.path))?;
-                    self.nodes.clear();
-                    tree.append(leaf_hash(&e.hash), |n| self.nodes.push(n));
-                    insert_nodes(tx, &self.path, &mut self.nodes)?;
+                    self.leaves.push(e.hash);
                     for data in [&payloads.input, &payloads.output]
                         .into_iter()
                         .flatten()
@@ -813,6 +851,21 @@ impl Table for AuditTable {
                 Msg::Close { reply } => b.close_waiters.push(reply),
             }
         }
+        // The tree: every leaf of the batch, then its completed nodes in
+        // one run of inserts (same transaction as the entries).
+        let tree_started = Instant::now();
+        self.nodes.clear();
+        for h in &self.leaves {
+            tree.append(leaf_hash(h), |n| {
+                if n.0 > 0 {
+                    self.nodes.push(n)
+                }
+            });
+        }
+        insert_nodes(tx, &self.path, &mut self.nodes)?;
+        self.stats
+            .tree_nanos
+            .fetch_add(nanos(tree_started.elapsed()), Ordering::Relaxed);
         b.head = (seq, prev);
         let closing = !b.close_waiters.is_empty() || wake == Wake::Stopping;
         let want_cp = !b.cp_waiters.is_empty()
@@ -851,10 +904,20 @@ impl Table for AuditTable {
             .map_err(sqlite_err(&self.path))?;
         }
         b.frontier = Some(tree);
+        let built = Instant::now();
+        self.stats
+            .write_nanos
+            .fetch_add(nanos(built - started), Ordering::Relaxed);
+        self.built_at = Some(built);
         Ok(!b.appends.is_empty() || b.checkpoint.is_some())
     }
 
     fn answer(&mut self, _: &mut Vec<Msg>, committed: Result<bool, StoreError>) -> bool {
+        if let Some(built) = self.built_at.take() {
+            self.stats
+                .commit_nanos
+                .fetch_add(nanos(built.elapsed()), Ordering::Relaxed);
+        }
         let b = std::mem::take(&mut self.batch);
         let closing = !b.close_waiters.is_empty();
         match committed {

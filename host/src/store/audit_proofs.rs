@@ -23,16 +23,7 @@ impl AuditReader {
     ) -> Result<T, StoreError> {
         let (conn, path) = self.parts();
         if !has_tree(conn) {
-            return Err(StoreError::Proof {
-                path: path.to_owned(),
-                source: ProofError::Node {
-                    level: 0,
-                    index: 0,
-                    reason: "this database has no Merkle tree yet (schema before version 3); \
-                             start `warden serve` of this version once to build it"
-                        .into(),
-                },
-            });
+            return Err(no_tree(path));
         }
         let tx = conn.unchecked_transaction().map_err(sqlite_err(path))?;
         let out = f(conn, path)?;
@@ -114,7 +105,21 @@ impl AuditReader {
     }
 }
 
-fn latest(
+/// A database from before the tree (schema < 3) has no proofs.
+fn no_tree(path: &std::path::Path) -> StoreError {
+    StoreError::Proof {
+        path: path.to_owned(),
+        source: ProofError::Node {
+            level: 0,
+            index: 0,
+            reason: "this database has no Merkle tree yet (schema before version 3); \
+                     start `warden serve` of this version once to build it"
+                .into(),
+        },
+    }
+}
+
+pub(super) fn latest(
     conn: &rusqlite::Connection,
     path: &std::path::Path,
 ) -> Result<Option<StoredNote>, StoreError> {
@@ -194,108 +199,16 @@ impl AuditReader {
     /// (with `key`, when given), its size and its root; and that the stored
     /// tree's right edge matches the recomputed one. `extra` notes (kept
     /// outside the database, e.g. a witnessed note) are checked the same way.
+    /// [`AuditReader::verify_all`] does this and the chain in one pass.
     pub fn verify_tree(
         &self,
         key: Option<&ed25519_dalek::VerifyingKey>,
         extra: &[StoredNote],
     ) -> Result<TreeReport, StoreError> {
-        use crate::audit::merkle::{Frontier, leaf_hash};
-        use crate::audit::note::verify_checkpoint;
-        self.snapshot(|conn, path| {
-            let mut stored = notes(conn, path)?;
-            stored.extend(extra.iter().cloned());
-            stored.sort_by_key(|n| n.0);
-            let mut problem: Option<String> = None;
-            let mut checked = 0u64;
-            let mut check_note = |n: &StoredNote, root: &Hash256, problem: &mut Option<String>| {
-                if problem.is_some() {
-                    return;
-                }
-                checked += 1;
-                if let Some(k) = key {
-                    match verify_checkpoint(n.2.as_bytes(), k, None) {
-                        Err(e) => {
-                            *problem = Some(format!("checkpoint note at size {}: {e}", n.0));
-                            return;
-                        }
-                        Ok((_, h)) if h.size != n.0 || h.root != n.1 => {
-                            *problem = Some(format!(
-                                "checkpoint note at size {}: its row says size {} root {}, the signed text size {} root {}",
-                                n.0, n.0, n.1, h.size, h.root
-                            ));
-                            return;
-                        }
-                        Ok(_) => {}
-                    }
-                }
-                if n.1 != *root {
-                    *problem = Some(format!(
-                        "checkpoint note at size {} has root {}, the entries give {} (history rewritten)",
-                        n.0, n.1, root
-                    ));
-                }
-            };
-            let mut next = 0usize;
-            let mut f = Frontier::new();
-            while next < stored.len() && stored[next].0 == 0 {
-                check_note(&stored[next], &f.root(), &mut problem);
-                next += 1;
-            }
-            {
-                let mut stmt = conn
-                    .prepare("SELECT hash FROM audit_entries ORDER BY seq")
-                    .map_err(sqlite_err(path))?;
-                let mut rows = stmt.query([]).map_err(sqlite_err(path))?;
-                while let Some(row) = rows.next().map_err(sqlite_err(path))? {
-                    let blob = row
-                        .get_ref(0)
-                        .and_then(|v| Ok(v.as_blob()?))
-                        .map_err(sqlite_err(path))?;
-                    let Ok(h) = <[u8; 32]>::try_from(blob) else {
-                        problem.get_or_insert_with(|| {
-                            format!("entry {}: hash is not 32 bytes", f.size() + 1)
-                        });
-                        break;
-                    };
-                    f.append(leaf_hash(&Hash256(h)), |_| {});
-                    if next < stored.len() && stored[next].0 == f.size() {
-                        let root = f.root();
-                        while next < stored.len() && stored[next].0 == f.size() {
-                            check_note(&stored[next], &root, &mut problem);
-                            next += 1;
-                        }
-                    }
-                }
-            }
-            if let Some(n) = stored.get(next)
-                && problem.is_none()
-            {
-                problem = Some(format!(
-                    "checkpoint note at size {} covers more entries than the {} that exist (truncated)",
-                    n.0,
-                    f.size()
-                ));
-            }
-            if problem.is_none() {
-                match Frontier::load(&StoredNodes { conn }, f.size()) {
-                    Ok(s) if s.root() == f.root() => {}
-                    Ok(s) => {
-                        problem = Some(format!(
-                            "the stored tree's root at size {} is {}, the entries give {}",
-                            f.size(),
-                            s.root(),
-                            f.root()
-                        ))
-                    }
-                    Err(e) => problem = Some(format!("the stored tree: {e}")),
-                }
-            }
-            Ok(TreeReport {
-                leaves: f.size(),
-                root: f.root(),
-                notes_checked: checked,
-                problem,
-            })
-        })
+        let (conn, path) = self.parts();
+        if !has_tree(conn) {
+            return Err(no_tree(path));
+        }
+        self.verify_tree_only(key, extra)
     }
 }

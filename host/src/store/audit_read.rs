@@ -129,7 +129,12 @@ fn has_listing_columns(conn: &Connection) -> bool {
         .is_ok_and(|v| v >= 2)
 }
 
-fn hash_from_blob(path: &Path, what: &str, seq: u64, blob: &[u8]) -> Result<Hash256, String> {
+pub(super) fn hash_from_blob(
+    path: &Path,
+    what: &str,
+    seq: u64,
+    blob: &[u8],
+) -> Result<Hash256, String> {
     let arr: [u8; 32] = blob.try_into().map_err(|_| {
         format!(
             "{}: {what} of row {seq} is {} bytes, not 32",
@@ -385,45 +390,7 @@ impl AuditReader {
         pubkey: Option<&VerifyingKey>,
         expected: Option<&ExpectedCheckpoint>,
     ) -> Result<VerifyReport, StoreError> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(sqlite_err(&self.path))?;
-        let mut verifier = match self.checkpoints() {
-            Ok(cps) => new_verifier(&cps, pubkey, expected),
-            Err(StoreError::Corrupt { detail, .. }) => {
-                // A checkpoint row of the wrong shape: report it, check the rest.
-                let mut v = new_verifier(&[], pubkey, expected);
-                v.push_malformed(format!("checkpoint table: {detail}"));
-                return Ok(v.finish());
-            }
-            Err(e) => return Err(e),
-        };
-        {
-            let mut stmt = tx
-                .prepare("SELECT seq, prev_hash, hash, entry FROM audit_entries ORDER BY seq")
-                .map_err(sqlite_err(&self.path))?;
-            let mut rows = stmt.query([]).map_err(sqlite_err(&self.path))?;
-            while let Some(row) = rows.next().map_err(sqlite_err(&self.path))? {
-                let row_seq: i64 = row.get(0).map_err(sqlite_err(&self.path))?;
-                let blob = |i| {
-                    row.get_ref(i)
-                        .and_then(|v| Ok(v.as_blob()?))
-                        .map_err(sqlite_err(&self.path))
-                };
-                let (prev, hash, encoded) = (blob(1)?, blob(2)?, blob(3)?);
-                let seq = u64::try_from(row_seq).unwrap_or(0);
-                match (
-                    hash_from_blob(&self.path, "prev_hash", seq, prev),
-                    hash_from_blob(&self.path, "hash", seq, hash),
-                ) {
-                    (Ok(prev), Ok(hash)) => verifier.push_encoded(&prev, &hash, encoded),
-                    (Err(detail), _) | (_, Err(detail)) => verifier.push_malformed(detail),
-                }
-            }
-        }
-        tx.finish().map_err(sqlite_err(&self.path))?;
-        Ok(verifier.finish())
+        Ok(self.verify_pass(pubkey, expected, None)?.chain)
     }
 
     /// Writes the portable JSONL export (header, checkpoints, entries) from
@@ -479,7 +446,7 @@ impl AuditReader {
 }
 
 /// A verifier for `checkpoints` that also requires `expected`, if given.
-fn new_verifier<'k>(
+pub(super) fn new_verifier<'k>(
     checkpoints: &[Checkpoint],
     pubkey: Option<&'k VerifyingKey>,
     expected: Option<&ExpectedCheckpoint>,

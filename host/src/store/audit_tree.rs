@@ -72,7 +72,7 @@ pub(crate) fn insert_nodes(
     path: &Path,
     nodes: &mut Vec<NewNode>,
 ) -> Result<(), StoreError> {
-    if nodes.len() <= 1 {
+    if nodes.iter().all(|n| n.0 == 0) {
         nodes.clear();
         return Ok(());
     }

@@ -32,11 +32,14 @@ mod audit_log;
 mod audit_proofs;
 mod audit_read;
 mod audit_schema;
+mod audit_tiles;
 mod audit_tree;
 #[cfg(test)]
 mod audit_tree_tests;
+mod audit_verify;
 #[cfg(test)]
 mod conformance;
+pub mod cosigned;
 pub(crate) mod database;
 pub mod hostkey;
 pub mod kv;
@@ -49,12 +52,13 @@ pub(crate) mod writer;
 pub use anchor::{anchor_path, checkpoints_in_file};
 pub use artifacts::{ArtifactError, ArtifactStore};
 pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
-pub use audit_proofs::{ConsistencyProof, InclusionProof, TreeReport};
+pub use audit_proofs::{ConsistencyProof, InclusionProof, StoredNote, TreeReport};
 pub use audit_read::{
     AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_db_expecting,
     verify_export, verify_export_expecting,
 };
 pub(crate) use audit_schema::AUDIT_SCHEMA;
+pub use audit_verify::FullReport;
 pub use database::BUSY_TIMEOUT;
 pub use kv::{KvError, KvStore, Namespace};
 pub use requests::{
