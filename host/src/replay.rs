@@ -190,7 +190,8 @@ impl Replayer {
             sandbox,
             allow_unsigned: true,
             ..HostConfig::default()
-        })?;
+        })?
+        .only_replays();
         Ok(Replayer {
             host,
             loaded: BTreeMap::new(),
