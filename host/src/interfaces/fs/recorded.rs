@@ -599,6 +599,30 @@ mod tests {
     }
 
     #[test]
+    fn file_data_past_the_recording_bound_is_refused_before_it_is_encoded() {
+        use crate::interfaces::recording::{MAX_RECORDED_BYTES, Recording};
+        let rec: recording::Shared = std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
+        // Hex doubles the data: just under a quarter of the bound fits,
+        // twice over, with room for a small read.
+        let under = vec![7u8; MAX_RECORDED_BYTES / 4 - 1024];
+        keep(&rec, "wasi:filesystem read a", &Ok((under.clone(), false)));
+        keep(&rec, "wasi:filesystem read a", &Ok((under, false)));
+        keep(&rec, "wasi:filesystem read a", &Ok((vec![0u8; 64], true)));
+        let (kept, why) = recording::lock(&rec).finish();
+        assert_eq!((kept.len(), why), (3, None));
+
+        let rec: recording::Shared = std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
+        let quarter = vec![7u8; MAX_RECORDED_BYTES / 4 - 64];
+        keep(&rec, "wasi:filesystem read a", &Ok((quarter.clone(), false)));
+        keep(&rec, "wasi:filesystem read a", &Ok((quarter, false)));
+        // 200 more bytes pass the bound (as hex): nothing is kept.
+        keep(&rec, "wasi:filesystem read a", &Ok((vec![0u8; 200], true)));
+        let (kept, why) = recording::lock(&rec).finish();
+        assert!(kept.is_empty());
+        assert!(why.expect("not replayable").contains("exceed"));
+    }
+
+    #[test]
     fn a_malformed_recorded_result_is_not_read_back() {
         assert!(decode::<u64>(&json!({"ok": "seven"})).is_none());
         assert!(decode::<()>(&json!({"err": "no-such-code"})).is_none());
