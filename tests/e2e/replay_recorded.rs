@@ -165,3 +165,42 @@ async fn an_entry_whose_payloads_are_hash_only_is_reported_not_replayable_with_t
     assert!(summary.ok(), "not replayable is not a failure: {summary}");
     assert_eq!(summary.not_replayable.get(&why), Some(&1));
 }
+
+#[tokio::test]
+async fn a_bundle_chain_past_the_limit_is_refused_when_built_and_when_verified() {
+    let dir = scratch("replay-bundle-limit");
+    let mut h = recording_host(&dir, |_| {});
+    load(
+        &mut h,
+        Policy::load(&repo().join("policies/echo.toml")).expect("echo policy"),
+        "echo",
+    );
+    let first = h
+        .invoke(Call::new("echo", "echo", json!({"message": "first"})))
+        .await;
+    for i in 0..3 {
+        let r = h
+            .invoke(Call::new("echo", "echo", json!({ "message": i.to_string() })))
+            .await;
+        assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    }
+    h.shutdown().await.expect("shutdown (final checkpoint)");
+    let reader = AuditReader::open(&dir.join("warden.db")).expect("db");
+    let artifacts = ArtifactStore::in_data_dir(&dir);
+    // The first request's chain runs to the final checkpoint: 4 entries.
+    let err = warden_host::bundle::Bundle::build_within(&reader, &artifacts, &first.request_id, 3)
+        .expect_err("a chain of 4 is over 3");
+    assert!(err.contains("is 4 entries, over 3"), "{err}");
+    let bundle =
+        warden_host::bundle::Bundle::build_within(&reader, &artifacts, &first.request_id, 4)
+            .expect("a chain of 4 is within 4");
+    assert_eq!(bundle.chain.len(), 4);
+    bundle.verify_within(None, 4).expect("within the limit");
+    let err = bundle
+        .verify_within(None, 3)
+        .expect_err("a bundle from elsewhere with a longer chain");
+    assert!(err.contains("the chain holds 4 entries, over 3"), "{err}");
+    // The documented limit, as the CLI uses it.
+    assert_eq!(warden_host::bundle::MAX_CHAIN, 1_000_000);
+    bundle.verify(None).expect("far within the documented limit");
+}

@@ -35,6 +35,10 @@ use std::sync::{Arc, Mutex};
 /// the entry is committed.
 pub const MAX_RECORDED_BYTES: usize = 16 << 20;
 
+/// Why an entry of a `payloads = "hash-only"` policy is not replayable.
+pub const HASH_ONLY: &str =
+    "payloads = \"hash-only\": the input and recorded host-call results are not kept";
+
 /// One recorded call: what was asked, and what the host got.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -337,6 +341,15 @@ impl Recording {
         self.divergence.get_or_insert_with(|| {
             format!("diverged: the recorded result of {call} is malformed")
         });
+    }
+
+    /// Record mode: keeps nothing from now on (a `payloads = "hash-only"`
+    /// policy: nothing would be stored, so nothing is encoded either).
+    pub fn keep_nothing(&mut self) {
+        if self.feed.is_none() {
+            self.results.clear();
+            self.not_replayable(HASH_ONLY.into());
+        }
     }
 
     /// Marks the invocation not replayable (the first reason wins).
