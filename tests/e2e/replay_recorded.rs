@@ -204,3 +204,47 @@ async fn a_bundle_chain_past_the_limit_is_refused_when_built_and_when_verified()
     assert_eq!(warden_host::bundle::MAX_CHAIN, 1_000_000);
     bundle.verify(None).expect("far within the documented limit");
 }
+
+#[tokio::test]
+async fn a_fuel_mismatch_explained_by_the_other_memory_init_cow_setting_says_so() {
+    let dir = scratch("replay-cow-hint");
+    let mut h = recording_host(&dir, |_| {});
+    let recorded_cow = small_pool().memory_init_cow;
+    load(
+        &mut h,
+        Policy::load(&repo().join("policies/pii-redact.toml")).expect("policy"),
+        "pii-redact",
+    );
+    let r = h
+        .invoke(Call::new(
+            "pii-redact",
+            "redact",
+            json!({"text": "mail a@b.example"}),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    h.shutdown().await.expect("shutdown");
+    let evidence = DataDir {
+        reader: AuditReader::open(&dir.join("warden.db")).expect("db"),
+        artifacts: ArtifactStore::in_data_dir(&dir),
+    };
+    let mut other = Replayer::new(warden_host::sandbox::SandboxConfig {
+        memory_init_cow: !recorded_cow,
+        ..small_pool()
+    })
+    .expect("replayer");
+    let e = &entries(&dir)[0];
+    let r = other.replay(e, &evidence).await;
+    let Verdict::Mismatch(why) = &r.verdict else {
+        panic!("fuel differs between the settings: {r}");
+    };
+    assert_eq!(why.len(), 1, "only fuel differs: {r}");
+    assert!(
+        why[0].contains(&format!(
+            "with --memory-init-cow {recorded_cow} it is {}, as recorded",
+            e.entry.usage.fuel
+        )),
+        "{r}"
+    );
+    assert!(why[0].contains("recorded under the other memory_init_cow setting"), "{r}");
+}
