@@ -846,9 +846,15 @@ async fn evidence(s: &Sizes) {
         Ok(_server) => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(root.join("policies/fx-rate.toml")).expect("policy");
-            let hash_only_text =
-                text.replacen("[capability]\n", "[capability]\npayloads = \"hash-only\"\n", 1);
-            assert_ne!(text, hash_only_text, "fx-rate.toml has a [capability] table");
+            let hash_only_text = text.replacen(
+                "[capability]\n",
+                "[capability]\npayloads = \"hash-only\"\n",
+                1,
+            );
+            assert_ne!(
+                text, hash_only_text,
+                "fx-rate.toml has a [capability] table"
+            );
             let bytes = std::fs::read(guests().join("fx_rate.wasm")).expect("fx_rate.wasm");
             let fx_host = |dir: Option<PathBuf>, text: &str| {
                 let mut host = Host::new(HostConfig {

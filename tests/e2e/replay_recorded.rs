@@ -41,15 +41,29 @@ async fn filesystem_reads_writes_and_listings_replay_and_match_after_the_directo
         ("read", json!({"path": "/in/hello.txt"})),
         ("read-stream", json!({"path": "/in/sub/deep.txt"})),
         ("list-dir", json!({"path": "/in"})),
-        ("stat-many", json!({"path": "/in/hello.txt", "count": 3, "distinct": false})),
+        (
+            "stat-many",
+            json!({"path": "/in/hello.txt", "count": 3, "distinct": false}),
+        ),
         ("read", json!({"path": "/in/missing.txt"})),
-        ("write", json!({"path": "/out/a.txt", "contents": "written"})),
-        ("write-stream", json!({"path": "/out/b.txt", "contents": "streamed"})),
+        (
+            "write",
+            json!({"path": "/out/a.txt", "contents": "written"}),
+        ),
+        (
+            "write-stream",
+            json!({"path": "/out/b.txt", "contents": "streamed"}),
+        ),
         ("read", json!({"path": "/out/b.txt"})),
-        ("write-existing", json!({"path": "/in/hello.txt", "contents": "no"})),
+        (
+            "write-existing",
+            json!({"path": "/in/hello.txt", "contents": "no"}),
+        ),
     ];
     for (function, input) in &calls {
-        let r = h.invoke(Call::new("fs-user", function, input.clone())).await;
+        let r = h
+            .invoke(Call::new("fs-user", function, input.clone()))
+            .await;
         assert!(r.replayable, "{function}: {r:?}");
     }
     h.shutdown().await.expect("shutdown");
@@ -180,7 +194,11 @@ async fn a_bundle_chain_past_the_limit_is_refused_when_built_and_when_verified()
         .await;
     for i in 0..3 {
         let r = h
-            .invoke(Call::new("echo", "echo", json!({ "message": i.to_string() })))
+            .invoke(Call::new(
+                "echo",
+                "echo",
+                json!({ "message": i.to_string() }),
+            ))
             .await;
         assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     }
@@ -202,7 +220,9 @@ async fn a_bundle_chain_past_the_limit_is_refused_when_built_and_when_verified()
     assert!(err.contains("the chain holds 4 entries, over 3"), "{err}");
     // The documented limit, as the CLI uses it.
     assert_eq!(warden_host::bundle::MAX_CHAIN, 1_000_000);
-    bundle.verify(None).expect("far within the documented limit");
+    bundle
+        .verify(None)
+        .expect("far within the documented limit");
 }
 
 #[tokio::test]
@@ -246,5 +266,8 @@ async fn a_fuel_mismatch_explained_by_the_other_memory_init_cow_setting_says_so(
         )),
         "{r}"
     );
-    assert!(why[0].contains("recorded under the other memory_init_cow setting"), "{r}");
+    assert!(
+        why[0].contains("recorded under the other memory_init_cow setting"),
+        "{r}"
+    );
 }

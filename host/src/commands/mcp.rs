@@ -6,7 +6,6 @@
 //! daemon drained and wrote its final checkpoint; 2 the config (including
 //! `[mcp] stdio_principal`) or the deployment does not validate.
 
-use anyhow::Context;
 use clap::Args as ClapArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,8 +12,8 @@
 
 use super::catalogue::{Entry, GrantKind, Unit, read_settings};
 use super::recording::{self, Replayed};
-use serde_json::{Value, json};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::component::Linker;

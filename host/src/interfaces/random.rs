@@ -10,9 +10,9 @@
 //! never a replayed guest anything but the recording.
 
 use super::catalogue::{Entry, GrantKind, Unit, read_settings};
-use serde::{Deserialize, Serialize};
 use super::recording;
 use rand::{SeedableRng, TryRng};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use wasmtime::component::Linker;

@@ -215,10 +215,13 @@ impl Recording {
         }
         let size = crate::digest::canonical_json(&result).len() + 1;
         let open = self.open_run.filter(|&i| {
-            i + 1 == self.results.len()
-                && self.results[i].as_ref().is_some_and(|r| r.call == call)
+            i + 1 == self.results.len() && self.results[i].as_ref().is_some_and(|r| r.call == call)
         });
-        let size = if open.is_some() { size } else { size + call.len() };
+        let size = if open.is_some() {
+            size
+        } else {
+            size + call.len()
+        };
         if !self.fits(size) {
             return;
         }
@@ -272,11 +275,9 @@ impl Recording {
             return;
         }
         let open = self.open_run.filter(|&i| {
-            i + 1 == self.results.len()
-                && self.results[i].as_ref().is_some_and(|r| r.call == call)
+            i + 1 == self.results.len() && self.results[i].as_ref().is_some_and(|r| r.call == call)
         });
-        let size = bytes.len().saturating_mul(2)
-            + if open.is_some() { 0 } else { call.len() + 16 };
+        let size = bytes.len().saturating_mul(2) + if open.is_some() { 0 } else { call.len() + 16 };
         if !self.fits(size) {
             return;
         }
@@ -338,9 +339,8 @@ impl Recording {
     /// Replay mode: the recorded answer to `call` could not be read back
     /// (a tampered or foreign recording); kept as the divergence.
     pub fn malformed(&mut self, call: &str) {
-        self.divergence.get_or_insert_with(|| {
-            format!("diverged: the recorded result of {call} is malformed")
-        });
+        self.divergence
+            .get_or_insert_with(|| format!("diverged: the recorded result of {call} is malformed"));
     }
 
     /// Record mode: keeps nothing from now on (a `payloads = "hash-only"`

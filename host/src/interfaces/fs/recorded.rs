@@ -210,9 +210,10 @@ impl Answer for types::MetadataHashValue {
 
 impl Answer for Option<types::DirectoryEntry> {
     fn to_json(&self) -> Value {
-        self.as_ref().map_or(Value::Null, |e| {
-            json!({"type": e.type_.to_json(), "name": e.name})
-        })
+        self.as_ref().map_or(
+            Value::Null,
+            |e| json!({"type": e.type_.to_json(), "name": e.name}),
+        )
     }
     fn from_json(v: &Value) -> Option<Option<types::DirectoryEntry>> {
         if v.is_null() {
@@ -322,7 +323,10 @@ pub(super) fn diverged() -> FsError {
 }
 
 /// Answers a replayed call from `recording` (`None`: not replaying).
-pub(super) fn replayed<T: Answer>(recording: &recording::Shared, call: &str) -> Option<FsResult<T>> {
+pub(super) fn replayed<T: Answer>(
+    recording: &recording::Shared,
+    call: &str,
+) -> Option<FsResult<T>> {
     let mut r = recording::lock(recording);
     match r.replay(call)? {
         Replayed::Answer(v) => Some(decode(&v).unwrap_or_else(|| {
@@ -403,7 +407,13 @@ pub(super) struct StreamRecord {
 
 impl StreamRecord {
     /// Records `op`'s result (record mode; a no-op when replaying).
-    pub(super) fn keep<T>(&self, op: &str, r: &StreamResult<T>, size: usize, ok: impl FnOnce(&T) -> Value) {
+    pub(super) fn keep<T>(
+        &self,
+        op: &str,
+        r: &StreamResult<T>,
+        size: usize,
+        ok: impl FnOnce(&T) -> Value,
+    ) {
         let mut rec = recording::lock(&self.recording);
         if rec.is_replay() || !rec.fits(size.saturating_add(32)) {
             return;
@@ -413,9 +423,14 @@ impl StreamRecord {
 
     /// The recorded result of the stream's next operation, which must be
     /// `op` (anything else is a divergence, and the guest's stream traps).
-    pub(super) fn answer<T>(&self, op: &str, ok: impl FnOnce(&Value) -> Option<T>) -> StreamResult<T> {
+    pub(super) fn answer<T>(
+        &self,
+        op: &str,
+        ok: impl FnOnce(&Value) -> Option<T>,
+    ) -> StreamResult<T> {
         let mut rec = recording::lock(&self.recording);
-        let diverged = || StreamError::trap("the replay diverged from the recorded stream operations");
+        let diverged =
+            || StreamError::trap("the replay diverged from the recorded stream operations");
         match rec.replay_run(&self.call) {
             Some(Replayed::Answer(v)) if v.get(0).and_then(Value::as_str) == Some(op) => {
                 match stream_result_of(&v[1], ok) {
@@ -566,7 +581,9 @@ mod tests {
         round_trip(Ok((b"hello".to_vec(), true)));
         round_trip(Ok(7u64));
         round_trip(Ok("link".to_string()));
-        round_trip(Ok(types::DescriptorFlags::READ | types::DescriptorFlags::MUTATE_DIRECTORY));
+        round_trip(Ok(
+            types::DescriptorFlags::READ | types::DescriptorFlags::MUTATE_DIRECTORY
+        ));
         for (t, _) in DESCRIPTOR_TYPES {
             round_trip(Ok(t));
         }
@@ -601,7 +618,8 @@ mod tests {
     #[test]
     fn file_data_past_the_recording_bound_is_refused_before_it_is_encoded() {
         use crate::interfaces::recording::{MAX_RECORDED_BYTES, Recording};
-        let rec: recording::Shared = std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
+        let rec: recording::Shared =
+            std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
         // Hex doubles the data: just under a quarter of the bound fits,
         // twice over, with room for a small read.
         let under = vec![7u8; MAX_RECORDED_BYTES / 4 - 1024];
@@ -611,9 +629,14 @@ mod tests {
         let (kept, why) = recording::lock(&rec).finish();
         assert_eq!((kept.len(), why), (3, None));
 
-        let rec: recording::Shared = std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
+        let rec: recording::Shared =
+            std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
         let quarter = vec![7u8; MAX_RECORDED_BYTES / 4 - 64];
-        keep(&rec, "wasi:filesystem read a", &Ok((quarter.clone(), false)));
+        keep(
+            &rec,
+            "wasi:filesystem read a",
+            &Ok((quarter.clone(), false)),
+        );
         keep(&rec, "wasi:filesystem read a", &Ok((quarter, false)));
         // 200 more bytes pass the bound (as hex): nothing is kept.
         keep(&rec, "wasi:filesystem read a", &Ok((vec![0u8; 200], true)));
