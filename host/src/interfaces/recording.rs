@@ -330,6 +330,12 @@ impl Recording {
         }
     }
 
+    /// Replay mode: how many recorded results the replay has reached (the
+    /// `N` of `diverged at call N`).
+    pub fn call_number(&self) -> usize {
+        self.calls
+    }
+
     /// Replay mode: the guest departed from the recording (`why` says
     /// how); kept as the divergence unless there is one already.
     pub fn diverged(&mut self, why: String) {

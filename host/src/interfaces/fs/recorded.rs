@@ -4,11 +4,11 @@
 //! Every `wasi:filesystem` call that reaches the host's directories has its
 //! result recorded in call order, as `{"ok": …}`, `{"err": "<error-code>"}`
 //! or `{"trap": null}` under the descriptor `wasi:filesystem <op> <target>`
-//! (the summary's target plus the call's arguments). The operations of one
-//! stream (reads, skips, write permits, writes, flushes) are one run under
-//! `wasi:filesystem stream <target>`, each reading `[<op>, <result>]`, and
-//! the entries of one directory listing one run under
-//! `wasi:filesystem entries <target>`.
+//! (the summary's target plus the call's arguments). A stream's operations
+//! (reads, skips, write permits, writes, flushes) are recorded under
+//! `wasi:filesystem stream <target> <op>`, a listing's entries under
+//! `wasi:filesystem entries <target>`. Consecutive filesystem results share
+//! one run ([`RUN`]) of `[<descriptor>, <result>]` pairs.
 //!
 //! Replaying, descriptors and directory-entry streams are placeholders in
 //! the resource table (only their rep is used), and streams are
@@ -322,51 +322,73 @@ pub(super) fn diverged() -> FsError {
     ))
 }
 
+/// The run every filesystem result joins: consecutive filesystem calls
+/// (descriptor calls, listing entries, stream operations) share one
+/// recorded result `{"call":"wasi:filesystem","result":{"run":[[<descriptor>,
+/// <result>], …]}}`, so a loop of stats or a file read in many chunks is
+/// one payload and one hash in the entry, not one per call.
+pub(super) const RUN: &str = "wasi:filesystem";
+
+/// Records `value()` as the result of the filesystem call `descriptor`
+/// (record mode), within the recording's bound, checked (with `size`, the
+/// encoded result's approximate size) before the result is encoded.
+fn record_result(
+    recording: &recording::Shared,
+    descriptor: &str,
+    size: usize,
+    value: impl FnOnce() -> Value,
+) {
+    let mut rec = recording::lock(recording);
+    let size = size.saturating_add(descriptor.len()).saturating_add(8);
+    if rec.is_replay() || !rec.fits(size) {
+        return;
+    }
+    rec.record_run(RUN, json!([descriptor, value()]));
+}
+
+/// Replaying: the recorded result of the filesystem call `descriptor`
+/// (`Some(None)`: the guest departed from the recording, kept as the
+/// divergence). Record mode: `None`.
+fn replay_result(recording: &recording::Shared, descriptor: &str) -> Option<Option<Value>> {
+    let mut rec = recording::lock(recording);
+    match rec.replay_run(RUN)? {
+        Replayed::Answer(v) if v.get(0).and_then(Value::as_str) == Some(descriptor) => {
+            Some(Some(v.get(1).cloned().unwrap_or(Value::Null)))
+        }
+        Replayed::Answer(v) => {
+            let n = rec.call_number();
+            rec.diverged(format!(
+                "diverged at call {n}: expected {}, got {descriptor}",
+                v.get(0)
+                    .and_then(Value::as_str)
+                    .unwrap_or("a malformed record")
+            ));
+            Some(None)
+        }
+        Replayed::Diverged => Some(None),
+    }
+}
+
 /// Answers a replayed call from `recording` (`None`: not replaying).
 pub(super) fn replayed<T: Answer>(
     recording: &recording::Shared,
     call: &str,
 ) -> Option<FsResult<T>> {
-    let mut r = recording::lock(recording);
-    match r.replay(call)? {
-        Replayed::Answer(v) => Some(decode(&v).unwrap_or_else(|| {
-            r.malformed(call);
+    let v = replay_result(recording, call)?;
+    Some(match v.map(|v| decode(&v)) {
+        Some(Some(r)) => r,
+        Some(None) => {
+            recording::lock(recording).malformed(call);
             Err(diverged())
-        })),
-        Replayed::Diverged => Some(Err(diverged())),
-    }
+        }
+        None => Err(diverged()),
+    })
 }
 
 /// Records a call's result (record mode), within the recording's bound,
 /// checked before the result is encoded.
 pub(super) fn keep<T: Answer>(recording: &recording::Shared, call: &str, r: &FsResult<T>) {
-    let mut rec = recording::lock(recording);
-    if rec.is_replay() || !rec.fits(call.len().saturating_add(size_hint(r))) {
-        return;
-    }
-    rec.record(call.to_string(), encode(r));
-}
-
-/// Records one more result of the run `call` (a directory listing's
-/// entries), within the recording's bound.
-pub(super) fn keep_run<T: Answer>(recording: &recording::Shared, call: &str, r: &FsResult<T>) {
-    let mut rec = recording::lock(recording);
-    if rec.is_replay() || !rec.fits(size_hint(r)) {
-        return;
-    }
-    rec.record_run(call, encode(r));
-}
-
-/// Replaying: the next result of the run `call`.
-pub(super) fn replayed_run<T: Answer>(recording: &recording::Shared, call: &str) -> FsResult<T> {
-    let mut r = recording::lock(recording);
-    match r.replay_run(call) {
-        Some(Replayed::Answer(v)) => decode(&v).unwrap_or_else(|| {
-            r.malformed(call);
-            Err(diverged())
-        }),
-        _ => Err(diverged()),
-    }
+    record_result(recording, call, size_hint(r), || encode(r));
 }
 
 /// A stream operation's result as recorded.
@@ -414,11 +436,12 @@ impl StreamRecord {
         size: usize,
         ok: impl FnOnce(&T) -> Value,
     ) {
-        let mut rec = recording::lock(&self.recording);
-        if rec.is_replay() || !rec.fits(size.saturating_add(32)) {
-            return;
-        }
-        rec.record_run(&self.call, json!([op, stream_result(r, ok)]));
+        record_result(
+            &self.recording,
+            &format!("{} {op}", self.call),
+            size.saturating_add(32),
+            || stream_result(r, ok),
+        );
     }
 
     /// The recorded result of the stream's next operation, which must be
@@ -428,27 +451,14 @@ impl StreamRecord {
         op: &str,
         ok: impl FnOnce(&Value) -> Option<T>,
     ) -> StreamResult<T> {
-        let mut rec = recording::lock(&self.recording);
         let diverged =
             || StreamError::trap("the replay diverged from the recorded stream operations");
-        match rec.replay_run(&self.call) {
-            Some(Replayed::Answer(v)) if v.get(0).and_then(Value::as_str) == Some(op) => {
-                match stream_result_of(&v[1], ok) {
-                    Some(r) => r,
-                    None => {
-                        rec.malformed(&self.call);
-                        Err(diverged())
-                    }
-                }
-            }
-            Some(Replayed::Answer(v)) => {
-                rec.diverged(format!(
-                    "diverged on {}: expected {}, got {op}",
-                    self.call,
-                    v.get(0).and_then(Value::as_str).unwrap_or("?")
-                ));
+        let descriptor = format!("{} {op}", self.call);
+        match replay_result(&self.recording, &descriptor) {
+            Some(Some(v)) => stream_result_of(&v, ok).unwrap_or_else(|| {
+                recording::lock(&self.recording).malformed(&descriptor);
                 Err(diverged())
-            }
+            }),
             _ => Err(diverged()),
         }
     }
@@ -627,7 +637,7 @@ mod tests {
         keep(&rec, "wasi:filesystem read a", &Ok((under, false)));
         keep(&rec, "wasi:filesystem read a", &Ok((vec![0u8; 64], true)));
         let (kept, why) = recording::lock(&rec).finish();
-        assert_eq!((kept.len(), why), (3, None));
+        assert_eq!((kept.len(), why), (1, None), "three reads, one run");
 
         let rec: recording::Shared =
             std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
@@ -643,6 +653,42 @@ mod tests {
         let (kept, why) = recording::lock(&rec).finish();
         assert!(kept.is_empty());
         assert!(why.expect("not replayable").contains("exceed"));
+    }
+
+    #[test]
+    fn consecutive_filesystem_results_are_one_recorded_result_and_replay_in_order() {
+        use crate::interfaces::recording::{Recorded, Recording};
+        let rec: recording::Shared =
+            std::sync::Arc::new(std::sync::Mutex::new(Recording::default()));
+        for i in 0..1000u64 {
+            keep(&rec, "wasi:filesystem stat-at /in sha256:aa", &Ok(i));
+        }
+        let (kept, why) = recording::lock(&rec).finish();
+        assert_eq!(
+            (kept.len(), why),
+            (1, None),
+            "a loop of stats is one payload"
+        );
+        let feed: Vec<Recorded> = kept
+            .iter()
+            .map(|b| Recorded::from_bytes(b).expect("parse"))
+            .collect();
+        let replay: recording::Shared =
+            std::sync::Arc::new(std::sync::Mutex::new(Recording::replaying(feed)));
+        for i in 0..3u64 {
+            let r: FsResult<u64> =
+                replayed(&replay, "wasi:filesystem stat-at /in sha256:aa").expect("replaying");
+            assert_eq!(r.ok(), Some(i));
+        }
+        let r: FsResult<u64> =
+            replayed(&replay, "wasi:filesystem stat-at /in sha256:bb").expect("replaying");
+        assert!(r.is_err(), "another path than recorded traps");
+        assert_eq!(
+            recording::lock(&replay).divergence(),
+            Some(
+                "diverged at call 1: expected wasi:filesystem stat-at /in sha256:aa, got wasi:filesystem stat-at /in sha256:bb"
+            )
+        );
     }
 
     #[test]

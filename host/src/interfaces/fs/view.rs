@@ -704,13 +704,15 @@ impl types::HostDirectoryEntryStream for FsView<'_> {
         let rep = stream.rep();
         let origin = self.origin(&stream);
         let call = format!("wasi:filesystem entries {}", origin.describe());
-        let r = if self.audit.replaying() {
-            recorded::replayed_run(&self.audit.recording, &call)
-        } else {
-            let r = types::HostDirectoryEntryStream::read_directory_entry(&mut self.inner, stream)
-                .await;
-            recorded::keep_run(&self.audit.recording, &call, &r);
-            r
+        let r = match self.answer(&call) {
+            Some(r) => r,
+            None => {
+                let r =
+                    types::HostDirectoryEntryStream::read_directory_entry(&mut self.inner, stream)
+                        .await;
+                self.keep(&call, &r);
+                r
+            }
         };
         match (&r, self.audit.listings.get(&rep).copied()) {
             // Names count toward the `read-directory` that opened the stream.
