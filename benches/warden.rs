@@ -845,16 +845,27 @@ async fn evidence(s: &Sizes) {
         load()
     );
 
-    // (b) fx-rate against its loopback double, the response recorded with
-    // the durable entry, and without a data directory (nothing recorded
-    // is kept; the recording itself still runs).
+    // (b) fx-rate against its loopback double: without a data directory;
+    // with the durable entry and the response recorded (payloads full);
+    // and with the durable entry under `payloads = "hash-only"` (nothing
+    // recorded). The last two share durability and data-dir layout, so
+    // their ratio is the cost of recording the host-call results.
     match doubles::fx_rates(18080).await {
         Err(e) => println!("   fx-rate: port 18080 is busy ({e}); skipped"),
         Ok(_server) => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(root.join("policies/fx-rate.toml")).expect("policy");
+            let hash_only_text = text.replacen(
+                "[capability]\n",
+                "[capability]\npayloads = \"hash-only\"\n",
+                1,
+            );
+            assert_ne!(
+                text, hash_only_text,
+                "fx-rate.toml has a [capability] table"
+            );
             let bytes = std::fs::read(guests().join("fx_rate.wasm")).expect("fx_rate.wasm");
-            let fx_host = |dir: Option<PathBuf>| {
+            let fx_host = |dir: Option<PathBuf>, text: &str| {
                 let mut host = Host::new(HostConfig {
                     sandbox: bench_config(16),
                     allow_unsigned: true,
@@ -862,35 +873,63 @@ async fn evidence(s: &Sizes) {
                     ..HostConfig::default()
                 })
                 .expect("host");
-                let policy = Policy::parse(Path::new("fx-rate.toml"), &text).expect("policy");
+                let policy = Policy::parse(Path::new("fx-rate.toml"), text).expect("policy");
                 host.load(policy, &bytes, "fx_rate.wasm").expect("load");
                 host
             };
-            let (plain, audited) = (fx_host(None), fx_host(Some(scratch("fx-record"))));
+            let plain = fx_host(None, &text);
+            let recorded = fx_host(Some(scratch("fx-record")), &text);
+            let hash_only = fx_host(Some(scratch("fx-hash-only")), &hash_only_text);
             async fn one(h: &Host) {
                 let call = Call::new("fx-rate", "rate", json!({"base": "EUR", "quote": "USD"}));
                 let r = h.invoke(call).await;
                 assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
             }
-            let (mut p, mut a) = (Vec::new(), Vec::new());
-            for _ in 0..s.latency_iters.div_ceil(10).max(5) {
+            let (mut p, mut a, mut o) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..s.latency_iters.div_ceil(10).max(5) {
+                // Alternate which audited host goes first, so neither
+                // always follows the other's fsync.
                 let t = Instant::now();
                 one(&plain).await;
                 let t1 = Instant::now();
-                one(&audited).await;
+                let (first, second) = if i % 2 == 0 {
+                    (&recorded, &hash_only)
+                } else {
+                    (&hash_only, &recorded)
+                };
+                one(first).await;
+                let t2 = Instant::now();
+                one(second).await;
+                let t3 = Instant::now();
                 p.push(t1 - t);
-                a.push(t1.elapsed());
+                let (d_first, d_second) = (t2 - t1, t3 - t2);
+                if i % 2 == 0 {
+                    a.push(d_first);
+                    o.push(d_second);
+                } else {
+                    o.push(d_first);
+                    a.push(d_second);
+                }
             }
             p.sort();
             a.sort();
+            o.sort();
             println!(
-                "   fx-rate vs loopback double: no data dir p50 {}   recorded + durable audit p50 {}   ({})",
+                "   fx-rate vs loopback double: no data dir p50 {}   durable audit, recorded p50 {}   durable audit, hash-only p50 {}   ({})",
                 us(pct(&p, 0.50)),
                 us(pct(&a, 0.50)),
+                us(pct(&o, 0.50)),
                 load()
             );
+            let ratio =
+                pct(&a, 0.50).as_secs_f64() / pct(&o, 0.50).as_secs_f64().max(f64::MIN_POSITIVE);
+            println!(
+                "   recording cost: recorded / hash-only p50 = {ratio:.3} ({:+.1}%; target <= +10%)",
+                (ratio - 1.0) * 100.0
+            );
             let _ = plain.shutdown().await;
-            let _ = audited.shutdown().await;
+            let _ = recorded.shutdown().await;
+            let _ = hash_only.shutdown().await;
         }
     }
 

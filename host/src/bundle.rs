@@ -28,7 +28,8 @@ pub const FORMAT: &str = "warden-evidence-bundle-v1";
 /// Most entries a bundle's chain may hold (from the request's first entry
 /// to the covering checkpoint: at most the checkpoint interval, 10,000 by
 /// default). Stops a bundle of a request far below a sparse checkpoint
-/// from growing without bound.
+/// from growing without bound when it is built, and a bundle from
+/// elsewhere from making `verify`/`replay` walk an unbounded chain.
 pub const MAX_CHAIN: u64 = 1_000_000;
 
 /// An evidence bundle.
@@ -53,11 +54,22 @@ pub struct Bundle {
 
 impl Bundle {
     /// Builds the bundle of `request_id` from a data directory's audit
-    /// database and artifact store.
+    /// database and artifact store, its chain at most [`MAX_CHAIN`] entries.
     pub fn build(
         reader: &AuditReader,
         artifacts: &ArtifactStore,
         request_id: &str,
+    ) -> Result<Bundle, String> {
+        Bundle::build_within(reader, artifacts, request_id, MAX_CHAIN)
+    }
+
+    /// [`build`](Self::build) with a chain of at most `max_chain` entries
+    /// (the CLI uses [`MAX_CHAIN`]; tests cross a small limit).
+    pub fn build_within(
+        reader: &AuditReader,
+        artifacts: &ArtifactStore,
+        request_id: &str,
+        max_chain: u64,
     ) -> Result<Bundle, String> {
         let mut mine: Vec<AuditEntry> = Vec::new();
         let mut next = 1;
@@ -90,10 +102,14 @@ impl Bundle {
                      `every_entries`/`every`, and at shutdown); try again after the next one"
                 )
             })?;
-        let len = checkpoint.size - first + 1;
-        if len > MAX_CHAIN {
+        let len = checkpoint
+            .size
+            .checked_sub(first)
+            .and_then(|d| d.checked_add(1))
+            .ok_or_else(|| format!("checkpoint {} is below entry {first}", checkpoint.size))?;
+        if len > max_chain {
             return Err(format!(
-                "the chain from entry {first} to the covering checkpoint ({}) is {len} entries, over {MAX_CHAIN}",
+                "the chain from entry {first} to the covering checkpoint ({}) is {len} entries, over {max_chain}",
                 checkpoint.size
             ));
         }
@@ -147,10 +163,22 @@ impl Bundle {
     /// when `None`), every chain entry's hash and link from the request's
     /// entries to the checkpoint's head, that the request's entries are in
     /// it, and that every artifact and payload hashes to its name. Returns
-    /// the first problem.
+    /// the first problem. A chain longer than [`MAX_CHAIN`] is refused.
     pub fn verify(&self, key: Option<&VerifyingKey>) -> Result<(), String> {
+        self.verify_within(key, MAX_CHAIN)
+    }
+
+    /// [`verify`](Self::verify) refusing a chain longer than `max_chain`
+    /// before anything in it is hashed.
+    pub fn verify_within(&self, key: Option<&VerifyingKey>, max_chain: u64) -> Result<(), String> {
         if self.format != FORMAT {
             return Err(format!("not a {FORMAT} file (format {:?})", self.format));
+        }
+        let len = u64::try_from(self.chain.len()).unwrap_or(u64::MAX);
+        if len > max_chain {
+            return Err(format!(
+                "the chain holds {len} entries, over {max_chain} (a bundle's chain runs from the request's first entry to its covering checkpoint)"
+            ));
         }
         if let Some(key) = key {
             self.checkpoint

@@ -187,6 +187,9 @@ pub struct Host {
     services: Arc<HostServices>,
     /// The artifact store, when the host has a data directory.
     artifacts: Option<Arc<ArtifactStore>>,
+    /// A host that only replays (`warden audit replay`): preopened
+    /// directories are never opened, so they need not exist at load.
+    replay_only: bool,
 }
 
 impl Host {
@@ -246,6 +249,7 @@ impl Host {
                 .data_dir
                 .as_ref()
                 .map(|d| Arc::new(ArtifactStore::in_data_dir(d))),
+            replay_only: false,
         })
     }
 
@@ -329,8 +333,12 @@ impl Host {
             capability: name.clone(),
             source,
         };
-        let linker =
-            sandbox::linker_for(self.sandbox.engine(), &shape, &policy).map_err(link_err)?;
+        let linker = if self.replay_only {
+            sandbox::linker_for_replay(self.sandbox.engine(), &shape, &policy)
+        } else {
+            sandbox::linker_for(self.sandbox.engine(), &shape, &policy)
+        }
+        .map_err(link_err)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             link_err(LinkError::Wasmtime {
                 import: "(instantiate_pre)".into(),
@@ -566,6 +574,13 @@ impl Host {
     /// The audit stage: the one place entries are appended.
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// Makes this a host that only replays (`warden audit replay`): it
+    /// loads capabilities whose preopened directories do not exist here.
+    pub(crate) fn only_replays(mut self) -> Host {
+        self.replay_only = true;
+        self
     }
 
     /// `warden audit replay`: runs one attempt of `call` with its host

@@ -176,24 +176,29 @@ impl Evidence for DataDir {
     }
 }
 
+/// Compiled capabilities by (component digest, policy hash).
+type Loaded = BTreeMap<(Hash256, Hash256), Arc<Capability>>;
+
 /// Re-executes entries; keeps compiled capabilities by (digest, policy).
 pub struct Replayer {
     host: Host,
-    loaded: BTreeMap<(Hash256, Hash256), Arc<Capability>>,
+    loaded: Loaded,
+    /// The engine settings entries are replayed under.
+    config: crate::sandbox::SandboxConfig,
+    /// A host with the other `memory_init_cow` setting, built on the first
+    /// fuel-only mismatch to say whether the setting explains it.
+    other: Option<(Host, Loaded)>,
 }
 
 impl Replayer {
     /// A replayer on an engine configured like `config`'s sandbox (no data
     /// directory: it writes nothing).
     pub fn new(sandbox: crate::sandbox::SandboxConfig) -> Result<Replayer, crate::HostError> {
-        let host = Host::new(HostConfig {
-            sandbox,
-            allow_unsigned: true,
-            ..HostConfig::default()
-        })?;
         Ok(Replayer {
-            host,
+            host: replay_host(sandbox.clone())?,
             loaded: BTreeMap::new(),
+            config: sandbox,
+            other: None,
         })
     }
 
@@ -304,6 +309,7 @@ impl Replayer {
         if let Some(t) = tenant_of(e.detail.as_deref()) {
             call = call.for_tenant(t);
         }
+        let feed = recorded.clone();
         let record = match gate::typed(&cap, &call) {
             Ok(typed) => {
                 self.host
@@ -337,10 +343,25 @@ impl Replayer {
             ));
         }
         if record.usage.fuel != e.usage.fuel {
-            diffs.push(format!(
-                "fuel: expected {}, got {}",
-                e.usage.fuel, record.usage.fuel
-            ));
+            let mut why = format!("fuel: expected {}, got {}", e.usage.fuel, record.usage.fuel);
+            // Only fuel differs: say whether the engine setting explains it.
+            if diffs.is_empty() {
+                let cow = !self.config.memory_init_cow;
+                match self
+                    .fuel_with_other_cow(digest, policy_hash, evidence, &call, feed)
+                    .await
+                {
+                    Some(fuel) if fuel == e.usage.fuel => why.push_str(&format!(
+                        " (with --memory-init-cow {cow} it is {fuel}, as recorded: the entry was \
+                         recorded under the other memory_init_cow setting; replay with that one)"
+                    )),
+                    Some(fuel) => why.push_str(&format!(
+                        " (with --memory-init-cow {cow} it is {fuel}: not the engine setting)"
+                    )),
+                    None => {}
+                }
+            }
+            diffs.push(why);
         }
         if diffs.is_empty() {
             let n = e.host_calls.len().max(record.host_calls.len());
@@ -364,6 +385,30 @@ impl Replayer {
         }
     }
 
+    /// The fuel `call` takes on an engine with the other `memory_init_cow`
+    /// setting (`None`: that engine or the capability could not be built).
+    async fn fuel_with_other_cow(
+        &mut self,
+        digest: Hash256,
+        policy_hash: Hash256,
+        evidence: &dyn Evidence,
+        call: &Call,
+        feed: Vec<Recorded>,
+    ) -> Option<u64> {
+        if self.other.is_none() {
+            let config = crate::sandbox::SandboxConfig {
+                memory_init_cow: !self.config.memory_init_cow,
+                ..self.config.clone()
+            };
+            self.other = Some((replay_host(config).ok()?, BTreeMap::new()));
+        }
+        let (host, loaded) = self.other.as_mut()?;
+        let cap = capability_on(host, loaded, digest, policy_hash, evidence).ok()?;
+        let typed = gate::typed(&cap, call).ok()?;
+        let record = host.execute_replayed(&cap, typed, call, feed).await;
+        Some(record.usage.fuel)
+    }
+
     /// The capability an entry ran: component and policy from the artifact
     /// store, both verified, compiled once per (digest, policy).
     fn capability(
@@ -372,30 +417,51 @@ impl Replayer {
         policy_hash: Hash256,
         evidence: &dyn Evidence,
     ) -> Result<Arc<Capability>, String> {
-        if let Some(c) = self.loaded.get(&(digest, policy_hash)) {
-            return Ok(c.clone());
-        }
-        let component = evidence
-            .artifact(&digest)
-            .map_err(|e| format!("component {digest}: {e}"))?;
-        let policy_bytes = evidence
-            .artifact(&policy_hash)
-            .map_err(|e| format!("policy {policy_hash}: {e}"))?;
-        let policy = policy_from_artifact(&policy_hash, &policy_bytes)?;
-        let cap = self
-            .host
-            .prepare(policy, &component, &format!("artifact {digest}"))
-            .map_err(|e| format!("component {digest} does not load: {e}"))?;
-        if cap.digest != digest.tagged() {
-            return Err(format!(
-                "component artifact {digest} has digest {} (swapped?)",
-                cap.digest
-            ));
-        }
-        let cap = Arc::new(cap);
-        self.loaded.insert((digest, policy_hash), cap.clone());
-        Ok(cap)
+        capability_on(&self.host, &mut self.loaded, digest, policy_hash, evidence)
     }
+}
+
+/// A host that only replays, on an engine configured by `sandbox` (no data
+/// directory: it writes nothing).
+fn replay_host(sandbox: crate::sandbox::SandboxConfig) -> Result<Host, crate::HostError> {
+    Ok(Host::new(HostConfig {
+        sandbox,
+        allow_unsigned: true,
+        ..HostConfig::default()
+    })?
+    .only_replays())
+}
+
+/// [`Replayer::capability`] on `host`, cached in `loaded`.
+fn capability_on(
+    host: &Host,
+    loaded: &mut Loaded,
+    digest: Hash256,
+    policy_hash: Hash256,
+    evidence: &dyn Evidence,
+) -> Result<Arc<Capability>, String> {
+    if let Some(c) = loaded.get(&(digest, policy_hash)) {
+        return Ok(c.clone());
+    }
+    let component = evidence
+        .artifact(&digest)
+        .map_err(|e| format!("component {digest}: {e}"))?;
+    let policy_bytes = evidence
+        .artifact(&policy_hash)
+        .map_err(|e| format!("policy {policy_hash}: {e}"))?;
+    let policy = policy_from_artifact(&policy_hash, &policy_bytes)?;
+    let cap = host
+        .prepare(policy, &component, &format!("artifact {digest}"))
+        .map_err(|e| format!("component {digest} does not load: {e}"))?;
+    if cap.digest != digest.tagged() {
+        return Err(format!(
+            "component artifact {digest} has digest {} (swapped?)",
+            cap.digest
+        ));
+    }
+    let cap = Arc::new(cap);
+    loaded.insert((digest, policy_hash), cap.clone());
+    Ok(cap)
 }
 
 fn describe(c: &crate::audit::HostCall) -> String {

@@ -23,6 +23,7 @@ mod loading;
 mod mcp;
 mod polyglot;
 mod replay;
+mod replay_recorded;
 mod signing;
 mod support;
 mod tenants;

@@ -233,6 +233,7 @@ impl Interfaces {
             Some(feed) => recording::Recording::replaying(feed),
             None => recording::Recording::default(),
         }));
+        let replaying = recording::lock(&recording).is_replay();
         for g in grants {
             match &g.kind {
                 GrantKind::Clock { mode } if g.name.interface == "wall-clock" => wall = *mode,
@@ -258,6 +259,10 @@ impl Interfaces {
                     )
                 }
                 GrantKind::Http(grant) => http = Some(grant.clone()),
+                GrantKind::Preopens(dirs) if replaying => {
+                    // A replay answers from the recording: nothing is opened.
+                    write_budgets.extend(fs::write_budgets(dirs));
+                }
                 GrantKind::Preopens(dirs) => {
                     fs::open_preopens(
                         preopened.get_or_insert_with(WasiCtxBuilder::new),
@@ -265,32 +270,10 @@ impl Interfaces {
                         dirs,
                         &mut write_budgets,
                     )?;
-                    if !dirs.dirs.is_empty() {
-                        recording::lock(&recording).not_replayable(
-                            "the policy preopens directories (wasi:filesystem/preopens); \
-                             filesystem reads are not recorded"
-                                .into(),
-                        );
-                    }
                 }
                 GrantKind::AuthorityFree | GrantKind::CapturedOutput | GrantKind::Random { .. } => {
                 }
             }
-        }
-        for (mode, what) in [(wall, "wall-clock"), (monotonic, "monotonic-clock")] {
-            if mode == ClockMode::System {
-                recording::lock(&recording).not_replayable(format!(
-                    "the policy grants the system clock (wasi:clocks/{what} mode = \"system\"); \
-                     its readings are not recorded"
-                ));
-            }
-        }
-        if random == RandomMode::System {
-            recording::lock(&recording).not_replayable(
-                "the policy grants system random (wasi:random mode = \"system\"); \
-                 its values are not recorded"
-                    .into(),
-            );
         }
         let capture_cap = usize::try_from(max_stdout).unwrap_or(usize::MAX);
         let fixed_wall = (wall == ClockMode::Virtual).then(|| {
@@ -305,12 +288,13 @@ impl Interfaces {
                 monotonic == ClockMode::Virtual,
                 (random == RandomMode::Seeded).then(|| id.request_id.to_string()),
                 preopened,
+                recording.clone(),
             ),
             log: log::LogState::for_invocation(log_limits, id),
             kv,
             model,
             http: http::HttpState::new(http, services.clone(), recording.clone()),
-            fs: fs::FsAudit::new(write_budgets),
+            fs: fs::FsAudit::new(write_budgets, recording.clone()),
             calls: HostCallLog::default(),
             recording,
         })

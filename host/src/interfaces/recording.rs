@@ -1,5 +1,6 @@
 //! Recorded host-call results: what came into the sandbox from outside it
-//! (KV reads, model responses, HTTP responses), kept in call order so that
+//! (KV reads, model responses, HTTP responses, filesystem results, system
+//! clock readings and system random bytes), kept in call order so that
 //! `warden audit replay` can answer the same calls without the outside
 //! world.
 //!
@@ -10,6 +11,11 @@
 //! SHA-256). In *replay* mode the next recorded result answers the call if
 //! its descriptor matches, and the first mismatch is kept as the
 //! divergence (`diverged at call N: expected …, got …`).
+//!
+//! Readings a guest may take many times in a row (clock readings, random
+//! bytes, stream chunks) are kept as *runs*: consecutive calls with the
+//! same descriptor share one record `{"call": …, "result": {"run": [...]}}`,
+//! so a loop reading the clock does not make one payload per reading.
 //!
 //! Recording is bounded as it happens: at most [`MAX_RECORDED_BYTES`] per
 //! invocation (each interface's own limits bound each result); past it
@@ -28,6 +34,10 @@ use std::sync::{Arc, Mutex};
 /// reading a 64 KiB value 10,000 times) from holding hundreds of MiB until
 /// the entry is committed.
 pub const MAX_RECORDED_BYTES: usize = 16 << 20;
+
+/// Why an entry of a `payloads = "hash-only"` policy is not replayable.
+pub const HASH_ONLY: &str =
+    "payloads = \"hash-only\": the input and recorded host-call results are not kept";
 
 /// One recorded call: what was asked, and what the host got.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +90,10 @@ pub struct Recording {
     calls: usize,
     not_replayable: Option<String>,
     divergence: Option<String>,
+    /// Record mode: the slot of the run still open (the last slot).
+    open_run: Option<usize>,
+    /// Replay mode: how many readings of the front run were handed out.
+    run_at: usize,
 }
 
 /// Shared between the interfaces (and HTTP bodies, which outlive calls).
@@ -108,6 +122,7 @@ impl Recording {
     /// mode: `None` (make the call, then [`record`](Self::record) it).
     pub fn replay(&mut self, call: &str) -> Option<Replayed> {
         let feed = self.feed.as_mut()?;
+        self.run_at = 0;
         self.calls += 1;
         let n = self.calls;
         match feed.pop_front() {
@@ -151,6 +166,7 @@ impl Recording {
         if self.feed.is_some() {
             return None;
         }
+        self.open_run = None;
         self.results.push(None);
         Some(self.results.len() - 1)
     }
@@ -163,16 +179,182 @@ impl Recording {
         }
         let r = Recorded { call, result };
         let size = r.call.len() + crate::digest::canonical_json(&r.result).len();
-        self.bytes = self.bytes.saturating_add(size);
-        if self.bytes > MAX_RECORDED_BYTES {
+        if !self.fits(size) {
+            return;
+        }
+        self.bytes += size;
+        if let Some(s) = self.results.get_mut(slot) {
+            *s = Some(r);
+        }
+    }
+
+    /// Whether `size` more bytes of results fit under
+    /// [`MAX_RECORDED_BYTES`]; if not, the recording is dropped and the
+    /// invocation marked not replayable, before the result is encoded.
+    pub fn fits(&mut self, size: usize) -> bool {
+        if self.not_replayable.is_some() {
+            return false;
+        }
+        if self.bytes.saturating_add(size) > MAX_RECORDED_BYTES {
             self.results.clear();
+            self.open_run = None;
             self.not_replayable = Some(format!(
                 "the recorded host-call results exceed {MAX_RECORDED_BYTES} bytes, so they were not kept"
             ));
+            return false;
+        }
+        true
+    }
+
+    /// Records `result` as the next reading of `call` (record mode; ignored
+    /// in replay mode): appended to the open run when the previous record
+    /// is a run of the same call, else the start of a new run.
+    pub fn record_run(&mut self, call: &str, result: Value) {
+        if self.feed.is_some() {
             return;
         }
-        if let Some(s) = self.results.get_mut(slot) {
-            *s = Some(r);
+        let size = crate::digest::canonical_json(&result).len() + 1;
+        let open = self.open_run.filter(|&i| {
+            i + 1 == self.results.len() && self.results[i].as_ref().is_some_and(|r| r.call == call)
+        });
+        let size = if open.is_some() {
+            size
+        } else {
+            size + call.len()
+        };
+        if !self.fits(size) {
+            return;
+        }
+        self.bytes += size;
+        if let Some(i) = open
+            && let Some(Some(r)) = self.results.get_mut(i)
+            && let Some(Value::Array(run)) = r.result.get_mut("run")
+        {
+            run.push(result);
+            return;
+        }
+        self.results.push(Some(Recorded {
+            call: call.to_string(),
+            result: json!({ "run": [result] }),
+        }));
+        self.open_run = Some(self.results.len() - 1);
+    }
+
+    /// Replay mode: the next reading of `call` from the run at the front of
+    /// the recording (a mismatch is a divergence, as in
+    /// [`replay`](Self::replay)). Record mode: `None`.
+    pub fn replay_run(&mut self, call: &str) -> Option<Replayed> {
+        let feed = self.feed.as_mut()?;
+        if let Some(front) = feed.front()
+            && front.call == call
+            && let Some(run) = front.result.get("run").and_then(Value::as_array)
+            && self.run_at < run.len()
+        {
+            let v = run[self.run_at].clone();
+            if self.run_at == 0 {
+                self.calls += 1;
+            }
+            self.run_at += 1;
+            if self.run_at == run.len() {
+                feed.pop_front();
+                self.run_at = 0;
+            }
+            return Some(Replayed::Answer(v));
+        }
+        self.run_at = 0;
+        self.replay(call)
+    }
+
+    /// Records `bytes` as the next part of the byte stream `call` (record
+    /// mode; ignored in replay mode): appended to the open stream record
+    /// `{"bytes": "<hex>"}` when the previous record is that stream, else
+    /// the start of a new one. Random bytes are kept this way, however the
+    /// guest's calls cut them into words.
+    pub fn record_bytes(&mut self, call: &str, bytes: &[u8]) {
+        if self.feed.is_some() {
+            return;
+        }
+        let open = self.open_run.filter(|&i| {
+            i + 1 == self.results.len() && self.results[i].as_ref().is_some_and(|r| r.call == call)
+        });
+        let size = bytes.len().saturating_mul(2) + if open.is_some() { 0 } else { call.len() + 16 };
+        if !self.fits(size) {
+            return;
+        }
+        self.bytes += size;
+        if let Some(i) = open
+            && let Some(Some(r)) = self.results.get_mut(i)
+            && let Some(Value::String(hex)) = r.result.get_mut("bytes")
+        {
+            hex.push_str(&hex::encode(bytes));
+            return;
+        }
+        self.results.push(Some(Recorded {
+            call: call.to_string(),
+            result: json!({ "bytes": hex::encode(bytes) }),
+        }));
+        self.open_run = Some(self.results.len() - 1);
+    }
+
+    /// Replay mode: the next `n` bytes of the stream `call` at the front of
+    /// the recording (`None` inside: diverged or malformed, kept as the
+    /// divergence). Record mode: `None`.
+    pub fn replay_bytes(&mut self, call: &str, n: usize) -> Option<Option<Vec<u8>>> {
+        let feed = self.feed.as_mut()?;
+        if let Some(front) = feed.front()
+            && front.call == call
+            && let Some(hex) = front.result.get("bytes").and_then(Value::as_str)
+        {
+            let from = self.run_at.saturating_mul(2);
+            let to = from.saturating_add(n.saturating_mul(2));
+            let Some(part) = hex.get(from..to).and_then(|h| hex::decode(h).ok()) else {
+                self.malformed(call);
+                return Some(None);
+            };
+            if self.run_at == 0 {
+                self.calls += 1;
+            }
+            self.run_at += n;
+            if to == hex.len() {
+                feed.pop_front();
+                self.run_at = 0;
+            }
+            return Some(Some(part));
+        }
+        match self.replay(call) {
+            Some(Replayed::Answer(_)) => {
+                self.malformed(call);
+                Some(None)
+            }
+            _ => Some(None),
+        }
+    }
+
+    /// Replay mode: how many recorded results the replay has reached (the
+    /// `N` of `diverged at call N`).
+    pub fn call_number(&self) -> usize {
+        self.calls
+    }
+
+    /// Replay mode: the guest departed from the recording (`why` says
+    /// how); kept as the divergence unless there is one already.
+    pub fn diverged(&mut self, why: String) {
+        self.divergence.get_or_insert(why);
+    }
+
+    /// Replay mode: the recorded answer to `call` could not be read back
+    /// (a tampered or foreign recording); kept as the divergence.
+    pub fn malformed(&mut self, call: &str) {
+        self.divergence
+            .get_or_insert_with(|| format!("diverged: the recorded result of {call} is malformed"));
+    }
+
+    /// Record mode: keeps nothing from now on (a `payloads = "hash-only"`
+    /// policy: nothing would be stored, so nothing is encoded either).
+    pub fn keep_nothing(&mut self) {
+        if self.feed.is_none() {
+            self.results.clear();
+            self.not_replayable(HASH_ONLY.into());
         }
     }
 

@@ -3,14 +3,17 @@
 //! `wasi:cli` (stdout/stderr captured, environment empty, stdin closed).
 //!
 //! Owns what the context is made of (captured output, clocks and random
-//! chosen by their grants, preopened directories) and builds it on the
+//! chosen by their grants — system ones recorded — preopened directories) and builds it on the
 //! first WASI call, so an invocation that makes none never pays for it. It
 //! must never give the guest an environment, arguments, stdin or an
 //! uncaptured stream.
 
 use super::catalogue::{Entry, GrantKind, Unit, empty_table, no_settings};
-use super::clocks::{CountingMonotonicClock, FixedWallClock};
-use super::random::seed;
+use super::clocks::{
+    CountingMonotonicClock, FixedWallClock, RecordedMonotonicClock, RecordedWallClock,
+};
+use super::random::{RecordedRng, seed};
+use super::recording;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::time::Duration;
@@ -118,6 +121,8 @@ struct WasiPlan {
     /// A builder already holding the preopens, when the policy grants any
     /// (opened eagerly so a vanished directory fails before the call).
     preopened: Option<WasiCtxBuilder>,
+    /// Where granted system clocks and random record what they hand out.
+    recording: recording::Shared,
 }
 
 impl WasiState {
@@ -128,6 +133,7 @@ impl WasiState {
         virtual_monotonic: bool,
         seeded_from: Option<String>,
         preopened: Option<WasiCtxBuilder>,
+        recording: recording::Shared,
     ) -> WasiState {
         WasiState {
             ctx: None,
@@ -138,6 +144,7 @@ impl WasiState {
                 virtual_monotonic,
                 seeded_from,
                 preopened,
+                recording,
             },
         }
     }
@@ -180,11 +187,25 @@ impl WasiPlan {
             .captured
             .get_or_insert_with(|| (MemoryOutputPipe::new(cap), MemoryOutputPipe::new(cap)));
         b.stdout(stdout.clone()).stderr(stderr.clone());
-        if let Some(since_epoch) = self.fixed_wall {
-            b.wall_clock(FixedWallClock { since_epoch });
-        }
+        let recording = &self.recording;
+        match self.fixed_wall {
+            Some(since_epoch) => b.wall_clock(FixedWallClock { since_epoch }),
+            None => b.wall_clock(RecordedWallClock {
+                recording: recording.clone(),
+            }),
+        };
         if self.virtual_monotonic {
             b.monotonic_clock(CountingMonotonicClock::default());
+        } else {
+            b.monotonic_clock(RecordedMonotonicClock {
+                recording: recording.clone(),
+                clock: wasmtime_wasi::clocks::MonotonicClock::new(),
+            });
+        }
+        if self.seeded_from.is_none() {
+            b.secure_random(RecordedRng::new(recording.clone(), "random"));
+            b.insecure_random(RecordedRng::new(recording.clone(), "insecure"));
+            b.insecure_random_seed(RecordedRng::insecure_seed(recording));
         }
         if let Some(request_id) = &self.seeded_from {
             b.secure_random(StdRng::from_seed(seed(request_id, "secure")));

@@ -59,10 +59,7 @@ impl Recorder {
             // input and the results it cannot be re-executed.
             if record.replayable {
                 record.replayable = false;
-                record.not_replayable = Some(
-                    "payloads = \"hash-only\": the input and recorded host-call results are not kept"
-                        .into(),
-                );
+                record.not_replayable = Some(crate::interfaces::recording::HASH_ONLY.into());
             }
             Payloads::default()
         } else {

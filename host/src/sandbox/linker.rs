@@ -82,6 +82,24 @@ pub fn linker_for(
         });
     }
     check_preopens(policy)?;
+    linker_for_replay(engine, shape, policy)
+}
+
+/// [`linker_for`] for `warden audit replay`, which never opens a preopened
+/// directory (filesystem calls are answered from the recording), so the
+/// directories need not exist on the replaying machine.
+pub fn linker_for_replay(
+    engine: &Engine,
+    shape: &Shape,
+    policy: &Policy,
+) -> Result<Linker<InvocationState>, LinkError> {
+    let ungranted = ungranted_imports(shape, policy);
+    if !ungranted.is_empty() {
+        return Err(LinkError::Ungranted {
+            policy: policy.source.clone(),
+            imports: ungranted,
+        });
+    }
     let mut linker = Linker::new(engine);
     for import in &shape.imports {
         let Some(name) = &import.interface else {

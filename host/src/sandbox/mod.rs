@@ -11,7 +11,7 @@ mod linker;
 mod state;
 
 pub use invoke::{CallOutcome, invoke};
-pub use linker::{LinkError, linker_for};
+pub use linker::{LinkError, linker_for, linker_for_replay};
 pub use state::{InvocationIdentity, InvocationState};
 
 use std::sync::Arc;

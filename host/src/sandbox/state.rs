@@ -52,16 +52,21 @@ impl InvocationState {
     ) -> std::io::Result<InvocationState> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_LIVE_HANDLES);
+        let interfaces = Interfaces::new(
+            &policy.imports,
+            &policy.source,
+            policy.budget.max_stdout.bytes(),
+            id,
+            services,
+        )?;
+        if policy.capability.payloads == crate::policy::PayloadRetention::HashOnly {
+            // Nothing recorded would be stored: do not pay for recording.
+            crate::interfaces::recording::lock(&interfaces.recording).keep_nothing();
+        }
         Ok(InvocationState {
             table,
             limiter: BudgetLimiter::new(&policy.budget),
-            interfaces: Interfaces::new(
-                &policy.imports,
-                &policy.source,
-                policy.budget.max_stdout.bytes(),
-                id,
-                services,
-            )?,
+            interfaces,
         })
     }
 }

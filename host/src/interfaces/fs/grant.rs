@@ -170,11 +170,20 @@ pub fn open_preopens(
         builder
             .preopened_dir(preopen_host_path(policy_file, dir), &dir.guest, perms)
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        budgets.push(WriteBudget {
+    }
+    budgets.extend(write_budgets(dirs));
+    Ok(())
+}
+
+/// The write budgets of `dirs`, one per preopen (a replay needs them
+/// without opening anything).
+pub fn write_budgets(dirs: &PreopenDirs) -> Vec<WriteBudget> {
+    dirs.dirs
+        .iter()
+        .map(|dir| WriteBudget {
             preopen: dir.guest.as_str().into(),
             limit: (dir.mode == DirMode::ReadWrite).then(|| dir.max_write_bytes.bytes()),
             used: 0,
-        });
-    }
-    Ok(())
+        })
+        .collect()
 }

@@ -43,27 +43,42 @@
 //! `read-directory` stream count toward that `read-directory` summary
 //! (joined by `\n`, as `list-keys` in KV).
 //!
+//! **Recording and replay.** Every call that reaches a preopened directory
+//! has its result recorded, in call order, in the invocation's recording
+//! (`interfaces::recording`; formats in [`recorded`]): file data, stats,
+//! listings, errors, stream reads and write results. Recording is bounded
+//! as the data arrives (each result is checked against the recording's
+//! bound before it is encoded). Replaying, no preopen is opened: every
+//! call is answered from the recording, descriptors are placeholders, and
+//! a guest whose call differs from the recorded one diverges (its call
+//! traps, and the replay reports `diverged at call N`).
+//!
 //! # Layout
 //!
-//! This unit has five jobs, one file each: the grant ([`grant`]: preopened
+//! This unit has six jobs, one file each: the grant ([`grant`]: preopened
 //! directories, their validation and host paths), descriptor origins and
 //! summary targets ([`origin`]), the ledger of summaries and write budgets
-//! ([`ledger`]), the observing host implementation ([`view`]) and the
-//! counted streams ([`streams`]). This file holds the per-invocation state
+//! ([`ledger`]), the observing host implementation ([`view`]), the
+//! counted streams ([`streams`]) and the recorded results and replayed
+//! streams ([`recorded`]). This file holds the per-invocation state
 //! ([`FsAudit`]), linking, and what the sandbox asks of every interface.
 
 mod grant;
 mod ledger;
 mod origin;
+mod recorded;
 mod streams;
 mod view;
 
-pub use grant::{DirMode, PreopenDir, PreopenDirs, open_preopens, preopen_host_path};
+pub use grant::{
+    DirMode, PreopenDir, PreopenDirs, open_preopens, preopen_host_path, write_budgets,
+};
 pub(crate) use grant::{ENTRY, check_preopens_exist};
 pub use ledger::{FsLog, WriteBudget};
 pub use view::FsView;
 
 use super::calls::{HostCallLog, MAX_ITEMISED_CALLS};
+use super::recording;
 use super::{BudgetOverrun, HostInterface};
 use crate::audit::HostCall;
 use crate::outcome::Budget;
@@ -99,15 +114,31 @@ pub struct FsAudit {
     /// The summaries, created by the first filesystem call (most
     /// invocations make none).
     log: Option<Arc<Mutex<FsLog>>>,
+    /// Where results are recorded (or, replaying, answered from).
+    recording: recording::Shared,
+    /// Replaying: the preopens' guest paths (nothing is opened).
+    replay_preopens: Option<Vec<String>>,
 }
 
 impl FsAudit {
-    /// State for an invocation granted `budgets` (one per preopen).
-    pub fn new(budgets: Vec<WriteBudget>) -> FsAudit {
+    /// State for an invocation granted `budgets` (one per preopen),
+    /// recording in `recording`. When `recording` replays, the preopens
+    /// are the guest paths of `budgets` and nothing on the host is opened.
+    pub fn new(budgets: Vec<WriteBudget>, recording: recording::Shared) -> FsAudit {
+        let replay_preopens = recording::lock(&recording)
+            .is_replay()
+            .then(|| budgets.iter().map(|b| b.preopen.to_string()).collect());
         FsAudit {
             log: (!budgets.is_empty()).then(|| Arc::new(Mutex::new(FsLog::with_budgets(budgets)))),
+            recording,
+            replay_preopens,
             ..FsAudit::default()
         }
+    }
+
+    /// Whether calls are answered from the recording.
+    fn replaying(&self) -> bool {
+        self.replay_preopens.is_some()
     }
 
     /// The summaries recorded so far.

@@ -1,14 +1,18 @@
 //! The observing `wasi:filesystem` host: every call is delegated unchanged
-//! to wasmtime-wasi and summarised into the invocation's ledger; streams
-//! are wrapped ([`super::streams`]) and descriptor origins tracked
-//! ([`super::origin`]).
+//! to wasmtime-wasi, its result recorded ([`super::recorded`]) and
+//! summarised into the invocation's ledger; streams are wrapped
+//! ([`super::streams`]) and descriptor origins tracked ([`super::origin`]).
+//! Replaying, every call is answered from the recording instead, and
+//! summarised the same way.
 //!
 //! It must never change what wasmtime-wasi allows or answers (cap-std's
-//! confinement is wasmtime-wasi's), only observe it.
+//! confinement is wasmtime-wasi's), only observe it; and replaying, it
+//! must never reach wasmtime-wasi's filesystem at all.
 
 use super::FsAudit;
 use super::ledger::{FsLog, lock};
 use super::origin::Origin;
+use super::recorded::{self, Answer, Placeholder, ReplayInput, ReplayOutput, StreamRecord};
 use super::streams::{CountedInput, CountedOutput};
 use crate::digest::Hash256;
 use std::sync::{Arc, MutexGuard};
@@ -94,12 +98,79 @@ impl FsView<'_> {
     fn at<T>(&mut self, op: &str, dir: &Origin, path: &str, r: &FsResult<T>) -> usize {
         self.on(op, &dir.child(path), r)
     }
+
+    /// Replaying: the recorded result of `call` (a departure from the
+    /// recording traps). Recording: `None` (make the call).
+    fn answer<T: Answer>(&mut self, call: &str) -> Option<FsResult<T>> {
+        if !self.audit.replaying() {
+            return None;
+        }
+        Some(
+            recorded::replayed(&self.audit.recording, call)
+                .unwrap_or_else(|| Err(recorded::diverged())),
+        )
+    }
+
+    /// Records the result of `call` (a no-op when replaying).
+    fn keep<T: Answer>(&self, call: &str, r: &FsResult<T>) {
+        recorded::keep(&self.audit.recording, call, r);
+    }
+
+    /// Replaying: a new descriptor or directory-entry stream that holds
+    /// nothing (every call on it is answered from the recording).
+    fn placeholder<T: 'static>(&mut self) -> FsResult<Resource<T>> {
+        let p = self.inner.table.push(Placeholder)?;
+        Ok(Resource::new_own(p.rep()))
+    }
+
+    /// Replaying: drops a placeholder made by [`placeholder`](Self::placeholder).
+    fn drop_placeholder(&mut self, rep: u32) -> wasmtime::Result<()> {
+        self.inner
+            .table
+            .delete(Resource::<Placeholder>::new_own(rep))?;
+        Ok(())
+    }
+
+    /// The recording of a stream opened by the call summarised as `target`.
+    fn stream_record(&self, target: &str) -> StreamRecord {
+        StreamRecord {
+            recording: self.audit.recording.clone(),
+            call: format!("wasi:filesystem stream {target}"),
+        }
+    }
+}
+
+/// Record mode: delegates, then records the result under `call`. Replay
+/// mode: the recorded result (the host's filesystem is never touched).
+macro_rules! recorded {
+    ($self:ident, $call:expr, $delegate:expr) => {{
+        let call: String = $call;
+        match $self.answer(&call) {
+            Some(r) => r,
+            None => {
+                let r = $delegate;
+                $self.keep(&call, &r);
+                r
+            }
+        }
+    }};
 }
 
 impl preopens::Host for FsView<'_> {
     fn get_directories(&mut self) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
-        // Lists only what the policy granted; not summarised.
-        let dirs = preopens::Host::get_directories(&mut self.inner)?;
+        // Lists only what the policy granted; not summarised, not recorded
+        // (the policy decides it).
+        let dirs = match self.audit.replay_preopens.clone() {
+            Some(names) => {
+                let mut dirs = Vec::with_capacity(names.len());
+                for name in names {
+                    let p = self.inner.table.push(Placeholder)?;
+                    dirs.push((Resource::new_own(p.rep()), name));
+                }
+                dirs
+            }
+            None => preopens::Host::get_directories(&mut self.inner)?,
+        };
         for (fd, name) in &dirs {
             self.audit.origins.insert(fd.rep(), Origin::preopen(name));
         }
@@ -124,7 +195,11 @@ impl types::Host for FsView<'_> {
 macro_rules! on_descriptor {
     ($self:ident, $op:literal, $method:ident($fd:ident $(, $arg:expr)*)) => {{
         let origin = $self.origin(&$fd);
-        let r = types::HostDescriptor::$method(&mut $self.inner, $fd $(, $arg)*).await;
+        let r = recorded!(
+            $self,
+            format!("wasi:filesystem {} {}", $op, origin.describe()),
+            types::HostDescriptor::$method(&mut $self.inner, $fd $(, $arg)*).await
+        );
         $self.on($op, &origin, &r);
         r
     }};
@@ -135,7 +210,11 @@ macro_rules! at_path {
     ($self:ident, $op:literal, $method:ident($fd:ident, $($arg:expr),*), $path:ident) => {{
         let origin = $self.origin(&$fd);
         let rel = $path.clone();
-        let r = types::HostDescriptor::$method(&mut $self.inner, $fd, $($arg),*).await;
+        let r = recorded!(
+            $self,
+            format!("wasi:filesystem {} {}", $op, origin.child(&rel).describe()),
+            types::HostDescriptor::$method(&mut $self.inner, $fd, $($arg),*).await
+        );
         $self.at($op, &origin, &rel, &r);
         r
     }};
@@ -191,7 +270,14 @@ impl types::HostDescriptor for FsView<'_> {
         offset: types::Filesize,
     ) -> FsResult<(Vec<u8>, bool)> {
         let origin = self.origin(&fd);
-        let r = types::HostDescriptor::read(&mut self.inner, fd, len, offset).await;
+        let r = recorded!(
+            self,
+            format!(
+                "wasi:filesystem read {} len={len} @{offset}",
+                origin.describe()
+            ),
+            types::HostDescriptor::read(&mut self.inner, fd, len, offset).await
+        );
         let i = self.on("read", &origin, &r);
         if let Ok((data, _)) = &r {
             self.log().received(i, data);
@@ -217,7 +303,15 @@ impl types::HostDescriptor for FsView<'_> {
             return r;
         }
         let data = buf.clone();
-        let r = types::HostDescriptor::write(&mut self.inner, fd, buf, offset).await;
+        let r = recorded!(
+            self,
+            format!(
+                "wasi:filesystem write {} len={} @{offset}",
+                origin.describe(),
+                data.len()
+            ),
+            types::HostDescriptor::write(&mut self.inner, fd, buf, offset).await
+        );
         let i = self.on("write", &origin, &r);
         // What reached the file, or (refused) what the guest tried to write.
         let sent = match &r {
@@ -235,7 +329,15 @@ impl types::HostDescriptor for FsView<'_> {
         fd: Resource<Descriptor>,
     ) -> FsResult<Resource<types::DirectoryEntryStream>> {
         let origin = self.origin(&fd);
-        let r = types::HostDescriptor::read_directory(&mut self.inner, fd).await;
+        let call = format!("wasi:filesystem read-directory {}", origin.describe());
+        let r = match self.answer::<()>(&call) {
+            Some(r) => r.and_then(|()| self.placeholder()),
+            None => {
+                let r = types::HostDescriptor::read_directory(&mut self.inner, fd).await;
+                self.keep(&call, &r);
+                r
+            }
+        };
         let i = self.on("read-directory", &origin, &r);
         if let Ok(stream) = &r {
             self.audit.origins.insert(stream.rep(), origin);
@@ -303,15 +405,19 @@ impl types::HostDescriptor for FsView<'_> {
             self.origin(&fd).child(&old_path).describe(),
             self.origin(&new_descriptor).child(&new_path).describe()
         );
-        let r = types::HostDescriptor::link_at(
-            &mut self.inner,
-            fd,
-            old_path_flags,
-            old_path,
-            new_descriptor,
-            new_path,
-        )
-        .await;
+        let r = recorded!(
+            self,
+            format!("wasi:filesystem {target}"),
+            types::HostDescriptor::link_at(
+                &mut self.inner,
+                fd,
+                old_path_flags,
+                old_path,
+                new_descriptor,
+                new_path,
+            )
+            .await
+        );
         self.log().call(target, status(&r));
         r
     }
@@ -326,9 +432,23 @@ impl types::HostDescriptor for FsView<'_> {
     ) -> FsResult<Resource<Descriptor>> {
         let opened = self.origin(&fd).child(&path);
         let target = format!("open-at {}{}", opened.describe(), open_flags(oflags, flags));
-        let r =
-            types::HostDescriptor::open_at(&mut self.inner, fd, path_flags, path, oflags, flags)
+        let call = format!("wasi:filesystem {target}");
+        let r = match self.answer::<()>(&call) {
+            Some(r) => r.and_then(|()| self.placeholder()),
+            None => {
+                let r = types::HostDescriptor::open_at(
+                    &mut self.inner,
+                    fd,
+                    path_flags,
+                    path,
+                    oflags,
+                    flags,
+                )
                 .await;
+                self.keep(&call, &r);
+                r
+            }
+        };
         self.log().call(target, status(&r));
         if let Ok(new) = &r {
             self.audit.origins.insert(new.rep(), opened);
@@ -338,13 +458,23 @@ impl types::HostDescriptor for FsView<'_> {
 
     fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
         self.audit.origins.remove(&fd.rep());
+        if self.audit.replaying() {
+            return self.drop_placeholder(fd.rep());
+        }
         types::HostDescriptor::drop(&mut self.inner, fd)
     }
 
     async fn readlink_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<String> {
         let origin = self.origin(&fd);
         let rel = path.clone();
-        let r = types::HostDescriptor::readlink_at(&mut self.inner, fd, path).await;
+        let r = recorded!(
+            self,
+            format!(
+                "wasi:filesystem readlink-at {}",
+                origin.child(&rel).describe()
+            ),
+            types::HostDescriptor::readlink_at(&mut self.inner, fd, path).await
+        );
         let i = self.at("readlink-at", &origin, &rel, &r);
         if let Ok(text) = &r {
             self.log().received(i, text.as_bytes());
@@ -377,8 +507,11 @@ impl types::HostDescriptor for FsView<'_> {
             self.origin(&fd).child(&old_path).describe(),
             self.origin(&new_fd).child(&new_path).describe()
         );
-        let r =
-            types::HostDescriptor::rename_at(&mut self.inner, fd, old_path, new_fd, new_path).await;
+        let r = recorded!(
+            self,
+            format!("wasi:filesystem {target}"),
+            types::HostDescriptor::rename_at(&mut self.inner, fd, old_path, new_fd, new_path).await
+        );
         self.log().call(target, status(&r));
         r
     }
@@ -394,7 +527,11 @@ impl types::HostDescriptor for FsView<'_> {
             self.origin(&fd).child(&dest_path).describe(),
             Hash256::of(src_path.as_bytes())
         );
-        let r = types::HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path).await;
+        let r = recorded!(
+            self,
+            format!("wasi:filesystem {target}"),
+            types::HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path).await
+        );
         self.log().call(target, status(&r));
         r
     }
@@ -409,13 +546,28 @@ impl types::HostDescriptor for FsView<'_> {
         offset: types::Filesize,
     ) -> FsResult<Resource<DynInputStream>> {
         let target = format!("read-via-stream {} @{offset}", self.origin(&fd).describe());
+        let call = format!("wasi:filesystem {target}");
+        let rec = self.stream_record(&target);
+        if let Some(r) = self.answer::<()>(&call) {
+            let i = self.log().call(target, status(&r));
+            r?;
+            let replayed: DynInputStream = Box::new(CountedInput {
+                inner: Box::new(ReplayInput { rec }),
+                log: self.audit.shared().clone(),
+                tally: i,
+                rec: None,
+            });
+            return Ok(self.inner.table.push(replayed)?);
+        }
         let r = types::HostDescriptor::read_via_stream(&mut self.inner, fd, offset);
+        self.keep(&call, &r);
         let i = self.log().call(target, status(&r));
         let stream = self.inner.table.delete(r?)?;
         let counted: DynInputStream = Box::new(CountedInput {
             inner: stream,
             log: self.audit.shared().clone(),
             tally: i,
+            rec: Some(rec),
         });
         Ok(self.inner.table.push(counted)?)
     }
@@ -427,9 +579,17 @@ impl types::HostDescriptor for FsView<'_> {
     ) -> FsResult<Resource<DynOutputStream>> {
         let origin = self.origin(&fd);
         let target = format!("write-via-stream {} @{offset}", origin.describe());
+        let call = format!("wasi:filesystem {target}");
+        let rec = self.stream_record(&target);
+        if let Some(r) = self.answer::<()>(&call) {
+            let i = self.log().call(target, status(&r));
+            r?;
+            return self.replayed_output(rec, i, origin.preopen);
+        }
         let r = types::HostDescriptor::write_via_stream(&mut self.inner, fd, offset);
+        self.keep(&call, &r);
         let i = self.log().call(target, status(&r));
-        self.counted_output(r?, i, origin.preopen)
+        self.counted_output(r?, i, origin.preopen, rec)
     }
 
     fn append_via_stream(
@@ -438,9 +598,17 @@ impl types::HostDescriptor for FsView<'_> {
     ) -> FsResult<Resource<DynOutputStream>> {
         let origin = self.origin(&fd);
         let target = format!("append-via-stream {}", origin.describe());
+        let call = format!("wasi:filesystem {target}");
+        let rec = self.stream_record(&target);
+        if let Some(r) = self.answer::<()>(&call) {
+            let i = self.log().call(target, status(&r));
+            r?;
+            return self.replayed_output(rec, i, origin.preopen);
+        }
         let r = types::HostDescriptor::append_via_stream(&mut self.inner, fd);
+        self.keep(&call, &r);
         let i = self.log().call(target, status(&r));
-        self.counted_output(r?, i, origin.preopen)
+        self.counted_output(r?, i, origin.preopen, rec)
     }
 
     async fn is_same_object(
@@ -448,8 +616,24 @@ impl types::HostDescriptor for FsView<'_> {
         a: Resource<Descriptor>,
         b: Resource<Descriptor>,
     ) -> wasmtime::Result<bool> {
-        // Compares two descriptors the guest already holds; not summarised.
-        types::HostDescriptor::is_same_object(&mut self.inner, a, b).await
+        // Compares two descriptors the guest already holds; not summarised,
+        // but its answer comes from the host's filesystem: recorded.
+        let call = format!(
+            "wasi:filesystem is-same-object {} {}",
+            self.origin(&a).describe(),
+            self.origin(&b).describe()
+        );
+        let r: FsResult<bool> = recorded!(
+            self,
+            call,
+            types::HostDescriptor::is_same_object(&mut self.inner, a, b)
+                .await
+                .map_err(FsError::trap)
+        );
+        r.map_err(|e| match e.downcast() {
+            Ok(code) => wasmtime::format_err!("is-same-object failed: {code:?}"),
+            Err(trap) => trap,
+        })
     }
 
     async fn metadata_hash(
@@ -480,6 +664,7 @@ impl FsView<'_> {
         stream: Resource<DynOutputStream>,
         tally: usize,
         preopen: Arc<str>,
+        rec: StreamRecord,
     ) -> FsResult<Resource<DynOutputStream>> {
         let stream = self.inner.table.delete(stream)?;
         let counted: DynOutputStream = Box::new(CountedOutput {
@@ -487,8 +672,27 @@ impl FsView<'_> {
             log: self.audit.shared().clone(),
             tally,
             preopen,
+            rec: Some(rec),
         });
         Ok(self.inner.table.push(counted)?)
+    }
+
+    /// Replaying: an output stream answered from `rec`, still charged to
+    /// its preopen's budget and summarised like the recorded one.
+    fn replayed_output(
+        &mut self,
+        rec: StreamRecord,
+        tally: usize,
+        preopen: Arc<str>,
+    ) -> FsResult<Resource<DynOutputStream>> {
+        let replayed: DynOutputStream = Box::new(CountedOutput {
+            inner: Box::new(ReplayOutput { rec }),
+            log: self.audit.shared().clone(),
+            tally,
+            preopen,
+            rec: None,
+        });
+        Ok(self.inner.table.push(replayed)?)
     }
 }
 
@@ -499,8 +703,17 @@ impl types::HostDirectoryEntryStream for FsView<'_> {
     ) -> FsResult<Option<types::DirectoryEntry>> {
         let rep = stream.rep();
         let origin = self.origin(&stream);
-        let r =
-            types::HostDirectoryEntryStream::read_directory_entry(&mut self.inner, stream).await;
+        let call = format!("wasi:filesystem entries {}", origin.describe());
+        let r = match self.answer(&call) {
+            Some(r) => r,
+            None => {
+                let r =
+                    types::HostDirectoryEntryStream::read_directory_entry(&mut self.inner, stream)
+                        .await;
+                self.keep(&call, &r);
+                r
+            }
+        };
         match (&r, self.audit.listings.get(&rep).copied()) {
             // Names count toward the `read-directory` that opened the stream.
             (Ok(Some(entry)), Some(i)) => self.log().name(i, &entry.name),
@@ -515,6 +728,9 @@ impl types::HostDirectoryEntryStream for FsView<'_> {
     fn drop(&mut self, stream: Resource<ReaddirIterator>) -> wasmtime::Result<()> {
         self.audit.origins.remove(&stream.rep());
         self.audit.listings.remove(&stream.rep());
+        if self.audit.replaying() {
+            return self.drop_placeholder(stream.rep());
+        }
         types::HostDirectoryEntryStream::drop(&mut self.inner, stream)
     }
 }
