@@ -27,3 +27,4 @@ mod support;
 mod tenants;
 mod transparency;
 mod types;
+mod workflows;
