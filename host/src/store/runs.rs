@@ -87,6 +87,8 @@ pub enum StepState {
     Failed,
     /// Undone by its compensation.
     Compensated,
+    /// Its compensation failed: the run needs an operator.
+    CompensationFailed,
 }
 
 impl StepState {
@@ -100,6 +102,7 @@ impl StepState {
             StepState::Skipped => "skipped",
             StepState::Failed => "failed",
             StepState::Compensated => "compensated",
+            StepState::CompensationFailed => "compensation_failed",
         }
     }
 
@@ -113,6 +116,7 @@ impl StepState {
             StepState::Skipped,
             StepState::Failed,
             StepState::Compensated,
+            StepState::CompensationFailed,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)

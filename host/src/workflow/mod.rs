@@ -14,8 +14,10 @@ pub mod catalog;
 pub mod check;
 pub mod plan;
 pub mod render;
+pub mod saga;
 pub mod template;
 pub mod types;
+pub mod validate;
 
 #[cfg(test)]
 mod tests;
