@@ -93,3 +93,183 @@ fn explain_prints_the_plan_hash_and_graph_prints_mermaid() {
     assert!(graph.starts_with("flowchart TD\n"), "{graph}");
     assert!(graph.contains("    note --> refund\n"), "{graph}");
 }
+
+// ---------------------------------------------------------------------------
+// The library executor: real components, a real journal and audit log.
+
+use crate::support::{audited_host, load, policy};
+use warden_host::store::{RunState, RunStore, SqliteRunStore, StepState};
+use warden_host::workflow::executor::{ExecError, Executor};
+use warden_host::workflow::{Plan, check};
+
+const SAGA: &str = r#"
+[input]
+type = "object"
+required = ["word"]
+[input.properties]
+word = { type = "string" }
+
+[[step]]
+id = "first"
+call = "echo.echo"
+input = { message = "first ${input.word}" }
+compensate = { call = "echo.echo", input = { message = "undo ${steps.first.output}" } }
+
+[[step]]
+id = "second"
+needs = ["first"]
+call = "echo.echo"
+input = { message = "${steps.first.output} then second" }
+compensate = { call = "echo.echo", input = { message = "undo second" } }
+
+[[step]]
+id = "third"
+needs = ["second"]
+call = "THIRD"
+input = { message = "${steps.second.output}" }
+PIVOT
+"#;
+
+fn saga_plan(third: &str, pivot_on_second: bool) -> Plan {
+    let mut text = SAGA.replace("THIRD", third);
+    if pivot_on_second {
+        text = text
+            .replace(
+                "compensate = { call = \"echo.echo\", input = { message = \"undo second\" } }",
+                "pivot = true",
+            )
+            .replace("PIVOT", "");
+    } else {
+        text = text.replace("PIVOT", "compensate = \"none\"");
+    }
+    Plan::parse(std::path::Path::new("saga.toml"), &text).expect("plan parses")
+}
+
+fn saga_host(name: &str) -> (warden_host::Host, SqliteRunStore) {
+    let mut host = audited_host(name);
+    load(&mut host, policy("echo", "", ""), "echo");
+    load(
+        &mut host,
+        policy("panicker", crate::support::STD_IMPORTS, ""),
+        "panicker",
+    );
+    let dir = scratch(&format!("{name}-runs"));
+    let store = SqliteRunStore::open(&dir).expect("journal");
+    (host, store)
+}
+
+#[tokio::test]
+async fn a_run_completes_each_step_reading_the_journaled_output_of_the_one_before() {
+    let (host, store) = saga_host("wf-complete");
+    let plan = saga_plan("echo.echo", false);
+    let checked = check(&plan, None).expect("checks");
+    let state = Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-1",
+            "alice",
+            serde_json::json!({"word": "hi"}),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(state, RunState::Completed);
+    let j = store.journal("run-1").expect("read").expect("journaled");
+    assert_eq!(j.run.plan_hash, plan.hash().tagged());
+    assert!(j.run.pins.contains_key("first") && j.run.pins.contains_key("first.compensate"));
+    let outputs: Vec<_> = j.steps.iter().map(|s| s.output.clone()).collect();
+    assert_eq!(
+        outputs,
+        [
+            Some(serde_json::json!("first hi")),
+            Some(serde_json::json!("first hi then second")),
+            Some(serde_json::json!("first hi then second")),
+        ]
+    );
+    // One audit entry per step, in plan order.
+    let seqs: Vec<u64> = j.steps.iter().flat_map(|s| s.audit_seqs.clone()).collect();
+    assert_eq!(seqs.len(), 3);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+#[tokio::test]
+async fn a_failure_before_the_pivot_compensates_completed_steps_in_reverse_order() {
+    let (host, store) = saga_host("wf-compensate");
+    let plan = saga_plan("panicker.boom", false);
+    let checked = check(&plan, None).expect("checks");
+    let state = Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-2",
+            "alice",
+            serde_json::json!({"word": "hi"}),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(state, RunState::Compensated);
+    let j = store.journal("run-2").expect("read").expect("journaled");
+    let states: Vec<StepState> = j.steps.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [
+            StepState::Compensated,
+            StepState::Compensated,
+            StepState::Failed
+        ]
+    );
+    assert_eq!(j.steps[2].outcome.as_deref(), Some("trap"));
+    // second was undone before first: its compensation entry comes first.
+    let undo_first = *j.steps[0].audit_seqs.last().expect("undo entry");
+    let undo_second = *j.steps[1].audit_seqs.last().expect("undo entry");
+    assert!(undo_second < undo_first, "{:?}", j.steps);
+}
+
+#[tokio::test]
+async fn a_failure_after_the_pivot_stops_in_needs_attention_without_compensating() {
+    let (host, store) = saga_host("wf-pivot");
+    let plan = saga_plan("panicker.boom", true);
+    let checked = check(&plan, None).expect("checks");
+    let state = Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-3",
+            "alice",
+            serde_json::json!({"word": "hi"}),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(state, RunState::NeedsAttention);
+    let j = store.journal("run-3").expect("read").expect("journaled");
+    let states: Vec<StepState> = j.steps.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [StepState::Done, StepState::Done, StepState::Failed]
+    );
+}
+
+#[tokio::test]
+async fn an_input_that_does_not_match_the_declared_type_is_refused_before_any_step() {
+    let (host, store) = saga_host("wf-input");
+    let plan = saga_plan("echo.echo", false);
+    let checked = check(&plan, None).expect("checks");
+    let err = Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-4",
+            "alice",
+            serde_json::json!({"word": 3}),
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, ExecError::InvalidInput { problems, .. } if problems == &["input.word: is an integer, but string is wanted"]),
+        "{err}"
+    );
+    assert!(
+        store.journal("run-4").expect("read").is_none(),
+        "nothing was journaled"
+    );
+}

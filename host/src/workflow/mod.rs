@@ -12,6 +12,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod executor;
 pub mod plan;
 pub mod render;
 pub mod saga;
