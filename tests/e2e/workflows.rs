@@ -273,3 +273,85 @@ async fn an_input_that_does_not_match_the_declared_type_is_refused_before_any_st
         "nothing was journaled"
     );
 }
+
+#[tokio::test]
+async fn a_step_in_flight_at_a_crash_is_rerun_with_its_request_id_and_done_steps_are_not() {
+    let (host, store) = saga_host("wf-resume");
+    let plan = saga_plan("echo.echo", false);
+    let checked = check(&plan, None).expect("checks");
+    // Run to completion once to get a real journal, then rewind it to "the
+    // daemon died while `second` was in flight": first done, second running.
+    Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-5",
+            "alice",
+            serde_json::json!({"word": "hi"}),
+        )
+        .await
+        .expect("runs");
+    let before = store.journal("run-5").expect("read").expect("journaled");
+    let mut second = before.steps[1].clone();
+    second.state = StepState::Running;
+    second.output = None;
+    second.audit_seqs.clear();
+    let mut third = before.steps[2].clone();
+    third.state = StepState::Pending;
+    third.output = None;
+    third.audit_seqs.clear();
+    store
+        .record_step("run-5", &second, Some(RunState::Running))
+        .await
+        .expect("rewind");
+    store
+        .record_step("run-5", &third, None)
+        .await
+        .expect("rewind");
+
+    let state = Executor::new(&host, &store)
+        .drive(&plan, "run-5")
+        .await
+        .expect("resumes");
+    assert_eq!(state, RunState::Completed);
+    let after = store.journal("run-5").expect("read").expect("journaled");
+    assert_eq!(
+        after.steps[0], before.steps[0],
+        "a done step is never re-run"
+    );
+    assert_eq!(after.steps[1].attempts, 2, "the in-flight step ran again");
+    let log = host.audit().expect("audit log");
+    let seq = *after.steps[1].audit_seqs.last().expect("entry");
+    let entry = log
+        .entries(seq, 1, &warden_host::store::EntryFilter::default())
+        .expect("read")
+        .remove(0);
+    assert_eq!(
+        entry.entry.request_id, "run-5.second",
+        "the same deterministic id"
+    );
+    assert_eq!(after.steps[2].output, before.steps[2].output);
+}
+
+#[tokio::test]
+async fn a_run_is_driven_only_by_the_plan_it_pinned() {
+    let (host, store) = saga_host("wf-pinned");
+    let plan = saga_plan("echo.echo", false);
+    let checked = check(&plan, None).expect("checks");
+    Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-6",
+            "alice",
+            serde_json::json!({"word": "hi"}),
+        )
+        .await
+        .expect("runs");
+    let changed = saga_plan("echo.echo", true);
+    let err = Executor::new(&host, &store)
+        .drive(&changed, "run-6")
+        .await
+        .expect_err("another plan");
+    assert!(matches!(err, ExecError::PlanChanged { .. }), "{err}");
+}
