@@ -124,7 +124,7 @@ pub enum Compensation {
     /// `compensate = "none"`: the step changes nothing that needs undoing.
     Nothing,
     /// `compensate = { call = …, input = … }`.
-    Call(Call),
+    Call(Box<Call>),
 }
 
 /// One `[[step]]`.
@@ -674,7 +674,7 @@ fn compile_step(raw: RawStep, p: &mut Problems<'_>) -> Option<Step> {
                         let call = Spanned::new(compensate_at.clone(), c.call);
                         let input = c.input.map(|i| Spanned::new(compensate_at.clone(), i));
                         match compile_call(&call, input.as_ref(), p) {
-                            Some(call) => Compensation::Call(call),
+                            Some(call) => Compensation::Call(Box::new(call)),
                             None => Compensation::Undeclared,
                         }
                     }
