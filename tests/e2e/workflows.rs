@@ -355,3 +355,30 @@ async fn a_run_is_driven_only_by_the_plan_it_pinned() {
         .expect_err("another plan");
     assert!(matches!(err, ExecError::PlanChanged { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_step_after_the_pivot_is_retried_per_its_policy_then_needs_attention() {
+    let (host, store) = saga_host("wf-retry");
+    let plan = saga_plan("panicker.boom", true);
+    let source = plan.text.replace(
+        "call = \"panicker.boom\"",
+        "call = \"panicker.boom\"\nretry = { trap = { attempts = 3, base = \"1ms\" } }",
+    );
+    let plan = Plan::parse(std::path::Path::new("saga.toml"), &source).expect("parses");
+    let checked = check(&plan, None).expect("checks");
+    let state = Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-7",
+            "alice",
+            serde_json::json!({"word": "hi"}),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(state, RunState::NeedsAttention);
+    let j = store.journal("run-7").expect("read").expect("journaled");
+    assert_eq!(j.steps[2].state, StepState::Failed);
+    assert_eq!(j.steps[2].attempts, 3);
+    assert_eq!(j.steps[2].audit_seqs.len(), 3, "every attempt is audited");
+}

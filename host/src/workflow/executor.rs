@@ -12,9 +12,11 @@
 //! journal. This module must never type inputs, evaluate approval rules,
 //! append audit entries or decide control flow itself.
 //!
-//! Not yet: concurrent steps (they run one at a time, in plan order), per
-//! step retries and timeouts, approval steps beyond stopping the run in
-//! `waiting`, and run-level audit entries (run start/end, skips).
+//! A failing call is retried per the step's `retry` (else the capability's
+//! `[retry]`), each attempt journaled and audited. Not yet: concurrent
+//! steps (they run one at a time, in plan order), per-step timeouts,
+//! approval steps beyond stopping the run in `waiting`, and run-level audit
+//! entries (run start/end, skips).
 
 use super::check::Checked;
 use super::plan::{Action, Call as PlanCall, Compensation, Plan};
@@ -304,21 +306,38 @@ impl<'a> Executor<'a> {
                 return Ok(());
             }
         };
-        // In flight: journaled before the call, so a crash re-runs it with the same id.
-        r.attempts = r.attempts.saturating_add(1);
-        r.state = StepState::Running;
-        r.updated_ms = now_ms();
-        self.store.record_step(run_id, &r, None).await?;
+        // Retries by failure class: the step's own, else the capability's policy.
+        let retry = step.retry.unwrap_or_else(|| {
+            self.host
+                .capability(&call.capability)
+                .map(|c| c.policy.retry)
+                .unwrap_or_default()
+        });
         let id = format!("{run_id}.{}", step.id);
-        let result = self.invoke(call, scope, &id, principal, r.attempts).await;
-        r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
-        r.outcome = Some(result.outcome.as_string());
-        if result.outcome.as_string() == "ok" {
-            r.state = StepState::Done;
-            r.output = Some(self.step_output(call, result.output));
-        } else {
+        let started = std::time::Instant::now();
+        loop {
+            // In flight: journaled before the call, so a crash re-runs it with the same id.
+            r.attempts = r.attempts.saturating_add(1);
+            r.state = StepState::Running;
+            r.updated_ms = now_ms();
+            self.store.record_step(run_id, &r, None).await?;
+            let result = self.invoke(call, scope, &id, principal, r.attempts).await;
+            r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
+            r.outcome = Some(result.outcome.as_string());
+            if result.outcome.as_string() == "ok" {
+                r.state = StepState::Done;
+                r.output = Some(self.step_output(call, result.output));
+                break;
+            }
+            if let Some(delay) =
+                retry.next_delay(result.outcome, r.attempts, &id, started.elapsed())
+            {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
             r.state = StepState::Failed;
             r.output = result.error.map(Value::String);
+            break;
         }
         r.updated_ms = now_ms();
         self.store.record_step(run_id, &r, None).await?;
