@@ -382,3 +382,70 @@ async fn a_step_after_the_pivot_is_retried_per_its_policy_then_needs_attention()
     assert_eq!(j.steps[2].attempts, 3);
     assert_eq!(j.steps[2].audit_seqs.len(), 3, "every attempt is audited");
 }
+
+#[tokio::test]
+async fn a_run_records_its_start_skips_and_end_in_the_audit_chain_which_verifies() {
+    let (host, store) = saga_host("wf-audit");
+    // `second` is skipped, so the third step reads its output as null.
+    let source = saga_plan("echo.echo", false)
+        .text
+        .replace(
+            "id = \"second\"\nneeds = [\"first\"]",
+            "id = \"second\"\nneeds = [\"first\"]\nwhen = 'input.word == \"skip-me-not\"'",
+        )
+        .replace(
+            "input = { message = \"${steps.second.output}\" }",
+            "input = { message = \"after ${steps.second.output}\" }",
+        );
+    let plan = Plan::parse(std::path::Path::new("saga.toml"), &source).expect("parses");
+    let checked = check(&plan, None).expect("checks");
+    let state = Executor::new(&host, &store)
+        .start(
+            &plan,
+            &checked,
+            "run-8",
+            "alice",
+            serde_json::json!({"word": "hi"}),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(state, RunState::Completed);
+    let log = host.audit().expect("audit log");
+    let entries = log
+        .entries(1, 100, &warden_host::store::EntryFilter::default())
+        .expect("read");
+    let kinds: Vec<(String, Option<String>)> = entries
+        .iter()
+        .map(|e| (e.entry.event.as_str().to_string(), e.entry.detail.clone()))
+        .collect();
+    let events: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "workflow",
+            "invocation",
+            "workflow",
+            "invocation",
+            "workflow"
+        ],
+        "{kinds:?}"
+    );
+    let detail = |i: usize| -> serde_json::Value {
+        serde_json::from_str(kinds[i].1.as_deref().expect("detail")).expect("json")
+    };
+    assert_eq!(detail(0)["event"], "start");
+    assert_eq!(detail(0)["plan_hash"], plan.hash().tagged());
+    assert!(detail(0)["pins"]["first"]["component"].is_string());
+    assert_eq!(detail(2)["event"], "skip");
+    assert_eq!(detail(2)["when"], "input.word == \"skip-me-not\"");
+    assert_eq!(detail(4)["event"], "end");
+    assert_eq!(detail(4)["state"], "completed");
+    let j = store.journal("run-8").expect("read").expect("journaled");
+    assert_eq!(j.steps[1].state, StepState::Skipped);
+    assert_eq!(j.steps[1].audit_seqs, [entries[2].seq]);
+    assert_eq!(j.steps[2].output, Some(serde_json::json!("after null")));
+    log.checkpoint_now().await.expect("sign a checkpoint");
+    let report = log.verify().expect("verify runs");
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    assert_eq!(report.entries_checked, 5);
+}

@@ -13,10 +13,12 @@
 //! append audit entries or decide control flow itself.
 //!
 //! A failing call is retried per the step's `retry` (else the capability's
-//! `[retry]`), each attempt journaled and audited. Not yet: concurrent
-//! steps (they run one at a time, in plan order), per-step timeouts,
-//! approval steps beyond stopping the run in `waiting`, and run-level audit
-//! entries (run start/end, skips).
+//! `[retry]`), each attempt journaled and audited. The run's own events
+//! (start with plan hash, pins and input hash; skipped steps with their
+//! predicate; end with the final state) are `workflow` audit entries
+//! appended through the host's `Recorder`. Not yet: concurrent steps (they
+//! run one at a time, in plan order), per-step timeouts, approval steps
+//! beyond stopping the run in `waiting`.
 
 use super::check::Checked;
 use super::plan::{Action, Call as PlanCall, Compensation, Plan};
@@ -163,6 +165,19 @@ impl<'a> Executor<'a> {
             })
             .collect();
         self.store.start(&run, &steps).await?;
+        self.audit_event(
+            principal,
+            crate::Outcome::Ok,
+            serde_json::json!({
+                "run": run_id,
+                "workflow": plan.name.as_str(),
+                "event": "start",
+                "plan_hash": run.plan_hash,
+                "pins": run.pins,
+                "input_sha256": run.input_hash,
+            }),
+        )
+        .await?;
         self.drive(plan, run_id).await
     }
 
@@ -232,6 +247,22 @@ impl<'a> Executor<'a> {
             match saga::next(plan, &views) {
                 Next::Finish(state) => {
                     self.store.set_state(run_id, state).await?;
+                    let outcome = if state == RunState::Completed {
+                        crate::Outcome::Ok
+                    } else {
+                        crate::Outcome::CapabilityError
+                    };
+                    self.audit_event(
+                        &journal.run.principal,
+                        outcome,
+                        serde_json::json!({
+                            "run": run_id,
+                            "workflow": plan.name.as_str(),
+                            "event": "end",
+                            "state": state.as_str(),
+                        }),
+                    )
+                    .await?;
                     return Ok(state);
                 }
                 Next::Wait => {
@@ -281,6 +312,20 @@ impl<'a> Executor<'a> {
         match saga::should_run(plan, i, scope) {
             Ok(true) => {}
             Ok(false) => {
+                let seq = self
+                    .audit_event(
+                        principal,
+                        crate::Outcome::Ok,
+                        serde_json::json!({
+                            "run": run_id,
+                            "workflow": plan.name.as_str(),
+                            "event": "skip",
+                            "step": step.id.as_str(),
+                            "when": step.when.as_ref().map(|w| w.source()),
+                        }),
+                    )
+                    .await?;
+                r.audit_seqs.extend(seq);
                 r.state = StepState::Skipped;
                 r.updated_ms = now_ms();
                 self.store.record_step(run_id, &r, None).await?;
@@ -358,6 +403,25 @@ impl<'a> Executor<'a> {
         c.via = "workflow".into();
         c.attempt = attempt.max(1);
         self.host.invoke(c).await
+    }
+
+    /// Appends a `workflow` event entry (run start, skip, end) through the
+    /// host's `Recorder`, the only audit appender; its seq is returned.
+    async fn audit_event(
+        &self,
+        principal: &str,
+        outcome: crate::Outcome,
+        detail: Value,
+    ) -> Result<Option<u64>, ExecError> {
+        let recorder = self.host.recorder();
+        let entry = recorder.event_entry(
+            crate::audit::EventKind::Workflow,
+            principal,
+            "workflow",
+            outcome,
+            &detail,
+        );
+        Ok(recorder.event(entry).await?.map(|a| a.seq))
     }
 
     /// The output later steps read: for `result<T, E>`, the `ok` payload.
