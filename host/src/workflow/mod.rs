@@ -3,12 +3,16 @@
 //! This folder owns the plan file format (`plan.rs`), the template language
 //! that builds each step's input (`template.rs`), static types over JSON
 //! Schemas (`types.rs`), the static checker (`check.rs`), the readable views
-//! (`render.rs`) and the bridge from loaded components to the checker's
-//! catalog (`catalog.rs`). Everything here except `Plan::load` is pure.
+//! (`render.rs`), the bridge from loaded components to the checker's
+//! catalog (`catalog.rs`), input validation (`validate.rs`), the saga rules
+//! as a pure decision (`saga.rs`) and the executor that drives a run from
+//! its journal (`executor.rs`). Everything but `Plan::load` and the
+//! executor is pure.
 //!
-//! It must never run guest code, evaluate approval rules of policies,
-//! append to the audit log, or decide control flow from anything but the
-//! plan and recorded step results.
+//! It must never run guest code except through `Host::invoke` (the request
+//! pipeline), type inputs or evaluate a policy's approval rules itself,
+//! append to the audit log other than through the host's `Recorder`, or
+//! decide control flow from anything but the plan and the journal.
 
 pub mod catalog;
 pub mod check;
