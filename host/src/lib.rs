@@ -32,6 +32,7 @@ pub mod store;
 pub mod tenant;
 pub mod toml_shape;
 pub mod units;
+pub mod workflow;
 
 pub use capability::{Binding, Capability};
 pub use host::{Host, HostConfig, HostError, LoadError};

@@ -59,6 +59,9 @@ enum Command {
     /// List, show, approve and deny requests a running daemon holds for approval.
     #[command(subcommand)]
     Approvals(commands::approvals::Cmd),
+    /// Check, explain and draw workflow plans (docs/workflows.md).
+    #[command(subcommand)]
+    Workflow(commands::workflow::Cmd),
     /// Check, list and export the tamper-evident audit chain (`tail`: from a running daemon).
     Audit {
         #[command(subcommand)]
@@ -124,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(a) => commands::client::submit(a),
         Command::Capabilities(a) => commands::client::capabilities(a),
         Command::Approvals(c) => commands::approvals::run(c),
+        Command::Workflow(c) => commands::workflow::run(c),
         Command::Audit { cmd } => commands::audit::run(cmd),
     }
 }

@@ -195,3 +195,108 @@ impl fmt::Display for FunctionId {
         f.write_str(&self.0)
     }
 }
+
+/// Longest workflow name or step id accepted.
+pub const MAX_PLAN_NAME_LEN: usize = 64;
+
+/// The canonical name of a workflow: lowercase kebab-case, like a
+/// capability name (`order-intake`), at most [`MAX_PLAN_NAME_LEN`] bytes.
+/// Plans, routes (`workflow = "…"`) and runs compare workflows only as
+/// `WorkflowName`s, made once from the operator's text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct WorkflowName(String);
+
+impl WorkflowName {
+    /// Parses a workflow name; the error says what a valid one looks like.
+    pub fn parse(text: &str) -> Result<WorkflowName, String> {
+        let kebab = {
+            let mut chars = text.chars();
+            matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !text.ends_with('-')
+                && !text.contains("--")
+        };
+        if !kebab || text.len() > MAX_PLAN_NAME_LEN {
+            return Err(format!(
+                "workflow name `{text}` must be lowercase kebab-case of at most {MAX_PLAN_NAME_LEN} bytes (e.g. `order-intake`)"
+            ));
+        }
+        Ok(WorkflowName(text.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkflowName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The canonical id of a step in a workflow plan: lowercase letters,
+/// digits and `_`, starting with a letter (`reserve_stock`), at most
+/// [`MAX_PLAN_NAME_LEN`] bytes — so it reads the same in templates
+/// (`steps.reserve_stock.output`), in `when` predicates and in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct StepId(String);
+
+impl StepId {
+    /// Parses a step id; the error says what a valid one looks like.
+    pub fn parse(text: &str) -> Result<StepId, String> {
+        let mut chars = text.chars();
+        let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && text.len() <= MAX_PLAN_NAME_LEN;
+        if !ok {
+            return Err(format!(
+                "step id `{text}` must start with a lowercase letter and hold only lowercase letters, digits and `_`, at most {MAX_PLAN_NAME_LEN} bytes (e.g. `reserve_stock`)"
+            ));
+        }
+        Ok(StepId(text.to_string()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod plan_name_tests {
+    use super::*;
+
+    #[test]
+    fn workflow_names_are_kebab_case_and_bounded() {
+        assert!(WorkflowName::parse("order-intake").is_ok());
+        for bad in ["", "Order", "order_intake", "-x", "x-", "a--b", "1x"] {
+            let e = WorkflowName::parse(bad).expect_err(bad);
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
+        assert!(WorkflowName::parse(&"a".repeat(MAX_PLAN_NAME_LEN)).is_ok());
+        assert!(WorkflowName::parse(&"a".repeat(MAX_PLAN_NAME_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn step_ids_are_snake_case_and_bounded() {
+        assert!(StepId::parse("reserve_stock2").is_ok());
+        for bad in ["", "Reserve", "reserve-stock", "_x", "2x", "a.b"] {
+            let e = StepId::parse(bad).expect_err(bad);
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
+        assert!(StepId::parse(&"s".repeat(MAX_PLAN_NAME_LEN)).is_ok());
+        assert!(StepId::parse(&"s".repeat(MAX_PLAN_NAME_LEN + 1)).is_err());
+    }
+}

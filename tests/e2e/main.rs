@@ -30,3 +30,4 @@ mod tenants;
 mod transparency;
 mod transparency_witness;
 mod types;
+mod workflows;

@@ -54,6 +54,10 @@ pub enum EventKind {
     Reload,
     /// A human approval decision.
     Approval,
+    /// A workflow run's own event: run start (plan hash, pinned versions,
+    /// input hash), a skipped step (with the predicate), run end
+    /// (docs/workflows.md). Each step's invocation is an `invocation` entry.
+    Workflow,
 }
 
 impl EventKind {
@@ -63,6 +67,7 @@ impl EventKind {
             EventKind::Invocation => "invocation",
             EventKind::Reload => "reload",
             EventKind::Approval => "approval",
+            EventKind::Workflow => "workflow",
         }
     }
 
@@ -72,6 +77,7 @@ impl EventKind {
             "invocation" => Some(EventKind::Invocation),
             "reload" => Some(EventKind::Reload),
             "approval" => Some(EventKind::Approval),
+            "workflow" => Some(EventKind::Workflow),
             _ => None,
         }
     }

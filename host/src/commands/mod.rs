@@ -28,3 +28,4 @@ pub mod serve;
 pub mod sign;
 pub mod token;
 pub mod verify;
+pub mod workflow;

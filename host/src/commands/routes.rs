@@ -5,6 +5,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use warden_host::component::Shape;
 use warden_host::policy::Policy;
 use warden_host::router::{Decision, RouteRequest, RouteTable};
 use warden_host::signing::TrustStore;
@@ -141,6 +142,23 @@ fn load_catalog(
     trust: Option<&Path>,
     allow_unsigned: bool,
 ) -> anyhow::Result<(BTreeMap<String, Vec<String>>, usize)> {
+    let (shapes, failures) = load_shapes(policies, components, trust, allow_unsigned)?;
+    let catalog = shapes
+        .into_iter()
+        .map(|(name, shape)| (name, shape.exports.iter().map(|e| e.id.clone()).collect()))
+        .collect();
+    Ok((catalog, failures))
+}
+
+/// Loads every capability in `policies` through a [`Host`] and returns each
+/// one's shape (imports, exports with WIT types), plus how many failed to
+/// load (reported on stderr). `workflow check` uses it too.
+pub(crate) fn load_shapes(
+    policies: &Path,
+    components: &Path,
+    trust: Option<&Path>,
+    allow_unsigned: bool,
+) -> anyhow::Result<(BTreeMap<String, Shape>, usize)> {
     let trust = match trust {
         Some(path) => Some(TrustStore::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),
         None => None,
@@ -171,8 +189,7 @@ fn load_catalog(
         let component = components.join(&policy.capability.component);
         match host.load_files(&file, &component) {
             Ok(cap) => {
-                let exports = cap.shape.exports.iter().map(|e| e.id.clone()).collect();
-                catalog.insert(cap.name().to_string(), exports);
+                catalog.insert(cap.name().to_string(), cap.shape.clone());
             }
             Err(e) => {
                 eprintln!(

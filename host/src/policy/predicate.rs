@@ -10,7 +10,8 @@
 //!                     | "in" "[" literal ("," literal)* "]"
 //!                     | "starts_with" operand ]
 //! operand  := path | literal | "(" expr ")"
-//! path     := "input" ("." name | "[" index "]")*
+//! path     := root ("." name | "[" index "]")*
+//! root     := "input"       (approval rules; workflows also allow "steps")
 //! literal  := number | "string" | true | false | null
 //! ```
 //!
@@ -51,15 +52,36 @@ enum Expr {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Operand {
-    Path(Vec<Step>),
+    Path(String, Vec<Step>),
     Literal(Value),
     Group(Box<Expr>),
 }
 
+/// One step of a path after its root: `.name` or `[index]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
+pub enum Step {
+    /// `.name`
     Field(String),
+    /// `[index]`
     Index(usize),
+}
+
+/// What the roots of paths are bound to when a predicate is evaluated.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Approval rules: the one root `input`.
+    Input(&'a Value),
+    /// Named roots (workflow `when`: `input` and `steps`).
+    Roots(&'a serde_json::Map<String, Value>),
+}
+
+impl<'a> Scope<'a> {
+    fn root(self, name: &str) -> Option<&'a Value> {
+        match self {
+            Scope::Input(v) => (name == "input").then_some(v),
+            Scope::Roots(m) => m.get(name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +123,12 @@ impl fmt::Display for EvalError {
 impl Predicate {
     /// Parses predicate text.
     pub fn parse(text: &str) -> Result<Predicate, ParseError> {
+        Predicate::parse_with_roots(text, &["input"])
+    }
+
+    /// Parses predicate text whose paths may start with any of `roots`
+    /// (a workflow's `when` reads `input` and `steps`).
+    pub fn parse_with_roots(text: &str, roots: &[&str]) -> Result<Predicate, ParseError> {
         if text.len() > MAX_LEN {
             return Err(ParseError {
                 offset: MAX_LEN,
@@ -113,6 +141,7 @@ impl Predicate {
             at: 0,
             end: text.len(),
             depth: 0,
+            roots: roots.iter().map(|r| (*r).to_string()).collect(),
         };
         let expr = p.expr()?;
         if let Some((offset, t)) = p.tokens.get(p.at) {
@@ -134,11 +163,49 @@ impl Predicate {
 
     /// Evaluates on `input`; any missing field or type mismatch is an error.
     pub fn eval(&self, input: &Value) -> Result<bool, EvalError> {
-        eval(&self.expr, input)
+        eval(&self.expr, Scope::Input(input))
+    }
+
+    /// Evaluates with each path root bound to the value of the same name
+    /// in `roots`; a root not bound there is an error like a missing field.
+    pub fn eval_in(&self, roots: &serde_json::Map<String, Value>) -> Result<bool, EvalError> {
+        eval(&self.expr, Scope::Roots(roots))
+    }
+
+    /// Every path the predicate reads, as (root, steps), in source order.
+    pub fn paths(&self) -> Vec<(String, Vec<Step>)> {
+        let mut out = Vec::new();
+        collect_paths(&self.expr, &mut out);
+        out
+    }
+
+    /// Whether the predicate reads no path at all (so its value is fixed).
+    pub fn is_constant(&self) -> bool {
+        self.paths().is_empty()
     }
 }
 
-fn eval(expr: &Expr, input: &Value) -> Result<bool, EvalError> {
+fn collect_paths(expr: &Expr, out: &mut Vec<(String, Vec<Step>)>) {
+    let operand = |o: &Operand, out: &mut Vec<(String, Vec<Step>)>| match o {
+        Operand::Path(root, steps) => out.push((root.clone(), steps.clone())),
+        Operand::Group(e) => collect_paths(e, out),
+        Operand::Literal(_) => {}
+    };
+    match expr {
+        Expr::Or(a, b) | Expr::And(a, b) => {
+            collect_paths(a, out);
+            collect_paths(b, out);
+        }
+        Expr::Not(e) => collect_paths(e, out),
+        Expr::Compare(a, _, b) | Expr::StartsWith(a, b) => {
+            operand(a, out);
+            operand(b, out);
+        }
+        Expr::In(a, _) | Expr::Truth(a) => operand(a, out),
+    }
+}
+
+fn eval(expr: &Expr, input: Scope<'_>) -> Result<bool, EvalError> {
     match expr {
         Expr::Or(a, b) => {
             let (a, b) = (eval(a, input)?, eval(b, input)?);
@@ -183,13 +250,15 @@ fn eval(expr: &Expr, input: &Value) -> Result<bool, EvalError> {
     }
 }
 
-fn value(o: &Operand, input: &Value) -> Result<Value, EvalError> {
+fn value(o: &Operand, input: Scope<'_>) -> Result<Value, EvalError> {
     match o {
         Operand::Literal(v) => Ok(v.clone()),
         Operand::Group(e) => eval(e, input).map(Value::Bool),
-        Operand::Path(steps) => {
-            let mut at = input;
-            let mut path = String::from("input");
+        Operand::Path(root, steps) => {
+            let mut at = input
+                .root(root)
+                .ok_or_else(|| EvalError(format!("{root} is missing")))?;
+            let mut path = root.clone();
             for step in steps {
                 let next = match step {
                     Step::Field(name) => {
@@ -264,8 +333,8 @@ fn describe(o: &Operand) -> String {
     match o {
         Operand::Literal(v) => v.to_string(),
         Operand::Group(_) => "(…)".into(),
-        Operand::Path(steps) => {
-            let mut s = String::from("input");
+        Operand::Path(root, steps) => {
+            let mut s = root.clone();
             for step in steps {
                 match step {
                     Step::Field(n) => {
@@ -426,6 +495,7 @@ struct Parser {
     at: usize,
     end: usize,
     depth: usize,
+    roots: Vec<String>,
 }
 
 impl Parser {
@@ -564,14 +634,21 @@ impl Parser {
                 self.expect(&Token::RParen, "`)`")?;
                 Ok(Operand::Group(Box::new(inner)))
             }
-            Some(Token::Word(w)) if w == "input" => {
+            Some(Token::Word(w)) if self.roots.iter().any(|r| r == w) => {
+                let root = w.clone();
                 self.at += 1;
-                self.path()
+                self.path(root)
             }
             Some(Token::Word(w)) if !matches!(w.as_str(), "true" | "false" | "null") => {
                 let w = w.clone();
+                let roots = self
+                    .roots
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
                 self.fail(format!(
-                    "unknown name `{w}`: paths start with `input` (e.g. `input.amount`), strings are quoted"
+                    "unknown name `{w}`: paths start with {roots} (e.g. `input.amount`), strings are quoted"
                 ))
             }
             _ => self
@@ -580,7 +657,7 @@ impl Parser {
         }
     }
 
-    fn path(&mut self) -> Result<Operand, ParseError> {
+    fn path(&mut self, root: String) -> Result<Operand, ParseError> {
         let mut steps = Vec::new();
         loop {
             match self.peek() {
@@ -607,7 +684,7 @@ impl Parser {
                     self.expect(&Token::RBracket, "`]`")?;
                     steps.push(Step::Index(index));
                 }
-                _ => return Ok(Operand::Path(steps)),
+                _ => return Ok(Operand::Path(root, steps)),
             }
         }
     }

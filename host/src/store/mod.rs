@@ -9,6 +9,8 @@
 //!   implemented by [`SqliteRequestStore`]).
 //! - `artifacts/`: the content-addressed, write-once artifact store
 //!   ([`ArtifactStore`]: components, policies, route tables by hash).
+//! - `runs.db`: the workflow run journal: runs and their steps
+//!   ([`RunStore`], implemented by [`SqliteRunStore`]).
 //! - `kv.db`: the guests' key-value namespaces ([`KvBackend`], implemented
 //!   by [`KvStore`]).
 //!
@@ -45,6 +47,8 @@ pub mod hostkey;
 pub mod kv;
 mod requests;
 mod requests_sqlite;
+pub mod runs;
+mod runs_sqlite;
 mod traits;
 pub mod witness_state;
 pub(crate) mod writer;
@@ -66,6 +70,8 @@ pub use requests::{
     StoredResponse,
 };
 pub use requests_sqlite::SqliteRequestStore;
+pub use runs::{Journal, Pin, RUNS_FILE, RunRecord, RunState, RunStore, StepRecord, StepState};
+pub use runs_sqlite::SqliteRunStore;
 pub use traits::{AuditStore, KvBackend, RequestStore};
 pub use writer::Ack;
 

@@ -1,0 +1,606 @@
+//! [`RunStore`] in SQLite: `runs.db` in the data directory, the workflow
+//! run journal. Its own file (schema 0→1 below) so that its migrations
+//! never interleave with the audit log's or the request state's.
+//!
+//! Every write goes through the group-commit [`Writer`]: steps of many runs
+//! finishing together share one transaction and one fsync, and each caller
+//! is answered only once its own rows are durable. Reads use a second
+//! connection and block: async callers run them on the blocking pool.
+//!
+//! This module must never skip or default a row it cannot decode: it is a
+//! [`StoreError::BadRow`] naming the table and the row's key.
+
+use super::database::{Access, Migration, Schema, open};
+use super::runs::{Journal, RUNS_FILE, RunRecord, RunState, RunStore, StepRecord, StepState};
+use super::writer::{Ack, Table, Wake, Writer};
+use super::{StoreError, now_ms, sqlite_err, to_sql_int};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+
+/// Most writes one transaction takes.
+const MAX_BATCH: usize = 1024;
+
+/// Most runs one listing returns.
+pub const MAX_LIST: usize = 1000;
+
+/// `runs.db`: version 1 creates the journal.
+pub(crate) const RUNS_SCHEMA: Schema = Schema {
+    name: "workflow runs",
+    migrations: &[Migration {
+        to: 1,
+        run: create_tables,
+    }],
+};
+
+fn create_tables(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "
+CREATE TABLE IF NOT EXISTS runs (
+    id          TEXT PRIMARY KEY,
+    workflow    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    record      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, created_ms);
+CREATE TABLE IF NOT EXISTS run_steps (
+    run_id      TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    record      TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+",
+    )
+    .map_err(sqlite_err(path))
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+enum Job {
+    Start {
+        run: RunRecord,
+        steps: Vec<StepRecord>,
+        reply: Reply,
+    },
+    Step {
+        run_id: String,
+        step: StepRecord,
+        run_state: Option<RunState>,
+        reply: Reply,
+    },
+    State {
+        run_id: String,
+        state: RunState,
+        reply: Reply,
+    },
+}
+
+impl Job {
+    fn reply(self) -> Reply {
+        match self {
+            Job::Start { reply, .. } | Job::Step { reply, .. } | Job::State { reply, .. } => reply,
+        }
+    }
+}
+
+struct RunsTable {
+    path: PathBuf,
+}
+
+fn encode<T: serde::Serialize>(what: String, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Encode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+impl RunsTable {
+    /// Writes one job; `Err` fails only this job (the others still commit).
+    fn write_one(&self, tx: &Transaction<'_>, job: &Job) -> Result<(), StoreError> {
+        let sql = || sqlite_err(&self.path);
+        let now = to_sql_int(now_ms());
+        match job {
+            Job::Start { run, steps, .. } => {
+                let exists: Option<i64> = tx
+                    .query_row("SELECT 1 FROM runs WHERE id = ?1", params![run.id], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(sql())?;
+                if exists.is_some() {
+                    return Err(StoreError::BadRow {
+                        path: self.path.clone(),
+                        table: "runs",
+                        key: format!("{:?}", run.id),
+                        reason: "a run with this id exists already; one id never names two runs"
+                            .into(),
+                    });
+                }
+                tx.execute(
+                    "INSERT INTO runs (id, workflow, state, created_ms, updated_ms, record) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        run.id,
+                        run.workflow,
+                        run.state.as_str(),
+                        to_sql_int(run.created_ms),
+                        to_sql_int(run.updated_ms),
+                        encode(format!("run {:?}", run.id), run)?
+                    ],
+                )
+                .map_err(sql())?;
+                for s in steps {
+                    self.put_step(tx, &run.id, s)?;
+                }
+            }
+            Job::Step {
+                run_id,
+                step,
+                run_state,
+                ..
+            } => {
+                self.put_step(tx, run_id, step)?;
+                if let Some(state) = run_state {
+                    self.put_state(tx, run_id, *state, now)?;
+                }
+            }
+            Job::State { run_id, state, .. } => self.put_state(tx, run_id, *state, now)?,
+        }
+        Ok(())
+    }
+
+    fn put_step(
+        &self,
+        tx: &Transaction<'_>,
+        run_id: &str,
+        s: &StepRecord,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT OR REPLACE INTO run_steps (run_id, step, position, state, updated_ms, record) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                run_id,
+                s.step,
+                s.position,
+                s.state.as_str(),
+                to_sql_int(s.updated_ms),
+                encode(format!("step {:?} of run {run_id:?}", s.step), s)?
+            ],
+        )
+        .map_err(sqlite_err(&self.path))?;
+        Ok(())
+    }
+
+    fn put_state(
+        &self,
+        tx: &Transaction<'_>,
+        run_id: &str,
+        state: RunState,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let sql = || sqlite_err(&self.path);
+        let record: Option<String> = tx
+            .query_row(
+                "SELECT record FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql())?;
+        let Some(record) = record else {
+            return Err(StoreError::BadRow {
+                path: self.path.clone(),
+                table: "runs",
+                key: format!("{run_id:?}"),
+                reason: "no such run".into(),
+            });
+        };
+        let mut run: RunRecord = serde_json::from_str(&record).map_err(|e| StoreError::BadRow {
+            path: self.path.clone(),
+            table: "runs",
+            key: format!("{run_id:?}"),
+            reason: format!("record does not decode: {e}"),
+        })?;
+        run.state = state;
+        run.updated_ms = u64::try_from(now).unwrap_or(0);
+        tx.execute(
+            "UPDATE runs SET state = ?2, updated_ms = ?3, record = ?4 WHERE id = ?1",
+            params![
+                run_id,
+                state.as_str(),
+                now,
+                encode(format!("run {run_id:?}"), &run)?
+            ],
+        )
+        .map_err(sql())?;
+        Ok(())
+    }
+}
+
+impl Table for RunsTable {
+    type Job = (Job, Option<Result<(), StoreError>>);
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn write(
+        &mut self,
+        tx: &Transaction<'_>,
+        jobs: &mut Vec<Self::Job>,
+        _: Wake,
+    ) -> Result<bool, StoreError> {
+        for (job, result) in jobs.iter_mut() {
+            // Each job in its own savepoint: a refused job (a duplicate run
+            // id) leaves no partial rows and does not fail its neighbours.
+            tx.execute_batch("SAVEPOINT job")
+                .map_err(sqlite_err(&self.path))?;
+            let r = self.write_one(tx, job);
+            let end = if r.is_ok() {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            tx.execute_batch(end).map_err(sqlite_err(&self.path))?;
+            *result = Some(r);
+        }
+        Ok(!jobs.is_empty())
+    }
+
+    fn answer(&mut self, jobs: &mut Vec<Self::Job>, committed: Result<bool, StoreError>) -> bool {
+        let reason = committed.err().map(|e| e.to_string());
+        for (job, result) in jobs.drain(..) {
+            let answer = match (&reason, result) {
+                (Some(reason), _) => Err(StoreError::CommitFailed {
+                    path: self.path.clone(),
+                    reason: reason.clone(),
+                }),
+                (None, Some(r)) => r,
+                (None, None) => Ok(()),
+            };
+            let _ = job.reply().send(answer);
+        }
+        false
+    }
+}
+
+/// `runs.db`. Share it behind an `Arc` (it is a [`RunStore`]).
+pub struct SqliteRunStore {
+    path: PathBuf,
+    writer: Writer<(Job, Option<Result<(), StoreError>>)>,
+    reader: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteRunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteRunStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteRunStore {
+    /// Opens (creating and migrating) `<data_dir>/runs.db` and starts its writer.
+    pub fn open(data_dir: &Path) -> Result<SqliteRunStore, StoreError> {
+        let path = data_dir.join(RUNS_FILE);
+        let conn = open(&path, &RUNS_SCHEMA, Access::Write)?;
+        let reader = open(&path, &RUNS_SCHEMA, Access::Read)?;
+        let writer = Writer::spawn(
+            "warden-runs-writer",
+            &path,
+            conn,
+            RunsTable { path: path.clone() },
+        )?;
+        Ok(SqliteRunStore {
+            path,
+            writer,
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&conn)
+    }
+
+    fn bad_row(&self, table: &'static str, key: &str, reason: impl ToString) -> StoreError {
+        StoreError::BadRow {
+            path: self.path.clone(),
+            table,
+            key: format!("{key:?}"),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn decode_run(&self, id: &str, state: &str, record: &str) -> Result<RunRecord, StoreError> {
+        let run: RunRecord = serde_json::from_str(record)
+            .map_err(|e| self.bad_row("runs", id, format!("record does not decode: {e}")))?;
+        if RunState::parse(state) != Some(run.state) || run.id != id {
+            return Err(self.bad_row(
+                "runs",
+                id,
+                format!("the state column `{state}` or id disagrees with the record"),
+            ));
+        }
+        Ok(run)
+    }
+
+    fn run_rows(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows: Vec<(String, String, String)> = self.read(|c| {
+            let mut stmt = c.prepare_cached(sql).map_err(sqlite_err(&self.path))?;
+            stmt.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(sqlite_err(&self.path))
+        })?;
+        rows.iter()
+            .map(|(id, state, record)| self.decode_run(id, state, record))
+            .collect()
+    }
+}
+
+impl RunStore for SqliteRunStore {
+    fn start(&self, run: &RunRecord, steps: &[StepRecord]) -> Ack<()> {
+        let (run, steps) = (run.clone(), steps.to_vec());
+        self.writer
+            .submit(|reply| (Job::Start { run, steps, reply }, None))
+    }
+
+    fn record_step(&self, run_id: &str, step: &StepRecord, run_state: Option<RunState>) -> Ack<()> {
+        let (run_id, step) = (run_id.to_string(), step.clone());
+        self.writer.submit(|reply| {
+            (
+                Job::Step {
+                    run_id,
+                    step,
+                    run_state,
+                    reply,
+                },
+                None,
+            )
+        })
+    }
+
+    fn set_state(&self, run_id: &str, state: RunState) -> Ack<()> {
+        let run_id = run_id.to_string();
+        self.writer.submit(|reply| {
+            (
+                Job::State {
+                    run_id,
+                    state,
+                    reply,
+                },
+                None,
+            )
+        })
+    }
+
+    fn journal(&self, run_id: &str) -> Result<Option<Journal>, StoreError> {
+        let mut runs = self.run_rows(
+            "SELECT id, state, record FROM runs WHERE id = ?1",
+            params![run_id],
+        )?;
+        let Some(run) = runs.pop() else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, String, String)> = self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT step, state, record FROM run_steps WHERE run_id = ?1 ORDER BY position",
+                )
+                .map_err(sqlite_err(&self.path))?;
+            stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(sqlite_err(&self.path))
+        })?;
+        let mut steps = Vec::with_capacity(rows.len());
+        for (step, state, record) in rows {
+            let key = format!("{run_id}/{step}");
+            let s: StepRecord = serde_json::from_str(&record).map_err(|e| {
+                self.bad_row("run_steps", &key, format!("record does not decode: {e}"))
+            })?;
+            if StepState::parse(&state) != Some(s.state) || s.step != step {
+                return Err(self.bad_row(
+                    "run_steps",
+                    &key,
+                    format!("the state column `{state}` or step id disagrees with the record"),
+                ));
+            }
+            steps.push(s);
+        }
+        Ok(Some(Journal { run, steps }))
+    }
+
+    fn runs(&self, state: Option<RunState>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let limit = i64::try_from(limit.min(MAX_LIST)).unwrap_or(0);
+        match state {
+            Some(s) => self.run_rows(
+                "SELECT id, state, record FROM runs WHERE state = ?1 ORDER BY created_ms, id LIMIT ?2",
+                params![s.as_str(), limit],
+            ),
+            None => self.run_rows(
+                "SELECT id, state, record FROM runs ORDER BY created_ms, id LIMIT ?1",
+                params![limit],
+            ),
+        }
+    }
+
+    fn unfinished(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.run_rows(
+            "SELECT id, state, record FROM runs WHERE state IN ('running', 'waiting', 'compensating') \
+             ORDER BY created_ms, id",
+            [],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn run(id: &str) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            workflow: "order".into(),
+            plan_hash: "sha256:00".into(),
+            state: RunState::Running,
+            principal: "alice".into(),
+            tenant: None,
+            input: json!({"order": "o-1"}),
+            input_hash: "sha256:11".into(),
+            pins: BTreeMap::from([(
+                "reserve".to_string(),
+                super::super::runs::Pin {
+                    component: "sha256:aa".into(),
+                    policy: "sha256:bb".into(),
+                },
+            )]),
+            created_ms: 1,
+            updated_ms: 1,
+        }
+    }
+
+    fn step(id: &str, position: u32) -> StepRecord {
+        StepRecord {
+            step: id.into(),
+            position,
+            state: StepState::Pending,
+            attempts: 0,
+            outcome: None,
+            output: None,
+            audit_seqs: Vec::new(),
+            updated_ms: 1,
+        }
+    }
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "warden-runs-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    #[test]
+    fn a_journaled_run_and_its_steps_survive_reopening_in_plan_order() {
+        let d = dir();
+        {
+            let store = SqliteRunStore::open(&d).expect("open");
+            store
+                .start(&run("r1"), &[step("b", 1), step("a", 0)])
+                .wait()
+                .expect("start");
+            let mut done = step("a", 0);
+            done.state = StepState::Done;
+            done.attempts = 1;
+            done.outcome = Some("ok".into());
+            done.output = Some(json!({"reservation": "x"}));
+            done.audit_seqs = vec![7];
+            store
+                .record_step("r1", &done, Some(RunState::Waiting))
+                .wait()
+                .expect("step");
+        }
+        let store = SqliteRunStore::open(&d).expect("reopen");
+        let j = store.journal("r1").expect("read").expect("exists");
+        assert_eq!(j.run.state, RunState::Waiting);
+        assert_eq!(j.run.pins, run("r1").pins);
+        let ids: Vec<&str> = j.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(j.steps[0].output, Some(json!({"reservation": "x"})));
+        assert_eq!(j.steps[0].audit_seqs, [7]);
+        assert!(store.journal("nope").expect("read").is_none());
+    }
+
+    #[test]
+    fn one_run_id_never_names_two_runs_and_the_refusal_spares_its_batch() {
+        let d = dir();
+        let store = SqliteRunStore::open(&d).expect("open");
+        store
+            .start(&run("r1"), &[step("a", 0)])
+            .wait()
+            .expect("first");
+        let dup = store.start(&run("r1"), &[step("zzz", 0)]);
+        let other = store.start(&run("r2"), &[step("a", 0)]);
+        let e = dup.wait().expect_err("duplicate");
+        assert!(e.to_string().contains("exists already"), "{e}");
+        other.wait().expect("the neighbour commits");
+        let j = store.journal("r1").expect("read").expect("exists");
+        assert_eq!(j.steps.len(), 1, "no partial rows from the refused start");
+    }
+
+    #[test]
+    fn listings_filter_by_state_and_unfinished_runs_are_found_for_resume() {
+        let d = dir();
+        let store = SqliteRunStore::open(&d).expect("open");
+        for (id, state) in [
+            ("r1", RunState::Completed),
+            ("r2", RunState::Running),
+            ("r3", RunState::NeedsAttention),
+            ("r4", RunState::Waiting),
+            ("r5", RunState::Compensated),
+        ] {
+            store.start(&run(id), &[]).wait().expect("start");
+            store.set_state(id, state).wait().expect("state");
+        }
+        let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.unfinished().expect("read")), ["r2", "r4"]);
+        assert_eq!(
+            ids(store
+                .runs(Some(RunState::NeedsAttention), 10)
+                .expect("read")),
+            ["r3"]
+        );
+        assert_eq!(store.runs(None, 2).expect("read").len(), 2);
+        assert!(store.set_state("ghost", RunState::Running).wait().is_err());
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_is_an_error_naming_it() {
+        let d = dir();
+        let store = SqliteRunStore::open(&d).expect("open");
+        store
+            .start(&run("r1"), &[step("a", 0)])
+            .wait()
+            .expect("start");
+        let conn = Connection::open(d.join(RUNS_FILE)).expect("raw");
+        conn.execute("UPDATE run_steps SET record = '{' WHERE step = 'a'", [])
+            .expect("corrupt");
+        let e = store.journal("r1").expect_err("bad row");
+        let text = format!("{e} {e:?}");
+        assert!(
+            text.contains("run_steps") && text.contains("r1/a"),
+            "{text}"
+        );
+        conn.execute("UPDATE runs SET state = 'bogus'", [])
+            .expect("corrupt");
+        let e = store.runs(None, 10).expect_err("bad run row");
+        assert!(format!("{e:?}").contains("bogus"), "{e:?}");
+    }
+}

@@ -1,0 +1,442 @@
+//! Runs a checked plan on a [`Host`] with a [`RunStore`] journal: the
+//! library's workflow stage. Each call step is one governed invocation
+//! through `Host::invoke` — the same admission, routing, typing, approval
+//! gate, budgets and audit entry (through the `Recorder`) as any request —
+//! with a deterministic request id `<run id>.<step id>` (compensations:
+//! `<run id>.<step id>.compensate`), which seeds the step's randomness and
+//! is the idempotency key a re-run after a crash reuses.
+//!
+//! Control flow is [`saga::next`]'s, from the journal alone: every step's
+//! result is journaled before the next decision, so a step that needs it
+//! never starts first, and [`Executor::drive`] resumes a run from its
+//! journal. This module must never type inputs, evaluate approval rules,
+//! append audit entries or decide control flow itself.
+//!
+//! A failing call is retried per the step's `retry` (else the capability's
+//! `[retry]`), each attempt journaled and audited. The run's own events
+//! (start with plan hash, pins and input hash; skipped steps with their
+//! predicate; end with the final state) are `workflow` audit entries
+//! appended through the host's `Recorder`. Not yet: concurrent steps (they
+//! run one at a time, in plan order), per-step timeouts, approval steps
+//! beyond stopping the run in `waiting`.
+
+use super::check::Checked;
+use super::plan::{Action, Call as PlanCall, Compensation, Plan};
+use super::saga::{self, Next, StepView};
+use super::template::Scope;
+use super::validate::validate;
+use crate::digest::json_digest;
+use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
+use crate::units::now_ms;
+use crate::{Call, Host, InvocationRecord};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Why a run could not be started or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The input does not match the plan's declared type; no step ran.
+    #[error("the input does not match workflow `{workflow}`'s declared type: {}", problems.join("; "))]
+    InvalidInput {
+        /// The workflow.
+        workflow: String,
+        /// Every mismatch, with its place.
+        problems: Vec<String>,
+    },
+    /// A step calls a capability the host has not loaded.
+    #[error(
+        "workflow `{workflow}` step `{step}` calls capability `{capability}`, which is not loaded: load it or fix the plan"
+    )]
+    NotLoaded {
+        /// The workflow.
+        workflow: String,
+        /// The step.
+        step: String,
+        /// The capability.
+        capability: String,
+    },
+    /// The journal has no run of that id.
+    #[error("no run `{0}` in the journal")]
+    NoRun(String),
+    /// The journal's run was started from a different plan.
+    #[error(
+        "run `{run}` pinned plan {pinned}, not {given}: a run finishes on the plan it started with"
+    )]
+    PlanChanged {
+        /// The run.
+        run: String,
+        /// The hash it pinned.
+        pinned: String,
+        /// The hash of the plan given.
+        given: String,
+    },
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Drives runs of plans on a host.
+pub struct Executor<'a> {
+    host: &'a Host,
+    store: &'a dyn RunStore,
+}
+
+impl<'a> Executor<'a> {
+    /// An executor over `host` journaling to `store`.
+    pub fn new(host: &'a Host, store: &'a dyn RunStore) -> Executor<'a> {
+        Executor { host, store }
+    }
+
+    /// Starts run `run_id` of `plan` for `principal`: validates the input
+    /// (refused whole, before any step), pins the plan hash and every call's
+    /// component digest and policy hash, journals the run, then drives it.
+    pub async fn start(
+        &self,
+        plan: &Plan,
+        checked: &Checked,
+        run_id: &str,
+        principal: &str,
+        input: Value,
+    ) -> Result<RunState, ExecError> {
+        let problems = validate(&plan.input, &input);
+        if !problems.is_empty() {
+            return Err(ExecError::InvalidInput {
+                workflow: plan.name.to_string(),
+                problems,
+            });
+        }
+        let mut pins = BTreeMap::new();
+        for step in &plan.steps {
+            let calls = [
+                match &step.action {
+                    Action::Call(c) => Some((step.id.to_string(), c)),
+                    Action::Approval(_) => None,
+                },
+                match &step.compensate {
+                    Compensation::Call(c) => Some((format!("{}.compensate", step.id), c)),
+                    _ => None,
+                },
+            ];
+            for (key, call) in calls.into_iter().flatten() {
+                let cap =
+                    self.host
+                        .capability(&call.capability)
+                        .ok_or_else(|| ExecError::NotLoaded {
+                            workflow: plan.name.to_string(),
+                            step: step.id.to_string(),
+                            capability: call.capability.clone(),
+                        })?;
+                pins.insert(
+                    key,
+                    Pin {
+                        component: cap.digest.clone(),
+                        policy: cap.policy_hash.clone(),
+                    },
+                );
+            }
+        }
+        let now = now_ms();
+        let run = RunRecord {
+            id: run_id.to_string(),
+            workflow: plan.name.to_string(),
+            plan_hash: plan.hash().tagged(),
+            state: RunState::Running,
+            principal: principal.to_string(),
+            tenant: None,
+            input_hash: json_digest(&input),
+            input,
+            pins,
+            created_ms: now,
+            updated_ms: now,
+        };
+        let steps: Vec<StepRecord> = checked
+            .order
+            .iter()
+            .enumerate()
+            .map(|(position, &i)| StepRecord {
+                step: plan.steps[i].id.to_string(),
+                position: u32::try_from(position).unwrap_or(u32::MAX),
+                state: StepState::Pending,
+                attempts: 0,
+                outcome: None,
+                output: None,
+                audit_seqs: Vec::new(),
+                updated_ms: now,
+            })
+            .collect();
+        self.store.start(&run, &steps).await?;
+        self.audit_event(
+            principal,
+            crate::Outcome::Ok,
+            serde_json::json!({
+                "run": run_id,
+                "workflow": plan.name.as_str(),
+                "event": "start",
+                "plan_hash": run.plan_hash,
+                "pins": run.pins,
+                "input_sha256": run.input_hash,
+            }),
+        )
+        .await?;
+        self.drive(plan, run_id).await
+    }
+
+    /// Drives run `run_id` from its journal until it finishes, waits for a
+    /// human, or stops for an operator. A step journaled `running` (in
+    /// flight at a crash) is run again with the same request id.
+    pub async fn drive(&self, plan: &Plan, run_id: &str) -> Result<RunState, ExecError> {
+        let given = plan.hash().tagged();
+        loop {
+            let journal = self
+                .store
+                .journal(run_id)?
+                .ok_or_else(|| ExecError::NoRun(run_id.to_string()))?;
+            if journal.run.plan_hash != given {
+                return Err(ExecError::PlanChanged {
+                    run: run_id.to_string(),
+                    pinned: journal.run.plan_hash,
+                    given,
+                });
+            }
+            if journal.run.state.is_final() || journal.run.state == RunState::NeedsAttention {
+                return Ok(journal.run.state);
+            }
+            let mut records: Vec<Option<StepRecord>> = vec![None; plan.steps.len()];
+            for r in &journal.steps {
+                if let Some(i) = plan.steps.iter().position(|s| s.id.as_str() == r.step) {
+                    records[i] = Some(r.clone());
+                }
+            }
+            let record = |i: usize| -> StepRecord {
+                records[i].clone().unwrap_or_else(|| StepRecord {
+                    step: plan.steps[i].id.to_string(),
+                    position: u32::try_from(i).unwrap_or(u32::MAX),
+                    state: StepState::Pending,
+                    attempts: 0,
+                    outcome: None,
+                    output: None,
+                    audit_seqs: Vec::new(),
+                    updated_ms: 0,
+                })
+            };
+            // A step in flight at a crash is re-run: treat it as ready.
+            let views: Vec<StepView> = (0..plan.steps.len())
+                .map(|i| {
+                    let r = record(i);
+                    StepView {
+                        state: if r.state == StepState::Running {
+                            StepState::Pending
+                        } else {
+                            r.state
+                        },
+                        // Completion order: the step's last audit seq (strictly
+                        // increasing), else its journal time.
+                        done_order: (r.state == StepState::Done)
+                            .then(|| r.audit_seqs.last().copied().unwrap_or(r.updated_ms)),
+                    }
+                })
+                .collect();
+            let values: Vec<Option<Value>> =
+                (0..plan.steps.len()).map(|i| record(i).output).collect();
+            let outputs = saga::outputs(plan, &views, &values);
+            let input = journal.run.input.clone();
+            let scope = Scope {
+                input: &input,
+                steps: &outputs,
+            };
+            match saga::next(plan, &views) {
+                Next::Finish(state) => {
+                    self.store.set_state(run_id, state).await?;
+                    let outcome = if state == RunState::Completed {
+                        crate::Outcome::Ok
+                    } else {
+                        crate::Outcome::CapabilityError
+                    };
+                    self.audit_event(
+                        &journal.run.principal,
+                        outcome,
+                        serde_json::json!({
+                            "run": run_id,
+                            "workflow": plan.name.as_str(),
+                            "event": "end",
+                            "state": state.as_str(),
+                        }),
+                    )
+                    .await?;
+                    return Ok(state);
+                }
+                Next::Wait => {
+                    self.store.set_state(run_id, RunState::Waiting).await?;
+                    return Ok(RunState::Waiting);
+                }
+                Next::Compensate(i) => {
+                    let Compensation::Call(call) = &plan.steps[i].compensate else {
+                        continue;
+                    };
+                    let mut r = record(i);
+                    let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
+                    let result = self
+                        .invoke(call, &scope, &id, &journal.run.principal, 1)
+                        .await;
+                    r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
+                    r.state = if result.outcome.as_string() == "ok" {
+                        StepState::Compensated
+                    } else {
+                        StepState::CompensationFailed
+                    };
+                    r.updated_ms = now_ms();
+                    self.store
+                        .record_step(run_id, &r, Some(RunState::Compensating))
+                        .await?;
+                }
+                Next::Start(ready) => {
+                    for i in ready {
+                        self.run_step(plan, i, record(i), &scope, run_id, &journal.run.principal)
+                            .await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_step(
+        &self,
+        plan: &Plan,
+        i: usize,
+        mut r: StepRecord,
+        scope: &Scope<'_>,
+        run_id: &str,
+        principal: &str,
+    ) -> Result<(), ExecError> {
+        let step = &plan.steps[i];
+        match saga::should_run(plan, i, scope) {
+            Ok(true) => {}
+            Ok(false) => {
+                let seq = self
+                    .audit_event(
+                        principal,
+                        crate::Outcome::Ok,
+                        serde_json::json!({
+                            "run": run_id,
+                            "workflow": plan.name.as_str(),
+                            "event": "skip",
+                            "step": step.id.as_str(),
+                            "when": step.when.as_ref().map(|w| w.source()),
+                        }),
+                    )
+                    .await?;
+                r.audit_seqs.extend(seq);
+                r.state = StepState::Skipped;
+                r.updated_ms = now_ms();
+                self.store.record_step(run_id, &r, None).await?;
+                return Ok(());
+            }
+            Err(e) => {
+                r.state = StepState::Failed;
+                r.outcome = Some("invalid_input".into());
+                r.output = Some(Value::String(format!("`when` cannot be evaluated: {e}")));
+                r.updated_ms = now_ms();
+                self.store.record_step(run_id, &r, None).await?;
+                return Ok(());
+            }
+        }
+        let call = match &step.action {
+            Action::Call(c) => c,
+            Action::Approval(_) => {
+                r.state = StepState::Waiting;
+                r.updated_ms = now_ms();
+                self.store
+                    .record_step(run_id, &r, Some(RunState::Waiting))
+                    .await?;
+                return Ok(());
+            }
+        };
+        // Retries by failure class: the step's own, else the capability's policy.
+        let retry = step.retry.unwrap_or_else(|| {
+            self.host
+                .capability(&call.capability)
+                .map(|c| c.policy.retry)
+                .unwrap_or_default()
+        });
+        let id = format!("{run_id}.{}", step.id);
+        let started = std::time::Instant::now();
+        loop {
+            // In flight: journaled before the call, so a crash re-runs it with the same id.
+            r.attempts = r.attempts.saturating_add(1);
+            r.state = StepState::Running;
+            r.updated_ms = now_ms();
+            self.store.record_step(run_id, &r, None).await?;
+            let result = self.invoke(call, scope, &id, principal, r.attempts).await;
+            r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
+            r.outcome = Some(result.outcome.as_string());
+            if result.outcome.as_string() == "ok" {
+                r.state = StepState::Done;
+                r.output = Some(self.step_output(call, result.output));
+                break;
+            }
+            if let Some(delay) =
+                retry.next_delay(result.outcome, r.attempts, &id, started.elapsed())
+            {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            r.state = StepState::Failed;
+            r.output = result.error.map(Value::String);
+            break;
+        }
+        r.updated_ms = now_ms();
+        self.store.record_step(run_id, &r, None).await?;
+        Ok(())
+    }
+
+    async fn invoke(
+        &self,
+        call: &PlanCall,
+        scope: &Scope<'_>,
+        request_id: &str,
+        principal: &str,
+        attempt: u32,
+    ) -> InvocationRecord {
+        let mut c = Call::new(&call.capability, &call.function, call.input.eval(scope));
+        c.request_id = Some(request_id.to_string());
+        c.principal = principal.to_string();
+        c.via = "workflow".into();
+        c.attempt = attempt.max(1);
+        self.host.invoke(c).await
+    }
+
+    /// Appends a `workflow` event entry (run start, skip, end) through the
+    /// host's `Recorder`, the only audit appender; its seq is returned.
+    async fn audit_event(
+        &self,
+        principal: &str,
+        outcome: crate::Outcome,
+        detail: Value,
+    ) -> Result<Option<u64>, ExecError> {
+        let recorder = self.host.recorder();
+        let entry = recorder.event_entry(
+            crate::audit::EventKind::Workflow,
+            principal,
+            "workflow",
+            outcome,
+            &detail,
+        );
+        Ok(recorder.event(entry).await?.map(|a| a.seq))
+    }
+
+    /// The output later steps read: for `result<T, E>`, the `ok` payload.
+    fn step_output(&self, call: &PlanCall, output: Option<Value>) -> Value {
+        let output = output.unwrap_or(Value::Null);
+        let returns_result = self
+            .host
+            .capability(&call.capability)
+            .and_then(|c| c.shape.export(&call.function))
+            .is_some_and(|f| f.returns_result());
+        match output {
+            Value::Object(mut m) if returns_result && m.len() == 1 && m.contains_key("ok") => {
+                m.remove("ok").unwrap_or(Value::Null)
+            }
+            other => other,
+        }
+    }
+}
