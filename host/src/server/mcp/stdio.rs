@@ -42,7 +42,10 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
         let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
             Box::pin(async move {
                 let server = McpServer::stdio(daemon, principal);
-                match server.serve(rmcp::transport::stdio()).await {
+                // The pipes an agent starts a subprocess with are driven by
+                // the runtime's reactor (no blocking-thread hand-off per
+                // message); a file or terminal falls back to blocking stdio.
+                match server.serve(rmcp::transport::stdio_pipes()).await {
                     Ok(running) => {
                         if let Err(e) = running.waiting().await {
                             tracing::error!("mcp stdio session failed: {e}");
