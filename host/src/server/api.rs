@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-type Shared = State<Arc<Daemon>>;
+pub(super) type Shared = State<Arc<Daemon>>;
 
 /// Roles of each endpoint (docs/api.md "Roles").
 pub mod roles {
@@ -74,6 +74,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/approvals/{id}", get(approval))
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny))
+        .route("/v1/runs", get(super::workflows::list))
+        .route("/v1/runs/{id}", get(super::workflows::show))
+        .route("/v1/runs/{id}/cancel", post(super::workflows::cancel))
+        .route("/v1/runs/{id}/resume", post(super::workflows::resume))
         .route("/v1/admin/reload", post(reload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -189,7 +193,7 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
     let answer = task
         .await
         .map_err(|e| ApiError::internal(format!("request task failed: {e}")))??;
-    let (status, replayed) = (super::errors::status_for(answer.outcome), answer.replayed);
+    let (status, replayed) = (super::errors::answer_status(&answer), answer.replayed);
     let mut resp = (status, axum::Json(&answer)).into_response();
     if let Some(secs) = answer.retry_after
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
