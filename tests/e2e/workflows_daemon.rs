@@ -306,3 +306,39 @@ compensate = "none"
     let (code, out, err) = warden(&["audit", "verify", "--data-dir", data.to_str().expect("utf8")]);
     assert_eq!(code, 0, "the chain verifies:\n{out}\n{err}");
 }
+
+#[test]
+fn the_cli_starts_lists_shows_and_cancels_runs() {
+    let d = Daemon::start(&echo_workflow_deploy("wf-cli"));
+    let (code, out, err) = d.cli(
+        &["workflow", "start", "greeting", "--input", r#"{"who":"cy"}"#, "--wait"],
+        SUBMIT,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run: Value = serde_json::from_str(&out).expect("run json");
+    assert_eq!(run["state"], "completed");
+    let id = run["run_id"].as_str().expect("id").to_string();
+    let (code, out, err) = d.cli(&["workflow", "status", &id], SUBMIT);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hello cy and bye"), "{out}");
+    let (code, out, err) = d.cli(&["workflow", "list", "--state", "completed"], AUDIT);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id) && out.contains("greeting"), "{out}");
+    // A run waiting for a human: `--wait` exits 1 with the run printed.
+    let (code, out, err) = d.cli(
+        &["workflow", "start", "greeting", "--input", r#"{"who":"boss"}"#, "--wait"],
+        SUBMIT,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    let waiting: Value = serde_json::from_str(&out).expect("run json");
+    assert_eq!(waiting["state"], "waiting");
+    let wid = waiting["run_id"].as_str().expect("id").to_string();
+    let (code, _, err) = d.cli(&["workflow", "cancel", &wid], SUBMIT);
+    assert_eq!(code, 2, "a submitter cannot cancel: {err}");
+    let (code, out, err) = d.cli(&["workflow", "cancel", &wid, "--reason", "no"], APPROVE);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cancelled"), "{out}");
+    let (code, _, err) = d.cli(&["workflow", "resume", &wid, "--reason", "again"], APPROVE);
+    assert_eq!(code, 2, "only needs_attention resumes: {err}");
+    assert!(err.contains("run_not_stopped"), "{err}");
+}
