@@ -182,6 +182,7 @@ mod tests {
             }),
             replayed: false,
             error_code: None,
+            run: None,
             approval: None,
             retry_after: Some(1),
         }

@@ -332,11 +332,17 @@ impl RouteTable {
                         }
                         (String::new(), String::new(), Some(name), w_at, w_at)
                     }
-                    _ => {
+                    (c, f, w) => {
+                        let what = match (c.is_some(), f.is_some(), w.is_some()) {
+                            (true, false, false) => "missing field `function`: ",
+                            (false, true, false) => "missing field `capability`: ",
+                            (false, false, false) => "missing field `capability` or `workflow`: ",
+                            _ => "",
+                        };
                         errors.push(at(
                             id_at,
                             format!(
-                                "route `{id}`: a rule names either `capability` and `function`, or `workflow` alone"
+                                "route `{id}`: {what}a rule names either `capability` and `function`, or `workflow` alone"
                             ),
                         ));
                         ok = false;
