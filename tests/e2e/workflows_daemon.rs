@@ -48,10 +48,7 @@ compensate = "none"
 "#;
 
 fn run_of(d: &Daemon, id: &str, token: &str) -> Value {
-    let r = d
-        .client(token)
-        .get(&format!("/v1/runs/{id}"))
-        .expect("run");
+    let r = d.client(token).get(&format!("/v1/runs/{id}")).expect("run");
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
@@ -63,7 +60,10 @@ fn wait_state(d: &Daemon, id: &str, states: &[&str]) -> Value {
         if states.contains(&run["state"].as_str().unwrap_or_default()) {
             return run;
         }
-        assert!(Instant::now() < deadline, "run never reached {states:?}: {run}");
+        assert!(
+            Instant::now() < deadline,
+            "run never reached {states:?}: {run}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -110,7 +110,11 @@ fn a_kind_routed_to_a_workflow_starts_a_run_that_completes_and_is_readable_by_it
         .expect("list")
         .json();
     assert!(
-        list["runs"].as_array().expect("runs").iter().any(|r| r["run_id"] == id.as_str()),
+        list["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .any(|r| r["run_id"] == id.as_str()),
         "{list}"
     );
     let none = d
@@ -179,7 +183,10 @@ fn a_waiting_run_is_cancelled_with_its_done_steps_compensated_and_runs_are_priva
     assert_eq!(no.status, 409, "{}", no.text());
     let r = d
         .client(APPROVE)
-        .post_json(&format!("/v1/runs/{id}/cancel"), &json!({"reason": "customer left"}))
+        .post_json(
+            &format!("/v1/runs/{id}/cancel"),
+            &json!({"reason": "customer left"}),
+        )
         .expect("cancel");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["state"], "cancelled");
@@ -286,7 +293,13 @@ compensate = "none"
     let d = Daemon::start(&dir);
     let run = wait_state(&d, &id, &["completed"]);
     let steps = run["steps"].as_array().expect("steps");
-    let step = |s: &str| steps.iter().find(|x| x["step"] == s).cloned().expect("step");
+    let step = |s: &str| {
+        steps
+            .iter()
+            .find(|x| x["step"] == s)
+            .cloned()
+            .expect("step")
+    };
     assert_eq!(step("first")["attempts"], 1, "a done step is never re-run");
     assert_eq!(step("last")["output"], json!("first kim then last"));
     assert_eq!(
@@ -303,7 +316,12 @@ compensate = "none"
     let (code, err) = d.terminate();
     assert_eq!(code, 0, "{err}");
     let data = dir.join("data");
-    let (code, out, err) = warden(&["audit", "verify", "--data-dir", data.to_str().expect("utf8")]);
+    let (code, out, err) = warden(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 0, "the chain verifies:\n{out}\n{err}");
 }
 
@@ -311,7 +329,14 @@ compensate = "none"
 fn the_cli_starts_lists_shows_and_cancels_runs() {
     let d = Daemon::start(&echo_workflow_deploy("wf-cli"));
     let (code, out, err) = d.cli(
-        &["workflow", "start", "greeting", "--input", r#"{"who":"cy"}"#, "--wait"],
+        &[
+            "workflow",
+            "start",
+            "greeting",
+            "--input",
+            r#"{"who":"cy"}"#,
+            "--wait",
+        ],
         SUBMIT,
     );
     assert_eq!(code, 0, "{out}\n{err}");
@@ -326,7 +351,14 @@ fn the_cli_starts_lists_shows_and_cancels_runs() {
     assert!(out.contains(&id) && out.contains("greeting"), "{out}");
     // A run waiting for a human: `--wait` exits 1 with the run printed.
     let (code, out, err) = d.cli(
-        &["workflow", "start", "greeting", "--input", r#"{"who":"boss"}"#, "--wait"],
+        &[
+            "workflow",
+            "start",
+            "greeting",
+            "--input",
+            r#"{"who":"boss"}"#,
+            "--wait",
+        ],
         SUBMIT,
     );
     assert_eq!(code, 1, "{out}\n{err}");

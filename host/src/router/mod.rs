@@ -296,59 +296,62 @@ impl RouteTable {
                 },
                 None => None,
             };
-            let (capability, function, workflow, capability_at, function_at) =
-                match (raw.capability, raw.function, raw.workflow) {
-                    (Some(c), Some(f), None) => {
-                        let capability_at = c.span().start;
-                        let capability = c.into_inner();
-                        if !crate::policy::is_kebab_name(&capability) {
-                            errors.push(at(
+            let (capability, function, workflow, capability_at, function_at) = match (
+                raw.capability,
+                raw.function,
+                raw.workflow,
+            ) {
+                (Some(c), Some(f), None) => {
+                    let capability_at = c.span().start;
+                    let capability = c.into_inner();
+                    if !crate::policy::is_kebab_name(&capability) {
+                        errors.push(at(
                                 capability_at,
                                 format!(
                                     "route `{id}`: capability `{capability}` is not a capability name (lowercase kebab-case, e.g. `pii-redact`)"
                                 ),
                             ));
-                            ok = false;
-                        }
-                        let function_at = f.span().start;
-                        let function = f.into_inner();
-                        if function.trim().is_empty() {
-                            errors.push(at(function_at, format!("route `{id}`: function is empty")));
-                            ok = false;
-                        }
-                        (capability, function, None, capability_at, function_at)
+                        ok = false;
                     }
-                    (None, None, Some(w)) => {
-                        let w_at = w.span().start;
-                        let name = w.into_inner();
-                        if !crate::policy::is_kebab_name(&name) {
-                            errors.push(at(
+                    let function_at = f.span().start;
+                    let function = f.into_inner();
+                    if function.trim().is_empty() {
+                        errors.push(at(function_at, format!("route `{id}`: function is empty")));
+                        ok = false;
+                    }
+                    (capability, function, None, capability_at, function_at)
+                }
+                (None, None, Some(w)) => {
+                    let w_at = w.span().start;
+                    let name = w.into_inner();
+                    if !crate::policy::is_kebab_name(&name) {
+                        errors.push(at(
                                 w_at,
                                 format!(
                                     "route `{id}`: workflow `{name}` is not a workflow name (lowercase kebab-case, e.g. `order-flow`)"
                                 ),
                             ));
-                            ok = false;
-                        }
-                        (String::new(), String::new(), Some(name), w_at, w_at)
+                        ok = false;
                     }
-                    (c, f, w) => {
-                        let what = match (c.is_some(), f.is_some(), w.is_some()) {
-                            (true, false, false) => "missing field `function`: ",
-                            (false, true, false) => "missing field `capability`: ",
-                            (false, false, false) => "missing field `capability` or `workflow`: ",
-                            _ => "",
-                        };
-                        errors.push(at(
+                    (String::new(), String::new(), Some(name), w_at, w_at)
+                }
+                (c, f, w) => {
+                    let what = match (c.is_some(), f.is_some(), w.is_some()) {
+                        (true, false, false) => "missing field `function`: ",
+                        (false, true, false) => "missing field `capability`: ",
+                        (false, false, false) => "missing field `capability` or `workflow`: ",
+                        _ => "",
+                    };
+                    errors.push(at(
                             id_at,
                             format!(
                                 "route `{id}`: {what}a rule names either `capability` and `function`, or `workflow` alone"
                             ),
                         ));
-                        ok = false;
-                        (String::new(), String::new(), None, id_at, id_at)
-                    }
-                };
+                    ok = false;
+                    (String::new(), String::new(), None, id_at, id_at)
+                }
+            };
             if let Some(first) = rules.iter().find(|r| r.id == id) {
                 errors.push(at(
                     id_at,

@@ -485,7 +485,9 @@ fn a_workflow_rule_routes_its_kind_to_the_workflow_and_the_hash_covers_it() {
     let unknown = t.check_workflows(&|_| false).expect_err("unknown workflow");
     assert!(
         unknown.to_string().contains("routes.toml:10:")
-            && unknown.to_string().contains("unknown workflow `order-refund`"),
+            && unknown
+                .to_string()
+                .contains("unknown workflow `order-refund`"),
         "{unknown}"
     );
     // The workflow name is hashed; a capability-only table hashes as before.
@@ -505,8 +507,8 @@ fn a_rule_with_both_a_workflow_and_a_capability_or_neither_is_refused_with_its_l
         "[[route]]\nid = \"x\"\nmatch = { kind = \"x\" }\ncapability = \"echo\"\nfunction = \"echo\"\nworkflow = \"w\"\n",
     );
     assert!(
-        both.iter()
-            .any(|e| e.contains("routes.toml:2:") && e.contains("either `capability` and `function`, or `workflow` alone")),
+        both.iter().any(|e| e.contains("routes.toml:2:")
+            && e.contains("either `capability` and `function`, or `workflow` alone")),
         "{both:?}"
     );
     let neither = errors("[[route]]\nid = \"x\"\nmatch = { kind = \"x\" }\n");

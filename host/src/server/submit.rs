@@ -147,7 +147,10 @@ impl Daemon {
             None => None,
             Some(Ok(w)) => Some(w.get()),
             Some(Err(e)) => {
-                return Err(ApiError::bad_request("invalid_request", format!("wait: {e}")));
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("wait: {e}"),
+                ));
             }
         };
         let mut call = Call {

@@ -162,14 +162,12 @@ impl Daemon {
             return self.refused(&refusal, &call, Some(rule_id), "policy").await;
         }
         let mut state = RunState::Running;
-        if let Some(task) = self.drive_run(deployment, loaded, run_id.clone()) {
-            if let Some(wait) = wait {
-                if let Ok(Ok(Some(s))) =
-                    tokio::time::timeout(wait.min(MAX_RUN_WAIT), task).await
-                {
-                    state = s;
-                }
-            }
+        let task = self.drive_run(deployment, loaded, run_id.clone());
+        // Dropping the handle on timeout detaches the task; the run goes on.
+        if let (Some(task), Some(wait)) = (task, wait)
+            && let Ok(Ok(Some(s))) = tokio::time::timeout(wait.min(MAX_RUN_WAIT), task).await
+        {
+            state = s;
         }
         Answer {
             request_id: run_id.clone(),
@@ -216,8 +214,11 @@ impl Daemon {
         }
         let this = self.clone();
         Some(tokio::spawn(async move {
-            let exec =
-                Executor::with_capabilities(&this.host, this.runs.as_ref(), &deployment.capabilities);
+            let exec = Executor::with_capabilities(
+                &this.host,
+                this.runs.as_ref(),
+                &deployment.capabilities,
+            );
             let result = exec.drive(&loaded.plan, &run_id).await;
             this.driving
                 .lock()
@@ -397,7 +398,8 @@ async fn control_body(d: &Daemon, body: Body) -> Result<ControlBody, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(ControlBody::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
 }
 
 /// Takes the run's drive guard for an operator action: refused (`409`)
@@ -449,7 +451,10 @@ pub(super) async fn cancel(
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "workflow_not_loaded",
-            format!("workflow `{}` of run `{id}` is not loaded", journal.run.workflow),
+            format!(
+                "workflow `{}` of run `{id}` is not loaded",
+                journal.run.workflow
+            ),
         ));
     };
     take_guard(&d, &id)?;
@@ -495,7 +500,9 @@ pub(super) async fn resume(
     let reason = body
         .reason
         .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("reason_required", "`reason` is required to resume a run"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("reason_required", "`reason` is required to resume a run")
+        })?;
     let journal = d.visible_run(&principal, &id).await?;
     if journal.run.state != RunState::NeedsAttention {
         return Err(ApiError::new(
@@ -512,7 +519,10 @@ pub(super) async fn resume(
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "workflow_not_loaded",
-            format!("workflow `{}` of run `{id}` is not loaded", journal.run.workflow),
+            format!(
+                "workflow `{}` of run `{id}` is not loaded",
+                journal.run.workflow
+            ),
         ));
     };
     take_guard(&d, &id)?;

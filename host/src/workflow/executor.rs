@@ -161,8 +161,8 @@ impl<'a> Executor<'a> {
                 },
             ];
             for (key, call) in calls.into_iter().flatten() {
-                let cap = self
-                        .capability(&call.capability)
+                let cap =
+                    self.capability(&call.capability)
                         .ok_or_else(|| ExecError::NotLoaded {
                             workflow: plan.name.to_string(),
                             step: step.id.to_string(),
