@@ -374,3 +374,115 @@ fn the_cli_starts_lists_shows_and_cancels_runs() {
     assert_eq!(code, 2, "only needs_attention resumes: {err}");
     assert!(err.contains("run_not_stopped"), "{err}");
 }
+
+#[test]
+fn a_run_stopped_after_its_pivot_needs_attention_and_resumes_only_with_an_audited_reason() {
+    let mut panicker = cap("panicker", "panicker");
+    panicker.imports = STD_IMPORTS;
+    let dir = deploy(
+        "wf-resume",
+        &[cap("echo", "echo"), panicker],
+        &[("greet", "greet", "echo", "echo")],
+        "",
+    );
+    add_workflow(
+        &dir,
+        "charge",
+        r#"
+[input]
+type = "object"
+required = ["who"]
+[input.properties]
+who = { type = "string" }
+
+[[step]]
+id = "pay"
+call = "echo.echo"
+input = { message = "paid ${input.who}" }
+pivot = true
+compensate = "none"
+
+[[step]]
+id = "record"
+needs = ["pay"]
+call = "panicker.boom"
+input = { message = "${steps.pay.output}" }
+compensate = "none"
+"#,
+    );
+    let d = Daemon::start(&dir);
+    let r = d.submit(json!({"kind": "charge", "input": {"who": "dee"}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["run"]["run_id"].as_str().expect("id").to_string();
+    let run = wait_state(&d, &id, &["needs_attention"]);
+    let record = |run: &Value| {
+        run["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step"] == "record")
+            .cloned()
+            .expect("record")
+    };
+    assert_eq!(record(&run)["state"], "failed");
+    let attempts = record(&run)["attempts"].as_u64().expect("attempts");
+    let pay = run["steps"][0].clone();
+    assert_eq!(
+        pay["state"], "done",
+        "after the pivot nothing is compensated"
+    );
+    let no = d
+        .client(APPROVE)
+        .post_json(&format!("/v1/runs/{id}/resume"), &json!({"reason": "  "}))
+        .expect("resume");
+    assert_eq!(no.status, 400, "{}", no.text());
+    assert_eq!(no.json()["error"]["code"], "reason_required");
+    let ok = d
+        .client(APPROVE)
+        .post_json(
+            &format!("/v1/runs/{id}/resume"),
+            &json!({"reason": "ledger fixed by hand"}),
+        )
+        .expect("resume");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    // The step runs again (it fails again: the guest always traps).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let again = loop {
+        let run = run_of(&d, &id, AUDIT);
+        if run["state"] == "needs_attention" && record(&run)["attempts"].as_u64() > Some(attempts) {
+            break run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed step never ran: {run}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(again["steps"][0]["attempts"], 1, "the pivot is not re-run");
+    assert!(
+        d.audit()
+            .iter()
+            .any(|e| e.to_string().contains("ledger fixed by hand")),
+        "the resume and its reason are audited"
+    );
+    // A reload with a broken plan is refused, naming file:line, and
+    // changes nothing.
+    std::fs::write(
+        dir.join("workflows").join("broken.toml"),
+        "[[step]]\nid = \"x\"\ncall = \"echo.nope\"\ninput = {}\ncompensate = \"none\"\n",
+    )
+    .expect("plan");
+    let r = d
+        .client(crate::daemon::ADMIN)
+        .post_json("/v1/admin/reload", &json!({}))
+        .expect("reload");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("broken.toml:"), "{}", r.text());
+    let r = d.submit(json!({"kind": "charge", "input": {"who": "eve"}}));
+    assert_eq!(
+        r.status,
+        202,
+        "the loaded workflows still run: {}",
+        r.text()
+    );
+}
