@@ -11,7 +11,6 @@
 //! entries other than through the host's `Recorder`, or drive one run from
 //! two tasks at once (`Daemon::driving` is the one guard).
 
-use super::api::{Shared, admit_body, read_body};
 use super::auth::Principal;
 use super::config::{DaemonConfig, Role};
 use super::errors::ApiError;
@@ -24,7 +23,6 @@ use crate::workflow::executor::Executor;
 use crate::workflow::validate::validate;
 use crate::workflow::{Catalog, Checked, Plan, check};
 use crate::{Call, Capability, Outcome, Usage};
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -33,6 +31,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+type Shared = State<Arc<Daemon>>;
 
 /// Roles of the runs API (docs/api.md "Roles").
 pub mod roles {
@@ -386,22 +386,6 @@ pub(super) async fn show(
     Ok(axum::Json(journal_json(&journal)).into_response())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ControlBody {
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-async fn control_body(d: &Daemon, body: Body) -> Result<ControlBody, ApiError> {
-    let bytes = read_body(d, body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ControlBody::default());
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
-}
-
 /// Takes the run's drive guard for an operator action: refused (`409`)
 /// while a task drives the run.
 fn take_guard(d: &Daemon, id: &str) -> Result<(), ApiError> {
@@ -429,15 +413,13 @@ fn release_guard(d: &Daemon, id: &str) {
 /// `POST /v1/runs/{id}/cancel`: compensates every done step (reverse
 /// completion order), then the run is `cancelled` (`needs_attention` when
 /// a compensation fails). A final run is `409`.
+/// (The handler in `api.rs` authenticates and reads the body.)
 pub(super) async fn cancel(
-    State(d): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
+    d: Arc<Daemon>,
+    principal: Principal,
+    id: String,
+    reason: Option<String>,
 ) -> Result<Response, ApiError> {
-    let principal = d.auth(&headers, roles::CONTROL_RUNS)?;
-    let _open = admit_body(&d)?;
-    let body = control_body(&d, body).await?;
     let journal = d.visible_run(&principal, &id).await?;
     if journal.run.state.is_final() {
         return Err(ApiError::new(
@@ -470,7 +452,7 @@ pub(super) async fn cancel(
                     &by,
                     Outcome::Ok,
                     json!({"run": id, "workflow": loaded.plan.name.as_str(), "event": "cancel",
-                           "by": by, "reason": body.reason}),
+                           "by": by, "reason": reason}),
                 )
                 .await;
             let r = exec.cancel(&loaded.plan, &id).await;
@@ -488,21 +470,16 @@ pub(super) async fn cancel(
 /// `POST /v1/runs/{id}/resume` with a required `reason`: only from
 /// `needs_attention`. Failed steps run again (same request id), failed
 /// compensations are tried again; audited (`workflow` entry, `resume`).
+/// (The handler in `api.rs` authenticates and reads the body.)
 pub(super) async fn resume(
-    State(d): Shared,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
+    d: Arc<Daemon>,
+    principal: Principal,
+    id: String,
+    reason: Option<String>,
 ) -> Result<Response, ApiError> {
-    let principal = d.auth(&headers, roles::CONTROL_RUNS)?;
-    let _open = admit_body(&d)?;
-    let body = control_body(&d, body).await?;
-    let reason = body
-        .reason
-        .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request("reason_required", "`reason` is required to resume a run")
-        })?;
+    let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+        ApiError::bad_request("reason_required", "`reason` is required to resume a run")
+    })?;
     let journal = d.visible_run(&principal, &id).await?;
     if journal.run.state != RunState::NeedsAttention {
         return Err(ApiError::new(
