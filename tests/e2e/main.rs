@@ -31,3 +31,4 @@ mod transparency;
 mod transparency_witness;
 mod types;
 mod workflows;
+mod workflows_daemon;

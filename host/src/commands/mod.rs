@@ -29,3 +29,4 @@ pub mod sign;
 pub mod token;
 pub mod verify;
 pub mod workflow;
+pub mod workflow_runs;

@@ -1,6 +1,7 @@
 //! `warden workflow check|explain|graph`: the operator's offline view of
 //! workflow plans (docs/workflows.md). A thin shell over
-//! `warden_host::workflow`; it never starts a run.
+//! `warden_host::workflow`; it never starts a run (`start|status|list|
+//! cancel|resume` talk to the daemon: `workflow_runs.rs`).
 
 use clap::{Args as ClapArgs, Subcommand};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,17 @@ pub enum Cmd {
     Explain(ExplainArgs),
     /// Print a plan as a Mermaid flowchart.
     Graph(GraphArgs),
+    /// Start a run on the daemon: submit a request of a kind its route
+    /// table sends to a workflow, then print the run.
+    Start(super::workflow_runs::StartArgs),
+    /// Print one run with its steps (state, attempts, outputs, audit seqs).
+    Status(super::workflow_runs::StatusArgs),
+    /// List runs, optionally in one state.
+    List(super::workflow_runs::ListArgs),
+    /// Cancel a run: compensate its done steps (role `approve`).
+    Cancel(super::workflow_runs::CancelArgs),
+    /// Resume a run in `needs_attention`, with an audited reason (role `approve`).
+    Resume(super::workflow_runs::ResumeArgs),
 }
 
 /// Where the capabilities a plan calls come from (optional).
@@ -76,6 +88,11 @@ pub fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Check(a) => check_plans(a),
         Cmd::Explain(a) => explain(a),
         Cmd::Graph(a) => graph(a),
+        Cmd::Start(a) => super::workflow_runs::start(a),
+        Cmd::Status(a) => super::workflow_runs::status(a),
+        Cmd::List(a) => super::workflow_runs::list(a),
+        Cmd::Cancel(a) => super::workflow_runs::cancel(a),
+        Cmd::Resume(a) => super::workflow_runs::resume(a),
     }
 }
 

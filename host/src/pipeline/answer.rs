@@ -49,6 +49,9 @@ pub struct Answer {
     /// A finer reason than the outcome (`overloaded`, `tenant_forbidden`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// For a request routed to a workflow: the run it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRef>,
     /// For a held request: what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Hold>,
@@ -56,6 +59,17 @@ pub struct Answer {
     /// `Retry-After` header, not part of the body).
     #[serde(skip)]
     pub retry_after: Option<u64>,
+}
+
+/// The run a request started (`run` in its answer; docs/workflows.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRef {
+    /// The run id (`GET /v1/runs/{id}`).
+    pub run_id: String,
+    /// The workflow it runs.
+    pub workflow: String,
+    /// Its state when the answer was made.
+    pub state: String,
 }
 
 /// What a held request waits for (`approval` in a `202` answer).
@@ -108,6 +122,7 @@ impl Answer {
             audit: record.audit.clone(),
             replayed: false,
             error_code: None,
+            run: None,
             approval: None,
             retry_after: None,
         }
@@ -167,6 +182,7 @@ mod tests {
             }),
             replayed: false,
             error_code: None,
+            run: None,
             approval: None,
             retry_after: Some(1),
         }

@@ -121,6 +121,11 @@ pub struct Rule {
     pub capability: String,
     /// The exported function id (`echo`, `ns:pkg/iface#func`, or `iface#func`).
     pub function: String,
+    /// A workflow rule (`workflow = "name"`): the request starts a run of
+    /// that workflow instead (capability and function are then empty).
+    /// Part of the table hash; absent from it for capability rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     /// 1-based line of the rule's `id` in the file.
     #[serde(skip)]
     pub line: usize,
@@ -158,8 +163,12 @@ struct RawRoute {
     id: Spanned<String>,
     #[serde(rename = "match")]
     matcher: RawMatch,
-    capability: Spanned<String>,
-    function: Spanned<String>,
+    #[serde(default)]
+    capability: Option<Spanned<String>>,
+    #[serde(default)]
+    function: Option<Spanned<String>>,
+    #[serde(default)]
+    workflow: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -287,23 +296,62 @@ impl RouteTable {
                 },
                 None => None,
             };
-            let capability_at = raw.capability.span().start;
-            let capability = raw.capability.into_inner();
-            if !crate::policy::is_kebab_name(&capability) {
-                errors.push(at(
-                    capability_at,
-                    format!(
-                        "route `{id}`: capability `{capability}` is not a capability name (lowercase kebab-case, e.g. `pii-redact`)"
-                    ),
-                ));
-                ok = false;
-            }
-            let function_at = raw.function.span().start;
-            let function = raw.function.into_inner();
-            if function.trim().is_empty() {
-                errors.push(at(function_at, format!("route `{id}`: function is empty")));
-                ok = false;
-            }
+            let (capability, function, workflow, capability_at, function_at) = match (
+                raw.capability,
+                raw.function,
+                raw.workflow,
+            ) {
+                (Some(c), Some(f), None) => {
+                    let capability_at = c.span().start;
+                    let capability = c.into_inner();
+                    if !crate::policy::is_kebab_name(&capability) {
+                        errors.push(at(
+                                capability_at,
+                                format!(
+                                    "route `{id}`: capability `{capability}` is not a capability name (lowercase kebab-case, e.g. `pii-redact`)"
+                                ),
+                            ));
+                        ok = false;
+                    }
+                    let function_at = f.span().start;
+                    let function = f.into_inner();
+                    if function.trim().is_empty() {
+                        errors.push(at(function_at, format!("route `{id}`: function is empty")));
+                        ok = false;
+                    }
+                    (capability, function, None, capability_at, function_at)
+                }
+                (None, None, Some(w)) => {
+                    let w_at = w.span().start;
+                    let name = w.into_inner();
+                    if !crate::policy::is_kebab_name(&name) {
+                        errors.push(at(
+                                w_at,
+                                format!(
+                                    "route `{id}`: workflow `{name}` is not a workflow name (lowercase kebab-case, e.g. `order-flow`)"
+                                ),
+                            ));
+                        ok = false;
+                    }
+                    (String::new(), String::new(), Some(name), w_at, w_at)
+                }
+                (c, f, w) => {
+                    let what = match (c.is_some(), f.is_some(), w.is_some()) {
+                        (true, false, false) => "missing field `function`: ",
+                        (false, true, false) => "missing field `capability`: ",
+                        (false, false, false) => "missing field `capability` or `workflow`: ",
+                        _ => "",
+                    };
+                    errors.push(at(
+                            id_at,
+                            format!(
+                                "route `{id}`: {what}a rule names either `capability` and `function`, or `workflow` alone"
+                            ),
+                        ));
+                    ok = false;
+                    (String::new(), String::new(), None, id_at, id_at)
+                }
+            };
             if let Some(first) = rules.iter().find(|r| r.id == id) {
                 errors.push(at(
                     id_at,
@@ -324,6 +372,7 @@ impl RouteTable {
                 },
                 capability,
                 function,
+                workflow,
                 line,
                 capability_at: line_col(text, capability_at),
                 function_at: line_col(text, function_at),
@@ -360,7 +409,7 @@ impl RouteTable {
     /// [`crate::component::Shape::export`] resolves it). Reports every problem.
     pub fn check(&self, catalog: &dyn Fn(&str) -> Option<Vec<String>>) -> Result<(), RouteErrors> {
         let mut errors = Vec::new();
-        for rule in &self.rules {
+        for rule in self.rules.iter().filter(|r| r.workflow.is_none()) {
             let err = |(line, column): (usize, usize), message: String| RouteError {
                 file: self.source.clone(),
                 line: Some(line),
@@ -392,6 +441,39 @@ impl RouteTable {
         } else {
             Err(RouteErrors(errors))
         }
+    }
+
+    /// Checks every workflow rule: `known(name)` says whether workflow
+    /// `name` is loaded. Reports every problem.
+    pub fn check_workflows(&self, known: &dyn Fn(&str) -> bool) -> Result<(), RouteErrors> {
+        let errors: Vec<RouteError> = self
+            .rules
+            .iter()
+            .filter_map(|rule| {
+                let name = rule.workflow.as_ref()?;
+                (!known(name)).then(|| RouteError {
+                    file: self.source.clone(),
+                    line: Some(rule.capability_at.0),
+                    column: Some(rule.capability_at.1),
+                    message: format!(
+                        "route `{}`: unknown workflow `{name}` (no plan in the workflows directory has that name)",
+                        rule.id
+                    ),
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RouteErrors(errors))
+        }
+    }
+
+    /// The workflow `req` starts, when the first rule that matches it is a
+    /// workflow rule: `(rule id, workflow name)`.
+    pub fn workflow_for(&self, req: &RouteRequest) -> Option<(String, String)> {
+        let rule = self.rules.iter().find(|r| r.matcher.matches(req))?;
+        Some((rule.id.clone(), rule.workflow.clone()?))
     }
 
     /// Where `req` goes: the first rule that matches, or [`Decision::NoRoute`].

@@ -230,7 +230,7 @@ fn every_problem_is_reported_at_once() {
     assert_eq!(lines[1], "routes.toml:4:14");
     assert_eq!(lines[2], "routes.toml:5:12");
     assert!(errs[3].contains("missing field `function`"), "{errs:#?}");
-    assert!(lines[3].starts_with("routes.toml:7:"), "{errs:#?}");
+    assert!(lines[3].starts_with("routes.toml:8:"), "{errs:#?}");
     assert_eq!(lines[4], "routes.toml:14:18");
 }
 
@@ -465,4 +465,60 @@ proptest! {
     fn arbitrary_text_never_panics_the_route_parser(text in ".{0,200}") {
         let _ = parse(&text);
     }
+}
+
+#[test]
+fn a_workflow_rule_routes_its_kind_to_the_workflow_and_the_hash_covers_it() {
+    let text = "[[route]]\nid = \"echo\"\nmatch = { kind = \"echo\" }\ncapability = \"echo\"\nfunction = \"echo\"\n\n\
+                [[route]]\nid = \"refund\"\nmatch = { kind = \"refund\" }\nworkflow = \"order-refund\"\n";
+    let t = table(text);
+    assert_eq!(
+        t.workflow_for(&req("refund", None, &[])),
+        Some(("refund".to_string(), "order-refund".to_string()))
+    );
+    assert_eq!(t.workflow_for(&req("echo", None, &[])), None);
+    // Capability rules are checked against capabilities, workflow rules
+    // against workflows.
+    let caps = |name: &str| (name == "echo").then(|| vec!["echo".to_string()]);
+    assert!(t.check(&caps).is_ok());
+    assert!(t.check_workflows(&|w| w == "order-refund").is_ok());
+    let unknown = t.check_workflows(&|_| false).expect_err("unknown workflow");
+    assert!(
+        unknown.to_string().contains("routes.toml:10:")
+            && unknown
+                .to_string()
+                .contains("unknown workflow `order-refund`"),
+        "{unknown}"
+    );
+    // The workflow name is hashed; a capability-only table hashes as before.
+    let other = table(&text.replace("order-refund", "order-other"));
+    assert_ne!(t.hash(), other.hash());
+    let caps_only = "[[route]]\nid = \"echo\"\nmatch = { kind = \"echo\" }\ncapability = \"echo\"\nfunction = \"echo\"\n";
+    assert!(
+        !serde_json::to_string(&table(caps_only).rules)
+            .expect("json")
+            .contains("workflow")
+    );
+}
+
+#[test]
+fn a_rule_with_both_a_workflow_and_a_capability_or_neither_is_refused_with_its_line() {
+    let both = errors(
+        "[[route]]\nid = \"x\"\nmatch = { kind = \"x\" }\ncapability = \"echo\"\nfunction = \"echo\"\nworkflow = \"w\"\n",
+    );
+    assert!(
+        both.iter().any(|e| e.contains("routes.toml:2:")
+            && e.contains("either `capability` and `function`, or `workflow` alone")),
+        "{both:?}"
+    );
+    let neither = errors("[[route]]\nid = \"x\"\nmatch = { kind = \"x\" }\n");
+    assert!(
+        neither.iter().any(|e| e.contains("or `workflow` alone")),
+        "{neither:?}"
+    );
+    let bad = errors("[[route]]\nid = \"x\"\nmatch = { kind = \"x\" }\nworkflow = \"Not Kebab\"\n");
+    assert!(
+        bad.iter().any(|e| e.contains("is not a workflow name")),
+        "{bad:?}"
+    );
 }

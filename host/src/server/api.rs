@@ -74,6 +74,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/approvals/{id}", get(approval))
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny))
+        .route("/v1/runs", get(super::workflows::list))
+        .route("/v1/runs/{id}", get(super::workflows::show))
+        .route("/v1/runs/{id}/cancel", post(run_cancel))
+        .route("/v1/runs/{id}/resume", post(run_resume))
         .route("/v1/admin/reload", post(reload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -189,7 +193,7 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
     let answer = task
         .await
         .map_err(|e| ApiError::internal(format!("request task failed: {e}")))??;
-    let (status, replayed) = (super::errors::status_for(answer.outcome), answer.replayed);
+    let (status, replayed) = (super::errors::answer_status(&answer), answer.replayed);
     let mut resp = (status, axum::Json(&answer)).into_response();
     if let Some(secs) = answer.retry_after
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
@@ -201,6 +205,48 @@ async fn submit(State(d): Shared, headers: HeaderMap, body: Body) -> Result<Resp
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// The body of `POST /v1/runs/{id}/cancel|resume` (empty: no reason).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunControl {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn run_control(d: &Daemon, body: Body) -> Result<Option<String>, ApiError> {
+    let bytes = read_body(d, body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let body: RunControl = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    Ok(body.reason)
+}
+
+async fn run_cancel(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let principal = d.auth(&headers, super::workflows::roles::CONTROL_RUNS)?;
+    let _open = admit_body(&d)?;
+    let reason = run_control(&d, body).await?;
+    super::workflows::cancel(d, principal, id, reason).await
+}
+
+async fn run_resume(
+    State(d): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let principal = d.auth(&headers, super::workflows::roles::CONTROL_RUNS)?;
+    let _open = admit_body(&d)?;
+    let reason = run_control(&d, body).await?;
+    super::workflows::resume(d, principal, id, reason).await
 }
 
 #[derive(Deserialize)]

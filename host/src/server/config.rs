@@ -220,6 +220,7 @@ const SHAPE: &[Field] = &[
     field("data_dir", Kind::Text),
     field("components_dir", Kind::Text),
     field("policies_dir", Kind::Text),
+    field("workflows_dir", Kind::Text),
     field("routes", Kind::Text),
     field("trust", Kind::Text),
     field("host_key", Kind::Text),
@@ -330,6 +331,8 @@ struct RawConfig {
     components_dir: PathBuf,
     #[serde(default = "defaults::policies_dir")]
     policies_dir: PathBuf,
+    #[serde(default = "defaults::workflows_dir")]
+    workflows_dir: PathBuf,
     #[serde(default = "defaults::routes")]
     routes: PathBuf,
     trust: Option<PathBuf>,
@@ -374,6 +377,9 @@ mod defaults {
     }
     pub fn policies_dir() -> PathBuf {
         "policies".into()
+    }
+    pub fn workflows_dir() -> PathBuf {
+        "workflows".into()
     }
     pub fn routes() -> PathBuf {
         "routes.toml".into()
@@ -447,6 +453,8 @@ pub struct DaemonConfig {
     pub components_dir: PathBuf,
     /// Every `*.toml` in it is a capability policy.
     pub policies_dir: PathBuf,
+    /// Every `*.toml` in it is a workflow plan (a missing directory: none).
+    pub workflows_dir: PathBuf,
     /// The route table.
     pub routes: PathBuf,
     /// The trust file.
@@ -676,6 +684,7 @@ impl DaemonConfig {
             data_dir: resolve(raw.data_dir),
             components_dir: resolve(raw.components_dir),
             policies_dir: resolve(raw.policies_dir),
+            workflows_dir: resolve(raw.workflows_dir),
             routes: resolve(raw.routes),
             trust: raw.trust.map(resolve),
             host_key: raw.host_key.map(resolve),

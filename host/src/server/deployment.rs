@@ -20,6 +20,8 @@ pub struct Deployment {
     pub capabilities: BTreeMap<String, Arc<Capability>>,
     /// `sha256:` of the trust file bytes (`None`: no trust file).
     pub trust_hash: Option<String>,
+    /// Checked workflow plans by name (`workflows_dir`).
+    pub workflows: BTreeMap<String, Arc<super::workflows::Loaded>>,
 }
 
 impl Deployment {
@@ -169,8 +171,12 @@ impl Deployment {
                 Err(e) => errors.push(format!("{}: {e}", path.display())),
             }
         }
+        let workflows = super::workflows::load(config, &capabilities, &mut errors);
         let routes = match RouteTable::load(&config.routes) {
             Ok(table) => {
+                if let Err(e) = table.check_workflows(&|name| workflows.contains_key(name)) {
+                    errors.extend(e.to_string().lines().map(str::to_string));
+                }
                 let catalog = |name: &str| -> Option<Vec<String>> {
                     capabilities
                         .get(name)
@@ -195,6 +201,7 @@ impl Deployment {
                     routes,
                     capabilities,
                     trust_hash,
+                    workflows,
                 };
                 // Every MCP tool must route to a callable function.
                 let problems = super::mcp::tools::check(&config.mcp, &deployment);

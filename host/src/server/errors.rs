@@ -92,7 +92,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// HTTP status for an outcome (docs/api.md "Status codes").
+/// HTTP status of an answer: a run that is not over is `202` (`200` once
+/// completed), anything else by its outcome (docs/api.md "Status codes").
+pub fn answer_status(answer: &crate::pipeline::answer::Answer) -> StatusCode {
+    match &answer.run {
+        Some(r) if r.state == "completed" => StatusCode::OK,
+        Some(_) => StatusCode::ACCEPTED,
+        None => status_for(answer.outcome),
+    }
+}
+
+/// The HTTP status of an outcome.
 pub fn status_for(outcome: crate::Outcome) -> StatusCode {
     match outcome {
         crate::Outcome::Ok => StatusCode::OK,

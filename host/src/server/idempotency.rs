@@ -15,7 +15,6 @@
 
 use super::Daemon;
 use super::errors::ApiError;
-use super::errors::status_for;
 use super::metrics::labels;
 use super::state::{IdempotentRecord, StoredResponse};
 use crate::Call;
@@ -191,7 +190,7 @@ impl Daemon {
     ) {
         let stored = StoredResponse {
             principal: principal.to_string(),
-            status: status_for(answer.outcome).as_u16(),
+            status: super::errors::answer_status(answer).as_u16(),
             response: answer.to_json(),
         };
         let key = key.map(|k| (k.key.as_str(), k.fingerprint.as_str()));

@@ -28,6 +28,7 @@ mod state;
 mod submit;
 mod transparency;
 pub mod witness_push;
+mod workflows;
 
 pub use config::{DaemonConfig, Role};
 pub use deployment::Deployment;
@@ -109,6 +110,10 @@ pub struct Daemon {
     approvals_lock: tokio::sync::Mutex<()>,
     /// Bumped whenever a held request ends (wakes long-polls).
     changes: watch::Sender<u64>,
+    /// The workflow run journal (`runs.db`).
+    runs: Arc<crate::store::SqliteRunStore>,
+    /// Runs a task drives (or an operator acts on) now: one at a time each.
+    driving: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Counts a request as active until dropped (graceful shutdown drains them).
@@ -173,6 +178,7 @@ impl Daemon {
             Err(errors) => return Err(ServeError::Invalid(errors)),
         };
         let state = StateStore::open(&config.data_dir)?;
+        let runs = Arc::new(crate::store::SqliteRunStore::open(&config.data_dir)?);
         let (active, _) = watch::channel(0usize);
         Ok(Arc::new(Daemon {
             principals: Principals::new(&config.principals),
@@ -194,6 +200,8 @@ impl Daemon {
             active,
             approvals_lock: tokio::sync::Mutex::new(()),
             changes: watch::channel(0u64).0,
+            runs,
+            driving: Mutex::new(std::collections::BTreeSet::new()),
             config,
         }))
     }
@@ -377,6 +385,7 @@ async fn serve_with_session(
     }
     daemon.sweep_approvals(true).await;
     spawn_approval_sweeper(daemon.clone());
+    daemon.resume_runs().await;
     witness_push::spawn(daemon.clone(), witnesses);
     eprintln!("warden: listening on http://{addr}");
     if let Some(path) = &options.ready_file {

@@ -56,6 +56,10 @@ pub struct SubmitBody {
     /// Deduplicates retries by the client: same key, same principal = same answer.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// For a kind routed to a workflow: wait up to this long (e.g. `10s`,
+    /// at most 60s) for the run to end before answering.
+    #[serde(default)]
+    pub wait: Option<String>,
 }
 
 /// Whether a principal bound to `tenants` may read a stored answer: the
@@ -136,8 +140,19 @@ impl Daemon {
             input,
             attributes,
             idempotency_key,
+            wait,
             ..
         } = body;
+        let wait = match wait.as_deref().map(crate::policy::HumanDuration::parse) {
+            None => None,
+            Some(Ok(w)) => Some(w.get()),
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("wait: {e}"),
+                ));
+            }
+        };
         let mut call = Call {
             tenant,
             client: transport.client,
@@ -162,7 +177,7 @@ impl Daemon {
             Claim::Run(pending) => pending,
         };
         let principal = call.principal.clone();
-        let answer = self.route_and_run(call, &kind, &attributes).await;
+        let answer = self.route_and_run(call, &kind, &attributes, wait).await;
         // A retryable answer releases the key (dropping `pending`) instead
         // of being stored under it.
         let keep = pending.as_ref().filter(|_| answer.is_final());
@@ -171,15 +186,32 @@ impl Daemon {
         Ok(answer)
     }
 
-    /// Route -> gate -> hold or attempts.
+    /// Route -> a workflow run ([`super::workflows`]), or gate -> hold or
+    /// attempts.
     async fn route_and_run(
-        &self,
+        self: &Arc<Self>,
         mut call: Call,
         kind: &str,
         attributes: &BTreeMap<String, String>,
+        wait: Option<std::time::Duration>,
     ) -> Answer {
         let deployment = self.deployment();
         let t = Instant::now();
+        let request = crate::router::RouteRequest {
+            kind: kind.to_string(),
+            tenant: call.tenant.as_ref().map(ToString::to_string),
+            attributes: attributes.clone(),
+        };
+        if let Some((rule_id, workflow)) = deployment.routes.workflow_for(&request) {
+            self.metrics.observe(
+                "warden_stage_seconds",
+                labels(&[("stage", "route")]),
+                t.elapsed(),
+            );
+            return self
+                .start_run(deployment, call, &rule_id, &workflow, wait)
+                .await;
+        }
         let routed = route::by_kind(
             &deployment.routes,
             &deployment.capabilities,

@@ -33,17 +33,21 @@ pub enum RunState {
     /// Stopped for an operator: a step after the pivot exhausted its
     /// retries, or a compensation failed. `resume` continues it.
     NeedsAttention,
+    /// Cancelled by an operator; every done step with a compensation was
+    /// compensated first.
+    Cancelled,
 }
 
 impl RunState {
     /// Every state, for parsing and listings.
-    pub const ALL: [RunState; 6] = [
+    pub const ALL: [RunState; 7] = [
         RunState::Running,
         RunState::Waiting,
         RunState::Compensating,
         RunState::Completed,
         RunState::Compensated,
         RunState::NeedsAttention,
+        RunState::Cancelled,
     ];
 
     /// The name stored and shown (`needs_attention`).
@@ -55,6 +59,7 @@ impl RunState {
             RunState::Completed => "completed",
             RunState::Compensated => "compensated",
             RunState::NeedsAttention => "needs_attention",
+            RunState::Cancelled => "cancelled",
         }
     }
 
@@ -65,7 +70,10 @@ impl RunState {
 
     /// Whether the run is over (nothing more happens without an operator).
     pub fn is_final(self) -> bool {
-        matches!(self, RunState::Completed | RunState::Compensated)
+        matches!(
+            self,
+            RunState::Completed | RunState::Compensated | RunState::Cancelled
+        )
     }
 }
 

@@ -28,9 +28,10 @@ use super::validate::validate;
 use crate::digest::json_digest;
 use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
 use crate::units::now_ms;
-use crate::{Call, Host, InvocationRecord};
+use crate::{Call, Capability, Host, InvocationRecord};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Why a run could not be started or driven.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +80,39 @@ pub enum ExecError {
 pub struct Executor<'a> {
     host: &'a Host,
     store: &'a dyn RunStore,
+    /// The daemon's deployment capabilities; `None`: the host's own.
+    caps: Option<&'a BTreeMap<String, Arc<Capability>>>,
 }
 
 impl<'a> Executor<'a> {
     /// An executor over `host` journaling to `store`.
     pub fn new(host: &'a Host, store: &'a dyn RunStore) -> Executor<'a> {
-        Executor { host, store }
+        Executor {
+            host,
+            store,
+            caps: None,
+        }
+    }
+
+    /// An executor whose steps call `caps` (the daemon's deployment, which
+    /// the host does not hold) instead of the host's own capabilities.
+    pub fn with_capabilities(
+        host: &'a Host,
+        store: &'a dyn RunStore,
+        caps: &'a BTreeMap<String, Arc<Capability>>,
+    ) -> Executor<'a> {
+        Executor {
+            host,
+            store,
+            caps: Some(caps),
+        }
+    }
+
+    fn capability(&self, name: &str) -> Option<&Arc<Capability>> {
+        match self.caps {
+            Some(caps) => caps.get(name),
+            None => self.host.capability(name),
+        }
     }
 
     /// Starts run `run_id` of `plan` for `principal`: validates the input
@@ -98,6 +126,21 @@ impl<'a> Executor<'a> {
         principal: &str,
         input: Value,
     ) -> Result<RunState, ExecError> {
+        self.begin(plan, checked, run_id, principal, input).await?;
+        self.drive(plan, run_id).await
+    }
+
+    /// [`start`](Self::start) without driving: once this returns, the run
+    /// is journaled (`running`, every step `pending`) and its `start`
+    /// entry audited; [`drive`](Self::drive) runs it.
+    pub async fn begin(
+        &self,
+        plan: &Plan,
+        checked: &Checked,
+        run_id: &str,
+        principal: &str,
+        input: Value,
+    ) -> Result<(), ExecError> {
         let problems = validate(&plan.input, &input);
         if !problems.is_empty() {
             return Err(ExecError::InvalidInput {
@@ -119,8 +162,7 @@ impl<'a> Executor<'a> {
             ];
             for (key, call) in calls.into_iter().flatten() {
                 let cap =
-                    self.host
-                        .capability(&call.capability)
+                    self.capability(&call.capability)
                         .ok_or_else(|| ExecError::NotLoaded {
                             workflow: plan.name.to_string(),
                             step: step.id.to_string(),
@@ -178,7 +220,96 @@ impl<'a> Executor<'a> {
             }),
         )
         .await?;
-        self.drive(plan, run_id).await
+        Ok(())
+    }
+
+    /// Cancels run `run_id` for an operator: compensates every `done` step
+    /// that has a compensation, in reverse completion order, then ends the
+    /// run `cancelled` (a compensation that fails: `needs_attention`).
+    /// The caller makes sure nothing else drives the run meanwhile.
+    pub async fn cancel(&self, plan: &Plan, run_id: &str) -> Result<RunState, ExecError> {
+        let journal = self
+            .store
+            .journal(run_id)?
+            .ok_or_else(|| ExecError::NoRun(run_id.to_string()))?;
+        let mut done: Vec<(usize, StepRecord)> = journal
+            .steps
+            .iter()
+            .filter(|r| r.state == StepState::Done)
+            .filter_map(|r| {
+                let i = plan.steps.iter().position(|s| s.id.as_str() == r.step)?;
+                matches!(plan.steps[i].compensate, Compensation::Call(_)).then(|| (i, r.clone()))
+            })
+            .collect();
+        done.sort_by_key(|(_, r)| {
+            std::cmp::Reverse(r.audit_seqs.last().copied().unwrap_or(r.updated_ms))
+        });
+        let values: Vec<Option<Value>> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                journal
+                    .steps
+                    .iter()
+                    .find(|r| r.step == s.id.as_str())
+                    .and_then(|r| r.output.clone())
+            })
+            .collect();
+        let views: Vec<StepView> = plan
+            .steps
+            .iter()
+            .map(|s| StepView {
+                state: journal
+                    .steps
+                    .iter()
+                    .find(|r| r.step == s.id.as_str())
+                    .map_or(StepState::Pending, |r| r.state),
+                done_order: None,
+            })
+            .collect();
+        let outputs = saga::outputs(plan, &views, &values);
+        let input = journal.run.input.clone();
+        let scope = Scope {
+            input: &input,
+            steps: &outputs,
+        };
+        let mut state = RunState::Cancelled;
+        for (i, mut r) in done {
+            let Compensation::Call(call) = &plan.steps[i].compensate else {
+                continue;
+            };
+            let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
+            let result = self
+                .invoke(call, &scope, &id, &journal.run.principal, 1)
+                .await;
+            r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
+            r.state = if result.outcome.as_string() == "ok" {
+                StepState::Compensated
+            } else {
+                state = RunState::NeedsAttention;
+                StepState::CompensationFailed
+            };
+            r.updated_ms = now_ms();
+            self.store
+                .record_step(run_id, &r, Some(RunState::Compensating))
+                .await?;
+            if state == RunState::NeedsAttention {
+                break;
+            }
+        }
+        self.store.set_state(run_id, state).await?;
+        self.audit_event(
+            &journal.run.principal,
+            crate::Outcome::CapabilityError,
+            serde_json::json!({
+                "run": run_id,
+                "workflow": plan.name.as_str(),
+                "event": "end",
+                "state": state.as_str(),
+            }),
+        )
+        .await?;
+        Ok(state)
     }
 
     /// Drives run `run_id` from its journal until it finishes, waits for a
@@ -353,8 +484,7 @@ impl<'a> Executor<'a> {
         };
         // Retries by failure class: the step's own, else the capability's policy.
         let retry = step.retry.unwrap_or_else(|| {
-            self.host
-                .capability(&call.capability)
+            self.capability(&call.capability)
                 .map(|c| c.policy.retry)
                 .unwrap_or_default()
         });
@@ -402,12 +532,19 @@ impl<'a> Executor<'a> {
         c.principal = principal.to_string();
         c.via = "workflow".into();
         c.attempt = attempt.max(1);
-        self.host.invoke(c).await
+        match self.caps {
+            Some(caps) => match caps.get(&call.capability) {
+                Some(cap) => self.host.invoke_capability(cap, c).await,
+                // Not in the deployment: the pipeline refuses it (audited).
+                None => self.host.invoke(c).await,
+            },
+            None => self.host.invoke(c).await,
+        }
     }
 
     /// Appends a `workflow` event entry (run start, skip, end) through the
     /// host's `Recorder`, the only audit appender; its seq is returned.
-    async fn audit_event(
+    pub async fn audit_event(
         &self,
         principal: &str,
         outcome: crate::Outcome,
@@ -428,7 +565,6 @@ impl<'a> Executor<'a> {
     fn step_output(&self, call: &PlanCall, output: Option<Value>) -> Value {
         let output = output.unwrap_or(Value::Null);
         let returns_result = self
-            .host
             .capability(&call.capability)
             .and_then(|c| c.shape.export(&call.function))
             .is_some_and(|f| f.returns_result());

@@ -87,6 +87,7 @@ pub(super) async fn call_tool(
         tenant,
         attributes: Default::default(),
         idempotency_key,
+        wait: None,
     };
     let transport = Transport { via: "mcp", client };
     let run = tokio::spawn(daemon.submit_via(principal, body, transport));
