@@ -37,6 +37,11 @@
 //!     process vs the in-process path it wraps (`Daemon::submit_via`,
 //!     durable) plus one JSON round trip through a pipe (the HTTP side of
 //!     section 11 is `benches/mcp.sh`).
+//! 12. workflow: a 5-step echo workflow (a chain) vs five single durable
+//!     requests of echo on the same host and audit log, at c=1 (p50 of a
+//!     whole run vs p50 of five sequential requests) and c=64 (runs/s × 5
+//!     vs requests/s), with the audit writer's commits per run
+//!     (`sections/workflow.rs`).
 //!
 //! Timing lives here, never in the test suite. Smoke mode (no `--bench`
 //! argument, as under `cargo test`) only checks that every section runs.
@@ -57,6 +62,8 @@ use wasmtime::{Engine, Store};
 
 #[path = "../tests/e2e/doubles.rs"]
 mod doubles;
+#[path = "sections/workflow.rs"]
+mod workflow;
 
 struct Sizes {
     latency_iters: usize,
@@ -1040,6 +1047,9 @@ fn main() {
     }
     if enabled(11) {
         rt.block_on(mcp_stdio(&s));
+    }
+    if enabled(12) {
+        rt.block_on(workflow::workflow(&s));
     }
 }
 
