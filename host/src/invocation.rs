@@ -46,6 +46,12 @@ pub struct Call {
     /// Human decisions on this request (the daemon attaches them once a
     /// gated request is approved); recorded in the audit entry.
     pub approvals: Vec<Approval>,
+    /// Commit the audit entry *deferred* (no fsync of its own; durable with
+    /// the audit log's next durable commit). Only for a caller that makes
+    /// such a commit before it acts on the result: the workflow executor,
+    /// whose journal record of the step follows in the same database.
+    /// `false` (the default): the entry is durable before the result returns.
+    pub audit_deferred: bool,
 }
 
 impl Call {
@@ -64,6 +70,7 @@ impl Call {
             route: None,
             attempt: 1,
             approvals: Vec::new(),
+            audit_deferred: false,
         }
     }
 

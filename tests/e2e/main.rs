@@ -31,4 +31,5 @@ mod transparency;
 mod transparency_witness;
 mod types;
 mod workflows;
+mod workflows_commits;
 mod workflows_daemon;

@@ -153,8 +153,9 @@ fn saga_host(name: &str) -> (warden_host::Host, SqliteRunStore) {
         policy("panicker", crate::support::STD_IMPORTS, ""),
         "panicker",
     );
-    let dir = scratch(&format!("{name}-runs"));
-    let store = SqliteRunStore::open(&dir).expect("journal");
+    // The journal in the audit database, as the daemon keeps it: steps'
+    // entries deferred, their records durable (one fsync per step).
+    let store = SqliteRunStore::in_audit_log(host.audit().expect("audited host")).expect("journal");
     (host, store)
 }
 

@@ -43,7 +43,8 @@ impl Recorder {
         self.log
     }
 
-    /// Commits an invocation record's entry (durable before this returns).
+    /// Commits an invocation record's entry (durable before this returns,
+    /// unless the call asked for a deferred entry: `Call::audit_deferred`).
     /// `hash_only`: keep hashes of the payloads, not the payloads.
     pub async fn commit(
         &self,
@@ -78,7 +79,12 @@ impl Recorder {
                 .map(|r| crate::digest::Hash256::of(r))
                 .collect();
         }
-        match log.append(entry, payloads).await {
+        let appended = if call.audit_deferred {
+            log.submit_deferred(entry, payloads).await
+        } else {
+            log.append(entry, payloads).await
+        };
+        match appended {
             Ok(appended) => {
                 record.audit = Some(AuditRef {
                     seq: appended.seq,
@@ -145,10 +151,26 @@ impl Recorder {
 
     /// Appends an event entry (no payloads). Without a log, nothing to do.
     pub async fn event(&self, entry: NewEntry) -> Result<Option<AuditRef>, StoreError> {
+        self.event_with(entry, true).await
+    }
+
+    /// [`event`](Self::event), deferred when `durable` is false: committed
+    /// without its own fsync, durable with the log's next durable commit
+    /// (the workflow executor's journal record that follows it).
+    pub async fn event_with(
+        &self,
+        entry: NewEntry,
+        durable: bool,
+    ) -> Result<Option<AuditRef>, StoreError> {
         let Some(log) = &self.log else {
             return Ok(None);
         };
-        let appended = log.append(entry, Payloads::default()).await?;
+        let payloads = Payloads::default();
+        let appended = if durable {
+            log.append(entry, payloads).await?
+        } else {
+            log.submit_deferred(entry, payloads).await?
+        };
         Ok(Some(AuditRef {
             seq: appended.seq,
             hash: appended.hash.to_string(),

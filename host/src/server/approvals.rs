@@ -63,6 +63,7 @@ impl HeldServer for Held {
             route: self.route.clone(),
             attempt: 1,
             approvals: self.decisions.iter().map(Decision::audit).collect(),
+            audit_deferred: false,
         }
     }
 

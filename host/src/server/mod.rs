@@ -110,7 +110,7 @@ pub struct Daemon {
     approvals_lock: tokio::sync::Mutex<()>,
     /// Bumped whenever a held request ends (wakes long-polls).
     changes: watch::Sender<u64>,
-    /// The workflow run journal (`runs.db`).
+    /// The workflow run journal (in the audit database, `warden.db`).
     runs: Arc<crate::store::SqliteRunStore>,
     /// Runs a task drives (or an operator acts on) now: one at a time each.
     driving: Mutex<std::collections::BTreeSet<String>>,
@@ -178,7 +178,10 @@ impl Daemon {
             Err(errors) => return Err(ServeError::Invalid(errors)),
         };
         let state = StateStore::open(&config.data_dir)?;
-        let runs = Arc::new(crate::store::SqliteRunStore::open(&config.data_dir)?);
+        let runs = Arc::new(crate::store::SqliteRunStore::for_host(
+            &host,
+            &config.data_dir,
+        )?);
         let (active, _) = watch::channel(0usize);
         Ok(Arc::new(Daemon {
             principals: Principals::new(&config.principals),

@@ -8,6 +8,13 @@
 //! answered. Concurrent invocations therefore share fsyncs, and no response
 //! is ever sent for an entry that is not on disk.
 //!
+//! The same writer also commits the workflow journal's rows
+//! ([`AuditLog::submit_write`], `runs_sqlite.rs`), so a step's journal
+//! record and its audit entry share one file, one WAL and one fsync: a
+//! step's entry is appended *deferred* (committed without its own fsync)
+//! and the durable journal record queued after it makes both durable
+//! (writer.rs, "deferred"). A batch holding a checkpoint is always durable.
+//!
 //! This module must never decide what an entry holds or how it hashes
 //! ([`crate::audit`] does), never sign a checkpoint before the open-time
 //! check passed, and never write the anchor ahead of the database.
@@ -83,6 +90,10 @@ pub struct Appended {
 pub struct AppendStats {
     /// Transactions committed that held at least one entry.
     pub commits: u64,
+    /// Transactions committed with an fsync (`synchronous=FULL`) that held
+    /// entries, journal rows or a checkpoint; deferred commits are not
+    /// counted (they are synced by the next of these).
+    pub synced_commits: u64,
     /// Entries committed.
     pub entries: u64,
     /// Appends waiting for their commit right now (queue depth).
@@ -112,7 +123,16 @@ enum Msg {
     Append {
         entry: NewEntry,
         payloads: Payloads,
+        /// `false`: deferred (no fsync of its own; see the module header).
+        durable: bool,
         reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    /// Rows of another table in this database (the workflow journal),
+    /// written in the writer's transaction, in queue order.
+    Write {
+        write: RowWrite,
+        durable: bool,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Checkpoint {
         reply: oneshot::Sender<Result<Checkpoint, StoreError>>,
@@ -122,10 +142,16 @@ enum Msg {
     },
 }
 
+/// A write of rows beside the chain, run inside the writer's transaction
+/// (in a savepoint of its own: an `Err` undoes only its rows and fails
+/// only its caller).
+pub(crate) type RowWrite = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
+
 const HISTOGRAM_BUCKETS: usize = 14;
 
 struct Stats {
     commits: AtomicU64,
+    synced_commits: AtomicU64,
     entries: AtomicU64,
     max_batch: AtomicU64,
     histogram: [AtomicU64; HISTOGRAM_BUCKETS],
@@ -485,6 +511,7 @@ impl AuditLog {
         let head = Arc::new(Mutex::new((head_seq, head_hash)));
         let stats = Arc::new(Stats {
             commits: AtomicU64::new(0),
+            synced_commits: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             max_batch: AtomicU64::new(0),
             histogram: Default::default(),
@@ -513,6 +540,7 @@ impl AuditLog {
             nodes: Vec::with_capacity(64),
             leaves: Vec::with_capacity(64),
             built_at: None,
+            deferred: false,
         };
         let signer_public = table.signer_public;
         let writer = Writer::spawn("warden-audit-writer", path, conn, table)?;
@@ -534,6 +562,35 @@ impl AuditLog {
         self.inner.writer.submit(|reply| Msg::Append {
             entry,
             payloads,
+            durable: true,
+            reply,
+        })
+    }
+
+    /// Appends one entry *deferred*: the [`Ack`] resolves once it is
+    /// committed (readable, linked, surviving a process kill) but before it
+    /// is synced; it becomes durable with the next durable commit of this
+    /// log ([`submit`](Self::submit), or a durable
+    /// [`submit_write`](Self::submit_write)). Only for a caller that makes
+    /// such a commit before acting on the result (the workflow executor:
+    /// the step's journal record).
+    pub fn submit_deferred(&self, entry: NewEntry, payloads: Payloads) -> Ack<Appended> {
+        self.inner.writer.submit(|reply| Msg::Append {
+            entry,
+            payloads,
+            durable: false,
+            reply,
+        })
+    }
+
+    /// Writes rows beside the chain (the workflow journal's tables, created
+    /// by this database's schema) in the writer's next transaction, in
+    /// queue order with the entries. `durable`: answered only once synced
+    /// (and everything committed before it with it); otherwise deferred.
+    pub(crate) fn submit_write(&self, durable: bool, write: RowWrite) -> Ack<()> {
+        self.inner.writer.submit(|reply| Msg::Write {
+            write,
+            durable,
             reply,
         })
     }
@@ -593,6 +650,7 @@ impl AuditLog {
         let (in_flight, wait_nanos) = self.inner.writer.waits();
         AppendStats {
             commits: s.commits.load(Ordering::Relaxed),
+            synced_commits: s.synced_commits.load(Ordering::Relaxed),
             entries: s.entries.load(Ordering::Relaxed),
             max_batch: s.max_batch.load(Ordering::Relaxed),
             in_flight,
@@ -750,6 +808,8 @@ struct AuditTable {
     leaves: Vec<Hash256>,
     /// When the batch being written was built (for [`AppendStats`]).
     built_at: Option<Instant>,
+    /// Whether the batch being written is deferred ([`Table::durable`]).
+    deferred: bool,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
@@ -758,6 +818,10 @@ type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
 #[derive(Default)]
 struct Batch {
     appends: Vec<(AuditEntry, AppendReply)>,
+    writes: Vec<(
+        Result<(), StoreError>,
+        oneshot::Sender<Result<(), StoreError>>,
+    )>,
     cp_waiters: Vec<oneshot::Sender<Result<Checkpoint, StoreError>>>,
     close_waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
     /// Head after the batch.
@@ -773,6 +837,16 @@ impl Table for AuditTable {
 
     fn max_batch(&self) -> usize {
         MAX_BATCH
+    }
+
+    fn durable(&mut self, jobs: &[Msg]) -> bool {
+        let durable = jobs.is_empty()
+            || jobs.iter().any(|m| match m {
+                Msg::Append { durable, .. } | Msg::Write { durable, .. } => *durable,
+                Msg::Checkpoint { .. } | Msg::Close { .. } => true,
+            });
+        self.deferred = !durable;
+        durable
     }
 
     fn due(&self) -> Option<Instant> {
@@ -808,12 +882,14 @@ impl Table for AuditTable {
             .map_err(sqlite_err(&self.path))?;
         let mut tree = self.frontier.clone();
         self.leaves.clear();
+        let mut wrote_rows = false;
         for msg in jobs.drain(..) {
             match msg {
                 Msg::Append {
                     entry,
                     payloads,
                     reply,
+                    ..
                 } => {
                     if let Err(e) = check_payloads(&entry, &payloads) {
                         let _ = reply.send(Err(e));
@@ -847,6 +923,19 @@ impl Table for AuditTable {
                     }
                     b.appends.push((e, reply));
                 }
+                Msg::Write { write, reply, .. } => {
+                    tx.execute_batch("SAVEPOINT row_write")
+                        .map_err(sqlite_err(&self.path))?;
+                    let r = write(tx);
+                    tx.execute_batch(if r.is_ok() {
+                        "RELEASE row_write"
+                    } else {
+                        "ROLLBACK TO row_write; RELEASE row_write"
+                    })
+                    .map_err(sqlite_err(&self.path))?;
+                    wrote_rows |= r.is_ok();
+                    b.writes.push((r, reply));
+                }
                 Msg::Checkpoint { reply } => b.cp_waiters.push(reply),
                 Msg::Close { reply } => b.close_waiters.push(reply),
             }
@@ -868,11 +957,16 @@ impl Table for AuditTable {
             .fetch_add(nanos(tree_started.elapsed()), Ordering::Relaxed);
         b.head = (seq, prev);
         let closing = !b.close_waiters.is_empty() || wake == Wake::Stopping;
+        // A deferred batch never holds a checkpoint: its anchor file is
+        // written after the commit and must never name an unsynced head.
+        // The next durable batch (or the timed wake) takes it instead.
         let want_cp = !b.cp_waiters.is_empty()
             || (closing && (seq > self.last_cp_size || !self.has_checkpoint))
-            || (self.policy.every_entries > 0
-                && seq - self.last_cp_size >= self.policy.every_entries)
-            || (seq > self.last_cp_size && self.last_cp_at.elapsed() >= self.policy.every);
+            || (!self.deferred
+                && ((self.policy.every_entries > 0
+                    && seq - self.last_cp_size >= self.policy.every_entries)
+                    || (seq > self.last_cp_size
+                        && self.last_cp_at.elapsed() >= self.policy.every)));
         if want_cp {
             let cp = Checkpoint::sign(seq, prev, now, &self.signer);
             tx.execute(
@@ -909,7 +1003,7 @@ impl Table for AuditTable {
             .write_nanos
             .fetch_add(nanos(built - started), Ordering::Relaxed);
         self.built_at = Some(built);
-        Ok(!b.appends.is_empty() || b.checkpoint.is_some())
+        Ok(!b.appends.is_empty() || b.checkpoint.is_some() || wrote_rows)
     }
 
     fn answer(&mut self, _: &mut Vec<Msg>, committed: Result<bool, StoreError>) -> bool {
@@ -921,9 +1015,12 @@ impl Table for AuditTable {
         let b = std::mem::take(&mut self.batch);
         let closing = !b.close_waiters.is_empty();
         match committed {
-            Ok(_) => {
+            Ok(wrote) => {
                 if !b.appends.is_empty() {
                     self.stats.record(b.appends.len() as u64);
+                }
+                if wrote && !self.deferred {
+                    self.stats.synced_commits.fetch_add(1, Ordering::Relaxed);
                 }
                 (self.head_seq, self.head_hash) = b.head;
                 if let Some(tree) = b.frontier {
@@ -945,6 +1042,9 @@ impl Table for AuditTable {
                         hash: e.hash,
                     }));
                 }
+                for (r, reply) in b.writes {
+                    let _ = reply.send(r);
+                }
                 for reply in b.cp_waiters {
                     let _ = reply.send(b.checkpoint.clone().ok_or(StoreError::Closed));
                 }
@@ -959,6 +1059,9 @@ impl Table for AuditTable {
                     reason: msg.clone(),
                 };
                 for (_, reply) in b.appends {
+                    let _ = reply.send(Err(again()));
+                }
+                for (_, reply) in b.writes {
                     let _ = reply.send(Err(again()));
                 }
                 for reply in b.cp_waiters {

@@ -11,7 +11,9 @@ use std::path::Path;
 
 /// The audit database: version 1 is the chain; version 2 adds the listing
 /// columns and their indexes; version 3 the Merkle tree and its checkpoint
-/// notes ([`super::audit_tree`]).
+/// notes ([`super::audit_tree`]); version 4 the workflow run journal's
+/// tables (`runs`, `run_steps`: [`super::runs_sqlite`]), written by the
+/// audit log's writer so a step's record and its entry share one fsync.
 pub(crate) const AUDIT_SCHEMA: Schema = Schema {
     name: "audit",
     migrations: &[
@@ -26,6 +28,10 @@ pub(crate) const AUDIT_SCHEMA: Schema = Schema {
         Migration {
             to: 3,
             run: super::audit_tree::add_merkle_tree,
+        },
+        Migration {
+            to: 4,
+            run: super::runs_sqlite::create_tables,
         },
     ],
 };

@@ -173,7 +173,11 @@ fn a_database_from_before_the_tree_gets_it_built_once_on_open_for_write() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(v, 3);
+    assert_eq!(
+        v,
+        super::AUDIT_SCHEMA.version(),
+        "migrated to the current version"
+    );
     append(&log, 301, 5, 5);
     let cp = log.submit_checkpoint().wait().expect("checkpoint");
     assert_eq!(cp.size, 305);

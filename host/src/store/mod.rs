@@ -9,8 +9,10 @@
 //!   implemented by [`SqliteRequestStore`]).
 //! - `artifacts/`: the content-addressed, write-once artifact store
 //!   ([`ArtifactStore`]: components, policies, route tables by hash).
-//! - `runs.db`: the workflow run journal: runs and their steps
-//!   ([`RunStore`], implemented by [`SqliteRunStore`]).
+//! - the workflow run journal: runs and their steps ([`RunStore`],
+//!   implemented by [`SqliteRunStore`]), in `warden.db` beside the chain
+//!   and written by the audit log's writer (the daemon), or in a `runs.db`
+//!   of its own (embedders).
 //! - `kv.db`: the guests' key-value namespaces ([`KvBackend`], implemented
 //!   by [`KvStore`]).
 //!
@@ -19,7 +21,10 @@
 //! user_version` with ordered migrations), and every durable write goes
 //! through one group-commit writer ([`writer`]): a dedicated thread writes a
 //! batch in one transaction and answers each caller only after the commit.
-//! A committed transaction survives a crash or power loss.
+//! A committed transaction survives a crash or power loss — except a
+//! *deferred* one in `warden.db` (a workflow step's entry and in-flight
+//! marker), which survives a process kill and is synced by the durable
+//! commit its caller makes next (`writer.rs`).
 //!
 //! This folder must never decide *what* is recorded or how entries are
 //! encoded and hashed (that is [`crate::audit`], pure and I/O-free), must
@@ -48,6 +53,8 @@ pub mod kv;
 mod requests;
 mod requests_sqlite;
 pub mod runs;
+#[cfg(test)]
+mod runs_shared_tests;
 mod runs_sqlite;
 mod traits;
 pub mod witness_state;

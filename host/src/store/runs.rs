@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The journal file inside the data directory.
+/// The journal file inside the data directory, for a journal of its own
+/// ([`super::SqliteRunStore::open`]); the daemon's journal is in the audit
+/// database (`warden.db`) and imports a `runs.db` it finds.
 pub const RUNS_FILE: &str = "runs.db";
 
 /// Where a run is.
@@ -219,4 +221,41 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
 
     /// Every run that is not final (what a restart resumes), oldest first.
     fn unfinished(&self) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Whether the journal lives in the audit log's database and is written
+    /// by its writer, in the same WAL as the entries: then a write (or an
+    /// entry) may be *deferred* — committed without an fsync of its own —
+    /// and the next durable write makes it durable (docs/workflows.md, "One
+    /// fsync per step"). `false` by default: every write is durable.
+    fn shares_audit_commits(&self) -> bool {
+        false
+    }
+
+    /// [`start`](Self::start), deferred when `durable` is false and the
+    /// journal [shares the audit log's commits](Self::shares_audit_commits)
+    /// (otherwise always durable).
+    fn start_with(&self, run: &RunRecord, steps: &[StepRecord], durable: bool) -> Ack<()> {
+        let _ = durable;
+        self.start(run, steps)
+    }
+
+    /// [`record_step`](Self::record_step), deferred as in
+    /// [`start_with`](Self::start_with).
+    fn record_step_with(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        run_state: Option<RunState>,
+        durable: bool,
+    ) -> Ack<()> {
+        let _ = durable;
+        self.record_step(run_id, step, run_state)
+    }
+
+    /// [`set_state`](Self::set_state), deferred as in
+    /// [`start_with`](Self::start_with).
+    fn set_state_with(&self, run_id: &str, state: RunState, durable: bool) -> Ack<()> {
+        let _ = durable;
+        self.set_state(run_id, state)
+    }
 }

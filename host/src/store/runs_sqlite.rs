@@ -1,15 +1,30 @@
-//! [`RunStore`] in SQLite: `runs.db` in the data directory, the workflow
-//! run journal. Its own file (schema 0→1 below) so that its migrations
-//! never interleave with the audit log's or the request state's.
+//! [`RunStore`] in SQLite: the workflow run journal (tables `runs` and
+//! `run_steps`), in one of two places:
 //!
-//! Every write goes through the group-commit [`Writer`]: steps of many runs
-//! finishing together share one transaction and one fsync, and each caller
-//! is answered only once its own rows are durable. Reads use a second
-//! connection and block: async callers run them on the blocking pool.
+//! - **in the audit database** ([`SqliteRunStore::in_audit_log`], what the
+//!   daemon uses): the tables are part of `warden.db`'s schema (version 4)
+//!   and every write is a job of the audit log's one group-commit writer,
+//!   in the same WAL as the entries. The executor appends a step's entry
+//!   *deferred* and then journals its result durably, so the two share one
+//!   fsync (docs/workflows.md, "One fsync per step"). A `runs.db` left by
+//!   an earlier version is imported once, at open, and renamed
+//!   `runs.db.imported`.
+//! - **in its own file** `runs.db` ([`SqliteRunStore::open`]; schema 0→1
+//!   below), with a group-commit writer of its own: every write is durable
+//!   on its own (nothing is deferred), for embedders and tests without the
+//!   audit log's writer.
+//!
+//! Either way, concurrent runs' steps share transactions and fsyncs, and
+//! each caller is answered only once its own rows are committed (durable,
+//! unless it asked for a deferred write). Reads use a second connection
+//! and block: async callers run them on the blocking pool.
 //!
 //! This module must never skip or default a row it cannot decode: it is a
-//! [`StoreError::BadRow`] naming the table and the row's key.
+//! [`StoreError::BadRow`] naming the table and the row's key; and never
+//! defer a write when the journal does not share the audit log's WAL.
 
+use super::AUDIT_SCHEMA;
+use super::audit_log::{AuditLog, RowWrite};
 use super::database::{Access, Migration, Schema, open};
 use super::runs::{Journal, RUNS_FILE, RunRecord, RunState, RunStore, StepRecord, StepState};
 use super::writer::{Ack, Table, Wake, Writer};
@@ -34,7 +49,7 @@ pub(crate) const RUNS_SCHEMA: Schema = Schema {
     }],
 };
 
-fn create_tables(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_tables(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     conn.execute_batch(
         "
 CREATE TABLE IF NOT EXISTS runs (
@@ -62,30 +77,29 @@ CREATE TABLE IF NOT EXISTS run_steps (
 
 type Reply = oneshot::Sender<Result<(), StoreError>>;
 
-enum Job {
+/// One journal write.
+enum Op {
     Start {
         run: RunRecord,
         steps: Vec<StepRecord>,
-        reply: Reply,
     },
     Step {
         run_id: String,
         step: StepRecord,
         run_state: Option<RunState>,
-        reply: Reply,
     },
     State {
         run_id: String,
         state: RunState,
-        reply: Reply,
     },
 }
 
+/// A write queued to `runs.db`'s own writer, with its caller's reply.
+struct Job(Op, Reply);
+
 impl Job {
     fn reply(self) -> Reply {
-        match self {
-            Job::Start { reply, .. } | Job::Step { reply, .. } | Job::State { reply, .. } => reply,
-        }
+        self.1
     }
 }
 
@@ -102,11 +116,11 @@ fn encode<T: serde::Serialize>(what: String, value: &T) -> Result<String, StoreE
 
 impl RunsTable {
     /// Writes one job; `Err` fails only this job (the others still commit).
-    fn write_one(&self, tx: &Transaction<'_>, job: &Job) -> Result<(), StoreError> {
+    fn write_one(&self, tx: &Transaction<'_>, job: &Op) -> Result<(), StoreError> {
         let sql = || sqlite_err(&self.path);
         let now = to_sql_int(now_ms());
         match job {
-            Job::Start { run, steps, .. } => {
+            Op::Start { run, steps } => {
                 let exists: Option<i64> = tx
                     .query_row("SELECT 1 FROM runs WHERE id = ?1", params![run.id], |r| {
                         r.get(0)
@@ -139,18 +153,17 @@ impl RunsTable {
                     self.put_step(tx, &run.id, s)?;
                 }
             }
-            Job::Step {
+            Op::Step {
                 run_id,
                 step,
                 run_state,
-                ..
             } => {
                 self.put_step(tx, run_id, step)?;
                 if let Some(state) = run_state {
                     self.put_state(tx, run_id, *state, now)?;
                 }
             }
-            Job::State { run_id, state, .. } => self.put_state(tx, run_id, *state, now)?,
+            Op::State { run_id, state } => self.put_state(tx, run_id, *state, now)?,
         }
         Ok(())
     }
@@ -241,7 +254,7 @@ impl Table for RunsTable {
             // id) leaves no partial rows and does not fail its neighbours.
             tx.execute_batch("SAVEPOINT job")
                 .map_err(sqlite_err(&self.path))?;
-            let r = self.write_one(tx, job);
+            let r = self.write_one(tx, &job.0);
             let end = if r.is_ok() {
                 "RELEASE job"
             } else {
@@ -270,10 +283,18 @@ impl Table for RunsTable {
     }
 }
 
-/// `runs.db`. Share it behind an `Arc` (it is a [`RunStore`]).
+/// Who commits the journal's writes.
+enum Writes {
+    /// `runs.db`'s own writer: every write durable on its own.
+    Own(Writer<(Job, Option<Result<(), StoreError>>)>),
+    /// The audit log's writer, in `warden.db`: writes may be deferred.
+    Audit(AuditLog),
+}
+
+/// The run journal. Share it behind an `Arc` (it is a [`RunStore`]).
 pub struct SqliteRunStore {
     path: PathBuf,
-    writer: Writer<(Job, Option<Result<(), StoreError>>)>,
+    writes: Writes,
     reader: Mutex<Connection>,
 }
 
@@ -299,9 +320,153 @@ impl SqliteRunStore {
         )?;
         Ok(SqliteRunStore {
             path,
-            writer,
+            writes: Writes::Own(writer),
             reader: Mutex::new(reader),
         })
+    }
+
+    /// The journal inside `log`'s database (`warden.db`), written by the
+    /// log's own writer so that a step's journal record and its audit
+    /// entry share one fsync. A `runs.db` beside it from an earlier version
+    /// is imported first (its rows copied, in one durable commit; a run id
+    /// present in both keeps the audit database's rows) and renamed
+    /// `runs.db.imported`.
+    pub fn in_audit_log(log: &AuditLog) -> Result<SqliteRunStore, StoreError> {
+        let path = log.path().to_owned();
+        let reader = open(&path, &AUDIT_SCHEMA, Access::Read)?;
+        let store = SqliteRunStore {
+            path: path.clone(),
+            writes: Writes::Audit(log.clone()),
+            reader: Mutex::new(reader),
+        };
+        if let Some(dir) = path.parent() {
+            store.import_runs_db(&dir.join(RUNS_FILE))?;
+        }
+        Ok(store)
+    }
+
+    /// The journal for `host`: in its audit database when it has one
+    /// ([`in_audit_log`](Self::in_audit_log)), else `runs.db` in `data_dir`.
+    pub fn for_host(host: &crate::Host, data_dir: &Path) -> Result<SqliteRunStore, StoreError> {
+        match host.audit() {
+            Some(log) => SqliteRunStore::in_audit_log(log),
+            None => SqliteRunStore::open(data_dir),
+        }
+    }
+
+    /// Copies every row of a legacy `runs.db` into the audit database, then
+    /// renames it. Nothing to do when there is no such file.
+    fn import_runs_db(&self, legacy: &Path) -> Result<(), StoreError> {
+        if !legacy.exists() {
+            return Ok(());
+        }
+        let rows = {
+            let conn = open(legacy, &RUNS_SCHEMA, Access::Read)?;
+            let sql = sqlite_err(legacy);
+            let mut runs = conn
+                .prepare("SELECT id, workflow, state, created_ms, updated_ms, record FROM runs")
+                .map_err(sqlite_err(legacy))?;
+            let runs: Vec<(String, String, String, i64, i64, String)> = runs
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(sqlite_err(legacy))?;
+            let mut steps = conn
+                .prepare("SELECT run_id, step, position, state, updated_ms, record FROM run_steps")
+                .map_err(sqlite_err(legacy))?;
+            let steps: Vec<(String, String, i64, String, i64, String)> = steps
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(sql)?;
+            (runs, steps)
+        };
+        let path = self.path.clone();
+        let (runs, steps) = rows;
+        let imported = (runs.len(), steps.len());
+        self.submit(
+            true,
+            Box::new(move |tx: &Transaction<'_>| {
+                for r in &runs {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO runs (id, workflow, state, created_ms, updated_ms, record) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![r.0, r.1, r.2, r.3, r.4, r.5],
+                    )
+                    .map_err(sqlite_err(&path))?;
+                }
+                for s in &steps {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO run_steps (run_id, step, position, state, updated_ms, record) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![s.0, s.1, s.2, s.3, s.4, s.5],
+                    )
+                    .map_err(sqlite_err(&path))?;
+                }
+                Ok(())
+            }),
+        )
+        .wait()?;
+        let mut to = legacy.as_os_str().to_owned();
+        to.push(".imported");
+        std::fs::rename(legacy, &to).map_err(|source| StoreError::Io {
+            path: legacy.to_owned(),
+            source,
+        })?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = legacy.as_os_str().to_owned();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+        tracing::info!(
+            "imported {} runs and {} steps from {} into the audit database {}",
+            imported.0,
+            imported.1,
+            legacy.display(),
+            self.path.display()
+        );
+        Ok(())
+    }
+
+    /// Queues a row write to whichever writer owns the journal.
+    fn submit(&self, durable: bool, write: RowWrite) -> Ack<()> {
+        match &self.writes {
+            Writes::Audit(log) => log.submit_write(durable, write),
+            Writes::Own(_) => Ack::failed(StoreError::Closed),
+        }
+    }
+
+    /// Queues `op`: to `runs.db`'s writer (always durable), or to the audit
+    /// log's (deferred when `durable` is false).
+    fn queue(&self, op: Op, durable: bool) -> Ack<()> {
+        match &self.writes {
+            Writes::Own(writer) => writer.submit(|reply| (Job(op, reply), None)),
+            Writes::Audit(_) => {
+                let table = RunsTable {
+                    path: self.path.clone(),
+                };
+                self.submit(
+                    durable,
+                    Box::new(move |tx: &Transaction<'_>| table.write_one(tx, &op)),
+                )
+            }
+        }
     }
 
     /// The database file.
@@ -361,38 +526,50 @@ impl SqliteRunStore {
 
 impl RunStore for SqliteRunStore {
     fn start(&self, run: &RunRecord, steps: &[StepRecord]) -> Ack<()> {
-        let (run, steps) = (run.clone(), steps.to_vec());
-        self.writer
-            .submit(|reply| (Job::Start { run, steps, reply }, None))
+        self.start_with(run, steps, true)
     }
 
     fn record_step(&self, run_id: &str, step: &StepRecord, run_state: Option<RunState>) -> Ack<()> {
-        let (run_id, step) = (run_id.to_string(), step.clone());
-        self.writer.submit(|reply| {
-            (
-                Job::Step {
-                    run_id,
-                    step,
-                    run_state,
-                    reply,
-                },
-                None,
-            )
-        })
+        self.record_step_with(run_id, step, run_state, true)
     }
 
     fn set_state(&self, run_id: &str, state: RunState) -> Ack<()> {
-        let run_id = run_id.to_string();
-        self.writer.submit(|reply| {
-            (
-                Job::State {
-                    run_id,
-                    state,
-                    reply,
-                },
-                None,
-            )
-        })
+        self.set_state_with(run_id, state, true)
+    }
+
+    fn shares_audit_commits(&self) -> bool {
+        matches!(self.writes, Writes::Audit(_))
+    }
+
+    fn start_with(&self, run: &RunRecord, steps: &[StepRecord], durable: bool) -> Ack<()> {
+        let op = Op::Start {
+            run: run.clone(),
+            steps: steps.to_vec(),
+        };
+        self.queue(op, durable)
+    }
+
+    fn record_step_with(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        run_state: Option<RunState>,
+        durable: bool,
+    ) -> Ack<()> {
+        let op = Op::Step {
+            run_id: run_id.to_string(),
+            step: step.clone(),
+            run_state,
+        };
+        self.queue(op, durable)
+    }
+
+    fn set_state_with(&self, run_id: &str, state: RunState, durable: bool) -> Ack<()> {
+        let op = Op::State {
+            run_id: run_id.to_string(),
+            state,
+        };
+        self.queue(op, durable)
     }
 
     fn journal(&self, run_id: &str) -> Result<Option<Journal>, StoreError> {

@@ -9,6 +9,16 @@
 //! thread, the queue, the batching, the transaction and the answer
 //! discipline. It must never answer a job before its transaction committed,
 //! and never run on an async worker (callers await an [`Ack`]).
+//!
+//! A table may mark a batch as not needing its own fsync
+//! ([`Table::durable`] false: every job in it is *deferred*): the writer
+//! commits it under `synchronous=NORMAL`, which in WAL mode appends the
+//! transaction to the WAL without syncing it. The next durable commit's
+//! fsync of the same WAL file makes it durable too (the WAL is one ordered
+//! file; recovery keeps a prefix of it), so a deferred write is never
+//! durable later than the next durable write queued after it, and a
+//! process kill (SIGKILL) loses neither: only an OS crash or power loss can
+//! drop a deferred write that no durable commit followed.
 
 use super::StoreError;
 use rusqlite::{Connection, Transaction};
@@ -56,6 +66,16 @@ pub(crate) trait Table: Send + 'static {
         jobs: &mut Vec<Self::Job>,
         wake: Wake,
     ) -> Result<bool, StoreError>;
+
+    /// Whether this batch's commit must be synced to disk before its jobs
+    /// are answered (`synchronous=FULL`). `false` only when every job in it
+    /// is deferred: it is committed without an fsync and becomes durable
+    /// with the next durable commit (see the module header). Asked before
+    /// [`Table::write`], on every batch; an empty batch (a timed or final
+    /// wake) must be durable.
+    fn durable(&mut self, _jobs: &[Self::Job]) -> bool {
+        true
+    }
 
     /// Answers every job left in `jobs` (and drains it) with the result of
     /// the commit; returns true to stop the writer after this batch.
@@ -222,6 +242,8 @@ impl<J> Drop for Writer<J> {
 fn run<T: Table>(mut conn: Connection, mut table: T, rx: &mpsc::Receiver<T::Job>, path: &Path) {
     let max = table.max_batch().max(1);
     let mut batch: Vec<T::Job> = Vec::with_capacity(max);
+    // The connection is opened with synchronous=FULL (database::open).
+    let mut synced = true;
     loop {
         let first = match table.due() {
             Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
@@ -244,13 +266,38 @@ fn run<T: Table>(mut conn: Connection, mut table: T, rx: &mpsc::Receiver<T::Job>
             }
             Err(wake) => wake,
         };
-        let committed = write_batch(&mut conn, &mut table, &mut batch, wake, path);
+        let durable = table.durable(&batch);
+        let committed = match set_synchronous(&conn, &mut synced, durable, path) {
+            Ok(()) => write_batch(&mut conn, &mut table, &mut batch, wake, path),
+            Err(e) => Err(e),
+        };
         let stop = table.answer(&mut batch, committed);
         batch.clear();
         if stop || wake == Wake::Stopping {
             return;
         }
     }
+}
+
+/// Switches the connection between `synchronous=FULL` (a durable commit:
+/// the WAL is synced before the commit returns) and `NORMAL` (a deferred
+/// commit: appended to the WAL, synced by the next durable commit).
+fn set_synchronous(
+    conn: &Connection,
+    synced: &mut bool,
+    durable: bool,
+    path: &Path,
+) -> Result<(), StoreError> {
+    if *synced != durable {
+        conn.execute_batch(if durable {
+            "PRAGMA synchronous=FULL"
+        } else {
+            "PRAGMA synchronous=NORMAL"
+        })
+        .map_err(super::sqlite_err(path))?;
+        *synced = durable;
+    }
+    Ok(())
 }
 
 /// One transaction: the table writes, then commit (or roll back if empty).

@@ -12,6 +12,16 @@
 //! journal. This module must never type inputs, evaluate approval rules,
 //! append audit entries or decide control flow itself.
 //!
+//! Commits: when the journal shares the audit log's writer
+//! ([`RunStore::shares_audit_commits`]), a step's audit entry, its in-flight
+//! marker and the run's `start`/`skip` events are *deferred* (committed
+//! without an fsync of their own) and the durable journal record of the
+//! step's result that follows makes them durable with one fsync; at the
+//! end the final state is deferred and the `end` entry durable
+//! (docs/workflows.md, "One fsync per step"). Nothing is acted on — no
+//! step that needs a result starts, no caller is answered — before a
+//! durable commit covering it.
+//!
 //! A failing call is retried per the step's `retry` (else the capability's
 //! `[retry]`), each attempt journaled and audited. The run's own events
 //! (start with plan hash, pins and input hash; skipped steps with their
@@ -126,7 +136,10 @@ impl<'a> Executor<'a> {
         principal: &str,
         input: Value,
     ) -> Result<RunState, ExecError> {
-        self.begin(plan, checked, run_id, principal, input).await?;
+        // Nobody is answered before the run ends: the start may be deferred
+        // (the first durable commit of the run covers it).
+        self.begin_with(plan, checked, run_id, principal, input, false)
+            .await?;
         self.drive(plan, run_id).await
     }
 
@@ -140,6 +153,21 @@ impl<'a> Executor<'a> {
         run_id: &str,
         principal: &str,
         input: Value,
+    ) -> Result<(), ExecError> {
+        self.begin_with(plan, checked, run_id, principal, input, true)
+            .await
+    }
+
+    /// [`begin`](Self::begin); `durable` false: the journaled run and its
+    /// `start` entry may be deferred (the caller drives the run at once).
+    async fn begin_with(
+        &self,
+        plan: &Plan,
+        checked: &Checked,
+        run_id: &str,
+        principal: &str,
+        input: Value,
+        durable: bool,
     ) -> Result<(), ExecError> {
         let problems = validate(&plan.input, &input);
         if !problems.is_empty() {
@@ -206,8 +234,8 @@ impl<'a> Executor<'a> {
                 updated_ms: now,
             })
             .collect();
-        self.store.start(&run, &steps).await?;
-        self.audit_event(
+        self.store.start_with(&run, &steps, false).await?;
+        self.audit_event_with(
             principal,
             crate::Outcome::Ok,
             serde_json::json!({
@@ -218,6 +246,7 @@ impl<'a> Executor<'a> {
                 "pins": run.pins,
                 "input_sha256": run.input_hash,
             }),
+            durable,
         )
         .await?;
         Ok(())
@@ -297,7 +326,8 @@ impl<'a> Executor<'a> {
                 break;
             }
         }
-        self.store.set_state(run_id, state).await?;
+        // The final state deferred, the `end` entry durable: one fsync.
+        self.store.set_state_with(run_id, state, false).await?;
         self.audit_event(
             &journal.run.principal,
             crate::Outcome::CapabilityError,
@@ -377,7 +407,8 @@ impl<'a> Executor<'a> {
             };
             match saga::next(plan, &views) {
                 Next::Finish(state) => {
-                    self.store.set_state(run_id, state).await?;
+                    // The final state deferred, the `end` entry durable: one fsync.
+                    self.store.set_state_with(run_id, state, false).await?;
                     let outcome = if state == RunState::Completed {
                         crate::Outcome::Ok
                     } else {
@@ -443,8 +474,9 @@ impl<'a> Executor<'a> {
         match saga::should_run(plan, i, scope) {
             Ok(true) => {}
             Ok(false) => {
+                // Deferred: the durable `skipped` record below covers it.
                 let seq = self
-                    .audit_event(
+                    .audit_event_with(
                         principal,
                         crate::Outcome::Ok,
                         serde_json::json!({
@@ -454,6 +486,7 @@ impl<'a> Executor<'a> {
                             "step": step.id.as_str(),
                             "when": step.when.as_ref().map(|w| w.source()),
                         }),
+                        false,
                     )
                     .await?;
                 r.audit_seqs.extend(seq);
@@ -491,11 +524,14 @@ impl<'a> Executor<'a> {
         let id = format!("{run_id}.{}", step.id);
         let started = std::time::Instant::now();
         loop {
-            // In flight: journaled before the call, so a crash re-runs it with the same id.
+            // In flight: journaled before the call, so a crash re-runs it
+            // with the same id. Deferred: made durable with the entry by the
+            // result's durable record (lost only with them, to an OS crash,
+            // and then the step simply runs again with the same id).
             r.attempts = r.attempts.saturating_add(1);
             r.state = StepState::Running;
             r.updated_ms = now_ms();
-            self.store.record_step(run_id, &r, None).await?;
+            self.store.record_step_with(run_id, &r, None, false).await?;
             let result = self.invoke(call, scope, &id, principal, r.attempts).await;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
@@ -532,6 +568,9 @@ impl<'a> Executor<'a> {
         c.principal = principal.to_string();
         c.via = "workflow".into();
         c.attempt = attempt.max(1);
+        // Every invocation is followed by the durable journal record of its
+        // result, which makes a deferred entry durable with it.
+        c.audit_deferred = self.store.shares_audit_commits();
         match self.caps {
             Some(caps) => match caps.get(&call.capability) {
                 Some(cap) => self.host.invoke_capability(cap, c).await,
@@ -550,6 +589,21 @@ impl<'a> Executor<'a> {
         outcome: crate::Outcome,
         detail: Value,
     ) -> Result<Option<u64>, ExecError> {
+        self.audit_event_with(principal, outcome, detail, true)
+            .await
+    }
+
+    /// [`audit_event`](Self::audit_event), deferred when `durable` is false
+    /// and the journal shares the audit log's commits (a durable journal
+    /// write follows it).
+    async fn audit_event_with(
+        &self,
+        principal: &str,
+        outcome: crate::Outcome,
+        detail: Value,
+        durable: bool,
+    ) -> Result<Option<u64>, ExecError> {
+        let durable = durable || !self.store.shares_audit_commits();
         let recorder = self.host.recorder();
         let entry = recorder.event_entry(
             crate::audit::EventKind::Workflow,
@@ -558,7 +612,7 @@ impl<'a> Executor<'a> {
             outcome,
             &detail,
         );
-        Ok(recorder.event(entry).await?.map(|a| a.seq))
+        Ok(recorder.event_with(entry, durable).await?.map(|a| a.seq))
     }
 
     /// The output later steps read: for `result<T, E>`, the `ok` payload.

@@ -1,0 +1,199 @@
+//! Tests of the run journal kept in the audit database and written by the
+//! audit log's writer (`runs_sqlite.rs`, `SqliteRunStore::in_audit_log`):
+//! deferred writes cost no fsync and are made durable by the next durable
+//! commit, a deferred batch never signs a checkpoint, and a `runs.db` from
+//! an earlier version is imported once. Real SQLite files throughout.
+//!
+//! What cannot be tested here: that an OS crash or power loss keeps
+//! exactly the WAL prefix up to the last synced commit. That is SQLite's
+//! WAL guarantee (checksummed frames, recovery stops at the first bad
+//! one), which the design relies on (docs/workflows.md, "One fsync per
+//! step").
+
+use super::conformance::entry;
+use super::runs::{RUNS_FILE, RunRecord, RunState, RunStore, StepRecord, StepState};
+use super::{AuditLog, CheckpointPolicy, Payloads, SqliteRunStore};
+use ed25519_dalek::SigningKey;
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+fn every(n: u64) -> CheckpointPolicy {
+    CheckpointPolicy {
+        every_entries: n,
+        every: Duration::from_secs(3600),
+    }
+}
+
+fn run(id: &str) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        workflow: "order".into(),
+        plan_hash: "sha256:00".into(),
+        state: RunState::Running,
+        principal: "alice".into(),
+        tenant: None,
+        input: json!({"order": "o-1"}),
+        input_hash: "sha256:11".into(),
+        pins: Default::default(),
+        created_ms: 1,
+        updated_ms: 1,
+    }
+}
+
+fn step(id: &str, position: u32, state: StepState) -> StepRecord {
+    StepRecord {
+        step: id.into(),
+        position,
+        state,
+        attempts: u32::from(state != StepState::Pending),
+        outcome: None,
+        output: None,
+        audit_seqs: Vec::new(),
+        updated_ms: 1,
+    }
+}
+
+fn synced(log: &AuditLog) -> u64 {
+    log.stats().synced_commits
+}
+
+fn open(db: &Path, policy: CheckpointPolicy) -> (AuditLog, SqliteRunStore) {
+    let log = AuditLog::open(db, key(), policy).expect("open log");
+    let store = SqliteRunStore::in_audit_log(&log).expect("journal");
+    (log, store)
+}
+
+#[test]
+fn deferred_journal_writes_and_entries_cost_no_fsync_until_a_durable_write_covers_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warden.db");
+    {
+        let (log, store) = open(&db, every(0));
+        assert!(store.shares_audit_commits());
+        let before = synced(&log);
+        store
+            .start_with(&run("r1"), &[step("a", 0, StepState::Pending)], false)
+            .wait()
+            .expect("start");
+        store
+            .record_step_with("r1", &step("a", 0, StepState::Running), None, false)
+            .wait()
+            .expect("in flight");
+        let appended = log
+            .submit_deferred(entry(1, None), Payloads::default())
+            .wait()
+            .expect("deferred entry");
+        assert_eq!(appended.seq, 1);
+        assert_eq!(
+            synced(&log),
+            before,
+            "three deferred commits, no fsync among them"
+        );
+        // Committed: readable at once (the executor reads its journal back).
+        let j = store.journal("r1").expect("read").expect("visible");
+        assert_eq!(j.steps[0].state, StepState::Running);
+        let mut done = step("a", 0, StepState::Done);
+        done.audit_seqs = vec![appended.seq];
+        done.output = Some(json!("ok"));
+        store
+            .record_step_with("r1", &done, None, true)
+            .wait()
+            .expect("durable record");
+        assert_eq!(synced(&log), before + 1, "one fsync covers all four");
+        drop(store);
+        drop(log);
+    }
+    let (log, store) = open(&db, every(0));
+    let j = store.journal("r1").expect("read").expect("kept");
+    assert_eq!(j.steps[0].state, StepState::Done);
+    assert_eq!(j.steps[0].audit_seqs, [1]);
+    assert_eq!(log.head().0, 1);
+    assert!(log.verify().expect("verify").passed(true));
+}
+
+#[test]
+fn a_deferred_batch_never_signs_a_checkpoint_and_the_next_durable_one_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warden.db");
+    let (log, _store) = open(&db, every(1));
+    let before = log.checkpoints().expect("checkpoints").len();
+    log.submit_deferred(entry(1, None), Payloads::default())
+        .wait()
+        .expect("deferred");
+    assert_eq!(
+        log.checkpoints().expect("checkpoints").len(),
+        before,
+        "a checkpoint's anchor file must never name an unsynced head"
+    );
+    log.submit(entry(2, None), Payloads::default())
+        .wait()
+        .expect("durable");
+    let cps = log.checkpoints().expect("checkpoints");
+    assert_eq!(cps.len(), before + 1);
+    assert_eq!(cps.iter().map(|c| c.size).max(), Some(2));
+}
+
+#[test]
+fn a_refused_journal_write_fails_only_its_caller_and_spares_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warden.db");
+    let (log, store) = open(&db, every(0));
+    store.start(&run("r1"), &[]).wait().expect("first");
+    let dup = store.start_with(&run("r1"), &[step("zzz", 0, StepState::Pending)], false);
+    let neighbour = log.submit_deferred(entry(1, None), Payloads::default());
+    let other = store.start(&run("r2"), &[]);
+    let e = dup.wait().expect_err("duplicate run id");
+    assert!(e.to_string().contains("exists already"), "{e}");
+    neighbour.wait().expect("the entry commits");
+    other.wait().expect("the other run commits");
+    let j = store.journal("r1").expect("read").expect("exists");
+    assert!(j.steps.is_empty(), "no partial rows from the refused start");
+    assert!(store.set_state("ghost", RunState::Running).wait().is_err());
+}
+
+#[test]
+fn a_runs_db_from_an_earlier_version_is_imported_into_the_audit_database_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let legacy = SqliteRunStore::open(dir.path()).expect("runs.db");
+        legacy
+            .start(&run("old"), &[step("a", 0, StepState::Done)])
+            .wait()
+            .expect("start");
+        legacy
+            .set_state("old", RunState::Waiting)
+            .wait()
+            .expect("state");
+    }
+    let db = dir.path().join("warden.db");
+    {
+        let (_log, store) = open(&db, every(0));
+        let j = store.journal("old").expect("read").expect("imported");
+        assert_eq!(j.run.state, RunState::Waiting);
+        assert_eq!(j.steps[0].state, StepState::Done);
+        assert_eq!(
+            store
+                .unfinished()
+                .expect("read")
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["old"]
+        );
+        assert!(!dir.path().join(RUNS_FILE).exists());
+        assert!(dir.path().join("runs.db.imported").exists());
+        store
+            .set_state("old", RunState::Cancelled)
+            .wait()
+            .expect("state");
+    }
+    // Opening again imports nothing (the file was renamed) and keeps the rows.
+    let (_log, store) = open(&db, every(0));
+    let j = store.journal("old").expect("read").expect("kept");
+    assert_eq!(j.run.state, RunState::Cancelled);
+}
