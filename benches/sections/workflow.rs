@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use warden_host::Host;
-use warden_host::store::RunState;
+use warden_host::store::{RunState, RunStore};
 use warden_host::workflow::executor::Executor;
 use warden_host::workflow::{Checked, Plan, check};
 
@@ -105,6 +105,15 @@ impl Bench {
 
     /// Commits of the audit database synced to disk (fsyncs): entries and,
     /// since the journal moved into it, journal records.
+    /// Nanoseconds the audit writer thread spent building and committing
+    /// batches (entries and, since it writes them, journal rows).
+    fn writer_busy(&self) -> u64 {
+        self.host.audit().map_or(0, |a| {
+            let s = a.stats();
+            s.write_nanos + s.commit_nanos
+        })
+    }
+
     fn commits(&self) -> u64 {
         self.host.audit().map_or(0, |a| a.stats().synced_commits)
     }
@@ -147,6 +156,14 @@ pub async fn workflow(s: &Sizes) {
         five_commits += c2 - c1;
     }
     let c1_load = load();
+    // Where a run's time goes besides the fsyncs: one journal read (the
+    // executor reads the run back before each decision: six per run).
+    let reads = iters.max(100);
+    let t = Instant::now();
+    for _ in 0..reads {
+        std::hint::black_box(b.journal.journal("bench-0").expect("read"));
+    }
+    let read_cost = t.elapsed() / u32::try_from(reads).unwrap_or(u32::MAX);
     runs.sort();
     fives.sort();
     let (run_p50, five_p50) = (pct(&runs, 0.5), pct(&fives, 0.5));
@@ -155,6 +172,7 @@ pub async fn workflow(s: &Sizes) {
     let total = (s.throughput_per_level / 8).max(64);
     let h = b.clone();
     let c0 = b.commits();
+    let w0 = b.writer_busy();
     let runs_per_s = throughput(
         move || {
             let h = h.clone();
@@ -165,9 +183,11 @@ pub async fn workflow(s: &Sizes) {
     )
     .await;
     let run_commits64 = b.commits() - c0;
+    let run_busy = b.writer_busy() - w0;
     let runs_done = total.div_ceil(64) * 64;
     let h = b.clone();
     let c0 = b.commits();
+    let w0 = b.writer_busy();
     let requests_per_s = throughput(
         move || {
             let h = h.clone();
@@ -178,6 +198,7 @@ pub async fn workflow(s: &Sizes) {
     )
     .await;
     let request_commits64 = b.commits() - c0;
+    let request_busy = b.writer_busy() - w0;
     let requests_done = (total * 5).div_ceil(64) * 64;
     let c64_load = load();
     println!(
@@ -207,6 +228,12 @@ pub async fn workflow(s: &Sizes) {
         "   c=64: fsyncs per run {:.2}, per five requests {:.2}",
         run_commits64 as f64 / runs_done as f64,
         request_commits64 as f64 * 5.0 / requests_done as f64,
+    );
+    println!(
+        "   c=64: audit writer thread busy per run {:.1} µs, per five requests {:.1} µs; one journal read (six per run) {} at c=1",
+        run_busy as f64 / 1e3 / runs_done as f64,
+        request_busy as f64 * 5.0 / 1e3 / requests_done as f64,
+        us(read_cost),
     );
     drop(b);
 }
