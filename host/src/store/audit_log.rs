@@ -813,15 +813,13 @@ struct AuditTable {
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
+type WriteReply = oneshot::Sender<Result<(), StoreError>>;
 
 /// The batch in progress.
 #[derive(Default)]
 struct Batch {
     appends: Vec<(AuditEntry, AppendReply)>,
-    writes: Vec<(
-        Result<(), StoreError>,
-        oneshot::Sender<Result<(), StoreError>>,
-    )>,
+    writes: Vec<(Result<(), StoreError>, WriteReply)>,
     cp_waiters: Vec<oneshot::Sender<Result<Checkpoint, StoreError>>>,
     close_waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
     /// Head after the batch.
