@@ -301,6 +301,10 @@ compensate = "none"
             .expect("step")
     };
     assert_eq!(step("first")["attempts"], 1, "a done step is never re-run");
+    // The in-flight marker (attempt 1) is a deferred commit (no fsync of
+    // its own, docs/workflows.md "One fsync per step"): it survived the
+    // SIGKILL, so the re-run is attempt 2.
+    assert_eq!(step("fetch")["attempts"], 2, "the deferred marker survived");
     assert_eq!(step("last")["output"], json!("first kim then last"));
     assert_eq!(
         double.hits(),
