@@ -280,7 +280,7 @@ impl<'a> Executor<'a> {
             };
             let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
             let result = self
-                .invoke(call, &scope, &id, &journal.run.principal, 1)
+                .invoke(call, &scope, &id, &journal.run.principal, 1, None)
                 .await;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.state = if result.outcome.as_string() == "ok" {
@@ -407,7 +407,7 @@ impl<'a> Executor<'a> {
                     let mut r = record(i);
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
                     let result = self
-                        .invoke(call, &scope, &id, &journal.run.principal, 1)
+                        .invoke(call, &scope, &id, &journal.run.principal, 1, None)
                         .await;
                     r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
                     r.state = if result.outcome.as_string() == "ok" {
@@ -496,7 +496,9 @@ impl<'a> Executor<'a> {
             r.state = StepState::Running;
             r.updated_ms = now_ms();
             self.store.record_step(run_id, &r, None).await?;
-            let result = self.invoke(call, scope, &id, principal, r.attempts).await;
+            let result = self
+                .invoke(call, scope, &id, principal, r.attempts, step.timeout)
+                .await;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
             if result.outcome.as_string() == "ok" {
@@ -526,12 +528,14 @@ impl<'a> Executor<'a> {
         request_id: &str,
         principal: &str,
         attempt: u32,
+        timeout: Option<std::time::Duration>,
     ) -> InvocationRecord {
         let mut c = Call::new(&call.capability, &call.function, call.input.eval(scope));
         c.request_id = Some(request_id.to_string());
         c.principal = principal.to_string();
         c.via = "workflow".into();
         c.attempt = attempt.max(1);
+        c.timeout = timeout;
         match self.caps {
             Some(caps) => match caps.get(&call.capability) {
                 Some(cap) => self.host.invoke_capability(cap, c).await,
