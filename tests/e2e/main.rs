@@ -34,4 +34,5 @@ mod types;
 mod workflows;
 mod workflows_crash;
 mod workflows_daemon;
+mod workflows_parallel;
 mod workflows_timeout;
