@@ -23,6 +23,11 @@ pub struct Call {
     pub input: Value,
     /// Request id; generated when absent. Seeds random.
     pub request_id: Option<String>,
+    /// The idempotency key `warden:host/invocation` answers when it is not
+    /// the request id: `<principal>:<key>` for a request the client sent
+    /// with an idempotency key. `None`: the request id (a workflow step's
+    /// request id `<run id>.<step id>` is its key).
+    pub idempotency_key: Option<String>,
     /// Admission time; now when absent. The virtual wall clock reads it.
     /// Kept at millisecond precision (what the audit entry records): the
     /// admission stage truncates it ([`crate::pipeline::admit`]).
@@ -43,6 +48,10 @@ pub struct Call {
     pub route: Option<RouteDecision>,
     /// Retry attempt, 1-based.
     pub attempt: u32,
+    /// A wall-clock deadline for each attempt (a workflow step's
+    /// `timeout`); the smaller of it and the policy's `wall_time` applies.
+    /// `None`: the policy's alone.
+    pub timeout: Option<std::time::Duration>,
     /// Human decisions on this request (the daemon attaches them once a
     /// gated request is approved); recorded in the audit entry.
     pub approvals: Vec<Approval>,
@@ -62,6 +71,7 @@ impl Call {
             function: function.to_string(),
             input,
             request_id: None,
+            idempotency_key: None,
             admitted_at: None,
             principal: "local".into(),
             tenant: None,
@@ -69,6 +79,7 @@ impl Call {
             client: None,
             route: None,
             attempt: 1,
+            timeout: None,
             approvals: Vec::new(),
             audit_deferred: false,
         }

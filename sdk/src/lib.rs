@@ -6,7 +6,9 @@
 //!
 //! * typed bindings for the warden host interfaces declared in the
 //!   repository's `wit/warden.wit` (package `warden:host@0.1.0`):
-//!   [`log`], [`kv`], [`model`] and the shared [`Error`] type ([`types`]);
+//!   [`log`], [`kv`], [`model`], [`invocation`] (the idempotency key to
+//!   pass on to external services: [`idempotency_key`]) and the shared
+//!   [`Error`] type ([`types`]);
 //! * a re-export of [`wit_bindgen`] so a capability crate can generate
 //!   bindings for its own exports without naming a second version of it;
 //! * small conveniences: one-line logging helpers ([`log_info`],
@@ -147,11 +149,21 @@ mod bindings {
 
 pub use wit_bindgen;
 
-pub use bindings::warden::host::{kv, log, model, types};
+pub use bindings::warden::host::{invocation, kv, log, model, types};
 
 /// The error every warden host call returns: `denied`, `budget-exhausted`,
 /// `unavailable` or `invalid`, each with a human-readable reason.
 pub use bindings::warden::host::types::Error;
+
+/// This invocation's idempotency key (requires the `warden:host/invocation`
+/// grant): the same for every attempt of the same workflow step
+/// (`<run id>.<step id>`) or request. Send it on to every external service
+/// that changes something (e.g. as an `Idempotency-Key` header): warden
+/// runs a step at least once, and a service that honours the key makes its
+/// effect happen exactly once.
+pub fn idempotency_key() -> String {
+    invocation::idempotency_key()
+}
 
 /// Log `message` at `info` level (requires the `warden:host/log` grant).
 pub fn log_info(message: &str) {

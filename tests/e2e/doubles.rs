@@ -377,24 +377,125 @@ pub async fn fx_rates(port: u16) -> std::io::Result<Server> {
     .await
 }
 
+/// What a payments double has done, by idempotency key: the effects it
+/// applied (refunds issued), every request that arrived, and which orders
+/// it stalls. Shared between the double's handler and the test.
+#[derive(Clone, Default)]
+pub struct Ledger {
+    inner: Arc<Mutex<LedgerState>>,
+}
+
+#[derive(Default)]
+struct LedgerState {
+    /// Key -> (the request's fingerprint, the receipt first answered).
+    receipts: std::collections::BTreeMap<String, (String, Value)>,
+    /// The key of every effect applied (`None`: sent without a key).
+    effects: Vec<Option<String>>,
+    /// `(key, order)` of every request that arrived, in order.
+    arrivals: Vec<(Option<String>, String)>,
+    /// Orders whose first effect is answered only after this long.
+    stalls: std::collections::BTreeMap<String, Duration>,
+}
+
+impl Ledger {
+    fn state(&self) -> std::sync::MutexGuard<'_, LedgerState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Effects applied in all.
+    pub fn effects(&self) -> usize {
+        self.state().effects.len()
+    }
+
+    /// Effects applied under idempotency key `key`.
+    pub fn effects_for(&self, key: &str) -> usize {
+        self.state()
+            .effects
+            .iter()
+            .filter(|k| k.as_deref() == Some(key))
+            .count()
+    }
+
+    /// Requests that arrived for `order` (repeats included).
+    pub fn arrivals_for(&self, order: &str) -> usize {
+        self.state()
+            .arrivals
+            .iter()
+            .filter(|(_, o)| o == order)
+            .count()
+    }
+
+    /// The idempotency keys requests for `order` carried, in order.
+    pub fn keys_for(&self, order: &str) -> Vec<Option<String>> {
+        self.state()
+            .arrivals
+            .iter()
+            .filter(|(_, o)| o == order)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Answers the first effect for `order` only after `delay` (the effect
+    /// is applied at once, as a service that commits before its answer is
+    /// lost): a test kills the caller while it waits.
+    pub fn stall(&self, order: &str, delay: Duration) {
+        self.state().stalls.insert(order.to_string(), delay);
+    }
+}
+
 /// A payments API double: `POST /refunds` with `{"order","amount","currency"}`
 /// answers `201 {"refund_id": "rf-<order>-<amount>", "status": "issued"}`
-/// (the stand-in for the service `refund` calls in the demo).
+/// (the stand-in for the service `refund` calls in the demo and tests).
+///
+/// It honours `Idempotency-Key` as a payments service should: the first
+/// request under a key applies the effect and its receipt is kept; a repeat
+/// answers that receipt again (`idempotent-replayed: true`) and applies
+/// nothing; a repeat with another body is refused `422`. A request without
+/// a key is a new effect every time.
 pub async fn payments(port: u16) -> std::io::Result<Server> {
-    Server::start(port, |req| {
+    payments_with(port, Ledger::default()).await
+}
+
+/// [`payments`] keeping its effects in `ledger`, which the test reads.
+pub async fn payments_with(port: u16, ledger: Ledger) -> std::io::Result<Server> {
+    Server::start(port, move |req| {
         if req.method != "POST" || req.target != "/refunds" {
             return Response::text(404, "not found");
         }
         let body = req.json();
-        match (body["order"].as_str(), body["amount"].as_u64()) {
-            (Some(order), Some(amount)) => Response {
+        let (Some(order), Some(amount)) = (body["order"].as_str(), body["amount"].as_u64()) else {
+            return Response::text(400, "order and amount are required");
+        };
+        let key = req.header("idempotency-key").map(str::to_string);
+        let fingerprint = String::from_utf8_lossy(&req.body).into_owned();
+        let mut state = ledger.state();
+        state.arrivals.push((key.clone(), order.to_string()));
+        if let Some(k) = &key
+            && let Some((seen, receipt)) = state.receipts.get(k)
+        {
+            if *seen != fingerprint {
+                return Response::text(422, "idempotency key reused with another request");
+            }
+            let mut r = Response {
                 status: 201,
-                ..Response::json(&json!({
-                    "refund_id": format!("rf-{order}-{amount}"),
-                    "status": "issued",
-                }))
-            },
-            _ => Response::text(400, "order and amount are required"),
+                ..Response::json(receipt)
+            };
+            r.headers
+                .push(("idempotent-replayed".into(), "true".into()));
+            return r;
+        }
+        let receipt = json!({
+            "refund_id": format!("rf-{order}-{amount}"),
+            "status": "issued",
+        });
+        state.effects.push(key.clone());
+        if let Some(k) = key {
+            state.receipts.insert(k, (fingerprint, receipt.clone()));
+        }
+        Response {
+            status: 201,
+            delay: state.stalls.remove(order).unwrap_or(Duration::ZERO),
+            ..Response::json(&receipt)
         }
     })
     .await

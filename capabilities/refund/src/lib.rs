@@ -5,6 +5,12 @@
 //! loopback stand-in, named explicitly in `policies/refund.toml`. Whether a
 //! refund needs a human first is not this component's business: the
 //! policy's `[[approval]]` rules decide, and the host holds the request.
+//!
+//! Every POST carries `Idempotency-Key: <key>`, the key warden gives this
+//! invocation (`warden:host/invocation`): the same for every attempt of
+//! the same request or workflow step, so a service that honours the key
+//! refunds once however often warden runs this (at-least-once here,
+//! exactly-once effect there).
 
 warden_sdk::wit_bindgen::generate!({
     path: ["../../wit", "wit"],
@@ -43,11 +49,14 @@ fn valid_order(order: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn post(path: &str, body: &[u8]) -> Result<(u16, String), String> {
+fn post(path: &str, body: &[u8], idempotency_key: &str) -> Result<(u16, String), String> {
     let headers = Fields::new();
     headers
         .append("content-type", b"application/json")
         .map_err(|e| format!("{e:?}"))?;
+    headers
+        .append("idempotency-key", idempotency_key.as_bytes())
+        .map_err(|e| format!("idempotency key: {e:?}"))?;
     let req = OutgoingRequest::new(headers);
     req.set_method(&Method::Post).map_err(|()| "method")?;
     req.set_scheme(Some(&Scheme::Http)).map_err(|()| "scheme")?;
@@ -100,7 +109,8 @@ impl Guest for Refund {
         }
         let currency = currency.to_ascii_uppercase();
         let body = format!(r#"{{"order":"{order}","amount":{amount},"currency":"{currency}"}}"#);
-        let (status, answer) = post("/refunds", body.as_bytes())?;
+        let key = warden::host::invocation::idempotency_key();
+        let (status, answer) = post("/refunds", body.as_bytes(), &key)?;
         if status != 200 && status != 201 {
             return Err(format!("payments service answered {status}"));
         }

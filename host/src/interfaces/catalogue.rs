@@ -106,6 +106,8 @@ pub(crate) enum Unit {
     Model,
     /// `wasi:http`.
     Http,
+    /// `warden:host/invocation`.
+    Invocation,
 }
 
 /// One unit's place in the catalogue, declared by the unit itself.
@@ -124,7 +126,7 @@ pub(crate) struct Entry {
 
 /// Every unit, in the order their names are looked up (names are distinct,
 /// so the order only matters for speed).
-static ENTRIES: [&Entry; 10] = [
+static ENTRIES: [&Entry; 11] = [
     &super::wasi::IO,
     &super::wasi::CLI,
     &super::clocks::ENTRY,
@@ -135,6 +137,7 @@ static ENTRIES: [&Entry; 10] = [
     &super::kv::ENTRY,
     &super::model::ENTRY,
     &super::http::ENTRY,
+    &super::invocation::ENTRY,
 ];
 
 /// `warden:host/types` has no module of its own: it only defines types.
@@ -278,7 +281,7 @@ mod tests {
                 assert!(seen.insert(*name), "{name} is listed by two units");
             }
         }
-        assert_eq!(seen.len(), 26, "the catalogue's size changed: {seen:?}");
+        assert_eq!(seen.len(), 27, "the catalogue's size changed: {seen:?}");
     }
 
     #[test]

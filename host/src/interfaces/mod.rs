@@ -37,6 +37,7 @@ pub mod clocks;
 pub mod egress;
 pub mod fs;
 pub mod http;
+pub mod invocation;
 pub mod kv;
 pub mod log;
 pub mod model;
@@ -102,6 +103,10 @@ impl HostServices {
 pub struct InvocationIdentity<'a> {
     /// The request id (seeds random).
     pub request_id: &'a str,
+    /// The idempotency key `warden:host/invocation` answers: a workflow
+    /// step's `<run id>.<step id>`, a request's `<principal>:<key>` when
+    /// the client sent one, else the request id.
+    pub idempotency_key: &'a str,
     /// Admission time (the virtual wall clock reads this).
     pub admitted_at: SystemTime,
     /// The capability name (log records, kv namespace).
@@ -194,6 +199,8 @@ pub struct Interfaces {
     pub model: Option<model::ModelState>,
     /// `wasi:http`.
     pub http: http::HttpState,
+    /// `warden:host/invocation` (always built; linked only when granted).
+    pub invocation: invocation::InvocationState,
     /// `wasi:filesystem` descriptor origins, summaries and write budgets.
     pub fs: fs::FsAudit,
     /// Summaries of host calls with authority.
@@ -294,6 +301,7 @@ impl Interfaces {
             kv,
             model,
             http: http::HttpState::new(http, services.clone(), recording.clone()),
+            invocation: invocation::InvocationState::new(id, recording.clone()),
             fs: fs::FsAudit::new(write_budgets, recording.clone()),
             calls: HostCallLog::default(),
             recording,
@@ -436,6 +444,7 @@ pub fn link<T: InterfacesView>(
         Unit::Kv => kv::add_to_linker(l, |s| s.interfaces().kv()),
         Unit::Model => model::add_to_linker(l, |s| s.interfaces().model()),
         Unit::Http => http::add_to_linker(l, &id, |s| s.interfaces().http()),
+        Unit::Invocation => invocation::add_to_linker(l, |s| &mut s.interfaces().states.invocation),
     }
 }
 
@@ -459,6 +468,7 @@ component = "c.wasm"
             crate::policy::Policy::parse(std::path::Path::new("c.toml"), policy).expect("policy");
         let id = InvocationIdentity {
             request_id: "r-1",
+            idempotency_key: "r-1",
             admitted_at: SystemTime::UNIX_EPOCH,
             capability: "c",
             tenant: None,

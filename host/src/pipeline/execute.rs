@@ -37,6 +37,10 @@ impl Executor<'_> {
         record.replayable = true;
         let id = InvocationIdentity {
             request_id: &record.request_id,
+            idempotency_key: call
+                .idempotency_key
+                .as_deref()
+                .unwrap_or(&record.request_id),
             admitted_at,
             capability: &call.capability,
             tenant: call.tenant.as_ref(),
@@ -50,6 +54,7 @@ impl Executor<'_> {
             &id,
             self.services,
             !cap.shape.imports.is_empty(),
+            call.timeout,
         )
         .await;
         record.outcome = done.outcome;

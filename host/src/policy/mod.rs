@@ -178,6 +178,7 @@ const SHAPE: &[Field] = &[
         Kind::Table(&[
             field("transient", Kind::Table(RETRY_RULE)),
             field("trap", Kind::Table(RETRY_RULE)),
+            field("timeout", Kind::Table(RETRY_RULE)),
         ]),
     ),
     field(

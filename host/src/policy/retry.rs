@@ -2,12 +2,14 @@
 //!
 //! Pure: [`RetryPolicy::next_delay`] is a function of the outcome, the
 //! attempt number, the request id and the time already spent. Only
-//! `transient` (host-side I/O) and `trap` may be retried: `denied`,
-//! `invalid_input` and `budget_exhausted` would fail the same way again, so
-//! naming them is an error.
+//! `transient` (host-side I/O), `trap` and `timeout` (an attempt that ran
+//! out of wall time: `budget_exhausted:time`, a workflow step's `timeout`
+//! included; a slow service may answer the next attempt in time) may be
+//! retried: `denied`, `invalid_input` and the other budgets would fail the
+//! same way again, so naming them is an error.
 
 use super::HumanDuration;
-use crate::outcome::Outcome;
+use crate::outcome::{Budget, Outcome};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -65,12 +67,17 @@ pub struct RetryPolicy {
     /// Guest crashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trap: Option<RetryRule>,
+    /// Attempts that ran out of wall time (`budget_exhausted:time`: the
+    /// policy's `wall_time` or a workflow step's `timeout`). Absent from
+    /// the canonical form when unset, so existing policies hash as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<RetryRule>,
 }
 
 impl RetryPolicy {
     /// Whether nothing is retried.
     pub fn is_empty(&self) -> bool {
-        self.transient.is_none() && self.trap.is_none()
+        self.transient.is_none() && self.trap.is_none() && self.timeout.is_none()
     }
 
     /// How long to wait before attempt `attempt + 1` after `outcome`, or
@@ -87,6 +94,7 @@ impl RetryPolicy {
         let rule = match outcome {
             Outcome::Transient => self.transient?,
             Outcome::Trap => self.trap?,
+            Outcome::BudgetExhausted(Budget::Time) => self.timeout?,
             _ => return None,
         };
         if attempt >= rule.attempts {
@@ -125,6 +133,20 @@ mod tests {
         assert!(d(Outcome::Trap, 1).is_none());
         assert!(d(Outcome::Denied, 1).is_none());
         assert!(d(Outcome::InvalidInput, 1).is_none());
+    }
+
+    #[test]
+    fn a_timeout_rule_retries_only_attempts_that_ran_out_of_wall_time() {
+        let p = policy("timeout = { attempts = 2 }");
+        let d = |o, a| p.next_delay(o, a, "r-1", Duration::ZERO);
+        assert!(d(Outcome::BudgetExhausted(Budget::Time), 1).is_some());
+        assert!(
+            d(Outcome::BudgetExhausted(Budget::Time), 2).is_none(),
+            "two attempts in all"
+        );
+        assert!(d(Outcome::BudgetExhausted(Budget::Fuel), 1).is_none());
+        assert!(d(Outcome::Transient, 1).is_none());
+        assert!(!p.is_empty());
     }
 
     #[test]

@@ -77,6 +77,11 @@ impl CallOutcome {
 /// component has imports, all granted). Without imports the guest cannot
 /// wait in a host call, so the epoch deadline alone bounds its time and the
 /// async timeout (a timer registration per call) is skipped.
+///
+/// `timeout` (a workflow step's) shortens the wall time when it is smaller
+/// than the policy's `wall_time`; it is enforced the same way (epoch
+/// deadline and async timeout) and ends the same way
+/// (`budget_exhausted:time`), with a message naming the step timeout.
 #[allow(clippy::too_many_arguments)]
 pub async fn invoke(
     sandbox: &Sandbox,
@@ -87,6 +92,7 @@ pub async fn invoke(
     id: &InvocationIdentity<'_>,
     services: &std::sync::Arc<HostServices>,
     links_imports: bool,
+    timeout: Option<Duration>,
 ) -> CallOutcome {
     let state = match InvocationState::new(policy, id, services) {
         Ok(s) => s,
@@ -110,7 +116,21 @@ pub async fn invoke(
     }
     store.set_hostcall_fuel(transfer_budget(policy));
     store.set_max_component_handles(super::state::MAX_LIVE_HANDLES);
-    let wall_time = policy.budget.wall_time.get();
+    let policy_wall_time = policy.budget.wall_time.get();
+    let (wall_time, out_of_time) = match timeout {
+        Some(t) if t < policy_wall_time => (
+            t,
+            format!(
+                "step timeout of {} exceeded (the policy's wall_time is {})",
+                crate::units::HumanDuration(t),
+                policy.budget.wall_time
+            ),
+        ),
+        _ => (
+            policy_wall_time,
+            format!("wall time budget of {} exceeded", policy.budget.wall_time),
+        ),
+    };
     let started = Instant::now();
     // `None`: a wall time too large to be a point in time never ends.
     yield_every_tick_until(&mut store, started.checked_add(wall_time));
@@ -153,13 +173,10 @@ pub async fn invoke(
         Err(_elapsed) => (
             Outcome::BudgetExhausted(Budget::Time),
             None,
-            Some(format!(
-                "wall time budget of {} exceeded",
-                policy.budget.wall_time
-            )),
+            Some(out_of_time),
         ),
         Ok(Err(err)) => {
-            let (outcome, why) = classify(&err, store.data(), policy);
+            let (outcome, why) = classify(&err, store.data(), policy, &out_of_time);
             (outcome, None, Some(why))
         }
         Ok(Ok(results)) => finish(results, export, policy).await,
@@ -339,7 +356,12 @@ async fn finish(
 }
 
 /// Decides which failure class an error from instantiation or the call is.
-fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> (Outcome, String) {
+fn classify(
+    err: &wasmtime::Error,
+    state: &InvocationState,
+    policy: &Policy,
+    out_of_time: &str,
+) -> (Outcome, String) {
     let b = &policy.budget;
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => {
@@ -351,7 +373,7 @@ fn classify(err: &wasmtime::Error, state: &InvocationState, policy: &Policy) -> 
         Some(Trap::Interrupt) => {
             return (
                 Outcome::BudgetExhausted(Budget::Time),
-                format!("wall time budget of {} exceeded", b.wall_time),
+                out_of_time.to_string(),
             );
         }
         _ => {}

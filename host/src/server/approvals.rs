@@ -55,6 +55,8 @@ impl HeldServer for Held {
             function: self.function.clone(),
             input: self.input.clone(),
             request_id: Some(self.request_id.clone()),
+            // A held request runs once, at its decision: its request id.
+            idempotency_key: None,
             admitted_at: Some(std::time::UNIX_EPOCH + Duration::from_millis(self.admitted_at_ms)),
             principal: self.requester.clone(),
             tenant: self.tenant.clone(),
@@ -62,6 +64,7 @@ impl HeldServer for Held {
             client: self.client.clone(),
             route: self.route.clone(),
             attempt: 1,
+            timeout: None,
             approvals: self.decisions.iter().map(Decision::audit).collect(),
             audit_deferred: false,
         }

@@ -159,6 +159,11 @@ impl Daemon {
             ..Call::new("", "", input).from_principal(&principal.name, transport.via)
         };
         admit::admit(&mut call);
+        // What `warden:host/invocation` answers: the client's key, scoped
+        // to the principal as warden's own idempotency is.
+        call.idempotency_key = idempotency_key
+            .as_ref()
+            .map(|key| format!("{}:{key}", call.principal));
         if !principal.tenants.admits(call.tenant.as_ref()) {
             // Before the idempotency key is looked at: a replay must not
             // answer for a tenant the principal is (no longer) bound to.

@@ -26,9 +26,18 @@
 //! `[retry]`), each attempt journaled and audited. The run's own events
 //! (start with plan hash, pins and input hash; skipped steps with their
 //! predicate; end with the final state) are `workflow` audit entries
-//! appended through the host's `Recorder`. Not yet: concurrent steps (they
-//! run one at a time, in plan order), per-step timeouts, approval steps
-//! beyond stopping the run in `waiting`.
+//! appended through the host's `Recorder`.
+//!
+//! Independent steps run concurrently, at most the plan's `max_parallel`
+//! at once, in *waves*: the ready steps [`saga::next`] picks (plan order)
+//! are journaled `running` in plan order, invoked concurrently, and their
+//! results journaled in plan order once the whole wave has ended, so the
+//! journal and the run's `workflow` events do not depend on timing. The
+//! per-attempt `invocation` entries are appended by `Host::invoke` as each
+//! attempt ends: their order among the steps of one wave is completion
+//! order, not plan order. A step's `timeout` is the deadline of each of
+//! its attempts. Not yet: approval steps beyond stopping the run in
+//! `waiting`.
 
 use super::check::Checked;
 use super::plan::{Action, Call as PlanCall, Compensation, Plan};
@@ -36,6 +45,7 @@ use super::saga::{self, Next, StepView};
 use super::template::Scope;
 use super::validate::validate;
 use crate::digest::json_digest;
+use crate::policy::RetryPolicy;
 use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
 use crate::units::now_ms;
 use crate::{Call, Capability, Host, InvocationRecord};
@@ -309,7 +319,7 @@ impl<'a> Executor<'a> {
             };
             let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
             let result = self
-                .invoke(call, &scope, &id, &journal.run.principal, 1)
+                .invoke(call, &scope, &id, &journal.run.principal, 1, None)
                 .await;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.state = if result.outcome.as_string() == "ok" {
@@ -438,7 +448,7 @@ impl<'a> Executor<'a> {
                     let mut r = record(i);
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
                     let result = self
-                        .invoke(call, &scope, &id, &journal.run.principal, 1)
+                        .invoke(call, &scope, &id, &journal.run.principal, 1, None)
                         .await;
                     r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
                     r.state = if result.outcome.as_string() == "ok" {
@@ -452,24 +462,63 @@ impl<'a> Executor<'a> {
                         .await?;
                 }
                 Next::Start(ready) => {
-                    for i in ready {
-                        self.run_step(plan, i, record(i), &scope, run_id, &journal.run.principal)
-                            .await?;
-                    }
+                    let ready = ready.into_iter().map(|i| (i, record(i))).collect();
+                    self.run_wave(plan, ready, &scope, run_id, &journal.run.principal)
+                        .await?;
                 }
             }
         }
     }
 
-    async fn run_step(
+    /// Runs the ready steps `ready` (plan indexes in plan order with their
+    /// journal records, at most
+    /// `max_parallel` of them, as [`saga::next`] chose them) as one wave:
+    /// skips, `when` failures and approvals are journaled in plan order;
+    /// the calls are journaled `running` in plan order, then invoked
+    /// concurrently (each with its own retries); their results are
+    /// journaled in plan order once every call of the wave has ended, so
+    /// the journal does not depend on which call finished first.
+    async fn run_wave(
         &self,
         plan: &Plan,
+        ready: Vec<(usize, StepRecord)>,
+        scope: &Scope<'_>,
+        run_id: &str,
+        principal: &str,
+    ) -> Result<(), ExecError> {
+        let mut calls = Vec::new();
+        for (i, r) in ready {
+            if let Some(prepared) = self
+                .prepare_step(plan, i, r, scope, run_id, principal)
+                .await?
+            {
+                calls.push(prepared);
+            }
+        }
+        let attempts = calls.into_iter().map(|(i, r, call, retry)| {
+            self.attempt_step(plan, i, r, call, retry, scope, run_id, principal)
+        });
+        for r in join_all(attempts).await {
+            let mut r = r?;
+            r.updated_ms = now_ms();
+            self.store.record_step(run_id, &r, None).await?;
+        }
+        Ok(())
+    }
+
+    /// The part of a step that is decided before it runs, journaled at
+    /// once: a false `when` (skipped, audited), a `when` that cannot be
+    /// evaluated (failed), an approval (waiting). A call is journaled
+    /// `running` (attempt n) and handed back to be invoked.
+    async fn prepare_step<'p>(
+        &self,
+        plan: &'p Plan,
         i: usize,
         mut r: StepRecord,
         scope: &Scope<'_>,
         run_id: &str,
         principal: &str,
-    ) -> Result<(), ExecError> {
+    ) -> Result<Option<(usize, StepRecord, &'p PlanCall, RetryPolicy)>, ExecError> {
         let step = &plan.steps[i];
         match saga::should_run(plan, i, scope) {
             Ok(true) => {}
@@ -493,7 +542,7 @@ impl<'a> Executor<'a> {
                 r.state = StepState::Skipped;
                 r.updated_ms = now_ms();
                 self.store.record_step(run_id, &r, None).await?;
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => {
                 r.state = StepState::Failed;
@@ -501,7 +550,7 @@ impl<'a> Executor<'a> {
                 r.output = Some(Value::String(format!("`when` cannot be evaluated: {e}")));
                 r.updated_ms = now_ms();
                 self.store.record_step(run_id, &r, None).await?;
-                return Ok(());
+                return Ok(None);
             }
         }
         let call = match &step.action {
@@ -512,7 +561,7 @@ impl<'a> Executor<'a> {
                 self.store
                     .record_step(run_id, &r, Some(RunState::Waiting))
                     .await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         // Retries by failure class: the step's own, else the capability's policy.
@@ -521,38 +570,61 @@ impl<'a> Executor<'a> {
                 .map(|c| c.policy.retry)
                 .unwrap_or_default()
         });
+        // In flight: journaled before the call, so a crash re-runs it with
+        // the same id. Deferred: made durable with the entry by the result's
+        // durable record (lost only with them, to an OS crash, and then the
+        // step simply runs again with the same id).
+        r.attempts = r.attempts.saturating_add(1);
+        r.state = StepState::Running;
+        r.updated_ms = now_ms();
+        self.store.record_step_with(run_id, &r, None, false).await?;
+        Ok(Some((i, r, call, retry)))
+    }
+
+    /// Invokes a prepared call step until it succeeds or its retries (per
+    /// failure class) are exhausted; every retry is journaled `running`
+    /// before it starts. The result is returned, not journaled: the wave
+    /// journals results in plan order.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_step(
+        &self,
+        plan: &Plan,
+        i: usize,
+        mut r: StepRecord,
+        call: &PlanCall,
+        retry: RetryPolicy,
+        scope: &Scope<'_>,
+        run_id: &str,
+        principal: &str,
+    ) -> Result<StepRecord, ExecError> {
+        let step = &plan.steps[i];
         let id = format!("{run_id}.{}", step.id);
         let started = std::time::Instant::now();
         loop {
-            // In flight: journaled before the call, so a crash re-runs it
-            // with the same id. Deferred: made durable with the entry by the
-            // result's durable record (lost only with them, to an OS crash,
-            // and then the step simply runs again with the same id).
-            r.attempts = r.attempts.saturating_add(1);
-            r.state = StepState::Running;
-            r.updated_ms = now_ms();
-            self.store.record_step_with(run_id, &r, None, false).await?;
-            let result = self.invoke(call, scope, &id, principal, r.attempts).await;
+            let result = self
+                .invoke(call, scope, &id, principal, r.attempts, step.timeout)
+                .await;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
             if result.outcome.as_string() == "ok" {
                 r.state = StepState::Done;
                 r.output = Some(self.step_output(call, result.output));
-                break;
+                return Ok(r);
             }
             if let Some(delay) =
                 retry.next_delay(result.outcome, r.attempts, &id, started.elapsed())
             {
                 tokio::time::sleep(delay).await;
+                r.attempts = r.attempts.saturating_add(1);
+                r.state = StepState::Running;
+                r.updated_ms = now_ms();
+                self.store.record_step_with(run_id, &r, None, false).await?;
                 continue;
             }
             r.state = StepState::Failed;
             r.output = result.error.map(Value::String);
-            break;
+            return Ok(r);
         }
-        r.updated_ms = now_ms();
-        self.store.record_step(run_id, &r, None).await?;
-        Ok(())
     }
 
     async fn invoke(
@@ -562,6 +634,7 @@ impl<'a> Executor<'a> {
         request_id: &str,
         principal: &str,
         attempt: u32,
+        timeout: Option<std::time::Duration>,
     ) -> InvocationRecord {
         let mut c = Call::new(&call.capability, &call.function, call.input.eval(scope));
         c.request_id = Some(request_id.to_string());
@@ -571,6 +644,7 @@ impl<'a> Executor<'a> {
         // Every invocation is followed by the durable journal record of its
         // result, which makes a deferred entry durable with it.
         c.audit_deferred = self.store.shares_audit_commits();
+        c.timeout = timeout;
         match self.caps {
             Some(caps) => match caps.get(&call.capability) {
                 Some(cap) => self.host.invoke_capability(cap, c).await,
@@ -629,4 +703,30 @@ impl<'a> Executor<'a> {
             other => other,
         }
     }
+}
+
+/// Polls every future until all have ended; their outputs in the order
+/// given (the order the caller journals them in). A handful of futures (at
+/// most `max_parallel`), so polling each on every wake is fine.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *output = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

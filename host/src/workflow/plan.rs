@@ -31,6 +31,10 @@ pub const MAX_PARALLEL: u32 = 64;
 /// Default `max_parallel`.
 pub const DEFAULT_PARALLEL: u32 = 4;
 
+/// Longest per-step `timeout`: one hour. A step waiting longer is a human
+/// checkpoint's job (an approval step), not a call's.
+pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Roots a step's `when` predicate may read.
 pub const WHEN_ROOTS: &[&str] = &["input", "steps"];
 
@@ -654,13 +658,30 @@ fn compile_step(raw: RawStep, p: &mut Problems<'_>) -> Option<Step> {
             format!("step `{id}`: an approval cannot be the pivot; mark the call it approves"),
         );
     }
-    if let Some(t) = &raw.timeout
-        && t.get_ref().get().is_zero()
-    {
-        p.at(
-            t.span().start,
-            format!("step `{id}`: `timeout` must be longer than 0s"),
-        );
+    if let Some(t) = &raw.timeout {
+        let d = t.get_ref().get();
+        if d.is_zero() {
+            p.at(
+                t.span().start,
+                format!("step `{id}`: `timeout` must be longer than 0s"),
+            );
+        } else if d > MAX_STEP_TIMEOUT {
+            p.at(
+                t.span().start,
+                format!(
+                    "step `{id}`: `timeout` of {} is over the limit of 1h: a step that waits longer belongs behind an approval step",
+                    t.get_ref()
+                ),
+            );
+        }
+        if matches!(action, Some(Action::Approval(_))) {
+            p.at(
+                t.span().start,
+                format!(
+                    "step `{id}`: an approval step takes no `timeout` (its `expires` bounds it)"
+                ),
+            );
+        }
     }
     let compensate_at = raw.compensate.as_ref().map_or(id_at.clone(), Spanned::span);
     let compensate = match &raw.compensate {

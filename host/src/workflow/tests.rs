@@ -476,6 +476,41 @@ fn an_approval_step_with_mode_none_or_a_bad_approver_is_refused() {
 }
 
 #[test]
+fn a_step_timeout_of_zero_over_an_hour_or_on_an_approval_is_refused() {
+    let timed = |t: &str| GOOD.replace("pivot = true", &format!("pivot = true\ntimeout = \"{t}\""));
+    assert_eq!(
+        problems(&timed("1h")),
+        "",
+        "one hour is the limit and allowed"
+    );
+    let plan = parse(&timed("2s")).expect("parses");
+    let charge = plan.steps.iter().find(|s| s.id.as_str() == "charge");
+    assert_eq!(
+        charge.and_then(|s| s.timeout),
+        Some(std::time::Duration::from_secs(2))
+    );
+    let out = assert_refused(
+        &timed("0s"),
+        "step `charge`: `timeout` must be longer than 0s",
+    );
+    assert!(
+        out.starts_with(&format!(
+            "workflows/order.toml:{}:",
+            line_of(&timed("0s"), "\"0s\"")
+        )),
+        "{out}"
+    );
+    assert_refused(
+        &timed("3601s"),
+        "step `charge`: `timeout` of 3601s is over the limit of 1h",
+    );
+    assert_refused(
+        &GOOD.replace("expires = \"4h\" }", "expires = \"4h\" }\ntimeout = \"5s\""),
+        "step `approve`: an approval step takes no `timeout`",
+    );
+}
+
+#[test]
 fn without_a_catalog_only_structure_and_input_paths_are_checked() {
     let plan = parse(&GOOD.replace("\"pay.charge\"", "\"bank.charge\"")).expect("parses");
     let checked = check(&plan, None).expect("structure is fine");
