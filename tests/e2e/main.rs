@@ -30,5 +30,7 @@ mod tenants;
 mod transparency;
 mod transparency_witness;
 mod types;
+mod workflow_approvals;
+mod workflow_control;
 mod workflows;
 mod workflows_daemon;

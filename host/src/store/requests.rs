@@ -190,6 +190,23 @@ pub struct Held {
     /// The client program that sent it, when the transport named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The workflow step this approval gates (docs/workflows.md, "Approval
+    /// steps"); absent for a held request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<HeldStep>,
+}
+
+/// The workflow run step an approval gates: deciding on it lets the run go
+/// on (approved) or fails the step (denied, expired).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldStep {
+    /// The run id.
+    pub run_id: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The approval step's id.
+    pub step: String,
 }
 
 impl Held {
@@ -226,6 +243,7 @@ impl Held {
             "ended_at_ms": self.ended_at_ms,
             "outcome": self.outcome,
             "end_reason": self.end_reason,
+            "run": self.run,
         })
     }
 }

@@ -16,9 +16,10 @@
 //! `[retry]`), each attempt journaled and audited. The run's own events
 //! (start with plan hash, pins and input hash; skipped steps with their
 //! predicate; end with the final state) are `workflow` audit entries
-//! appended through the host's `Recorder`. Not yet: concurrent steps (they
-//! run one at a time, in plan order), per-step timeouts, approval steps
-//! beyond stopping the run in `waiting`.
+//! appended through the host's `Recorder`. An approval step is journaled
+//! `waiting` and the run waits; the embedder (the daemon's approvals
+//! machinery) journals its decision. Not yet: concurrent steps (they run
+//! one at a time, in plan order), per-step timeouts.
 
 use super::check::Checked;
 use super::plan::{Action, Call as PlanCall, Compensation, Plan};
@@ -28,7 +29,7 @@ use super::validate::validate;
 use crate::digest::json_digest;
 use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
 use crate::units::now_ms;
-use crate::{Call, Capability, Host, InvocationRecord};
+use crate::{Call, Capability, Host, InvocationRecord, Tenant};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,9 +72,30 @@ pub enum ExecError {
         /// The hash of the plan given.
         given: String,
     },
+    /// The journaled run names a tenant that is not a tenant name.
+    #[error("run `{run}` journals a tenant that does not parse ({detail}): the journal is damaged")]
+    BadTenant {
+        /// The run.
+        run: String,
+        /// Why it does not parse.
+        detail: String,
+    },
     /// The journal could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The run's tenant, as its steps are invoked for it.
+fn run_tenant(run: &RunRecord) -> Result<Option<Tenant>, ExecError> {
+    run.tenant
+        .as_deref()
+        .map(|t| {
+            Tenant::parse(t).map_err(|e| ExecError::BadTenant {
+                run: run.id.clone(),
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
 }
 
 /// Drives runs of plans on a host.
@@ -82,6 +104,12 @@ pub struct Executor<'a> {
     store: &'a dyn RunStore,
     /// The daemon's deployment capabilities; `None`: the host's own.
     caps: Option<&'a BTreeMap<String, Arc<Capability>>>,
+    /// Asked before every decision: `true` makes [`drive`](Self::drive)
+    /// return at that step boundary, leaving the run as journaled (an
+    /// operator's cancel waits for the steps in flight this way).
+    stop: Option<&'a (dyn Fn() -> bool + Send + Sync)>,
+    /// The tenant [`begin`](Self::begin) records for a new run.
+    tenant: Option<Tenant>,
 }
 
 impl<'a> Executor<'a> {
@@ -91,6 +119,8 @@ impl<'a> Executor<'a> {
             host,
             store,
             caps: None,
+            stop: None,
+            tenant: None,
         }
     }
 
@@ -105,7 +135,24 @@ impl<'a> Executor<'a> {
             host,
             store,
             caps: Some(caps),
+            stop: None,
+            tenant: None,
         }
+    }
+
+    /// This executor, but [`begin`](Self::begin) records `tenant` as the
+    /// run's: every step and compensation of the run is invoked for it (its
+    /// KV namespace, its audit entries), whoever drives the run later.
+    pub fn for_tenant(mut self, tenant: Option<Tenant>) -> Executor<'a> {
+        self.tenant = tenant;
+        self
+    }
+
+    /// This executor, but [`drive`](Self::drive) returns at the first step
+    /// boundary where `stop` says so, with the run as journaled.
+    pub fn stopping_when(mut self, stop: &'a (dyn Fn() -> bool + Send + Sync)) -> Executor<'a> {
+        self.stop = Some(stop);
+        self
     }
 
     fn capability(&self, name: &str) -> Option<&Arc<Capability>> {
@@ -184,7 +231,7 @@ impl<'a> Executor<'a> {
             plan_hash: plan.hash().tagged(),
             state: RunState::Running,
             principal: principal.to_string(),
-            tenant: None,
+            tenant: self.tenant.as_ref().map(Tenant::to_string),
             input_hash: json_digest(&input),
             input,
             pins,
@@ -279,9 +326,7 @@ impl<'a> Executor<'a> {
                 continue;
             };
             let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
-            let result = self
-                .invoke(call, &scope, &id, &journal.run.principal, 1)
-                .await;
+            let result = self.invoke(call, &scope, &id, &journal.run, 1).await?;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.state = if result.outcome.as_string() == "ok" {
                 StepState::Compensated
@@ -330,6 +375,9 @@ impl<'a> Executor<'a> {
                 });
             }
             if journal.run.state.is_final() || journal.run.state == RunState::NeedsAttention {
+                return Ok(journal.run.state);
+            }
+            if self.stop.is_some_and(|stop| stop()) {
                 return Ok(journal.run.state);
             }
             let mut records: Vec<Option<StepRecord>> = vec![None; plan.steps.len()];
@@ -406,9 +454,7 @@ impl<'a> Executor<'a> {
                     };
                     let mut r = record(i);
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
-                    let result = self
-                        .invoke(call, &scope, &id, &journal.run.principal, 1)
-                        .await;
+                    let result = self.invoke(call, &scope, &id, &journal.run, 1).await?;
                     r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
                     r.state = if result.outcome.as_string() == "ok" {
                         StepState::Compensated
@@ -422,7 +468,7 @@ impl<'a> Executor<'a> {
                 }
                 Next::Start(ready) => {
                     for i in ready {
-                        self.run_step(plan, i, record(i), &scope, run_id, &journal.run.principal)
+                        self.run_step(plan, i, record(i), &scope, run_id, &journal.run)
                             .await?;
                     }
                 }
@@ -437,8 +483,9 @@ impl<'a> Executor<'a> {
         mut r: StepRecord,
         scope: &Scope<'_>,
         run_id: &str,
-        principal: &str,
+        run: &RunRecord,
     ) -> Result<(), ExecError> {
+        let principal = run.principal.as_str();
         let step = &plan.steps[i];
         match saga::should_run(plan, i, scope) {
             Ok(true) => {}
@@ -496,7 +543,7 @@ impl<'a> Executor<'a> {
             r.state = StepState::Running;
             r.updated_ms = now_ms();
             self.store.record_step(run_id, &r, None).await?;
-            let result = self.invoke(call, scope, &id, principal, r.attempts).await;
+            let result = self.invoke(call, scope, &id, run, r.attempts).await?;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
             if result.outcome.as_string() == "ok" {
@@ -524,22 +571,23 @@ impl<'a> Executor<'a> {
         call: &PlanCall,
         scope: &Scope<'_>,
         request_id: &str,
-        principal: &str,
+        run: &RunRecord,
         attempt: u32,
-    ) -> InvocationRecord {
+    ) -> Result<InvocationRecord, ExecError> {
         let mut c = Call::new(&call.capability, &call.function, call.input.eval(scope));
         c.request_id = Some(request_id.to_string());
-        c.principal = principal.to_string();
+        c.principal = run.principal.clone();
+        c.tenant = run_tenant(run)?;
         c.via = "workflow".into();
         c.attempt = attempt.max(1);
-        match self.caps {
+        Ok(match self.caps {
             Some(caps) => match caps.get(&call.capability) {
                 Some(cap) => self.host.invoke_capability(cap, c).await,
                 // Not in the deployment: the pipeline refuses it (audited).
                 None => self.host.invoke(c).await,
             },
             None => self.host.invoke(c).await,
-        }
+        })
     }
 
     /// Appends a `workflow` event entry (run start, skip, end) through the
