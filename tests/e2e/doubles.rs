@@ -379,9 +379,24 @@ pub async fn fx_rates(port: u16) -> std::io::Result<Server> {
 
 /// A payments API double: `POST /refunds` with `{"order","amount","currency"}`
 /// answers `201 {"refund_id": "rf-<order>-<amount>", "status": "issued"}`
-/// (the stand-in for the service `refund` calls in the demo).
+/// (the stand-in for the service `refund` calls in the demo); `POST
+/// /charges` with the same body answers `201 {"charge_id":
+/// "ch-<order>-<amount>", "status": "charged"}` (`payments` calls it).
 pub async fn payments(port: u16) -> std::io::Result<Server> {
     Server::start(port, |req| {
+        if req.method == "POST" && req.target == "/charges" {
+            let body = req.json();
+            return match (body["order"].as_str(), body["amount"].as_u64()) {
+                (Some(order), Some(amount)) => Response {
+                    status: 201,
+                    ..Response::json(&json!({
+                        "charge_id": format!("ch-{order}-{amount}"),
+                        "status": "charged",
+                    }))
+                },
+                _ => Response::text(400, "order and amount are required"),
+            };
+        }
         if req.method != "POST" || req.target != "/refunds" {
             return Response::text(404, "not found");
         }
