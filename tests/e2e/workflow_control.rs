@@ -315,3 +315,60 @@ compensate = "none"
     assert_eq!(fetch(ACME, "acme"), json!({"ok": "acme secret"}));
     assert_eq!(fetch(GLOBEX, "globex"), json!({"ok": null}));
 }
+
+#[test]
+fn the_demo_order_workflow_checks_clean_against_the_real_components_and_is_routed() {
+    let plan = repo().join("examples/workflows/order.toml");
+    let policies = repo().join("policies").display().to_string();
+    let components = guest("echo")
+        .parent()
+        .expect("guests dir")
+        .display()
+        .to_string();
+    let (code, out, err) = warden(&[
+        "workflow",
+        "check",
+        plan.to_str().expect("utf8"),
+        "--policies",
+        &policies,
+        "--components",
+        &components,
+        "--allow-unsigned",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("workflow `order`, 5 step(s), calls and types checked"),
+        "{out}"
+    );
+    // A plan whose charge is not compensable before the pivot is refused:
+    // the checker sees the real `inventory` and `payments` exports.
+    let text = std::fs::read_to_string(&plan)
+        .expect("plan")
+        .replace("\"inventory.release\"", "\"inventory.unreserve\"");
+    let dir = crate::support::scratch("order-plan-bad");
+    let bad = dir.join("order.toml");
+    std::fs::write(&bad, text).expect("write");
+    let (code, _, err) = warden(&[
+        "workflow",
+        "check",
+        bad.to_str().expect("utf8"),
+        "--policies",
+        &policies,
+        "--components",
+        &components,
+        "--allow-unsigned",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`inventory` exports no function `unreserve`"), "{err}");
+    let routes = repo().join("examples/routes.toml");
+    let (code, out, err) = warden(&[
+        "routes",
+        "explain",
+        "--routes",
+        routes.to_str().expect("utf8"),
+        "--kind",
+        "order",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("orders"), "{out}");
+}
