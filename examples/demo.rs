@@ -405,7 +405,9 @@ fn refunds(url: &str) -> anyhow::Result<()> {
 /// compensated; another large one waits and is approved.
 fn orders(url: &str) -> anyhow::Result<()> {
     use warden_host::server::client::Client;
-    println!("\n== the order workflow: reserve -> note -> dual approval above 1000.00 -> charge (pivot) -> confirm ==");
+    println!(
+        "\n== the order workflow: reserve -> note -> dual approval above 1000.00 -> charge (pivot) -> confirm =="
+    );
     let as_ = |token: &str| Client::new(url, Some(token.to_string()));
     let start = |order: &str, amount: u64| -> anyhow::Result<Value> {
         let r = as_(SHOP)?.post_json(
@@ -446,20 +448,21 @@ fn orders(url: &str) -> anyhow::Result<()> {
             );
         }
     };
-    let decide = |token: &str, who: &str, id: &str, verb: &str, reason: &str| -> anyhow::Result<()> {
-        let r = as_(token)?.post_json(
-            &format!("/v1/approvals/{id}/{verb}"),
-            &json!({"reason": reason}),
-        )?;
-        let body = r.json();
-        println!(
-            "  {who}: {verb} {id} -> {} ({}/{} approvals)",
-            body["state"].as_str().unwrap_or("?"),
-            body["approvals_given"],
-            body["approvals_needed"]
-        );
-        Ok(())
-    };
+    let decide =
+        |token: &str, who: &str, id: &str, verb: &str, reason: &str| -> anyhow::Result<()> {
+            let r = as_(token)?.post_json(
+                &format!("/v1/approvals/{id}/{verb}"),
+                &json!({"reason": reason}),
+            )?;
+            let body = r.json();
+            println!(
+                "  {who}: {verb} {id} -> {} ({}/{} approvals)",
+                body["state"].as_str().unwrap_or("?"),
+                body["approvals_given"],
+                body["approvals_needed"]
+            );
+            Ok(())
+        };
     let wait_held = |id: &str| -> anyhow::Result<()> {
         for _ in 0..500 {
             if as_(ANA)?.get(&format!("/v1/approvals/{id}"))?.status == 200 {
@@ -483,7 +486,13 @@ fn orders(url: &str) -> anyhow::Result<()> {
     let gate = format!("{id}.approve");
     wait_held(&gate)?;
     println!("  waiting for approvers: approval {gate} (dual, group:finance)");
-    decide(BEN, "ben", &gate, "deny", "customer is over their credit limit")?;
+    decide(
+        BEN,
+        "ben",
+        &gate,
+        "deny",
+        "customer is over their credit limit",
+    )?;
     let run = settle(&id, &["compensated", "needs_attention", "completed"])?;
     println!("  run {id}: {}", run["state"].as_str().unwrap_or("?"));
     steps(&run);
@@ -502,7 +511,9 @@ fn orders(url: &str) -> anyhow::Result<()> {
                 e["seq"],
                 entry["event"].as_str().unwrap_or("?"),
                 entry["outcome"].as_str().unwrap_or("?"),
-                rid.strip_prefix(&id).filter(|s| !s.is_empty()).unwrap_or("(run)"),
+                rid.strip_prefix(&id)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("(run)"),
                 event.map(|e| format!("[{e}]")).unwrap_or_default()
             );
         }

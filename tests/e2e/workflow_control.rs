@@ -359,7 +359,10 @@ fn the_demo_order_workflow_checks_clean_against_the_real_components_and_is_route
         "--allow-unsigned",
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("`inventory` exports no function `unreserve`"), "{err}");
+    assert!(
+        err.contains("`inventory` exports no function `unreserve`"),
+        "{err}"
+    );
     let routes = repo().join("examples/routes.toml");
     let (code, out, err) = warden(&[
         "routes",
