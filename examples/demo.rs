@@ -9,7 +9,8 @@
 //! `refund` as a tool over the daemon's `/mcp` endpoint: it lists the tools,
 //! gets a small refund done, has a large one held for a human, and reads
 //! the result once an approver has decided. Then the order workflow
-//! (`examples/workflows/order.toml`: reserve stock in KV, note the order,
+//! (`examples/workflows/order.toml`: reserve stock in KV, score the risk
+//! with the model within a token budget, note the order,
 //! dual approval above 1000.00, charge through the payments double as the
 //! pivot, confirm) runs three orders through the same daemon: one
 //! completes, one is denied by an approver and compensated (its audit
@@ -55,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         "refund",
         "inventory",
         "payments",
+        "risk-score",
     ];
 
     println!("\n== local stand-ins for external services (loopback) ==");
@@ -211,7 +213,20 @@ async fn approvals(
         ),
     }
     std::fs::create_dir_all(dir.join("policies"))?;
-    for name in ["refund", "inventory", "order-notes", "payments", "echo"] {
+    // The model `risk-score` calls, for the order workflow.
+    let scorer = doubles::risk_scorer(0).await?;
+    println!(
+        "  model backend `small` for risk-score: {}",
+        scorer.origin()
+    );
+    for name in [
+        "refund",
+        "inventory",
+        "order-notes",
+        "payments",
+        "echo",
+        "risk-score",
+    ] {
         std::fs::copy(
             repo.join("policies").join(format!("{name}.toml")),
             dir.join("policies").join(format!("{name}.toml")),
@@ -237,9 +252,10 @@ async fn approvals(
     std::fs::write(
         dir.join("warden.toml"),
         format!(
-            "components_dir = \"{}\"\ntrust = \"{}\"\n\n{}{}{}{}{}",
+            "components_dir = \"{}\"\ntrust = \"{}\"\n\n[models.small]\nendpoint = \"{}\"\nmodel = \"demo-model\"\n\n{}{}{}{}{}",
             signed.display(),
             trust.display(),
+            scorer.origin(),
             principal("shop", SHOP, "[\"submit\"]", "[]"),
             principal("ana", ANA, "[\"approve\", \"audit\"]", "[\"finance\"]"),
             principal("ben", BEN, "[\"approve\"]", "[\"finance\"]"),
@@ -406,7 +422,7 @@ fn refunds(url: &str) -> anyhow::Result<()> {
 fn orders(url: &str) -> anyhow::Result<()> {
     use warden_host::server::client::Client;
     println!(
-        "\n== the order workflow: reserve -> note -> dual approval above 1000.00 -> charge (pivot) -> confirm =="
+        "\n== the order workflow: reserve -> risk score (model) -> note -> dual approval above 1000.00 -> charge (pivot) -> confirm =="
     );
     let as_ = |token: &str| Client::new(url, Some(token.to_string()));
     let start = |order: &str, amount: u64| -> anyhow::Result<Value> {
@@ -485,7 +501,13 @@ fn orders(url: &str) -> anyhow::Result<()> {
     let id = run["run_id"].as_str().unwrap_or_default().to_string();
     let gate = format!("{id}.approve");
     wait_held(&gate)?;
-    println!("  waiting for approvers: approval {gate} (dual, group:finance)");
+    let held = as_(ANA)?.get(&format!("/v1/approvals/{gate}"))?.json();
+    println!(
+        "  waiting for approvers: approval {gate} (dual, group:finance); they see risk {}",
+        held["input"]["steps"]["score"]["level"]
+            .as_str()
+            .unwrap_or("?")
+    );
     decide(
         BEN,
         "ben",

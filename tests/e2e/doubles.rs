@@ -349,6 +349,39 @@ pub async fn ticket_classifier(port: u16) -> std::io::Result<Server> {
     .await
 }
 
+/// A model double scoring orders for `risk-score`: `low` below an amount
+/// of 100000 (minor units) in the prompt, `medium` from there, `high`
+/// from 1000000.
+pub async fn risk_scorer(port: u16) -> std::io::Result<Server> {
+    chat_completions(port, |body| {
+        let text = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|m| m.last())
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let amount: u64 = text
+            .split_once("amount ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        let level = match amount {
+            0..100_000 => "low",
+            100_000..1_000_000 => "medium",
+            _ => "high",
+        };
+        CannedCompletion {
+            content: level.into(),
+            prompt_tokens: u32::try_from(text.len() / 4 + 20).unwrap_or(u32::MAX),
+            completion_tokens: 1,
+            ignore_max_tokens: false,
+        }
+    })
+    .await
+}
+
 /// An exchange-rate API double: `GET /rate?from=EUR&to=USD` answers
 /// `{"from","to","rate"}` from a small fixed table (the stand-in for the
 /// service `fx-rate` calls in the demo).

@@ -337,7 +337,7 @@ fn the_demo_order_workflow_checks_clean_against_the_real_components_and_is_route
     ]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
-        out.contains("workflow `order`, 5 step(s), calls and types checked"),
+        out.contains("workflow `order`, 6 step(s), calls and types checked"),
         "{out}"
     );
     // A plan whose charge is not compensable before the pivot is refused:
