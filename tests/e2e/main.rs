@@ -21,6 +21,7 @@ mod interfaces_kv;
 mod interfaces_model;
 mod loading;
 mod mcp;
+mod order_capabilities;
 mod polyglot;
 mod replay;
 mod replay_recorded;
