@@ -1,6 +1,8 @@
 //! Runs in the daemon, continued (issue 20): cancelling a run while one of
 //! its steps executes (the step finishes, nothing later starts, the run
-//! compensates; driven once), and the run's tenant passed to its steps.
+//! compensates; driven once), a run past its pivot not cancelled, the
+//! run's tenant passed to its steps, and the demo's order plan checking
+//! clean against the real example components.
 
 use crate::daemon::{APPROVE, AUDIT, Cap, Daemon, cap, deploy};
 use crate::doubles::{Response, Server};
