@@ -8,7 +8,13 @@
 //! daemon's chain too. Last, an agent's scripted MCP session calls the same
 //! `refund` as a tool over the daemon's `/mcp` endpoint: it lists the tools,
 //! gets a small refund done, has a large one held for a human, and reads
-//! the result once an approver has decided.
+//! the result once an approver has decided. Then the order workflow
+//! (`examples/workflows/order.toml`: reserve stock in KV, score the risk
+//! with the model within a token budget, note the order,
+//! dual approval above 1000.00, charge through the payments double as the
+//! pivot, confirm) runs three orders through the same daemon: one
+//! completes, one is denied by an approver and compensated (its audit
+//! trail printed), one waits for approvers and is approved.
 //!
 //! Everything it writes goes to `target/demo/` (recreated on every run).
 //!
@@ -48,6 +54,9 @@ async fn main() -> anyhow::Result<()> {
         "ticket-triage",
         "fx-rate",
         "refund",
+        "inventory",
+        "payments",
+        "risk-score",
     ];
 
     println!("\n== local stand-ins for external services (loopback) ==");
@@ -204,13 +213,35 @@ async fn approvals(
         ),
     }
     std::fs::create_dir_all(dir.join("policies"))?;
+    // The model `risk-score` calls, for the order workflow.
+    let scorer = doubles::risk_scorer(0).await?;
+    println!(
+        "  model backend `small` for risk-score: {}",
+        scorer.origin()
+    );
+    for name in [
+        "refund",
+        "inventory",
+        "order-notes",
+        "payments",
+        "echo",
+        "risk-score",
+    ] {
+        std::fs::copy(
+            repo.join("policies").join(format!("{name}.toml")),
+            dir.join("policies").join(format!("{name}.toml")),
+        )?;
+    }
+    // The order workflow (examples/workflows/order.toml), routed from kind `order`.
+    std::fs::create_dir_all(dir.join("workflows"))?;
     std::fs::copy(
-        repo.join("policies/refund.toml"),
-        dir.join("policies/refund.toml"),
+        repo.join("examples/workflows/order.toml"),
+        dir.join("workflows/order.toml"),
     )?;
     std::fs::write(
         dir.join("routes.toml"),
-        "[[route]]\nid = \"refunds\"\nmatch = { kind = \"refund\" }\ncapability = \"refund\"\nfunction = \"refund\"\n",
+        "[[route]]\nid = \"refunds\"\nmatch = { kind = \"refund\" }\ncapability = \"refund\"\nfunction = \"refund\"\n\n\
+         [[route]]\nid = \"orders\"\nmatch = { kind = \"order\" }\nworkflow = \"order\"\n",
     )?;
     let principal = |name: &str, token: &str, roles: &str, groups: &str| {
         format!(
@@ -221,9 +252,10 @@ async fn approvals(
     std::fs::write(
         dir.join("warden.toml"),
         format!(
-            "components_dir = \"{}\"\ntrust = \"{}\"\n\n{}{}{}{}{}",
+            "components_dir = \"{}\"\ntrust = \"{}\"\n\n[models.small]\nendpoint = \"{}\"\nmodel = \"demo-model\"\n\n{}{}{}{}{}",
             signed.display(),
             trust.display(),
+            scorer.origin(),
             principal("shop", SHOP, "[\"submit\"]", "[]"),
             principal("ana", ANA, "[\"approve\", \"audit\"]", "[\"finance\"]"),
             principal("ben", BEN, "[\"approve\"]", "[\"finance\"]"),
@@ -257,7 +289,9 @@ async fn approvals(
     };
     let at = url.clone();
     tokio::task::spawn_blocking(move || refunds(&at)).await??;
-    tokio::task::spawn_blocking(move || agent_session(&url)).await??;
+    let at = url.clone();
+    tokio::task::spawn_blocking(move || agent_session(&at)).await??;
+    tokio::task::spawn_blocking(move || orders(&url)).await??;
     let _ = stop.send(());
     daemon.await??;
 
@@ -378,6 +412,150 @@ fn refunds(url: &str) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The order workflow (examples/workflows/order.toml) behind the daemon:
+/// a small order completes at once; a large one waits for two approvers
+/// from finance and is denied, so its reservation and note are
+/// compensated; another large one waits and is approved.
+fn orders(url: &str) -> anyhow::Result<()> {
+    use warden_host::server::client::Client;
+    println!(
+        "\n== the order workflow: reserve -> risk score (model) -> note -> dual approval above 1000.00 -> charge (pivot) -> confirm =="
+    );
+    let as_ = |token: &str| Client::new(url, Some(token.to_string()));
+    let start = |order: &str, amount: u64| -> anyhow::Result<Value> {
+        let r = as_(SHOP)?.post_json(
+            "/v1/requests",
+            &json!({"kind": "order", "wait": "10s", "input": {"order": order, "sku": "mug",
+                     "units": 2, "amount": amount, "currency": "EUR"}}),
+        )?;
+        let run = r.json()["run"].clone();
+        println!(
+            "\n  shop: order {order} {}.{:02} EUR -> {} run {} {}",
+            amount / 100,
+            amount % 100,
+            r.status,
+            run["run_id"].as_str().unwrap_or("?"),
+            run["state"].as_str().unwrap_or("?")
+        );
+        Ok(run)
+    };
+    // Polls the run until it leaves `running`/`waiting` (or is waiting with
+    // its approval held, when `waiting` is what we wait for).
+    let settle = |id: &str, want: &[&str]| -> anyhow::Result<Value> {
+        for _ in 0..500 {
+            let run = as_(ANA)?.get(&format!("/v1/runs/{id}"))?.json();
+            if want.contains(&run["state"].as_str().unwrap_or("")) {
+                return Ok(run);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        anyhow::bail!("run {id} never reached {want:?}")
+    };
+    let steps = |run: &Value| {
+        for s in run["steps"].as_array().into_iter().flatten() {
+            println!(
+                "    step {:<8} {:<12} {}",
+                s["step"].as_str().unwrap_or("?"),
+                s["state"].as_str().unwrap_or("?"),
+                s["output"]
+            );
+        }
+    };
+    let decide =
+        |token: &str, who: &str, id: &str, verb: &str, reason: &str| -> anyhow::Result<()> {
+            let r = as_(token)?.post_json(
+                &format!("/v1/approvals/{id}/{verb}"),
+                &json!({"reason": reason}),
+            )?;
+            let body = r.json();
+            println!(
+                "  {who}: {verb} {id} -> {} ({}/{} approvals)",
+                body["state"].as_str().unwrap_or("?"),
+                body["approvals_given"],
+                body["approvals_needed"]
+            );
+            Ok(())
+        };
+    let wait_held = |id: &str| -> anyhow::Result<()> {
+        for _ in 0..500 {
+            if as_(ANA)?.get(&format!("/v1/approvals/{id}"))?.status == 200 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        anyhow::bail!("approval {id} was never held")
+    };
+
+    // 1. Small: no human needed.
+    let run = start("O-1", 2_500)?;
+    let id = run["run_id"].as_str().unwrap_or_default().to_string();
+    let run = settle(&id, &["completed", "compensated", "needs_attention"])?;
+    println!("  run {id}: {}", run["state"].as_str().unwrap_or("?"));
+    steps(&run);
+
+    // 2. Large, denied: the reservation and the note are compensated.
+    let run = start("O-2", 250_000)?;
+    let id = run["run_id"].as_str().unwrap_or_default().to_string();
+    let gate = format!("{id}.approve");
+    wait_held(&gate)?;
+    let held = as_(ANA)?.get(&format!("/v1/approvals/{gate}"))?.json();
+    println!(
+        "  waiting for approvers: approval {gate} (dual, group:finance); they see risk {}",
+        held["input"]["steps"]["score"]["level"]
+            .as_str()
+            .unwrap_or("?")
+    );
+    decide(
+        BEN,
+        "ben",
+        &gate,
+        "deny",
+        "customer is over their credit limit",
+    )?;
+    let run = settle(&id, &["compensated", "needs_attention", "completed"])?;
+    println!("  run {id}: {}", run["state"].as_str().unwrap_or("?"));
+    steps(&run);
+    let audit = as_(ANA)?.get("/v1/audit?after=0&limit=1000")?.json();
+    println!("\n  audit entries of run {id}:");
+    for e in audit["entries"].as_array().into_iter().flatten() {
+        let entry = &e["entry"];
+        let rid = entry["request_id"].as_str().unwrap_or("");
+        let detail = entry["detail"].as_str().unwrap_or("");
+        if rid.starts_with(&id) || detail.contains(&id) {
+            let event = serde_json::from_str::<Value>(detail)
+                .ok()
+                .and_then(|d| d["event"].as_str().map(str::to_string));
+            println!(
+                "    #{} {:<10} {:<16} {:<28} {}",
+                e["seq"],
+                entry["event"].as_str().unwrap_or("?"),
+                entry["outcome"].as_str().unwrap_or("?"),
+                rid.strip_prefix(&id)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("(run)"),
+                event.map(|e| format!("[{e}]")).unwrap_or_default()
+            );
+        }
+    }
+
+    // 3. Large, waits for two approvers, then approved.
+    let run = start("O-3", 180_000)?;
+    let id = run["run_id"].as_str().unwrap_or_default().to_string();
+    let gate = format!("{id}.approve");
+    wait_held(&gate)?;
+    let run = settle(&id, &["waiting"])?;
+    println!(
+        "  run {id}: {} for approvers: approval {gate} (dual, group:finance)",
+        run["state"].as_str().unwrap_or("?")
+    );
+    decide(ANA, "ana", &gate, "approve", "known customer")?;
+    decide(BEN, "ben", &gate, "approve", "stock confirmed")?;
+    let run = settle(&id, &["completed", "compensated", "needs_attention"])?;
+    println!("  run {id}: {}", run["state"].as_str().unwrap_or("?"));
+    steps(&run);
     Ok(())
 }
 

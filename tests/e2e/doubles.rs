@@ -349,6 +349,39 @@ pub async fn ticket_classifier(port: u16) -> std::io::Result<Server> {
     .await
 }
 
+/// A model double scoring orders for `risk-score`: `low` below an amount
+/// of 100000 (minor units) in the prompt, `medium` from there, `high`
+/// from 1000000.
+pub async fn risk_scorer(port: u16) -> std::io::Result<Server> {
+    chat_completions(port, |body| {
+        let text = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|m| m.last())
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let amount: u64 = text
+            .split_once("amount ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        let level = match amount {
+            0..100_000 => "low",
+            100_000..1_000_000 => "medium",
+            _ => "high",
+        };
+        CannedCompletion {
+            content: level.into(),
+            prompt_tokens: u32::try_from(text.len() / 4 + 20).unwrap_or(u32::MAX),
+            completion_tokens: 1,
+            ignore_max_tokens: false,
+        }
+    })
+    .await
+}
+
 /// An exchange-rate API double: `GET /rate?from=EUR&to=USD` answers
 /// `{"from","to","rate"}` from a small fixed table (the stand-in for the
 /// service `fx-rate` calls in the demo).
@@ -445,7 +478,9 @@ impl Ledger {
 
 /// A payments API double: `POST /refunds` with `{"order","amount","currency"}`
 /// answers `201 {"refund_id": "rf-<order>-<amount>", "status": "issued"}`
-/// (the stand-in for the service `refund` calls in the demo and tests).
+/// (the stand-in for the service `refund` calls in the demo and tests);
+/// `POST /charges` with the same body answers `201 {"charge_id":
+/// "ch-<order>-<amount>", "status": "charged"}` (`payments` calls it).
 ///
 /// It honours `Idempotency-Key` as a payments service should: the first
 /// request under a key applies the effect and its receipt is kept; a repeat
@@ -459,9 +494,11 @@ pub async fn payments(port: u16) -> std::io::Result<Server> {
 /// [`payments`] keeping its effects in `ledger`, which the test reads.
 pub async fn payments_with(port: u16, ledger: Ledger) -> std::io::Result<Server> {
     Server::start(port, move |req| {
-        if req.method != "POST" || req.target != "/refunds" {
-            return Response::text(404, "not found");
-        }
+        let charge = match (req.method.as_str(), req.target.as_str()) {
+            ("POST", "/refunds") => false,
+            ("POST", "/charges") => true,
+            _ => return Response::text(404, "not found"),
+        };
         let body = req.json();
         let (Some(order), Some(amount)) = (body["order"].as_str(), body["amount"].as_u64()) else {
             return Response::text(400, "order and amount are required");
@@ -484,10 +521,11 @@ pub async fn payments_with(port: u16, ledger: Ledger) -> std::io::Result<Server>
                 .push(("idempotent-replayed".into(), "true".into()));
             return r;
         }
-        let receipt = json!({
-            "refund_id": format!("rf-{order}-{amount}"),
-            "status": "issued",
-        });
+        let receipt = if charge {
+            json!({ "charge_id": format!("ch-{order}-{amount}"), "status": "charged" })
+        } else {
+            json!({ "refund_id": format!("rf-{order}-{amount}"), "status": "issued" })
+        };
         state.effects.push(key.clone());
         if let Some(k) = key {
             state.receipts.insert(k, (fingerprint, receipt.clone()));

@@ -101,16 +101,33 @@ fn decide(d: Decide, verb: &str) -> anyhow::Result<ExitCode> {
 /// either when it expires (still waiting) or how it ended.
 fn summary(h: &Value) -> String {
     format!(
-        "{}  {}  {}/{} approvals  {}#{}  by {}  {}",
+        "{}  {}  {}/{} approvals  {}  by {}  {}",
         h["request_id"].as_str().unwrap_or("?"),
         h["state"].as_str().unwrap_or("?"),
         h["approvals_given"],
         h["approvals_needed"],
-        h["capability"].as_str().unwrap_or("?"),
-        h["function"].as_str().unwrap_or("?"),
+        what(h),
         h["requester"].as_str().unwrap_or("?"),
         timing(h),
     )
+}
+
+/// `capability#function` for a held request; `run <id> step <step>
+/// (workflow <name>)` for a workflow's approval step.
+fn what(h: &Value) -> String {
+    match h["run"].as_object() {
+        Some(run) => format!(
+            "run {} step {} (workflow {})",
+            run.get("run_id").and_then(Value::as_str).unwrap_or("?"),
+            run.get("step").and_then(Value::as_str).unwrap_or("?"),
+            run.get("workflow").and_then(Value::as_str).unwrap_or("?"),
+        ),
+        None => format!(
+            "{}#{}",
+            h["capability"].as_str().unwrap_or("?"),
+            h["function"].as_str().unwrap_or("?")
+        ),
+    }
 }
 
 /// "expires in Ns" while the request waits; "ended -> outcome" once it has.
@@ -145,15 +162,25 @@ fn details(h: &Value) -> anyhow::Result<String> {
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
     writeln!(out, "request     {}", text(&h["request_id"]))?;
     writeln!(out, "state       {}  ({})", text(&h["state"]), timing(h))?;
-    writeln!(
-        out,
-        "call        {}#{}  (kind {}, route {}, tenant {})",
-        text(&h["capability"]),
-        text(&h["function"]),
-        text(&h["kind"]),
-        text(&h["route"]),
-        text(&h["tenant"])
-    )?;
+    if h["run"].is_object() {
+        writeln!(
+            out,
+            "step        {}  (tenant {})",
+            what(h),
+            text(&h["tenant"])
+        )?;
+        writeln!(out, "context     {}", h["input"])?;
+    } else {
+        writeln!(
+            out,
+            "call        {}#{}  (kind {}, route {}, tenant {})",
+            text(&h["capability"]),
+            text(&h["function"]),
+            text(&h["kind"]),
+            text(&h["route"]),
+            text(&h["tenant"])
+        )?;
+    }
     writeln!(out, "requester   {}", text(&h["requester"]))?;
     writeln!(
         out,

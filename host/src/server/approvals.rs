@@ -137,6 +137,7 @@ impl Daemon {
             end_reason: None,
             via: Some(call.via.clone()),
             client: call.client.clone(),
+            run: None,
         };
         let why = format!(
             "held for {} approval (rule {}: {}); expires in {}",
@@ -267,6 +268,38 @@ impl Daemon {
             labels(&[("decision", decision.as_str())]),
             1,
         );
+        if held.run.is_some() {
+            // An approval step of a workflow run: nothing runs here; the
+            // run goes on (or compensates) from its journal.
+            let end = if decision == ApprovalDecision::Denied {
+                Some((
+                    HeldState::Denied,
+                    Outcome::ApprovalDenied,
+                    format!("denied by `{}`: {reason}", who.name),
+                ))
+            } else if held.approvals_given() >= held.mode.required() {
+                Some((
+                    HeldState::Executed,
+                    Outcome::Ok,
+                    format!("approved by {} approver(s)", held.approvals_given()),
+                ))
+            } else {
+                None
+            };
+            match end {
+                Some((state, outcome, why)) => {
+                    self.end_step_approval(&mut held, state, outcome, why)
+                        .await
+                        .map_err(ApiError::internal)?;
+                    drop(guard);
+                    if let Some(step) = &held.run {
+                        self.continue_run(&step.run_id);
+                    }
+                }
+                None => self.save_held(&held).await.map_err(ApiError::internal)?,
+            }
+            return Ok(held.view(crate::store::now_ms()));
+        }
         if decision == ApprovalDecision::Denied {
             let why = format!("denied by `{}`: {reason}", who.name);
             self.end(&mut held, HeldState::Denied, Outcome::ApprovalDenied, why)
@@ -337,7 +370,7 @@ impl Daemon {
     /// Ends every pending request past its deadline; at startup, also ends
     /// requests that were running when the daemon stopped (not re-run: they
     /// may have had effects; their audit entries say what happened).
-    pub async fn sweep_approvals(&self, at_startup: bool) {
+    pub async fn sweep_approvals(self: &Arc<Self>, at_startup: bool) {
         let _guard = self.approvals_lock.lock().await;
         let now = crate::store::now_ms();
         let listed = self
@@ -384,6 +417,11 @@ impl Daemon {
         let deployment = self.deployment();
         let mut voided = 0;
         for mut held in pending {
+            if held.run.is_some() {
+                // An approval step is bound to its run's pinned plan, not
+                // to one capability's version.
+                continue;
+            }
             let now_loaded = deployment.capabilities.get(&held.capability);
             if now_loaded.is_some_and(|cap| cap.binding() == held.binding) {
                 continue;
@@ -402,7 +440,7 @@ impl Daemon {
         voided
     }
 
-    async fn expire(&self, held: &mut Held) {
+    async fn expire(self: &Arc<Self>, held: &mut Held) {
         let why = format!(
             "no {} approval within the rule's expiry ({} of {} given)",
             held.mode.as_str(),
@@ -414,6 +452,19 @@ impl Daemon {
             labels(&[("capability", &held.capability)]),
             1,
         );
+        if let Some(step) = held.run.clone() {
+            // Expiry is a denial of the approval step (docs/workflows.md).
+            match self
+                .end_step_approval(held, HeldState::Expired, Outcome::ApprovalExpired, why)
+                .await
+            {
+                Ok(()) => self.continue_run(&step.run_id),
+                Err(e) => {
+                    tracing::error!(request_id = %held.request_id, "expiring an approval step failed: {e}");
+                }
+            }
+            return;
+        }
         self.end(held, HeldState::Expired, Outcome::ApprovalExpired, why)
             .await;
     }

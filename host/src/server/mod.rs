@@ -24,6 +24,7 @@ pub mod mcp;
 pub mod mcp_config;
 mod metrics;
 mod protect;
+mod run_approvals;
 mod state;
 mod submit;
 mod transparency;
@@ -114,6 +115,9 @@ pub struct Daemon {
     runs: Arc<crate::store::SqliteRunStore>,
     /// Runs a task drives (or an operator acts on) now: one at a time each.
     driving: Mutex<std::collections::BTreeSet<String>>,
+    /// Cancels asked for while a task drives the run: applied by that task
+    /// at the next step boundary (lock `driving` first, then this).
+    cancel_requests: Mutex<BTreeMap<String, workflows::CancelRequest>>,
 }
 
 /// Counts a request as active until dropped (graceful shutdown drains them).
@@ -205,6 +209,7 @@ impl Daemon {
             changes: watch::channel(0u64).0,
             runs,
             driving: Mutex::new(std::collections::BTreeSet::new()),
+            cancel_requests: Mutex::new(BTreeMap::new()),
             config,
         }))
     }

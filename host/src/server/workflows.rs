@@ -143,11 +143,13 @@ impl Daemon {
         }
         let run_id = call.request_id.clone().unwrap_or_default();
         let begun = {
+            // The run's steps run for the tenant of the request that started it.
             let exec = Executor::with_capabilities(
                 &self.host,
                 self.runs.as_ref(),
                 &deployment.capabilities,
-            );
+            )
+            .for_tenant(call.tenant.clone());
             exec.begin(
                 &loaded.plan,
                 &loaded.checked,
@@ -197,46 +199,170 @@ impl Daemon {
 
     /// Drives run `run_id` on a task, unless a task drives it already
     /// (`None` then). The task ends with the state the run stopped in.
-    fn drive_run(
+    /// Between drives it settles the run's approval steps with their held
+    /// approvals ([`Daemon::settle_approvals`]), and once it has let go of
+    /// the run it settles once more, so a decision that landed while it
+    /// held the guard is never missed.
+    pub(super) fn drive_run(
         self: &Arc<Self>,
         deployment: Arc<Deployment>,
         loaded: Arc<Loaded>,
         run_id: String,
     ) -> Option<tokio::task::JoinHandle<Option<RunState>>> {
-        {
-            let mut driving = self
-                .driving
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !driving.insert(run_id.clone()) {
-                return None;
-            }
+        if !try_guard(self, &run_id) {
+            return None;
         }
         let this = self.clone();
         Some(tokio::spawn(async move {
-            let exec = Executor::with_capabilities(
-                &this.host,
-                this.runs.as_ref(),
-                &deployment.capabilities,
-            );
-            let result = exec.drive(&loaded.plan, &run_id).await;
-            this.driving
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&run_id);
-            match result {
-                Ok(state) => Some(state),
-                Err(e) => {
-                    tracing::error!(run = run_id, "workflow run stopped: {e}");
-                    None
+            loop {
+                let result = this.drive_settled(&deployment, &loaded, &run_id).await;
+                let last = match result {
+                    Ok(state) => Some(state),
+                    Err(e) => {
+                        release_guard(&this, &run_id);
+                        tracing::error!(run = run_id, "workflow run stopped: {e}");
+                        return None;
+                    }
+                };
+                // An operator's cancel that came while a step executed is
+                // applied here, at the step boundary, before letting go.
+                if let Some(request) = release_or_take_cancel(&this, &run_id) {
+                    match this
+                        .apply_cancel(&deployment, &loaded, &run_id, request)
+                        .await
+                    {
+                        Ok(Some(state)) => {
+                            release_guard(&this, &run_id);
+                            return Some(state);
+                        }
+                        // Refused (past the pivot): the run goes on.
+                        Ok(None) => continue,
+                        Err(e) => {
+                            release_guard(&this, &run_id);
+                            tracing::error!(run = run_id, "cancelling the run: {e}");
+                            return None;
+                        }
+                    }
+                }
+                if last != Some(RunState::Waiting) || !try_guard(&this, &run_id) {
+                    return last;
+                }
+                match this.settle_approvals(&loaded, &run_id).await {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        if let Some(request) = release_or_take_cancel(&this, &run_id) {
+                            let r = this
+                                .apply_cancel(&deployment, &loaded, &run_id, request)
+                                .await;
+                            release_guard(&this, &run_id);
+                            return r.ok().flatten().or(last);
+                        }
+                        return last;
+                    }
+                    Err(e) => {
+                        release_guard(&this, &run_id);
+                        tracing::error!(run = run_id, "settling approval steps: {e}");
+                        return last;
+                    }
                 }
             }
         }))
     }
 
-    /// Resumes every unfinished run that is not waiting for a human
-    /// (`running`, `compensating`), each on a task, under the current
-    /// deployment. A run whose workflow is no longer loaded, or whose plan
+    /// Applies an operator's cancel under the run's guard: refused (audited
+    /// `cancel_refused`, `Ok(None)`) once the pivot is done; otherwise the
+    /// `cancel` entry, the compensations and the end, and the run's
+    /// pending approvals end with it.
+    async fn apply_cancel(
+        &self,
+        deployment: &Deployment,
+        loaded: &Loaded,
+        run_id: &str,
+        request: CancelRequest,
+    ) -> Result<Option<RunState>, String> {
+        let journal = {
+            let store = self.runs.clone();
+            let id = run_id.to_string();
+            tokio::task::spawn_blocking(move || store.journal(&id))
+                .await
+                .map_err(|e| format!("run store task failed: {e}"))?
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no run `{run_id}` in the journal"))?
+        };
+        if journal.run.state.is_final() {
+            return Ok(Some(journal.run.state));
+        }
+        let exec =
+            Executor::with_capabilities(&self.host, self.runs.as_ref(), &deployment.capabilities);
+        if let Some(pivot) = pivot_done(loaded, &journal) {
+            exec.audit_event(
+                &request.by,
+                Outcome::Denied,
+                json!({"run": run_id, "workflow": loaded.plan.name.as_str(),
+                       "event": "cancel_refused", "by": request.by, "reason": request.reason,
+                       "why": format!("the run is past its pivot `{pivot}`")}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            return Ok(None);
+        }
+        exec.audit_event(
+            &request.by,
+            Outcome::Ok,
+            json!({"run": run_id, "workflow": loaded.plan.name.as_str(), "event": "cancel",
+                   "by": request.by, "reason": request.reason}),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let state = exec
+            .cancel(&loaded.plan, run_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Its still-pending approval steps end with it.
+        self.settle_approvals(loaded, run_id).await?;
+        Ok(Some(state))
+    }
+
+    /// Drives the run until it stops, settling its approval steps each
+    /// time it waits; the caller holds the run's guard.
+    async fn drive_settled(
+        &self,
+        deployment: &Deployment,
+        loaded: &Loaded,
+        run_id: &str,
+    ) -> Result<RunState, String> {
+        loop {
+            let cancelled = || {
+                self.cancel_requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains_key(run_id)
+            };
+            let state = {
+                let exec = Executor::with_capabilities(
+                    &self.host,
+                    self.runs.as_ref(),
+                    &deployment.capabilities,
+                )
+                .stopping_when(&cancelled);
+                exec.drive(&loaded.plan, run_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+            };
+            if cancelled() {
+                return Ok(state);
+            }
+            let changed = self.settle_approvals(loaded, run_id).await?;
+            if !changed || state.is_final() {
+                return Ok(state);
+            }
+        }
+    }
+
+    /// Resumes every unfinished run, each on a task, under the current
+    /// deployment: `running` and `compensating` runs are driven on; runs
+    /// waiting for a human stay waiting (their approval steps are settled
+    /// with `state.db`: a decision taken before a crash is applied). A run whose workflow is no longer loaded, or whose plan
     /// changed, is left as it is (logged).
     pub(super) async fn resume_runs(self: &Arc<Self>) {
         let runs = {
@@ -255,7 +381,7 @@ impl Daemon {
             }
         };
         let deployment = self.deployment();
-        for run in runs.into_iter().filter(|r| r.state != RunState::Waiting) {
+        for run in runs {
             match deployment.workflows.get(&run.workflow) {
                 Some(loaded) => {
                     self.drive_run(deployment.clone(), loaded.clone(), run.id.clone());
@@ -303,6 +429,7 @@ fn run_json(run: &RunRecord) -> Value {
         "workflow": run.workflow,
         "state": run.state.as_str(),
         "principal": run.principal,
+        "tenant": run.tenant,
         "plan_hash": run.plan_hash,
         "input_sha256": run.input_hash,
         "pins": run.pins,
@@ -386,6 +513,53 @@ pub(super) async fn show(
     Ok(axum::Json(journal_json(&journal)).into_response())
 }
 
+/// An operator's cancel of a run a task drives, applied at its next step
+/// boundary.
+#[derive(Debug, Clone)]
+pub(super) struct CancelRequest {
+    /// Who cancelled.
+    by: String,
+    /// Why, as given.
+    reason: Option<String>,
+}
+
+/// The pivot of the run's plan, when the journal has it `done`.
+fn pivot_done(loaded: &Loaded, journal: &crate::store::Journal) -> Option<String> {
+    let pivot = loaded.plan.steps.iter().find(|s| s.pivot)?;
+    journal
+        .steps
+        .iter()
+        .any(|r| r.step == pivot.id.as_str() && r.state == crate::store::StepState::Done)
+        .then(|| pivot.id.to_string())
+}
+
+/// Lets go of the run's guard, unless a cancel was asked for meanwhile:
+/// then the guard is kept and the request returned (checked and released
+/// under the `driving` lock, so no request is ever missed).
+fn release_or_take_cancel(d: &Daemon, id: &str) -> Option<CancelRequest> {
+    let mut driving = d
+        .driving
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let request = d
+        .cancel_requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(id);
+    if request.is_none() {
+        driving.remove(id);
+    }
+    request
+}
+
+/// Takes the run's drive guard; `false` when it is taken.
+fn try_guard(d: &Daemon, id: &str) -> bool {
+    d.driving
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id.to_string())
+}
+
 /// Takes the run's drive guard for an operator action: refused (`409`)
 /// while a task drives the run.
 fn take_guard(d: &Daemon, id: &str) -> Result<(), ApiError> {
@@ -412,7 +586,11 @@ fn release_guard(d: &Daemon, id: &str) {
 
 /// `POST /v1/runs/{id}/cancel`: compensates every done step (reverse
 /// completion order), then the run is `cancelled` (`needs_attention` when
-/// a compensation fails). A final run is `409`.
+/// a compensation fails). A final run is `409 run_final`, a run past its
+/// pivot `409 past_pivot`. While a step executes the cancel is accepted
+/// (`202`, `"cancel": "requested"`) and applied by the task driving the
+/// run once the step ends: the step finishes (it is not interrupted), no
+/// later step starts, then the compensations run.
 /// (The handler in `api.rs` authenticates and reads the body.)
 pub(super) async fn cancel(
     d: Arc<Daemon>,
@@ -439,23 +617,88 @@ pub(super) async fn cancel(
             ),
         ));
     };
-    take_guard(&d, &id)?;
+    if let Some(pivot) = pivot_done(&loaded, &journal) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "past_pivot",
+            format!(
+                "run `{id}` is past its pivot `{pivot}`: it is not undone by a cancel (resolve it as an operator)"
+            ),
+        ));
+    }
+    let request = CancelRequest {
+        by: principal.name.clone(),
+        reason,
+    };
+    let took_guard = {
+        let mut driving = d
+            .driving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let took = driving.insert(id.clone());
+        if !took {
+            // A task drives the run (a step executes): it applies the
+            // cancel at the step boundary. The first request is the one
+            // applied (and audited).
+            d.cancel_requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(id.clone())
+                .or_insert_with(|| request.clone());
+        }
+        took
+    };
+    if took_guard {
+        return cancel_now(d, deployment, loaded, id, journal.run.state, request).await;
+    }
+    // Answer with the outcome when that comes soon (a run between two
+    // decisions), else `202`.
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    let mut state = journal.run.state;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        let store = d.runs.clone();
+        let rid = id.clone();
+        if let Ok(Ok(Some(j))) = tokio::task::spawn_blocking(move || store.journal(&rid)).await {
+            state = j.run.state;
+            if state.is_final() {
+                return Ok(
+                    axum::Json(json!({"run_id": id, "state": state.as_str()})).into_response()
+                );
+            }
+        }
+    }
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(json!({"run_id": id, "state": state.as_str(), "cancel": "requested"})),
+    )
+        .into_response())
+}
+
+/// How long a cancel of a run a task drives waits for it to apply before
+/// answering `202`.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Cancels a run nobody drives; the caller has taken its guard, which is
+/// released here.
+async fn cancel_now(
+    d: Arc<Daemon>,
+    deployment: Arc<Deployment>,
+    loaded: Arc<Loaded>,
+    id: String,
+    was: RunState,
+    request: CancelRequest,
+) -> Result<Response, ApiError> {
     let task = tokio::spawn({
         let d = d.clone();
         let id = id.clone();
         async move {
-            let exec =
-                Executor::with_capabilities(&d.host, d.runs.as_ref(), &deployment.capabilities);
-            let by = principal.name.clone();
-            let _ = exec
-                .audit_event(
-                    &by,
-                    Outcome::Ok,
-                    json!({"run": id, "workflow": loaded.plan.name.as_str(), "event": "cancel",
-                           "by": by, "reason": reason}),
-                )
-                .await;
-            let r = exec.cancel(&loaded.plan, &id).await;
+            let r = d.apply_cancel(&deployment, &loaded, &id, request).await;
+            // A cancel asked for meanwhile is this one.
+            d.cancel_requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
             release_guard(&d, &id);
             r
         }
@@ -463,7 +706,8 @@ pub(super) async fn cancel(
     let state = task
         .await
         .map_err(|e| ApiError::internal(format!("cancel task failed: {e}")))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
+    let state = state.unwrap_or(was);
     Ok(axum::Json(json!({"run_id": id, "state": state.as_str()})).into_response())
 }
 

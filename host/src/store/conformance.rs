@@ -75,6 +75,7 @@ fn held(id: &str, admitted: u64, expires: u64) -> Held {
         end_reason: None,
         via: None,
         client: None,
+        run: None,
     }
 }
 

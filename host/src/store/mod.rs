@@ -73,7 +73,7 @@ pub use audit_verify::FullReport;
 pub use database::BUSY_TIMEOUT;
 pub use kv::{KvError, KvStore, Namespace};
 pub use requests::{
-    Binding, Decision, Held, HeldState, IdempotentRecord, PendingSummary, STATE_FILE,
+    Binding, Decision, Held, HeldState, HeldStep, IdempotentRecord, PendingSummary, STATE_FILE,
     StoredResponse,
 };
 pub use requests_sqlite::SqliteRequestStore;

@@ -190,6 +190,23 @@ pub struct Held {
     /// The client program that sent it, when the transport named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The workflow step this approval gates (docs/workflows.md, "Approval
+    /// steps"); absent for a held request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<HeldStep>,
+}
+
+/// The workflow run step an approval gates: deciding on it lets the run go
+/// on (approved) or fails the step (denied, expired).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldStep {
+    /// The run id.
+    pub run_id: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The approval step's id.
+    pub step: String,
 }
 
 impl Held {
@@ -226,6 +243,78 @@ impl Held {
             "ended_at_ms": self.ended_at_ms,
             "outcome": self.outcome,
             "end_reason": self.end_reason,
+            "run": self.run,
         })
+    }
+}
+
+#[cfg(test)]
+mod held_step_tests {
+    use super::*;
+
+    fn held(run: Option<HeldStep>) -> Held {
+        Held {
+            request_id: "r1.gate".into(),
+            state: HeldState::Pending,
+            requester: "alice".into(),
+            kind: "order".into(),
+            tenant: None,
+            capability: String::new(),
+            function: String::new(),
+            input: json!({"input": {"amount": 5}}),
+            route_rule: String::new(),
+            route: None,
+            binding: Binding {
+                component_digest: String::new(),
+                policy_hash: String::new(),
+                hash_only: false,
+                replayable: false,
+            },
+            rule: 0,
+            mode: Mode::Dual,
+            approvers: vec!["group:finance".into()],
+            reason: "workflow `order` step `gate`".into(),
+            admitted_at_ms: 1,
+            expires_at_ms: 2,
+            decisions: vec![],
+            ended_at_ms: None,
+            outcome: None,
+            end_reason: None,
+            via: Some("workflow".into()),
+            client: None,
+            run,
+        }
+    }
+
+    #[test]
+    fn a_held_record_written_before_approval_steps_decodes_without_a_run() {
+        let plain = serde_json::to_value(held(None)).expect("encode");
+        assert!(plain.get("run").is_none(), "no `run` key: {plain}");
+        let back: Held = serde_json::from_value(plain).expect("decode");
+        assert_eq!(back.run, None);
+    }
+
+    #[test]
+    fn an_approval_steps_record_keeps_its_run_and_step_and_the_view_shows_them() {
+        let step = HeldStep {
+            run_id: "r1".into(),
+            workflow: "order".into(),
+            step: "gate".into(),
+        };
+        let h = held(Some(step.clone()));
+        let back: Held =
+            serde_json::from_value(serde_json::to_value(&h).expect("encode")).expect("decode");
+        assert_eq!(back.run, Some(step));
+        let view = h.view(1);
+        assert_eq!(
+            view["run"],
+            json!({"run_id": "r1", "workflow": "order", "step": "gate"})
+        );
+        let mut bad = serde_json::to_value(&h).expect("encode");
+        bad["run"]["extra"] = json!(1);
+        assert!(
+            serde_json::from_value::<Held>(bad).is_err(),
+            "an unknown field in `run` is an error, never ignored"
+        );
     }
 }

@@ -36,8 +36,8 @@
 //! per-attempt `invocation` entries are appended by `Host::invoke` as each
 //! attempt ends: their order among the steps of one wave is completion
 //! order, not plan order. A step's `timeout` is the deadline of each of
-//! its attempts. Not yet: approval steps beyond stopping the run in
-//! `waiting`.
+//! its attempts. An approval step is journaled `waiting` and the run waits;
+//! the embedder (the daemon's approvals machinery) journals its decision.
 
 use super::check::Checked;
 use super::plan::{Action, Call as PlanCall, Compensation, Plan};
@@ -48,7 +48,7 @@ use crate::digest::json_digest;
 use crate::policy::RetryPolicy;
 use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
 use crate::units::now_ms;
-use crate::{Call, Capability, Host, InvocationRecord};
+use crate::{Call, Capability, Host, InvocationRecord, Tenant};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,9 +91,30 @@ pub enum ExecError {
         /// The hash of the plan given.
         given: String,
     },
+    /// The journaled run names a tenant that is not a tenant name.
+    #[error("run `{run}` journals a tenant that does not parse ({detail}): the journal is damaged")]
+    BadTenant {
+        /// The run.
+        run: String,
+        /// Why it does not parse.
+        detail: String,
+    },
     /// The journal could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The run's tenant, as its steps are invoked for it.
+fn run_tenant(run: &RunRecord) -> Result<Option<Tenant>, ExecError> {
+    run.tenant
+        .as_deref()
+        .map(|t| {
+            Tenant::parse(t).map_err(|e| ExecError::BadTenant {
+                run: run.id.clone(),
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
 }
 
 /// Drives runs of plans on a host.
@@ -102,6 +123,12 @@ pub struct Executor<'a> {
     store: &'a dyn RunStore,
     /// The daemon's deployment capabilities; `None`: the host's own.
     caps: Option<&'a BTreeMap<String, Arc<Capability>>>,
+    /// Asked before every decision: `true` makes [`drive`](Self::drive)
+    /// return at that step boundary, leaving the run as journaled (an
+    /// operator's cancel waits for the steps in flight this way).
+    stop: Option<&'a (dyn Fn() -> bool + Send + Sync)>,
+    /// The tenant [`begin`](Self::begin) records for a new run.
+    tenant: Option<Tenant>,
 }
 
 impl<'a> Executor<'a> {
@@ -111,6 +138,8 @@ impl<'a> Executor<'a> {
             host,
             store,
             caps: None,
+            stop: None,
+            tenant: None,
         }
     }
 
@@ -125,7 +154,24 @@ impl<'a> Executor<'a> {
             host,
             store,
             caps: Some(caps),
+            stop: None,
+            tenant: None,
         }
+    }
+
+    /// This executor, but [`begin`](Self::begin) records `tenant` as the
+    /// run's: every step and compensation of the run is invoked for it (its
+    /// KV namespace, its audit entries), whoever drives the run later.
+    pub fn for_tenant(mut self, tenant: Option<Tenant>) -> Executor<'a> {
+        self.tenant = tenant;
+        self
+    }
+
+    /// This executor, but [`drive`](Self::drive) returns at the first step
+    /// boundary where `stop` says so, with the run as journaled.
+    pub fn stopping_when(mut self, stop: &'a (dyn Fn() -> bool + Send + Sync)) -> Executor<'a> {
+        self.stop = Some(stop);
+        self
     }
 
     fn capability(&self, name: &str) -> Option<&Arc<Capability>> {
@@ -222,7 +268,7 @@ impl<'a> Executor<'a> {
             plan_hash: plan.hash().tagged(),
             state: RunState::Running,
             principal: principal.to_string(),
-            tenant: None,
+            tenant: self.tenant.as_ref().map(Tenant::to_string),
             input_hash: json_digest(&input),
             input,
             pins,
@@ -319,8 +365,8 @@ impl<'a> Executor<'a> {
             };
             let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
             let result = self
-                .invoke(call, &scope, &id, &journal.run.principal, 1, None)
-                .await;
+                .invoke(call, &scope, &id, &journal.run, 1, None)
+                .await?;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.state = if result.outcome.as_string() == "ok" {
                 StepState::Compensated
@@ -370,6 +416,9 @@ impl<'a> Executor<'a> {
                 });
             }
             if journal.run.state.is_final() || journal.run.state == RunState::NeedsAttention {
+                return Ok(journal.run.state);
+            }
+            if self.stop.is_some_and(|stop| stop()) {
                 return Ok(journal.run.state);
             }
             let mut records: Vec<Option<StepRecord>> = vec![None; plan.steps.len()];
@@ -448,8 +497,8 @@ impl<'a> Executor<'a> {
                     let mut r = record(i);
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
                     let result = self
-                        .invoke(call, &scope, &id, &journal.run.principal, 1, None)
-                        .await;
+                        .invoke(call, &scope, &id, &journal.run, 1, None)
+                        .await?;
                     r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
                     r.state = if result.outcome.as_string() == "ok" {
                         StepState::Compensated
@@ -463,7 +512,7 @@ impl<'a> Executor<'a> {
                 }
                 Next::Start(ready) => {
                     let ready = ready.into_iter().map(|i| (i, record(i))).collect();
-                    self.run_wave(plan, ready, &scope, run_id, &journal.run.principal)
+                    self.run_wave(plan, ready, &scope, run_id, &journal.run)
                         .await?;
                 }
             }
@@ -484,19 +533,19 @@ impl<'a> Executor<'a> {
         ready: Vec<(usize, StepRecord)>,
         scope: &Scope<'_>,
         run_id: &str,
-        principal: &str,
+        run: &RunRecord,
     ) -> Result<(), ExecError> {
         let mut calls = Vec::new();
         for (i, r) in ready {
             if let Some(prepared) = self
-                .prepare_step(plan, i, r, scope, run_id, principal)
+                .prepare_step(plan, i, r, scope, run_id, run)
                 .await?
             {
                 calls.push(prepared);
             }
         }
         let attempts = calls.into_iter().map(|(i, r, call, retry)| {
-            self.attempt_step(plan, i, r, call, retry, scope, run_id, principal)
+            self.attempt_step(plan, i, r, call, retry, scope, run_id, run)
         });
         for r in join_all(attempts).await {
             let mut r = r?;
@@ -517,8 +566,9 @@ impl<'a> Executor<'a> {
         mut r: StepRecord,
         scope: &Scope<'_>,
         run_id: &str,
-        principal: &str,
+        run: &RunRecord,
     ) -> Result<Option<(usize, StepRecord, &'p PlanCall, RetryPolicy)>, ExecError> {
+        let principal = run.principal.as_str();
         let step = &plan.steps[i];
         match saga::should_run(plan, i, scope) {
             Ok(true) => {}
@@ -595,15 +645,15 @@ impl<'a> Executor<'a> {
         retry: RetryPolicy,
         scope: &Scope<'_>,
         run_id: &str,
-        principal: &str,
+        run: &RunRecord,
     ) -> Result<StepRecord, ExecError> {
         let step = &plan.steps[i];
         let id = format!("{run_id}.{}", step.id);
         let started = std::time::Instant::now();
         loop {
             let result = self
-                .invoke(call, scope, &id, principal, r.attempts, step.timeout)
-                .await;
+                .invoke(call, scope, &id, run, r.attempts, step.timeout)
+                .await?;
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
             if result.outcome.as_string() == "ok" {
@@ -632,27 +682,28 @@ impl<'a> Executor<'a> {
         call: &PlanCall,
         scope: &Scope<'_>,
         request_id: &str,
-        principal: &str,
+        run: &RunRecord,
         attempt: u32,
         timeout: Option<std::time::Duration>,
-    ) -> InvocationRecord {
+    ) -> Result<InvocationRecord, ExecError> {
         let mut c = Call::new(&call.capability, &call.function, call.input.eval(scope));
         c.request_id = Some(request_id.to_string());
-        c.principal = principal.to_string();
+        c.principal = run.principal.clone();
+        c.tenant = run_tenant(run)?;
         c.via = "workflow".into();
         c.attempt = attempt.max(1);
         // Every invocation is followed by the durable journal record of its
         // result, which makes a deferred entry durable with it.
         c.audit_deferred = self.store.shares_audit_commits();
         c.timeout = timeout;
-        match self.caps {
+        Ok(match self.caps {
             Some(caps) => match caps.get(&call.capability) {
                 Some(cap) => self.host.invoke_capability(cap, c).await,
                 // Not in the deployment: the pipeline refuses it (audited).
                 None => self.host.invoke(c).await,
             },
             None => self.host.invoke(c).await,
-        }
+        })
     }
 
     /// Appends a `workflow` event entry (run start, skip, end) through the
