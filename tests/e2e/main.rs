@@ -32,3 +32,7 @@ mod transparency_witness;
 mod types;
 mod workflows;
 mod workflows_daemon;
+mod workflows_metrics;
+mod workflows_pinned;
+mod workflows_replay;
+mod workflows_scale;

@@ -23,11 +23,13 @@ mod idempotency;
 pub mod mcp;
 pub mod mcp_config;
 mod metrics;
+mod pinned;
 mod protect;
 mod state;
 mod submit;
 mod transparency;
 pub mod witness_push;
+mod workflow_metrics;
 mod workflows;
 
 pub use config::{DaemonConfig, Role};
@@ -114,6 +116,10 @@ pub struct Daemon {
     runs: Arc<crate::store::SqliteRunStore>,
     /// Runs a task drives (or an operator acts on) now: one at a time each.
     driving: Mutex<std::collections::BTreeSet<String>>,
+    /// Each unfinished run's cost so far, for the workflow metrics.
+    run_costs: workflow_metrics::RunCosts,
+    /// Pinned versions of capabilities no longer in the deployment.
+    pinned: pinned::PinnedCache,
 }
 
 /// Counts a request as active until dropped (graceful shutdown drains them).
@@ -202,6 +208,8 @@ impl Daemon {
             changes: watch::channel(0u64).0,
             runs,
             driving: Mutex::new(std::collections::BTreeSet::new()),
+            run_costs: workflow_metrics::RunCosts::default(),
+            pinned: pinned::PinnedCache::default(),
             config,
         }))
     }

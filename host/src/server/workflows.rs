@@ -214,12 +214,27 @@ impl Daemon {
         }
         let this = self.clone();
         Some(tokio::spawn(async move {
-            let exec = Executor::with_capabilities(
-                &this.host,
-                this.runs.as_ref(),
-                &deployment.capabilities,
-            );
+            // The versions the run pinned, whatever the deployment holds now.
+            let caps = this
+                .pinned_capabilities(&deployment, &loaded.plan, &run_id)
+                .await;
+            let caps = match caps {
+                Ok(c) => c,
+                Err(e) => {
+                    this.driving
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&run_id);
+                    tracing::error!(run = run_id, "workflow run left as it is: {e}");
+                    return None;
+                }
+            };
+            let exec = Executor::with_capabilities(&this.host, this.runs.as_ref(), &caps)
+                .observed_by(this.as_ref());
             let result = exec.drive(&loaded.plan, &run_id).await;
+            if let Ok(state) = &result {
+                this.run_stopped(&loaded.plan, &run_id, *state).await;
+            }
             this.driving
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -444,8 +459,15 @@ pub(super) async fn cancel(
         let d = d.clone();
         let id = id.clone();
         async move {
-            let exec =
-                Executor::with_capabilities(&d.host, d.runs.as_ref(), &deployment.capabilities);
+            let caps = match d.pinned_capabilities(&deployment, &loaded.plan, &id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    release_guard(&d, &id);
+                    return Err(format!("run `{id}` cannot be cancelled: {e}"));
+                }
+            };
+            let exec = Executor::with_capabilities(&d.host, d.runs.as_ref(), &caps)
+                .observed_by(d.as_ref());
             let by = principal.name.clone();
             let _ = exec
                 .audit_event(
@@ -455,7 +477,13 @@ pub(super) async fn cancel(
                            "by": by, "reason": reason}),
                 )
                 .await;
-            let r = exec.cancel(&loaded.plan, &id).await;
+            let r = exec
+                .cancel(&loaded.plan, &id)
+                .await
+                .map_err(|e| e.to_string());
+            if let Ok(state) = &r {
+                d.run_stopped(&loaded.plan, &id, *state).await;
+            }
             release_guard(&d, &id);
             r
         }
@@ -463,7 +491,7 @@ pub(super) async fn cancel(
     let state = task
         .await
         .map_err(|e| ApiError::internal(format!("cancel task failed: {e}")))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
     Ok(axum::Json(json!({"run_id": id, "state": state.as_str()})).into_response())
 }
 

@@ -82,6 +82,25 @@ pub struct Executor<'a> {
     store: &'a dyn RunStore,
     /// The daemon's deployment capabilities; `None`: the host's own.
     caps: Option<&'a BTreeMap<String, Arc<Capability>>>,
+    /// Told of every step attempt and compensation (metrics).
+    observer: Option<&'a dyn StepObserver>,
+}
+
+/// Told of every invocation a run makes (a step attempt or a compensation),
+/// after it ended: the daemon's decision-level metrics. It must never
+/// change what the run does.
+pub trait StepObserver: Send + Sync {
+    /// Run `run` of `workflow` invoked `step` (`<id>` for an attempt,
+    /// `<id>.compensate` for a compensation); `elapsed` is the attempt's
+    /// wall time as the executor saw it.
+    fn invoked(
+        &self,
+        workflow: &str,
+        run: &str,
+        step: &str,
+        record: &InvocationRecord,
+        elapsed: std::time::Duration,
+    );
 }
 
 impl<'a> Executor<'a> {
@@ -91,6 +110,7 @@ impl<'a> Executor<'a> {
             host,
             store,
             caps: None,
+            observer: None,
         }
     }
 
@@ -105,6 +125,19 @@ impl<'a> Executor<'a> {
             host,
             store,
             caps: Some(caps),
+            observer: None,
+        }
+    }
+
+    /// This executor, telling `observer` of every invocation it makes.
+    pub fn observed_by(mut self, observer: &'a dyn StepObserver) -> Executor<'a> {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, plan: &Plan, run: &str, step: &str, r: &InvocationRecord, t: std::time::Instant) {
+        if let Some(o) = self.observer {
+            o.invoked(plan.name.as_str(), run, step, r, t.elapsed());
         }
     }
 
@@ -279,9 +312,11 @@ impl<'a> Executor<'a> {
                 continue;
             };
             let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
+            let t = std::time::Instant::now();
             let result = self
                 .invoke(call, &scope, &id, &journal.run.principal, 1)
                 .await;
+            self.observe(plan, run_id, &format!("{}.compensate", plan.steps[i].id), &result, t);
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.state = if result.outcome.as_string() == "ok" {
                 StepState::Compensated
@@ -406,9 +441,12 @@ impl<'a> Executor<'a> {
                     };
                     let mut r = record(i);
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
+                    let t = std::time::Instant::now();
                     let result = self
                         .invoke(call, &scope, &id, &journal.run.principal, 1)
                         .await;
+                    let label = format!("{}.compensate", plan.steps[i].id);
+                    self.observe(plan, run_id, &label, &result, t);
                     r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
                     r.state = if result.outcome.as_string() == "ok" {
                         StepState::Compensated
@@ -496,7 +534,9 @@ impl<'a> Executor<'a> {
             r.state = StepState::Running;
             r.updated_ms = now_ms();
             self.store.record_step(run_id, &r, None).await?;
+            let t = std::time::Instant::now();
             let result = self.invoke(call, scope, &id, principal, r.attempts).await;
+            self.observe(plan, run_id, step.id.as_str(), &result, t);
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
             if result.outcome.as_string() == "ok" {
