@@ -64,7 +64,10 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 fn start(d: &Daemon, kind: &str, who: &str) -> String {
     let r = d.submit(json!({"kind": kind, "input": {"who": who}}));
     assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["run"]["run_id"].as_str().expect("run id").to_string()
+    r.json()["run"]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string()
 }
 
 #[test]
@@ -99,19 +102,55 @@ fn metrics_count_runs_by_end_state_escalations_cost_and_step_latency_with_plan_l
 
     // The counters are added right after the journal says the run stopped.
     let expected = [
-        ("warden_workflow_runs_total{workflow=\"greeting\",state=\"completed\"}", 1.0),
-        ("warden_workflow_runs_total{workflow=\"greeting\",state=\"cancelled\"}", 1.0),
-        ("warden_workflow_runs_total{workflow=\"undo\",state=\"compensated\"}", 1.0),
-        ("warden_workflow_runs_total{workflow=\"charge\",state=\"needs_attention\"}", 1.0),
-        ("warden_workflow_runs_escalated_total{workflow=\"greeting\"}", 1.0),
-        ("warden_workflow_runs_needs_attention{workflow=\"charge\"}", 1.0),
-        ("warden_workflow_run_seconds_count{workflow=\"greeting\",state=\"completed\"}", 1.0),
-        ("warden_workflow_run_model_tokens_total{workflow=\"greeting\"}", 0.0),
+        (
+            "warden_workflow_runs_total{workflow=\"greeting\",state=\"completed\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_runs_total{workflow=\"greeting\",state=\"cancelled\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_runs_total{workflow=\"undo\",state=\"compensated\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_runs_total{workflow=\"charge\",state=\"needs_attention\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_runs_escalated_total{workflow=\"greeting\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_runs_needs_attention{workflow=\"charge\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_run_seconds_count{workflow=\"greeting\",state=\"completed\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_run_model_tokens_total{workflow=\"greeting\"}",
+            0.0,
+        ),
         // Two runs said hello; the cancel and the rollback each ran one compensation.
-        ("warden_workflow_step_seconds_count{workflow=\"greeting\",step=\"hello\"}", 2.0),
-        ("warden_workflow_step_seconds_count{workflow=\"greeting\",step=\"bye\"}", 1.0),
-        ("warden_workflow_step_seconds_count{workflow=\"greeting\",step=\"hello.compensate\"}", 1.0),
-        ("warden_workflow_step_seconds_count{workflow=\"undo\",step=\"hello.compensate\"}", 1.0),
+        (
+            "warden_workflow_step_seconds_count{workflow=\"greeting\",step=\"hello\"}",
+            2.0,
+        ),
+        (
+            "warden_workflow_step_seconds_count{workflow=\"greeting\",step=\"bye\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_step_seconds_count{workflow=\"greeting\",step=\"hello.compensate\"}",
+            1.0,
+        ),
+        (
+            "warden_workflow_step_seconds_count{workflow=\"undo\",step=\"hello.compensate\"}",
+            1.0,
+        ),
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     let m = loop {
@@ -130,20 +169,29 @@ fn metrics_count_runs_by_end_state_escalations_cost_and_step_latency_with_plan_l
     // Only completed runs count cost; fuel metering is on for the echo guest.
     let fuel = sample(&m, "warden_workflow_run_fuel_total{workflow=\"greeting\"}");
     assert!(fuel.is_some_and(|f| f > 0.0), "{m}");
-    assert_eq!(sample(&m, "warden_workflow_run_fuel_total{workflow=\"undo\"}"), None);
+    assert_eq!(
+        sample(&m, "warden_workflow_run_fuel_total{workflow=\"undo\"}"),
+        None
+    );
     assert!(
         sample(&m, "warden_workflow_oldest_needs_attention_age_seconds").is_some_and(|a| a >= 0.0),
         "{m}"
     );
     // Failed attempts of the step after the pivot are timed too.
     assert!(
-        sample(&m, "warden_workflow_step_seconds_count{workflow=\"charge\",step=\"record\"}")
-            .is_some_and(|n| n >= 1.0),
+        sample(
+            &m,
+            "warden_workflow_step_seconds_count{workflow=\"charge\",step=\"record\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
         "{m}"
     );
     // Labels come from the plans only: no run id, no input.
     for id in [&done, &held, &undone, &stuck] {
         assert!(!m.contains(id.as_str()), "run id {id} in metrics");
     }
-    assert!(!m.contains("ann") && !m.contains("boss"), "input in metrics");
+    assert!(
+        !m.contains("ann") && !m.contains("boss"),
+        "input in metrics"
+    );
 }

@@ -39,7 +39,10 @@ fn record_attempts(d: &Daemon, id: &str) -> Vec<(String, Value)> {
         .filter(|e| e["entry"]["request_id"] == format!("{id}.record").as_str())
         .map(|e| {
             (
-                e["entry"]["outcome"].as_str().unwrap_or_default().to_string(),
+                e["entry"]["outcome"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 e["entry"]["policy_hash"].clone(),
             )
         })
@@ -49,7 +52,10 @@ fn record_attempts(d: &Daemon, id: &str) -> Vec<(String, Value)> {
 fn resume_and_wait(d: &Daemon, id: &str, attempts_before: usize) -> Vec<(String, Value)> {
     let r = d
         .client(APPROVE)
-        .post_json(&format!("/v1/runs/{id}/resume"), &json!({"reason": "try again"}))
+        .post_json(
+            &format!("/v1/runs/{id}/resume"),
+            &json!({"reason": "try again"}),
+        )
         .expect("resume");
     assert_eq!(r.status, 200, "{}", r.text());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -59,7 +65,10 @@ fn resume_and_wait(d: &Daemon, id: &str, attempts_before: usize) -> Vec<(String,
         if attempts.len() > attempts_before && run["state"] != "running" {
             return attempts;
         }
-        assert!(Instant::now() < deadline, "the resumed step never ran: {run}");
+        assert!(
+            Instant::now() < deadline,
+            "the resumed step never ran: {run}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -92,8 +101,11 @@ fn a_run_finishes_on_its_pinned_policy_after_a_reload_and_a_restart_while_new_ru
     // The operator raises the budget: a reload changes `tight`'s policy.
     let mut relaxed = cap("tight", "echo");
     relaxed.extra = "[budget]\nfuel = 100_000_000\n";
-    std::fs::write(dir.join("policies").join("tight.toml"), policy_toml(&relaxed))
-        .expect("policy");
+    std::fs::write(
+        dir.join("policies").join("tight.toml"),
+        policy_toml(&relaxed),
+    )
+    .expect("policy");
     let r = d
         .client(ADMIN)
         .post_json("/v1/admin/reload", &json!({}))
@@ -128,7 +140,10 @@ fn a_run_finishes_on_its_pinned_policy_after_a_reload_and_a_restart_while_new_ru
     assert!(after_restart.len() > after_reload.len());
     for (outcome, policy) in &after_restart {
         assert!(outcome.starts_with("budget_exhausted"), "{after_restart:?}");
-        assert_eq!(*policy, old_policy, "the pinned policy, from the artifact store");
+        assert_eq!(
+            *policy, old_policy,
+            "the pinned policy, from the artifact store"
+        );
     }
     assert_eq!(run_of(&d, &old, AUDIT)["state"], "needs_attention");
     // New runs still use the deployment's version.

@@ -12,7 +12,10 @@ use serde_json::json;
 fn start(d: &Daemon, kind: &str, who: &str) -> String {
     let r = d.submit(json!({"kind": kind, "input": {"who": who}}));
     assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["run"]["run_id"].as_str().expect("run id").to_string()
+    r.json()["run"]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string()
 }
 
 #[test]
@@ -40,7 +43,14 @@ fn a_completed_and_a_compensated_run_replay_and_tampered_journals_or_plans_are_r
     let workflows = workflows.to_str().expect("utf8");
     let replay = |id: &str| {
         warden(&[
-            "audit", "replay", "--run", id, "--data-dir", data, "--workflows", workflows,
+            "audit",
+            "replay",
+            "--run",
+            id,
+            "--data-dir",
+            data,
+            "--workflows",
+            workflows,
         ])
     };
 
@@ -60,7 +70,10 @@ fn a_completed_and_a_compensated_run_replay_and_tampered_journals_or_plans_are_r
     assert!(out.contains("step hello: compensated"), "{out}");
     assert!(out.contains("step boom: failed"), "{out}");
     assert!(out.contains(&format!("{undone}.hello.compensate")), "{out}");
-    assert!(out.contains("step hello: compensated as the plan says"), "{out}");
+    assert!(
+        out.contains("step hello: compensated as the plan says"),
+        "{out}"
+    );
     assert!(out.contains("control flow: matches"), "{out}");
 
     let db = rusqlite::Connection::open(dir.join("data").join("runs.db")).expect("runs.db");
@@ -87,7 +100,9 @@ fn a_completed_and_a_compensated_run_replay_and_tampered_journals_or_plans_are_r
     let (code, out, _) = replay(&undone);
     assert_eq!(code, 3, "{out}");
     assert!(
-        out.contains("control flow: MISMATCH: step hello: the journal says skipped but its `when` is true"),
+        out.contains(
+            "control flow: MISMATCH: step hello: the journal says skipped but its `when` is true"
+        ),
         "{out}"
     );
     // A plan that is not the one the run pinned.
@@ -96,7 +111,10 @@ fn a_completed_and_a_compensated_run_replay_and_tampered_journals_or_plans_are_r
     std::fs::write(&plan, text.replace("and bye", "and goodbye")).expect("plan");
     let (code, out, _) = replay(&done);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("plan: MISMATCH: no plan of workflow `greeting` with the pinned hash"), "{out}");
+    assert!(
+        out.contains("plan: MISMATCH: no plan of workflow `greeting` with the pinned hash"),
+        "{out}"
+    );
     // An unknown run is an error of its own.
     let (code, _, err) = replay("no-such-run");
     assert_eq!(code, 2, "{err}");

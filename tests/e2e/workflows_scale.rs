@@ -111,7 +111,10 @@ fn a_thousand_concurrent_runs_all_complete_with_their_journal_and_chain_intact()
             .expect("count")
     };
     assert_eq!(count("SELECT COUNT(*) FROM runs"), runs);
-    assert_eq!(count("SELECT COUNT(*) FROM runs WHERE state = 'completed'"), runs);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM runs WHERE state = 'completed'"),
+        runs
+    );
     assert_eq!(
         count("SELECT COUNT(*) FROM run_steps WHERE state = 'done'"),
         2 * runs
@@ -131,6 +134,11 @@ fn a_thousand_concurrent_runs_all_complete_with_their_journal_and_chain_intact()
         runs
     );
     let data = dir.join("data");
-    let (code, out, err) = warden(&["audit", "verify", "--data-dir", data.to_str().expect("utf8")]);
+    let (code, out, err) = warden(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
 }

@@ -543,9 +543,17 @@ mod tests {
     fn workflow_run_durations_have_buckets_of_hours_and_step_latencies_of_milliseconds() {
         let m = Metrics::default();
         let run = labels(&[("workflow", "order"), ("state", "completed")]);
-        m.observe("warden_workflow_run_seconds", run, Duration::from_secs(7200));
+        m.observe(
+            "warden_workflow_run_seconds",
+            run,
+            Duration::from_secs(7200),
+        );
         let step = labels(&[("workflow", "order"), ("step", "charge")]);
-        m.observe("warden_workflow_step_seconds", step, Duration::from_millis(3));
+        m.observe(
+            "warden_workflow_step_seconds",
+            step,
+            Duration::from_millis(3),
+        );
         let s = rendered(&m, Scrape::default());
         for line in [
             "warden_workflow_run_seconds_bucket{workflow=\"order\",state=\"completed\",le=\"3600\"} 0",

@@ -167,9 +167,7 @@ impl Daemon {
             if let Some(other) = caps.get(&name)
                 && (other.digest != cap.digest || other.policy_hash != cap.policy_hash)
             {
-                return Err(format!(
-                    "run `{run_id}` pinned two versions of `{name}`"
-                ));
+                return Err(format!("run `{run_id}` pinned two versions of `{name}`"));
             }
             caps.insert(name, cap);
         }

@@ -49,9 +49,16 @@ fn model_tokens(record: &InvocationRecord) -> u64 {
         .iter()
         .filter(|c| c.interface == "warden:host/model")
         .filter_map(|c| {
-            let t = c.status.split_whitespace().find_map(|w| w.strip_prefix("tokens="))?;
+            let t = c
+                .status
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("tokens="))?;
             let (i, o) = t.split_once('+')?;
-            Some(i.parse::<u64>().ok()?.saturating_add(o.parse::<u64>().ok()?))
+            Some(
+                i.parse::<u64>()
+                    .ok()?
+                    .saturating_add(o.parse::<u64>().ok()?),
+            )
         })
         .fold(0u64, u64::saturating_add)
 }
@@ -142,9 +149,10 @@ impl Daemon {
     /// the age in seconds of the one stopped longest (read on the blocking pool).
     pub(super) async fn needs_attention(&self) -> (Vec<(String, i64)>, f64) {
         let store = self.runs.clone();
-        let runs =
-            tokio::task::spawn_blocking(move || store.runs(Some(RunState::NeedsAttention), usize::MAX))
-                .await;
+        let runs = tokio::task::spawn_blocking(move || {
+            store.runs(Some(RunState::NeedsAttention), usize::MAX)
+        })
+        .await;
         let Ok(Ok(runs)) = runs else {
             tracing::warn!("metrics: runs.db could not be read");
             return (Vec::new(), 0.0);

@@ -135,7 +135,14 @@ impl<'a> Executor<'a> {
         self
     }
 
-    fn observe(&self, plan: &Plan, run: &str, step: &str, r: &InvocationRecord, t: std::time::Instant) {
+    fn observe(
+        &self,
+        plan: &Plan,
+        run: &str,
+        step: &str,
+        r: &InvocationRecord,
+        t: std::time::Instant,
+    ) {
         if let Some(o) = self.observer {
             o.invoked(plan.name.as_str(), run, step, r, t.elapsed());
         }
@@ -316,7 +323,13 @@ impl<'a> Executor<'a> {
             let result = self
                 .invoke(call, &scope, &id, &journal.run.principal, 1)
                 .await;
-            self.observe(plan, run_id, &format!("{}.compensate", plan.steps[i].id), &result, t);
+            self.observe(
+                plan,
+                run_id,
+                &format!("{}.compensate", plan.steps[i].id),
+                &result,
+                t,
+            );
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.state = if result.outcome.as_string() == "ok" {
                 StepState::Compensated
