@@ -13,6 +13,7 @@
 use super::Daemon;
 use super::metrics::labels;
 use crate::InvocationRecord;
+use crate::audit::HostCall;
 use crate::store::{RunState, RunStore, StepState};
 use crate::workflow::Plan;
 use crate::workflow::executor::StepObserver;
@@ -43,9 +44,8 @@ impl RunCosts {
 
 /// Model tokens (input + output) an invocation's model calls reported, from
 /// their host-call summaries (`ok tokens=<in>+<out>`).
-fn model_tokens(record: &InvocationRecord) -> u64 {
-    record
-        .host_calls
+fn model_tokens(calls: &[HostCall]) -> u64 {
+    calls
         .iter()
         .filter(|c| c.interface == "warden:host/model")
         .filter_map(|c| {
@@ -77,7 +77,7 @@ impl StepObserver for Daemon {
             labels(&[("workflow", workflow), ("step", step)]),
             elapsed,
         );
-        let tokens = model_tokens(record);
+        let tokens = model_tokens(&record.host_calls);
         self.run_costs.with(|costs| {
             let c = costs.entry(run.to_string()).or_default();
             c.fuel = c.fuel.saturating_add(record.usage.fuel);
@@ -166,5 +166,39 @@ impl Daemon {
         let oldest = runs.iter().map(|r| r.updated_ms).min();
         let age = oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
         (per.into_iter().collect(), age)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(interface: &str, status: &str) -> HostCall {
+        HostCall {
+            interface: interface.into(),
+            target: "m".into(),
+            bytes_in: 0,
+            bytes_out: 0,
+            status: status.into(),
+            request_sha256: None,
+            response_sha256: None,
+        }
+    }
+
+    #[test]
+    fn model_tokens_are_summed_from_model_call_summaries_only_and_saturate() {
+        let calls = [
+            call("warden:host/model", "ok tokens=12+30"),
+            call("warden:host/model", "budget_exhausted tokens=5+7"),
+            call("warden:host/model", "unavailable"),
+            call("warden:host/model", "ok tokens=x+3"),
+            call("wasi:http/outgoing-handler", "200 tokens=1000+1000"),
+        ];
+        assert_eq!(model_tokens(&calls), 54);
+        let huge = [
+            call("warden:host/model", &format!("ok tokens={}+1", u64::MAX)),
+            call("warden:host/model", "ok tokens=1+1"),
+        ];
+        assert_eq!(model_tokens(&huge), u64::MAX);
     }
 }
