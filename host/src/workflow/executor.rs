@@ -16,7 +16,9 @@
 //! `[retry]`), each attempt journaled and audited. The run's own events
 //! (start with plan hash, pins and input hash; skipped steps with their
 //! predicate; end with the final state) are `workflow` audit entries
-//! appended through the host's `Recorder`. Not yet: concurrent steps (they
+//! appended through the host's `Recorder`. An optional [`StepObserver`]
+//! (the daemon's metrics) is told of every invocation after it ended; it
+//! never changes what the run does. Not yet: concurrent steps (they
 //! run one at a time, in plan order), per-step timeouts, approval steps
 //! beyond stopping the run in `waiting`.
 
