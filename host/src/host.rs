@@ -319,12 +319,52 @@ impl Host {
     pub fn prepare_with(
         &self,
         trust: Option<&TrustStore>,
-        mut policy: Policy,
+        policy: Policy,
         bytes: &[u8],
         origin: &str,
     ) -> Result<Capability, LoadError> {
-        let name = policy.capability.name.clone();
         let (digest, signer, key_id) = self.check_signature(trust, &policy, bytes, origin)?;
+        self.prepare_checked(policy, bytes, origin, digest, signer, key_id)
+    }
+
+    /// Compiles and links a capability a workflow run pinned, from the
+    /// artifact store: `bytes` (signature sections stripped) must hash to
+    /// `digest`, the digest the component had when it was loaded — and its
+    /// signature verified — before the run started. The signature is not
+    /// checked again (the artifact has none); nothing else is skipped.
+    pub fn prepare_pinned(
+        &self,
+        policy: Policy,
+        bytes: &[u8],
+        digest: &crate::digest::Hash256,
+    ) -> Result<Capability, LoadError> {
+        let origin = format!("artifact {digest}");
+        let actual = signing::digest(bytes).map_err(|e| LoadError::Compile {
+            path: origin.clone(),
+            message: e.to_string(),
+        })?;
+        if actual != *digest {
+            return Err(LoadError::Signature {
+                capability: policy.capability.name.clone(),
+                refusal: Refusal::DigestMismatch {
+                    pinned: digest.tagged(),
+                    actual: actual.tagged(),
+                },
+            });
+        }
+        self.prepare_checked(policy, bytes, &origin, digest.tagged(), None, None)
+    }
+
+    fn prepare_checked(
+        &self,
+        mut policy: Policy,
+        bytes: &[u8],
+        origin: &str,
+        digest: String,
+        signer: Option<String>,
+        key_id: Option<String>,
+    ) -> Result<Capability, LoadError> {
+        let name = policy.capability.name.clone();
         check_limits(&self.sandbox, &policy)?;
         let (component, compiled) = self.compile(&name, &digest, bytes, origin)?;
         let shape = Shape::of(self.sandbox.engine(), &component);

@@ -40,3 +40,7 @@ mod workflows_crash;
 mod workflows_daemon;
 mod workflows_parallel;
 mod workflows_timeout;
+mod workflows_metrics;
+mod workflows_pinned;
+mod workflows_replay;
+mod workflows_scale;

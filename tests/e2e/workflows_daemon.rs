@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Writes `plan` as `workflows/<name>.toml` and routes kind `name` to it.
-fn add_workflow(dir: &Path, name: &str, plan: &str) {
+pub(crate) fn add_workflow(dir: &Path, name: &str, plan: &str) {
     std::fs::create_dir_all(dir.join("workflows")).expect("mkdir");
     std::fs::write(dir.join("workflows").join(format!("{name}.toml")), plan).expect("plan");
     let mut routes = std::fs::read_to_string(dir.join("routes.toml")).expect("routes");
@@ -20,7 +20,7 @@ fn add_workflow(dir: &Path, name: &str, plan: &str) {
     std::fs::write(dir.join("routes.toml"), routes).expect("routes");
 }
 
-const TWO_ECHOES: &str = r#"
+pub(crate) const TWO_ECHOES: &str = r#"
 [input]
 type = "object"
 required = ["who"]
@@ -47,13 +47,13 @@ input = { message = "${steps.hello.output} and bye" }
 compensate = "none"
 "#;
 
-fn run_of(d: &Daemon, id: &str, token: &str) -> Value {
+pub(crate) fn run_of(d: &Daemon, id: &str, token: &str) -> Value {
     let r = d.client(token).get(&format!("/v1/runs/{id}")).expect("run");
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
 
-fn wait_state(d: &Daemon, id: &str, states: &[&str]) -> Value {
+pub(crate) fn wait_state(d: &Daemon, id: &str, states: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let run = run_of(d, id, AUDIT);

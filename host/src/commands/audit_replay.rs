@@ -30,6 +30,19 @@ pub struct ReplayArgs {
     /// Every entry of this request id.
     #[arg(long)]
     request: Option<String>,
+    /// Every entry of this workflow run (found through its journal in
+    /// the audit database, or an embedder's `<data-dir>/runs.db`), then
+    /// the run's control flow checked against
+    /// the plan it pinned.
+    #[arg(long, conflicts_with_all = ["seq", "from", "request", "bundle"])]
+    run: Option<String>,
+    /// With `--run`: the plan file the run started with (default: the plan
+    /// of the run's workflow in `--workflows` whose hash the run pinned).
+    #[arg(long, requires = "run")]
+    plan: Option<std::path::PathBuf>,
+    /// With `--run`: the directory of plan files to look in.
+    #[arg(long, requires = "run", default_value = "workflows")]
+    workflows: std::path::PathBuf,
     /// Replay the entries of an evidence bundle (`warden audit bundle`)
     /// instead of a data directory; the bundle is verified first (hashes
     /// and links; its checkpoint signature with `warden audit verify
@@ -56,12 +69,25 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &a.bundle {
         return replay_bundle(path, engine);
     }
+    if let Some(run) = &a.run {
+        let source = super::audit_replay_run::PlanSource {
+            plan: a.plan.clone(),
+            workflows: a.workflows.clone(),
+        };
+        return super::audit_replay_run::run(
+            run,
+            &a.db.data_dir(),
+            &a.db.db_path(),
+            &source,
+            engine,
+        );
+    }
     let (from, to) = match (a.seq, a.from, &a.request) {
         (Some(seq), _, _) => (seq, seq),
         (None, Some(from), _) => (from, a.to.unwrap_or(u64::MAX)),
         (None, None, Some(_)) => (1, u64::MAX),
         (None, None, None) => {
-            bail!("say which entries: <seq>, --from A [--to B], or --request <id>")
+            bail!("say which entries: <seq>, --from A [--to B], --request <id> or --run <id>")
         }
     };
     let db = a.db.db_path();

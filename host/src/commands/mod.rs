@@ -10,6 +10,7 @@ pub mod audit_artifact;
 pub mod audit_bundle;
 pub mod audit_prove;
 pub mod audit_replay;
+pub mod audit_replay_run;
 pub mod audit_witness;
 pub mod audit_witness_monitor;
 pub mod client;

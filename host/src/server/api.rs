@@ -618,7 +618,10 @@ async fn metrics(State(d): Shared, headers: HeaderMap) -> Result<Response, ApiEr
     let age = oldest.map_or(0.0, |t| {
         crate::store::now_ms().saturating_sub(t) as f64 / 1000.0
     });
+    let (needs_attention, oldest_needs_attention_age_seconds) = d.needs_attention().await;
     let scrape = Scrape {
+        needs_attention,
+        oldest_needs_attention_age_seconds,
         breakers: caps
             .iter()
             .map(|(name, p)| (name.clone(), i64::from(p.state().gauge())))

@@ -29,8 +29,14 @@ use std::time::Duration;
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Histogram bucket upper bounds, in seconds.
-const BUCKETS: [f64; 12] = [
+const BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Bucket upper bounds for whole workflow runs, in seconds: a run that
+/// waits for a human takes hours.
+const RUN_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0,
 ];
 
 /// Counters the request path adds to: name as scraped, help.
@@ -79,17 +85,45 @@ const COUNTERS: &[(&str, &str)] = &[
         "warden_requests_shed_total",
         "Requests shed while the daemon was overloaded",
     ),
+    (
+        "warden_workflow_runs_total",
+        "Workflow runs that ended (completed, compensated, cancelled) or stopped in needs_attention, by workflow and state",
+    ),
+    (
+        "warden_workflow_runs_escalated_total",
+        "Ended workflow runs that waited for a human (an approval step that was not skipped)",
+    ),
+    (
+        "warden_workflow_run_fuel_total",
+        "Fuel of completed workflow runs (every attempt and compensation of the run), by workflow",
+    ),
+    (
+        "warden_workflow_run_model_tokens_total",
+        "Model tokens (input + output) of completed workflow runs, by workflow",
+    ),
 ];
 
-/// Histograms the request path observes into: name, help.
-const HISTOGRAMS: &[(&str, &str)] = &[
+/// Histograms the request path observes into: name, help, buckets.
+const HISTOGRAMS: &[(&str, &str, &[f64])] = &[
     (
         "warden_stage_seconds",
         "Time per request stage: route, queue, execute, audit_commit",
+        BUCKETS,
     ),
     (
         "warden_approval_latency_seconds",
         "From holding a request to its end (executed, denied, expired)",
+        BUCKETS,
+    ),
+    (
+        "warden_workflow_step_seconds",
+        "Wall time of each workflow step attempt (and compensation), by workflow and step",
+        BUCKETS,
+    ),
+    (
+        "warden_workflow_run_seconds",
+        "Wall time of a workflow run from its start to its end, by workflow and state",
+        RUN_BUCKETS,
     ),
 ];
 
@@ -136,8 +170,12 @@ impl Default for Metrics {
             counters.insert(*name, family);
         }
         let mut histograms = HashMap::new();
-        for (name, help) in HISTOGRAMS {
-            let family: HistogramFamily = Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        for (name, help, buckets) in HISTOGRAMS {
+            let family: HistogramFamily = if std::ptr::eq(*buckets, RUN_BUCKETS) {
+                Family::new_with_constructor(|| Histogram::new(RUN_BUCKETS.iter().copied()))
+            } else {
+                Family::new_with_constructor(|| Histogram::new(BUCKETS.iter().copied()))
+            };
             registry.register(*name, *help, family.clone());
             histograms.insert(*name, family);
         }
@@ -198,6 +236,11 @@ pub struct Scrape {
     pub oldest_pending_approval_age_seconds: f64,
     /// The audit log's group commits, when the daemon has an audit log.
     pub audit_commits: Option<AuditCommits>,
+    /// Per workflow: runs stopped in `needs_attention` now.
+    pub needs_attention: Vec<(String, i64)>,
+    /// Seconds since the longest-waiting run in `needs_attention` stopped
+    /// (0 when none).
+    pub oldest_needs_attention_age_seconds: f64,
 }
 
 /// The audit log's group-commit statistics.
@@ -231,9 +274,20 @@ fn per_capability(
     help: &str,
     values: &[(String, i64)],
 ) -> Result<(), std::fmt::Error> {
+    per_label(encoder, "capability", name, help, values)
+}
+
+/// One gauge per value of label `label`.
+fn per_label(
+    encoder: &mut DescriptorEncoder,
+    label: &str,
+    name: &str,
+    help: &str,
+    values: &[(String, i64)],
+) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (capability, v) in values {
-        let labels = [("capability", capability.as_str())];
+    for (value, v) in values {
+        let labels = [(label, value.as_str())];
         ConstGauge::new(*v).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
@@ -271,6 +325,19 @@ impl Collector for Scrape {
             "warden_oldest_pending_approval_age_seconds",
             "Age of the oldest held request",
             ConstGauge::new(self.oldest_pending_approval_age_seconds),
+        )?;
+        per_label(
+            e,
+            "workflow",
+            "warden_workflow_runs_needs_attention",
+            "Workflow runs stopped in needs_attention now, by workflow",
+            &self.needs_attention,
+        )?;
+        single(
+            e,
+            "warden_workflow_oldest_needs_attention_age_seconds",
+            "Seconds since the longest-waiting run in needs_attention stopped",
+            ConstGauge::new(self.oldest_needs_attention_age_seconds),
         )?;
         if let Some(a) = &self.audit_commits {
             // Bucket `i` holds the commits of at most 2^i entries.
@@ -390,7 +457,7 @@ mod tests {
         for (name, _) in COUNTERS {
             m.add(name, labels(&[]), 1);
         }
-        for (name, _) in HISTOGRAMS {
+        for (name, _, _) in HISTOGRAMS {
             m.observe(name, labels(&[]), Duration::ZERO);
         }
         let s = rendered(
@@ -416,7 +483,8 @@ mod tests {
             assert!(s.contains(&format!("# HELP {name} ")), "{name} in {s}");
             assert!(s.contains(&format!("# TYPE {name} ")), "{name} in {s}");
         }
-        for (name, _) in COUNTERS.iter().chain(HISTOGRAMS) {
+        let histograms = HISTOGRAMS.iter().map(|(name, help, _)| (*name, *help));
+        for (name, _) in COUNTERS.iter().copied().chain(histograms) {
             assert!(s.contains(&format!("# TYPE {name} ")), "{name} in {s}");
         }
     }
@@ -438,6 +506,8 @@ mod tests {
                     entries: 6,
                     wait: Duration::from_millis(1500),
                 }),
+                needs_attention: vec![("order-refund".into(), 2)],
+                oldest_needs_attention_age_seconds: 7.5,
             },
         );
         for line in [
@@ -455,6 +525,9 @@ mod tests {
             "warden_audit_commit_batch_size_count 3",
             "# TYPE warden_audit_commit_wait_seconds_total counter",
             "warden_audit_commit_wait_seconds_total 1.5",
+            "# TYPE warden_workflow_runs_needs_attention gauge",
+            "warden_workflow_runs_needs_attention{workflow=\"order-refund\"} 2",
+            "warden_workflow_oldest_needs_attention_age_seconds 7.5",
         ] {
             assert!(s.lines().any(|l| l == line), "{line:?} missing in {s}");
         }
@@ -464,6 +537,32 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .expect("sum");
         assert_eq!(sum, 6.0);
+    }
+
+    #[test]
+    fn workflow_run_durations_have_buckets_of_hours_and_step_latencies_of_milliseconds() {
+        let m = Metrics::default();
+        let run = labels(&[("workflow", "order"), ("state", "completed")]);
+        m.observe(
+            "warden_workflow_run_seconds",
+            run,
+            Duration::from_secs(7200),
+        );
+        let step = labels(&[("workflow", "order"), ("step", "charge")]);
+        m.observe(
+            "warden_workflow_step_seconds",
+            step,
+            Duration::from_millis(3),
+        );
+        let s = rendered(&m, Scrape::default());
+        for line in [
+            "warden_workflow_run_seconds_bucket{workflow=\"order\",state=\"completed\",le=\"3600\"} 0",
+            "warden_workflow_run_seconds_bucket{workflow=\"order\",state=\"completed\",le=\"14400\"} 1",
+            "warden_workflow_step_seconds_bucket{workflow=\"order\",step=\"charge\",le=\"0.001\"} 0",
+            "warden_workflow_step_seconds_bucket{workflow=\"order\",step=\"charge\",le=\"0.005\"} 1",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line:?} missing in {s}");
+        }
     }
 
     #[test]

@@ -23,12 +23,14 @@ mod idempotency;
 pub mod mcp;
 pub mod mcp_config;
 mod metrics;
+mod pinned;
 mod protect;
 mod run_approvals;
 mod state;
 mod submit;
 mod transparency;
 pub mod witness_push;
+mod workflow_metrics;
 mod workflows;
 
 pub use config::{DaemonConfig, Role};
@@ -118,6 +120,10 @@ pub struct Daemon {
     /// Cancels asked for while a task drives the run: applied by that task
     /// at the next step boundary (lock `driving` first, then this).
     cancel_requests: Mutex<BTreeMap<String, workflows::CancelRequest>>,
+    /// Each unfinished run's cost so far, for the workflow metrics.
+    run_costs: workflow_metrics::RunCosts,
+    /// Pinned versions of capabilities no longer in the deployment.
+    pinned: pinned::PinnedCache,
 }
 
 /// Counts a request as active until dropped (graceful shutdown drains them).
@@ -210,6 +216,8 @@ impl Daemon {
             runs,
             driving: Mutex::new(std::collections::BTreeSet::new()),
             cancel_requests: Mutex::new(BTreeMap::new()),
+            run_costs: workflow_metrics::RunCosts::default(),
+            pinned: pinned::PinnedCache::default(),
             config,
         }))
     }

@@ -214,59 +214,75 @@ impl Daemon {
         }
         let this = self.clone();
         Some(tokio::spawn(async move {
-            loop {
-                let result = this.drive_settled(&deployment, &loaded, &run_id).await;
-                let last = match result {
-                    Ok(state) => Some(state),
+            let state = this.drive_task(&deployment, &loaded, &run_id).await;
+            if let Some(state) = state {
+                this.run_stopped(&loaded.plan, &run_id, state).await;
+            }
+            state
+        }))
+    }
+
+    /// The body of [`drive_run`](Self::drive_run)'s task, which holds the
+    /// run's guard: drives, applies a cancel asked for meanwhile, settles
+    /// approval steps, until the run stops; the guard is released.
+    async fn drive_task(
+        self: &Arc<Self>,
+        deployment: &Deployment,
+        loaded: &Loaded,
+        run_id: &str,
+    ) -> Option<RunState> {
+        loop {
+            let result = self.drive_settled(deployment, loaded, run_id).await;
+            let last = match result {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    release_guard(self, run_id);
+                    tracing::error!(run = run_id, "workflow run stopped: {e}");
+                    return None;
+                }
+            };
+            // An operator's cancel that came while a step executed is
+            // applied here, at the step boundary, before letting go.
+            if let Some(request) = release_or_take_cancel(self, run_id) {
+                match this
+                    .apply_cancel(deployment, loaded, run_id, request)
+                    .await
+                {
+                    Ok(Some(state)) => {
+                        release_guard(self, run_id);
+                        return Some(state);
+                    }
+                    // Refused (past the pivot): the run goes on.
+                    Ok(None) => continue,
                     Err(e) => {
-                        release_guard(&this, &run_id);
-                        tracing::error!(run = run_id, "workflow run stopped: {e}");
+                        release_guard(self, run_id);
+                        tracing::error!(run = run_id, "cancelling the run: {e}");
                         return None;
-                    }
-                };
-                // An operator's cancel that came while a step executed is
-                // applied here, at the step boundary, before letting go.
-                if let Some(request) = release_or_take_cancel(&this, &run_id) {
-                    match this
-                        .apply_cancel(&deployment, &loaded, &run_id, request)
-                        .await
-                    {
-                        Ok(Some(state)) => {
-                            release_guard(&this, &run_id);
-                            return Some(state);
-                        }
-                        // Refused (past the pivot): the run goes on.
-                        Ok(None) => continue,
-                        Err(e) => {
-                            release_guard(&this, &run_id);
-                            tracing::error!(run = run_id, "cancelling the run: {e}");
-                            return None;
-                        }
-                    }
-                }
-                if last != Some(RunState::Waiting) || !try_guard(&this, &run_id) {
-                    return last;
-                }
-                match this.settle_approvals(&loaded, &run_id).await {
-                    Ok(true) => continue,
-                    Ok(false) => {
-                        if let Some(request) = release_or_take_cancel(&this, &run_id) {
-                            let r = this
-                                .apply_cancel(&deployment, &loaded, &run_id, request)
-                                .await;
-                            release_guard(&this, &run_id);
-                            return r.ok().flatten().or(last);
-                        }
-                        return last;
-                    }
-                    Err(e) => {
-                        release_guard(&this, &run_id);
-                        tracing::error!(run = run_id, "settling approval steps: {e}");
-                        return last;
                     }
                 }
             }
-        }))
+            if last != Some(RunState::Waiting) || !try_guard(self, run_id) {
+                return last;
+            }
+            match self.settle_approvals(loaded, run_id).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    if let Some(request) = release_or_take_cancel(self, run_id) {
+                        let r = this
+                            .apply_cancel(deployment, loaded, run_id, request)
+                            .await;
+                        release_guard(self, run_id);
+                        return r.ok().flatten().or(last);
+                    }
+                    return last;
+                }
+                Err(e) => {
+                    release_guard(self, run_id);
+                    tracing::error!(run = run_id, "settling approval steps: {e}");
+                    return last;
+                }
+            }
+        }
     }
 
     /// Applies an operator's cancel under the run's guard: refused (audited
@@ -274,7 +290,7 @@ impl Daemon {
     /// `cancel` entry, the compensations and the end, and the run's
     /// pending approvals end with it.
     async fn apply_cancel(
-        &self,
+        self: &Arc<Self>,
         deployment: &Deployment,
         loaded: &Loaded,
         run_id: &str,
@@ -292,8 +308,12 @@ impl Daemon {
         if journal.run.state.is_final() {
             return Ok(Some(journal.run.state));
         }
-        let exec =
-            Executor::with_capabilities(&self.host, self.runs.as_ref(), &deployment.capabilities);
+        // Compensations run the versions the run pinned.
+        let caps = self
+            .pinned_capabilities(deployment, &loaded.plan, run_id)
+            .await?;
+        let exec = Executor::with_capabilities(&self.host, self.runs.as_ref(), &caps)
+            .observed_by(self.as_ref());
         if let Some(pivot) = pivot_done(loaded, &journal) {
             exec.audit_event(
                 &request.by,
@@ -326,11 +346,15 @@ impl Daemon {
     /// Drives the run until it stops, settling its approval steps each
     /// time it waits; the caller holds the run's guard.
     async fn drive_settled(
-        &self,
+        self: &Arc<Self>,
         deployment: &Deployment,
         loaded: &Loaded,
         run_id: &str,
     ) -> Result<RunState, String> {
+        // The versions the run pinned, whatever the deployment holds now.
+        let caps = self
+            .pinned_capabilities(deployment, &loaded.plan, run_id)
+            .await?;
         loop {
             let cancelled = || {
                 self.cancel_requests
@@ -339,12 +363,9 @@ impl Daemon {
                     .contains_key(run_id)
             };
             let state = {
-                let exec = Executor::with_capabilities(
-                    &self.host,
-                    self.runs.as_ref(),
-                    &deployment.capabilities,
-                )
-                .stopping_when(&cancelled);
+                let exec = Executor::with_capabilities(&self.host, self.runs.as_ref(), &caps)
+                    .observed_by(self.as_ref())
+                    .stopping_when(&cancelled);
                 exec.drive(&loaded.plan, run_id)
                     .await
                     .map_err(|e| e.to_string())?
@@ -694,6 +715,9 @@ async fn cancel_now(
         let id = id.clone();
         async move {
             let r = d.apply_cancel(&deployment, &loaded, &id, request).await;
+            if let Ok(Some(state)) = &r {
+                d.run_stopped(&loaded.plan, &id, *state).await;
+            }
             // A cancel asked for meanwhile is this one.
             d.cancel_requests
                 .lock()

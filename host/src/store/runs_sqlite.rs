@@ -289,6 +289,9 @@ enum Writes {
     Own(Writer<(Job, Option<Result<(), StoreError>>)>),
     /// The audit log's writer, in `warden.db`: writes may be deferred.
     Audit(AuditLog),
+    /// No writer: opened to read ([`SqliteRunStore::read_only`]); every
+    /// write is refused.
+    None,
 }
 
 /// The run journal. Share it behind an `Arc` (it is a [`RunStore`]).
@@ -343,6 +346,30 @@ impl SqliteRunStore {
             store.import_runs_db(&dir.join(RUNS_FILE))?;
         }
         Ok(store)
+    }
+
+    /// The journal, opened only to read (offline tools such as `warden
+    /// audit replay --run`, beside a running daemon): in the audit database
+    /// `audit_db` when it holds the journal's tables (schema version 4 and
+    /// later), else in a `runs.db` an embedder keeps in `data_dir`.
+    /// `Ok(None)`: neither exists. Every write through it is refused.
+    pub fn read_only(
+        audit_db: &Path,
+        data_dir: &Path,
+    ) -> Result<Option<SqliteRunStore>, StoreError> {
+        let (path, schema) = if audit_db.exists() && has_runs_table(audit_db)? {
+            (audit_db.to_owned(), &AUDIT_SCHEMA)
+        } else if data_dir.join(RUNS_FILE).exists() {
+            (data_dir.join(RUNS_FILE), &RUNS_SCHEMA)
+        } else {
+            return Ok(None);
+        };
+        let reader = open(&path, schema, Access::Read)?;
+        Ok(Some(SqliteRunStore {
+            path,
+            writes: Writes::None,
+            reader: Mutex::new(reader),
+        }))
     }
 
     /// The journal for `host`: in its audit database when it has one
@@ -448,7 +475,7 @@ impl SqliteRunStore {
     fn submit(&self, durable: bool, write: RowWrite) -> Ack<()> {
         match &self.writes {
             Writes::Audit(log) => log.submit_write(durable, write),
-            Writes::Own(_) => Ack::failed(StoreError::Closed),
+            Writes::Own(_) | Writes::None => Ack::failed(StoreError::Closed),
         }
     }
 
@@ -457,6 +484,7 @@ impl SqliteRunStore {
     fn queue(&self, op: Op, durable: bool) -> Ack<()> {
         match &self.writes {
             Writes::Own(writer) => writer.submit(|reply| (Job(op, reply), None)),
+            Writes::None => Ack::failed(StoreError::Closed),
             Writes::Audit(_) => {
                 let table = RunsTable {
                     path: self.path.clone(),
@@ -631,6 +659,22 @@ impl RunStore for SqliteRunStore {
     }
 }
 
+/// Whether the database at `path` has the journal's `runs` table.
+fn has_runs_table(path: &Path) -> Result<bool, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_err(path))?;
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(sqlite_err(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,3 +825,4 @@ mod tests {
         assert!(format!("{e:?}").contains("bogus"), "{e:?}");
     }
 }
+

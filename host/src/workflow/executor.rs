@@ -38,6 +38,8 @@
 //! order, not plan order. A step's `timeout` is the deadline of each of
 //! its attempts. An approval step is journaled `waiting` and the run waits;
 //! the embedder (the daemon's approvals machinery) journals its decision.
+//! An optional [`StepObserver`] (the daemon's metrics) is told of every
+//! invocation after it ended; it never changes what the run does.
 
 use super::check::Checked;
 use super::plan::{Action, Call as PlanCall, Compensation, Plan};
@@ -129,6 +131,25 @@ pub struct Executor<'a> {
     stop: Option<&'a (dyn Fn() -> bool + Send + Sync)>,
     /// The tenant [`begin`](Self::begin) records for a new run.
     tenant: Option<Tenant>,
+    /// Told of every step attempt and compensation (metrics).
+    observer: Option<&'a dyn StepObserver>,
+}
+
+/// Told of every invocation a run makes (a step attempt or a compensation),
+/// after it ended: the daemon's decision-level metrics. It must never
+/// change what the run does.
+pub trait StepObserver: Send + Sync {
+    /// Run `run` of `workflow` invoked `step` (`<id>` for an attempt,
+    /// `<id>.compensate` for a compensation); `elapsed` is the attempt's
+    /// wall time as the executor saw it.
+    fn invoked(
+        &self,
+        workflow: &str,
+        run: &str,
+        step: &str,
+        record: &InvocationRecord,
+        elapsed: std::time::Duration,
+    );
 }
 
 impl<'a> Executor<'a> {
@@ -140,6 +161,7 @@ impl<'a> Executor<'a> {
             caps: None,
             stop: None,
             tenant: None,
+            observer: None,
         }
     }
 
@@ -156,6 +178,26 @@ impl<'a> Executor<'a> {
             caps: Some(caps),
             stop: None,
             tenant: None,
+            observer: None,
+        }
+    }
+
+    /// This executor, telling `observer` of every invocation it makes.
+    pub fn observed_by(mut self, observer: &'a dyn StepObserver) -> Executor<'a> {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(
+        &self,
+        plan: &Plan,
+        run: &str,
+        step: &str,
+        r: &InvocationRecord,
+        t: std::time::Instant,
+    ) {
+        if let Some(o) = self.observer {
+            o.invoked(plan.name.as_str(), run, step, r, t.elapsed());
         }
     }
 
@@ -364,9 +406,17 @@ impl<'a> Executor<'a> {
                 continue;
             };
             let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
+            let t = std::time::Instant::now();
             let result = self
                 .invoke(call, &scope, &id, &journal.run, 1, None)
                 .await?;
+            self.observe(
+                plan,
+                run_id,
+                &format!("{}.compensate", plan.steps[i].id),
+                &result,
+                t,
+            );
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.state = if result.outcome.as_string() == "ok" {
                 StepState::Compensated
@@ -496,9 +546,12 @@ impl<'a> Executor<'a> {
                     };
                     let mut r = record(i);
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
+                    let t = std::time::Instant::now();
                     let result = self
                         .invoke(call, &scope, &id, &journal.run, 1, None)
                         .await?;
+                    let label = format!("{}.compensate", plan.steps[i].id);
+                    self.observe(plan, run_id, &label, &result, t);
                     r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
                     r.state = if result.outcome.as_string() == "ok" {
                         StepState::Compensated
@@ -651,9 +704,11 @@ impl<'a> Executor<'a> {
         let id = format!("{run_id}.{}", step.id);
         let started = std::time::Instant::now();
         loop {
+            let t = std::time::Instant::now();
             let result = self
                 .invoke(call, scope, &id, run, r.attempts, step.timeout)
                 .await?;
+            self.observe(plan, run_id, step.id.as_str(), &result, t);
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
             if result.outcome.as_string() == "ok" {
