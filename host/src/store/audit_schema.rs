@@ -11,7 +11,8 @@ use std::path::Path;
 
 /// The audit database: version 1 is the chain; version 2 adds the listing
 /// columns and their indexes; version 3 the Merkle tree and its checkpoint
-/// notes ([`super::audit_tree`]).
+/// notes ([`super::audit_tree`]); version 4 keeps only every fourth level
+/// of the tree's nodes.
 pub(crate) const AUDIT_SCHEMA: Schema = Schema {
     name: "audit",
     migrations: &[
@@ -26,6 +27,10 @@ pub(crate) const AUDIT_SCHEMA: Schema = Schema {
         Migration {
             to: 3,
             run: super::audit_tree::add_merkle_tree,
+        },
+        Migration {
+            to: 4,
+            run: super::audit_tree::keep_every_fourth_level,
         },
     ],
 };
