@@ -230,9 +230,9 @@ fn a_version_1_database_is_migrated_in_place_and_still_verifies() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
     // Every migration ran: 2 (listing columns), 3 (the Merkle tree,
-    // built once from the version-1 entries) and 4 (the workflow journal's
-    // tables).
-    assert_eq!(version, 4);
+    // built once from the version-1 entries), 4 (the workflow journal's
+    // tables) and 5 (only every fourth level of tree nodes kept).
+    assert_eq!(version, 5);
     let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
     let report = verify_db(&path, Some(&key)).expect("verify");
     assert_eq!(report.problem, None);

@@ -944,7 +944,7 @@ impl Table for AuditTable {
         self.nodes.clear();
         for h in &self.leaves {
             tree.append(leaf_hash(h), |n| {
-                if n.0 > 0 {
+                if super::audit_tree::kept(n.0) {
                     self.nodes.push(n)
                 }
             });

@@ -13,7 +13,8 @@ use std::path::Path;
 /// columns and their indexes; version 3 the Merkle tree and its checkpoint
 /// notes ([`super::audit_tree`]); version 4 the workflow run journal's
 /// tables (`runs`, `run_steps`: [`super::runs_sqlite`]), written by the
-/// audit log's writer so a step's record and its entry share one fsync.
+/// audit log's writer so a step's record and its entry share one fsync;
+/// version 5 keeps only every fourth level of the tree's nodes.
 pub(crate) const AUDIT_SCHEMA: Schema = Schema {
     name: "audit",
     migrations: &[
@@ -32,6 +33,10 @@ pub(crate) const AUDIT_SCHEMA: Schema = Schema {
         Migration {
             to: 4,
             run: super::runs_sqlite::create_tables,
+        },
+        Migration {
+            to: 5,
+            run: super::audit_tree::keep_every_fourth_level,
         },
     ],
 };

@@ -5,14 +5,18 @@
 //!
 //! Leaves are not stored twice: leaf `i` is `SHA-256(0x00 ‖ hash)` of the
 //! `hash` column of entry `i + 1`; `audit_tree_nodes` holds every complete
-//! subtree of level 1 and above. `audit_notes` holds the signed C2SP
-//! checkpoint notes.
+//! subtree whose level is a positive multiple of [`KEPT_LEVEL_STEP`] (4, 8,
+//! 12, …); a node between two kept levels is recomputed from at most
+//! 2^(step−1) nodes of the kept level below it (or entry hashes), read in
+//! one range query. So an append adds on average 1/15 of a row instead of
+//! one, and every tile level of C2SP `tlog-tiles` (multiples of 8) is
+//! stored. `audit_notes` holds the signed C2SP checkpoint notes.
 //!
 //! This module must never change an entry row, and never store a node that
 //! was not derived from the committed entries of the same transaction.
 
 use super::{StoreError, sqlite_err, to_sql_int};
-use crate::audit::merkle::{Frontier, NewNode, NodeSource, ProofError, leaf_hash};
+use crate::audit::merkle::{Frontier, NewNode, NodeSource, ProofError, leaf_hash, node_hash};
 use crate::digest::Hash256;
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
@@ -66,13 +70,35 @@ DELETE FROM audit_tree_nodes;
     Ok(())
 }
 
-/// Inserts (and drains) `nodes`, skipping leaves (level 0 is the entry row).
+/// `audit_tree_nodes` keeps the levels that are positive multiples of
+/// this; the levels between are recomputed on read.
+pub(crate) const KEPT_LEVEL_STEP: u32 = 4;
+
+/// Whether nodes of `level` are kept in `audit_tree_nodes`.
+pub(crate) fn kept(level: u32) -> bool {
+    level > 0 && level % KEPT_LEVEL_STEP == 0
+}
+
+/// Version 3 -> 4: drop the nodes of levels that are no longer kept (they
+/// are recomputed from the kept level below them). Changes no entry and
+/// no kept node.
+pub(crate) fn keep_every_fourth_level(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM audit_tree_nodes WHERE level % ?1 != 0",
+        [KEPT_LEVEL_STEP],
+    )
+    .map_err(sqlite_err(path))?;
+    Ok(())
+}
+
+/// Inserts (and drains) the kept ones of `nodes` (level 0 is the entry
+/// row; see [`kept`]).
 pub(crate) fn insert_nodes(
     conn: &Connection,
     path: &Path,
     nodes: &mut Vec<NewNode>,
 ) -> Result<(), StoreError> {
-    if nodes.iter().all(|n| n.0 == 0) {
+    if !nodes.iter().any(|n| kept(n.0)) {
         nodes.clear();
         return Ok(());
     }
@@ -82,7 +108,7 @@ pub(crate) fn insert_nodes(
         )
         .map_err(sqlite_err(path))?;
     for (level, idx, hash) in nodes.drain(..) {
-        if level > 0 {
+        if kept(level) {
             ins.execute(rusqlite::params![level, to_sql_int(idx), &hash.0[..]])
                 .map_err(sqlite_err(path))?;
         }
@@ -96,36 +122,97 @@ pub(crate) struct StoredNodes<'c> {
     pub conn: &'c Connection,
 }
 
-impl NodeSource for StoredNodes<'_> {
-    fn node(&self, level: u32, index: u64) -> Result<Hash256, ProofError> {
-        let fail = |reason: String| ProofError::Node {
+impl StoredNodes<'_> {
+    /// The `count` consecutive hashes of a level that is read, not
+    /// recomputed (0: leaf hashes of the entries; or a kept level),
+    /// starting at `first`, in one range query.
+    fn read_run(&self, level: u32, first: u64, count: u64) -> Result<Vec<Hash256>, ProofError> {
+        let fail = |index: u64, reason: String| ProofError::Node {
             level,
             index,
             reason,
         };
-        let idx = i64::try_from(index).map_err(|_| fail("index too large".into()))?;
-        let blob: Option<Vec<u8>> = if level == 0 {
-            self.conn
-                .prepare_cached("SELECT hash FROM audit_entries WHERE seq = ?1")
-                .and_then(|mut s| s.query_row([idx + 1], |r| r.get(0)).optional())
+        let lo = i64::try_from(first).map_err(|_| fail(first, "index too large".into()))?;
+        let hi = first
+            .checked_add(count - 1)
+            .and_then(|h| i64::try_from(h).ok())
+            .ok_or_else(|| fail(first, "index too large".into()))?;
+        let read = |sql: &str, lo: i64, hi: i64| -> Result<Vec<(i64, Vec<u8>)>, rusqlite::Error> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(rusqlite::params![lo, hi, level], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect()
+        };
+        let rows = if level == 0 {
+            read(
+                "SELECT seq - 1, hash FROM audit_entries WHERE seq BETWEEN ?1 + 1 AND ?2 + 1 \
+                 AND ?3 = 0 ORDER BY seq",
+                lo,
+                hi,
+            )
         } else {
-            self.conn
-                .prepare_cached("SELECT hash FROM audit_tree_nodes WHERE level = ?1 AND idx = ?2")
-                .and_then(|mut s| {
-                    s.query_row(rusqlite::params![level, idx], |r| r.get(0))
-                        .optional()
-                })
+            read(
+                "SELECT idx, hash FROM audit_tree_nodes WHERE level = ?3 AND idx BETWEEN ?1 AND ?2 \
+                 ORDER BY idx",
+                lo,
+                hi,
+            )
         }
-        .map_err(|e| fail(e.to_string()))?;
-        let blob = blob.ok_or_else(|| {
-            fail("no such row (is the database from before the tree, or cut?)".into())
+        .map_err(|e| fail(first, e.to_string()))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (expected, (idx, blob)) in (first..).zip(rows) {
+            if u64::try_from(idx).ok() != Some(expected) {
+                break;
+            }
+            let h = <[u8; 32]>::try_from(&blob[..])
+                .map_err(|_| fail(expected, format!("{} bytes, not 32", blob.len())))?;
+            out.push(if level == 0 {
+                leaf_hash(&Hash256(h))
+            } else {
+                Hash256(h)
+            });
+        }
+        if (out.len() as u64) < count {
+            return Err(fail(
+                first + out.len() as u64,
+                "no such row (is the database from before the tree, or cut?)".into(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+impl NodeSource for StoredNodes<'_> {
+    fn node(&self, level: u32, index: u64) -> Result<Hash256, ProofError> {
+        let below = level % KEPT_LEVEL_STEP;
+        if below == 0 {
+            let mut one = self.read_run(level, index, 1)?;
+            return one.pop().ok_or(ProofError::Node {
+                level,
+                index,
+                reason: "no such row".into(),
+            });
+        }
+        // Between two kept levels: hash up the 2^below nodes of the kept
+        // level (or the leaves) under it.
+        let width = 1u64 << below;
+        let first = index.checked_mul(width).ok_or(ProofError::Node {
+            level,
+            index,
+            reason: "index too large".into(),
         })?;
-        let h = <[u8; 32]>::try_from(&blob[..])
-            .map_err(|_| fail(format!("{} bytes, not 32", blob.len())))?;
-        Ok(if level == 0 {
-            leaf_hash(&Hash256(h))
-        } else {
-            Hash256(h)
+        let mut run = self.read_run(level - below, first, width)?;
+        while run.len() > 1 {
+            run = run
+                .chunks_exact(2)
+                .map(|pair| node_hash(&pair[0], &pair[1]))
+                .collect();
+        }
+        run.pop().ok_or(ProofError::Node {
+            level,
+            index,
+            reason: "no such row".into(),
         })
     }
 }

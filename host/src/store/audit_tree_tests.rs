@@ -199,23 +199,24 @@ fn a_restart_never_signs_a_checkpoint_inconsistent_with_the_last_one_it_signed()
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("warden.db");
     let log = AuditLog::open(&db, key(), every(0)).expect("open");
-    append(&log, 1, 12, 3);
-    drop(log); // signs the final note at 12
+    append(&log, 1, 20, 3);
+    drop(log); // signs the final note at 20
     let notes_before = AuditReader::open(&db).expect("r").notes().expect("notes");
     // Someone with write access to the database changes a stored node on
-    // the tree's right edge (12 = 8 + 4: nodes (3, 0) and (2, 2)).
+    // the tree's right edge (20 = 16 + 4: node (4, 0) is kept; (2, 4) is
+    // recomputed from the entries).
     Connection::open(&db)
         .expect("open")
         .execute(
-            "UPDATE audit_tree_nodes SET hash = zeroblob(32) WHERE level = 3 AND idx = 0",
+            "UPDATE audit_tree_nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 0",
             [],
         )
         .expect("tamper");
     let e = AuditLog::open(&db, key(), every(0)).expect_err("refused");
     assert!(matches!(e, StoreError::TreeInconsistent { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("signed checkpoint of size 12"), "{msg}");
-    assert!(msg.contains("tree of 12 entries"), "{msg}");
+    assert!(msg.contains("signed checkpoint of size 20"), "{msg}");
+    assert!(msg.contains("tree of 20 entries"), "{msg}");
     assert_eq!(
         AuditReader::open(&db).expect("r").notes().expect("notes"),
         notes_before,
@@ -223,11 +224,55 @@ fn a_restart_never_signs_a_checkpoint_inconsistent_with_the_last_one_it_signed()
     );
     // A missing node is refused too, naming it.
     let c = Connection::open(&db).expect("open");
-    c.execute("DELETE FROM audit_tree_nodes WHERE level = 2", [])
+    c.execute("DELETE FROM audit_tree_nodes WHERE level = 4", [])
         .expect("delete");
     drop(c);
     let e = AuditLog::open(&db, key(), every(0)).expect_err("refused");
-    assert!(e.to_string().contains("level 2"), "{e}");
+    assert!(e.to_string().contains("level 4"), "{e}");
+}
+
+#[test]
+fn only_every_fourth_level_of_nodes_is_stored_and_a_version_3_file_drops_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warden.db");
+    let log = AuditLog::open(&db, key(), every(0)).expect("open");
+    append(&log, 1, 300, 16);
+    drop(log);
+    let levels = |db: &Path| -> Vec<(u32, i64)> {
+        let c = Connection::open(db).expect("open");
+        let mut stmt = c
+            .prepare("SELECT level, count(*) FROM audit_tree_nodes GROUP BY level ORDER BY level")
+            .expect("select");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    // 300 leaves: 18 complete subtrees of 16, one of 256.
+    assert_eq!(levels(&db), vec![(4, 18), (8, 1)]);
+    // A file as version 3 wrote it: every level stored.
+    let c = Connection::open(&db).expect("open");
+    c.execute_batch(
+        "INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (1, 0, zeroblob(32)), (3, 2, zeroblob(32));
+         PRAGMA user_version = 3;",
+    )
+    .expect("as version 3");
+    drop(c);
+    let log = AuditLog::open(&db, key(), every(0)).expect("migrates");
+    assert_eq!(levels(&db), vec![(4, 18), (8, 1)]);
+    // Every proof still verifies from what is kept.
+    let vk = key().verifying_key();
+    for index in [0, 1, 15, 16, 17, 127, 255, 256, 299] {
+        log.inclusion_proof(index, None)
+            .expect("proof")
+            .verify(&vk, None)
+            .expect("verifies");
+    }
+    for old in [1, 3, 16, 17, 100, 256, 299] {
+        let p = log.consistency_proof(old, None).expect("proof");
+        p.verify(&vk, None).expect("verifies");
+        assert_eq!(p.old_root, recomputed_root(&db, old));
+    }
 }
 
 #[test]
