@@ -244,10 +244,7 @@ impl Daemon {
             // An operator's cancel that came while a step executed is
             // applied here, at the step boundary, before letting go.
             if let Some(request) = release_or_take_cancel(self, run_id) {
-                match this
-                    .apply_cancel(deployment, loaded, run_id, request)
-                    .await
-                {
+                match self.apply_cancel(deployment, loaded, run_id, request).await {
                     Ok(Some(state)) => {
                         release_guard(self, run_id);
                         return Some(state);
@@ -268,9 +265,7 @@ impl Daemon {
                 Ok(true) => continue,
                 Ok(false) => {
                     if let Some(request) = release_or_take_cancel(self, run_id) {
-                        let r = this
-                            .apply_cancel(deployment, loaded, run_id, request)
-                            .await;
+                        let r = self.apply_cancel(deployment, loaded, run_id, request).await;
                         release_guard(self, run_id);
                         return r.ok().flatten().or(last);
                     }

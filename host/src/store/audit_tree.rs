@@ -76,7 +76,7 @@ pub(crate) const KEPT_LEVEL_STEP: u32 = 4;
 
 /// Whether nodes of `level` are kept in `audit_tree_nodes`.
 pub(crate) fn kept(level: u32) -> bool {
-    level > 0 && level % KEPT_LEVEL_STEP == 0
+    level > 0 && level.is_multiple_of(KEPT_LEVEL_STEP)
 }
 
 /// Version 3 -> 4: drop the nodes of levels that are no longer kept (they

@@ -825,4 +825,3 @@ mod tests {
         assert!(format!("{e:?}").contains("bogus"), "{e:?}");
     }
 }
-

@@ -590,10 +590,7 @@ impl<'a> Executor<'a> {
     ) -> Result<(), ExecError> {
         let mut calls = Vec::new();
         for (i, r) in ready {
-            if let Some(prepared) = self
-                .prepare_step(plan, i, r, scope, run_id, run)
-                .await?
-            {
+            if let Some(prepared) = self.prepare_step(plan, i, r, scope, run_id, run).await? {
                 calls.push(prepared);
             }
         }
