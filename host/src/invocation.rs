@@ -61,6 +61,25 @@ pub struct Call {
     /// whose journal record of the step follows in the same database.
     /// `false` (the default): the entry is durable before the result returns.
     pub audit_deferred: bool,
+    /// Rows written in the entry's transaction, right after it (the
+    /// workflow executor's step result record); the entry is then durable.
+    pub(crate) audit_then: Option<AuditThen>,
+}
+
+/// Makes, from an invocation's finished record, a write that follows its
+/// audit entry in the same transaction and is given the entry's seq
+/// ([`crate::store::AuditLog::submit_with`]); `None`: nothing to write.
+#[derive(Clone)]
+pub(crate) struct AuditThen(pub(crate) std::sync::Arc<MakeAfterEntry>);
+
+/// What [`AuditThen`] holds.
+pub(crate) type MakeAfterEntry =
+    dyn Fn(&InvocationRecord) -> Option<crate::store::SeqWrite> + Send + Sync;
+
+impl std::fmt::Debug for AuditThen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditThen")
+    }
 }
 
 impl Call {
@@ -82,6 +101,7 @@ impl Call {
             timeout: None,
             approvals: Vec::new(),
             audit_deferred: false,
+            audit_then: None,
         }
     }
 

@@ -67,6 +67,7 @@ impl HeldServer for Held {
             timeout: None,
             approvals: self.decisions.iter().map(Decision::audit).collect(),
             audit_deferred: false,
+            audit_then: None,
         }
     }
 

@@ -125,6 +125,9 @@ enum Msg {
         payloads: Payloads,
         /// `false`: deferred (no fsync of its own; see the module header).
         durable: bool,
+        /// Rows written in the same transaction right after the entry,
+        /// given its seq ([`AuditLog::submit_with`]).
+        then: Option<SeqWrite>,
         reply: oneshot::Sender<Result<Appended, StoreError>>,
     },
     /// Rows of another table in this database (the workflow journal),
@@ -146,6 +149,10 @@ enum Msg {
 /// (in a savepoint of its own: an `Err` undoes only its rows and fails
 /// only its caller).
 pub(crate) type RowWrite = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
+
+/// A [`RowWrite`] that follows one entry in the same transaction and is
+/// given that entry's seq ([`AuditLog::submit_with`]).
+pub type SeqWrite = Box<dyn FnOnce(&Transaction<'_>, u64) -> Result<(), StoreError> + Send>;
 
 const HISTOGRAM_BUCKETS: usize = 14;
 
@@ -563,6 +570,7 @@ impl AuditLog {
             entry,
             payloads,
             durable: true,
+            then: None,
             reply,
         })
     }
@@ -579,6 +587,28 @@ impl AuditLog {
             entry,
             payloads,
             durable: false,
+            then: None,
+            reply,
+        })
+    }
+
+    /// Appends one entry durably and runs `then` with its seq in the same
+    /// transaction, right after it (in a savepoint of its own: an `Err`
+    /// undoes only `then`'s rows; the entry is appended all the same, and
+    /// `then` must tell its caller itself whether it wrote). The workflow
+    /// executor writes a step's result record this way, so the step's
+    /// entry and its record cost one writer round trip and one fsync.
+    pub fn submit_with(
+        &self,
+        entry: NewEntry,
+        payloads: Payloads,
+        then: SeqWrite,
+    ) -> Ack<Appended> {
+        self.inner.writer.submit(|reply| Msg::Append {
+            entry,
+            payloads,
+            durable: true,
+            then: Some(then),
             reply,
         })
     }
@@ -886,6 +916,7 @@ impl Table for AuditTable {
                 Msg::Append {
                     entry,
                     payloads,
+                    then,
                     reply,
                     ..
                 } => {
@@ -918,6 +949,23 @@ impl Table for AuditTable {
                         ins_payload
                             .execute(rusqlite::params![&h.0[..], &data[..], to_sql_int(now)])
                             .map_err(sqlite_err(&self.path))?;
+                    }
+                    if let Some(then) = then {
+                        tx.execute_batch("SAVEPOINT row_write")
+                            .map_err(sqlite_err(&self.path))?;
+                        let r = then(tx, e.seq);
+                        tx.execute_batch(if r.is_ok() {
+                            "RELEASE row_write"
+                        } else {
+                            "ROLLBACK TO row_write; RELEASE row_write"
+                        })
+                        .map_err(sqlite_err(&self.path))?;
+                        if let Err(err) = r {
+                            tracing::warn!(
+                                seq = e.seq,
+                                "a write after an audit entry failed: {err}"
+                            );
+                        }
                     }
                     b.appends.push((e, reply));
                 }

@@ -62,7 +62,7 @@ pub(crate) mod writer;
 
 pub use anchor::{anchor_path, checkpoints_in_file};
 pub use artifacts::{ArtifactError, ArtifactStore};
-pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads};
+pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads, SeqWrite};
 pub use audit_proofs::{ConsistencyProof, InclusionProof, StoredNote, TreeReport};
 pub use audit_read::{
     AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_db_expecting,
@@ -77,7 +77,9 @@ pub use requests::{
     StoredResponse,
 };
 pub use requests_sqlite::SqliteRequestStore;
-pub use runs::{Journal, Pin, RUNS_FILE, RunRecord, RunState, RunStore, StepRecord, StepState};
+pub use runs::{
+    Journal, Pin, RUNS_FILE, RunRecord, RunState, RunStore, StepAfterEntry, StepRecord, StepState,
+};
 pub use runs_sqlite::SqliteRunStore;
 pub use traits::{AuditStore, KvBackend, RequestStore};
 pub use writer::Ack;

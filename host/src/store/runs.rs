@@ -258,4 +258,21 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
         let _ = durable;
         self.set_state(run_id, state)
     }
+
+    /// When the journal [shares the audit log's
+    /// commits](Self::shares_audit_commits): a maker of writes of one of
+    /// run `run_id`'s step records that run in the audit log's transaction
+    /// right after the step's entry, given its seq (pushed onto the
+    /// record's `audit_seqs`), so that a step's entry and its result
+    /// record are one writer job and one fsync
+    /// ([`AuditLog::submit_with`](super::AuditLog::submit_with)). `None`
+    /// (the default): records are written on their own.
+    fn step_after_entry(&self, run_id: &str) -> Option<StepAfterEntry> {
+        let _ = run_id;
+        None
+    }
 }
+
+/// Makes the write of a step record that follows its audit entry
+/// ([`RunStore::step_after_entry`]).
+pub type StepAfterEntry = std::sync::Arc<dyn Fn(StepRecord) -> super::SeqWrite + Send + Sync>;

@@ -157,6 +157,72 @@ fn a_refused_journal_write_fails_only_its_caller_and_spares_its_batch() {
 }
 
 #[test]
+fn a_step_record_written_after_its_entry_shares_the_entry_transaction_and_one_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warden.db");
+    {
+        let (log, store) = open(&db, every(0));
+        store
+            .start(&run("r1"), &[step("a", 0, StepState::Pending)])
+            .wait()
+            .expect("start");
+        let before = synced(&log);
+        let make = store
+            .step_after_entry("r1")
+            .expect("shares the audit writer");
+        let mut done = step("a", 0, StepState::Done);
+        done.output = Some(json!("ok"));
+        let appended = log
+            .submit_with(entry(1, None), Payloads::default(), make(done))
+            .wait()
+            .expect("entry and record");
+        assert_eq!(synced(&log), before + 1, "one fsync for both");
+        let j = store.journal("r1").expect("read").expect("run");
+        assert_eq!(j.steps[0].state, StepState::Done);
+        assert_eq!(
+            j.steps[0].audit_seqs,
+            [appended.seq],
+            "the record names the seq the writer gave its entry"
+        );
+    }
+    let (log, store) = open(&db, every(0));
+    assert_eq!(
+        store.journal("r1").expect("read").expect("kept").steps[0].audit_seqs,
+        [1]
+    );
+    assert!(log.verify().expect("verify").passed(true));
+}
+
+#[test]
+fn a_failing_write_after_an_entry_undoes_only_its_own_rows_and_the_entry_is_appended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warden.db");
+    let (log, store) = open(&db, every(0));
+    let failing: super::SeqWrite = Box::new(|tx: &rusqlite::Transaction<'_>, _seq: u64| {
+        tx.execute(
+            "INSERT INTO runs (id, workflow, state, created_ms, updated_ms, record) \
+             VALUES ('half', 'w', 'running', 1, 1, '{}')",
+            [],
+        )
+        .map_err(super::sqlite_err(Path::new("test")))?;
+        Err(super::StoreError::Closed)
+    });
+    let appended = log
+        .submit_with(entry(1, None), Payloads::default(), failing)
+        .wait()
+        .expect("the entry is appended all the same");
+    assert_eq!(appended.seq, 1);
+    assert!(
+        store.runs(None, 10).expect("list").is_empty(),
+        "the failed write's row is undone"
+    );
+    assert_eq!(log.head().0, 1);
+    // A journal of its own does not offer the fused write.
+    let own = SqliteRunStore::open(dir.path()).expect("runs.db");
+    assert!(own.step_after_entry("r1").is_none());
+}
+
+#[test]
 fn a_runs_db_from_an_earlier_version_is_imported_into_the_audit_database_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

@@ -26,7 +26,9 @@
 use super::AUDIT_SCHEMA;
 use super::audit_log::{AuditLog, RowWrite};
 use super::database::{Access, Migration, Schema, open};
-use super::runs::{Journal, RUNS_FILE, RunRecord, RunState, RunStore, StepRecord, StepState};
+use super::runs::{
+    Journal, RUNS_FILE, RunRecord, RunState, RunStore, StepAfterEntry, StepRecord, StepState,
+};
 use super::writer::{Ack, Table, Wake, Writer};
 use super::{StoreError, now_ms, sqlite_err, to_sql_int};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -590,6 +592,28 @@ impl RunStore for SqliteRunStore {
             run_state,
         };
         self.queue(op, durable)
+    }
+
+    fn step_after_entry(&self, run_id: &str) -> Option<StepAfterEntry> {
+        if !self.shares_audit_commits() {
+            return None;
+        }
+        let path = self.path.clone();
+        let run_id = run_id.to_string();
+        Some(std::sync::Arc::new(move |mut step: StepRecord| {
+            let table = RunsTable { path: path.clone() };
+            let run_id = run_id.clone();
+            Box::new(move |tx: &Transaction<'_>, seq: u64| {
+                step.audit_seqs.push(seq);
+                step.updated_ms = now_ms();
+                let op = Op::Step {
+                    run_id,
+                    step,
+                    run_state: None,
+                };
+                table.write_one(tx, &op)
+            })
+        }))
     }
 
     fn set_state_with(&self, run_id: &str, state: RunState, durable: bool) -> Ack<()> {

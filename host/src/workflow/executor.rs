@@ -47,6 +47,7 @@ use super::saga::{self, Next, StepView};
 use super::template::Scope;
 use super::validate::validate;
 use crate::digest::json_digest;
+use crate::invocation::AuditThen;
 use crate::policy::RetryPolicy;
 use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
 use crate::units::now_ms;
@@ -54,6 +55,7 @@ use crate::{Call, Capability, Host, InvocationRecord, Tenant};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a run could not be started or driven.
 #[derive(Debug, thiserror::Error)]
@@ -408,7 +410,7 @@ impl<'a> Executor<'a> {
             let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
             let t = std::time::Instant::now();
             let result = self
-                .invoke(call, &scope, &id, &journal.run, 1, None)
+                .invoke(call, &scope, &id, &journal.run, 1, None, None)
                 .await?;
             self.observe(
                 plan,
@@ -548,7 +550,7 @@ impl<'a> Executor<'a> {
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
                     let t = std::time::Instant::now();
                     let result = self
-                        .invoke(call, &scope, &id, &journal.run, 1, None)
+                        .invoke(call, &scope, &id, &journal.run, 1, None, None)
                         .await?;
                     let label = format!("{}.compensate", plan.steps[i].id);
                     self.observe(plan, run_id, &label, &result, t);
@@ -594,11 +596,17 @@ impl<'a> Executor<'a> {
                 calls.push(prepared);
             }
         }
+        // A wave of one call (a chain) has no order to keep among its
+        // results: its record is written with the step's entry.
+        let fuse = calls.len() == 1;
         let attempts = calls.into_iter().map(|(i, r, call, retry)| {
-            self.attempt_step(plan, i, r, call, retry, scope, run_id, run)
+            self.attempt_step(plan, i, r, call, retry, scope, run_id, run, fuse)
         });
         for r in join_all(attempts).await {
-            let mut r = r?;
+            let (mut r, journaled) = r?;
+            if journaled {
+                continue;
+            }
             r.updated_ms = now_ms();
             self.store.record_step(run_id, &r, None).await?;
         }
@@ -670,14 +678,8 @@ impl<'a> Executor<'a> {
                 .map(|c| c.policy.retry)
                 .unwrap_or_default()
         });
-        // In flight: journaled before the call, so a crash re-runs it with
-        // the same id. Deferred: made durable with the entry by the result's
-        // durable record (lost only with them, to an OS crash, and then the
-        // step simply runs again with the same id).
         r.attempts = r.attempts.saturating_add(1);
-        r.state = StepState::Running;
-        r.updated_ms = now_ms();
-        self.store.record_step_with(run_id, &r, None, false).await?;
+        self.mark_running(run_id, &mut r).await?;
         Ok(Some((i, r, call, retry)))
     }
 
@@ -696,39 +698,106 @@ impl<'a> Executor<'a> {
         scope: &Scope<'_>,
         run_id: &str,
         run: &RunRecord,
-    ) -> Result<StepRecord, ExecError> {
+        fuse: bool,
+    ) -> Result<(StepRecord, bool), ExecError> {
         let step = &plan.steps[i];
         let id = format!("{run_id}.{}", step.id);
         let started = std::time::Instant::now();
         loop {
             let t = std::time::Instant::now();
+            let written = Arc::new(AtomicBool::new(false));
+            let then = if fuse {
+                self.record_after_entry(call, run_id, &r, &written)
+            } else {
+                None
+            };
             let result = self
-                .invoke(call, scope, &id, run, r.attempts, step.timeout)
+                .invoke(call, scope, &id, run, r.attempts, step.timeout, then)
                 .await?;
             self.observe(plan, run_id, step.id.as_str(), &result, t);
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
             if result.outcome.as_string() == "ok" {
                 r.state = StepState::Done;
-                r.output = Some(self.step_output(call, result.output));
-                return Ok(r);
+                r.output = Some(unwrap_ok(result.output, self.returns_result(call)));
+                // Journaled with the entry (durable) unless that write failed.
+                let journaled = written.load(Ordering::Acquire) && result.audit.is_some();
+                return Ok((r, journaled));
             }
             if let Some(delay) =
                 retry.next_delay(result.outcome, r.attempts, &id, started.elapsed())
             {
                 tokio::time::sleep(delay).await;
                 r.attempts = r.attempts.saturating_add(1);
-                r.state = StepState::Running;
-                r.updated_ms = now_ms();
-                self.store.record_step_with(run_id, &r, None, false).await?;
+                self.mark_running(run_id, &mut r).await?;
                 continue;
             }
             r.state = StepState::Failed;
             r.output = result.error.map(Value::String);
-            return Ok(r);
+            return Ok((r, false));
         }
     }
 
+    /// For a step alone in its wave, when the journal shares the audit
+    /// log's commits: the write of its result record, made from the
+    /// attempt's invocation record when it ended ok, run in the entry's
+    /// transaction right after the entry (`Call::audit_then`), so that the
+    /// entry and the record are one writer job and one fsync, as a single
+    /// request's entry is. `written` is set once the rows are written; the
+    /// record is the one [`attempt_step`](Self::attempt_step) returns.
+    fn record_after_entry(
+        &self,
+        call: &PlanCall,
+        run_id: &str,
+        r: &StepRecord,
+        written: &Arc<AtomicBool>,
+    ) -> Option<AuditThen> {
+        let make = self.store.step_after_entry(run_id)?;
+        let returns_result = self.returns_result(call);
+        let template = r.clone();
+        let written = written.clone();
+        Some(AuditThen(Arc::new(move |rec: &InvocationRecord| {
+            if rec.outcome != crate::Outcome::Ok {
+                return None;
+            }
+            let mut step = template.clone();
+            step.state = StepState::Done;
+            step.outcome = Some(rec.outcome.as_string());
+            step.output = Some(unwrap_ok(rec.output.clone(), returns_result));
+            let write = make(step);
+            let written = written.clone();
+            Some(Box::new(move |tx: &rusqlite::Transaction<'_>, seq: u64| {
+                write(tx, seq)?;
+                written.store(true, Ordering::Release);
+                Ok(())
+            }))
+        })))
+    }
+
+    /// Journals `r` in flight (`running`, its attempt count) before the
+    /// attempt starts, so a crash re-runs the step with the same id and
+    /// counts the attempt. When the journal shares the audit log's writer
+    /// the marker is deferred and its answer is not awaited: the writer
+    /// commits in queue order, so the marker is committed before the
+    /// attempt's entry and result record, and the result record's durable
+    /// commit (awaited) syncs it — one writer round trip per step fewer.
+    /// Lost only with them, to an OS crash (the step then runs again with
+    /// the same id); a marker whose commit failed is superseded by the
+    /// result record. A journal of its own (`runs.db`) is awaited, durable.
+    async fn mark_running(&self, run_id: &str, r: &mut StepRecord) -> Result<(), ExecError> {
+        r.state = StepState::Running;
+        r.updated_ms = now_ms();
+        let ack = self.store.record_step_with(run_id, r, None, false);
+        if self.store.shares_audit_commits() {
+            // Queued now; dropping the answer does not cancel the write.
+            drop(ack);
+            return Ok(());
+        }
+        ack.await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn invoke(
         &self,
         call: &PlanCall,
@@ -737,6 +806,7 @@ impl<'a> Executor<'a> {
         run: &RunRecord,
         attempt: u32,
         timeout: Option<std::time::Duration>,
+        then: Option<AuditThen>,
     ) -> Result<InvocationRecord, ExecError> {
         let mut c = Call::new(&call.capability, &call.function, call.input.eval(scope));
         c.request_id = Some(request_id.to_string());
@@ -748,6 +818,7 @@ impl<'a> Executor<'a> {
         // result, which makes a deferred entry durable with it.
         c.audit_deferred = self.store.shares_audit_commits();
         c.timeout = timeout;
+        c.audit_then = then;
         Ok(match self.caps {
             Some(caps) => match caps.get(&call.capability) {
                 Some(cap) => self.host.invoke_capability(cap, c).await,
@@ -792,19 +863,23 @@ impl<'a> Executor<'a> {
         Ok(recorder.event_with(entry, durable).await?.map(|a| a.seq))
     }
 
-    /// The output later steps read: for `result<T, E>`, the `ok` payload.
-    fn step_output(&self, call: &PlanCall, output: Option<Value>) -> Value {
-        let output = output.unwrap_or(Value::Null);
-        let returns_result = self
-            .capability(&call.capability)
+    /// Whether `call`'s function returns a WIT `result` (its `ok` is the
+    /// step's output).
+    fn returns_result(&self, call: &PlanCall) -> bool {
+        self.capability(&call.capability)
             .and_then(|c| c.shape.export(&call.function))
-            .is_some_and(|f| f.returns_result());
-        match output {
-            Value::Object(mut m) if returns_result && m.len() == 1 && m.contains_key("ok") => {
-                m.remove("ok").unwrap_or(Value::Null)
-            }
-            other => other,
+            .is_some_and(|f| f.returns_result())
+    }
+}
+
+/// The output later steps read: the function's, for `result<T, E>` the
+/// `ok` payload.
+fn unwrap_ok(output: Option<Value>, returns_result: bool) -> Value {
+    match output.unwrap_or(Value::Null) {
+        Value::Object(mut m) if returns_result && m.len() == 1 && m.contains_key("ok") => {
+            m.remove("ok").unwrap_or(Value::Null)
         }
+        other => other,
     }
 }
 
