@@ -166,14 +166,30 @@ impl Recorder {
         entry: NewEntry,
         durable: bool,
     ) -> Result<Option<AuditRef>, StoreError> {
+        self.event_after(None, entry, durable).await
+    }
+
+    /// [`event_with`](Self::event_with), with `before` written in the
+    /// entry's transaction first (the workflow journal's start or end of a
+    /// run): when it fails, the entry is not appended and its error is
+    /// returned. Without a log, `before` cannot run: refused.
+    pub async fn event_after(
+        &self,
+        before: Option<crate::store::RowWrite>,
+        entry: NewEntry,
+        durable: bool,
+    ) -> Result<Option<AuditRef>, StoreError> {
         let Some(log) = &self.log else {
-            return Ok(None);
+            return match before {
+                Some(_) => Err(StoreError::Closed),
+                None => Ok(None),
+            };
         };
         let payloads = Payloads::default();
-        let appended = if durable {
-            log.append(entry, payloads).await?
-        } else {
-            log.submit_deferred(entry, payloads).await?
+        let appended = match before {
+            Some(before) => log.submit_after(before, entry, payloads, durable).await?,
+            None if durable => log.append(entry, payloads).await?,
+            None => log.submit_deferred(entry, payloads).await?,
         };
         Ok(Some(AuditRef {
             seq: appended.seq,

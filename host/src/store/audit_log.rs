@@ -125,6 +125,9 @@ enum Msg {
         payloads: Payloads,
         /// `false`: deferred (no fsync of its own; see the module header).
         durable: bool,
+        /// Rows written in the same transaction right before the entry; if
+        /// they fail, the entry is not appended ([`AuditLog::submit_after`]).
+        before: Option<RowWrite>,
         /// Rows written in the same transaction right after the entry,
         /// given its seq ([`AuditLog::submit_with`]).
         then: Option<SeqWrite>,
@@ -148,7 +151,7 @@ enum Msg {
 /// A write of rows beside the chain, run inside the writer's transaction
 /// (in a savepoint of its own: an `Err` undoes only its rows and fails
 /// only its caller).
-pub(crate) type RowWrite = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
+pub type RowWrite = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
 
 /// A [`RowWrite`] that follows one entry in the same transaction and is
 /// given that entry's seq ([`AuditLog::submit_with`]).
@@ -570,6 +573,7 @@ impl AuditLog {
             entry,
             payloads,
             durable: true,
+            before: None,
             then: None,
             reply,
         })
@@ -587,6 +591,7 @@ impl AuditLog {
             entry,
             payloads,
             durable: false,
+            before: None,
             then: None,
             reply,
         })
@@ -608,9 +613,38 @@ impl AuditLog {
             entry,
             payloads,
             durable: true,
+            before: None,
             then: Some(then),
             reply,
         })
+    }
+
+    /// Appends one entry after `before` in the same transaction (in a
+    /// savepoint of its own): when `before` fails, its rows are undone, the
+    /// entry is *not* appended, and the [`Ack`] answers `before`'s error.
+    /// `durable` as for [`submit`](Self::submit) /
+    /// [`submit_deferred`](Self::submit_deferred). The workflow executor
+    /// journals a run's start and end this way, with their entries.
+    pub fn submit_after(
+        &self,
+        before: RowWrite,
+        entry: NewEntry,
+        payloads: Payloads,
+        durable: bool,
+    ) -> Ack<Appended> {
+        self.inner.writer.submit(|reply| Msg::Append {
+            entry,
+            payloads,
+            durable,
+            before: Some(before),
+            then: None,
+            reply,
+        })
+    }
+
+    /// Whether `other` is a handle on this same log (one writer, one file).
+    pub fn is_same(&self, other: &AuditLog) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Writes rows beside the chain (the workflow journal's tables, created
@@ -916,6 +950,7 @@ impl Table for AuditTable {
                 Msg::Append {
                     entry,
                     payloads,
+                    before,
                     then,
                     reply,
                     ..
@@ -923,6 +958,21 @@ impl Table for AuditTable {
                     if let Err(e) = check_payloads(&entry, &payloads) {
                         let _ = reply.send(Err(e));
                         continue;
+                    }
+                    if let Some(before) = before {
+                        tx.execute_batch("SAVEPOINT row_write")
+                            .map_err(sqlite_err(&self.path))?;
+                        let r = before(tx);
+                        tx.execute_batch(if r.is_ok() {
+                            "RELEASE row_write"
+                        } else {
+                            "ROLLBACK TO row_write; RELEASE row_write"
+                        })
+                        .map_err(sqlite_err(&self.path))?;
+                        if let Err(e) = r {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
                     }
                     seq += 1;
                     let e = AuditEntry::link(seq, prev, entry);

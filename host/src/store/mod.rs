@@ -62,7 +62,9 @@ pub(crate) mod writer;
 
 pub use anchor::{anchor_path, checkpoints_in_file};
 pub use artifacts::{ArtifactError, ArtifactStore};
-pub use audit_log::{AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads, SeqWrite};
+pub use audit_log::{
+    AppendStats, Appended, AuditLog, CheckpointPolicy, Payloads, RowWrite, SeqWrite,
+};
 pub use audit_proofs::{ConsistencyProof, InclusionProof, StoredNote, TreeReport};
 pub use audit_read::{
     AuditReader, EntryFilter, EntryPage, ExportSummary, verify_db, verify_db_expecting,

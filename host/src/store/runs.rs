@@ -271,6 +271,32 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
         let _ = run_id;
         None
     }
+
+    /// Whether this journal is written by `log`'s own writer, into its
+    /// database: only then may its writes ride in `log`'s transactions
+    /// ([`step_after_entry`](Self::step_after_entry),
+    /// [`start_write`](Self::start_write), [`state_write`](Self::state_write)).
+    fn writes_through(&self, log: &super::AuditLog) -> bool {
+        let _ = log;
+        false
+    }
+
+    /// [`start`](Self::start) as a write to run in the audit log's
+    /// transaction before the run's `start` entry
+    /// ([`AuditLog::submit_after`](super::AuditLog::submit_after): a
+    /// refused start keeps the entry out). `None` unless the journal
+    /// [shares the audit log's commits](Self::shares_audit_commits).
+    fn start_write(&self, run: &RunRecord, steps: &[StepRecord]) -> Option<super::RowWrite> {
+        let _ = (run, steps);
+        None
+    }
+
+    /// [`set_state`](Self::set_state) as a write to run before the run's
+    /// `end` entry, as [`start_write`](Self::start_write).
+    fn state_write(&self, run_id: &str, state: RunState) -> Option<super::RowWrite> {
+        let _ = (run_id, state);
+        None
+    }
 }
 
 /// Makes the write of a step record that follows its audit entry

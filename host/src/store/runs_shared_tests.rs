@@ -223,6 +223,61 @@ fn a_failing_write_after_an_entry_undoes_only_its_own_rows_and_the_entry_is_appe
 }
 
 #[test]
+fn a_run_journaled_before_its_entry_in_one_transaction_keeps_the_entry_out_when_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("warden.db");
+    let (log, store) = open(&db, every(0));
+    assert!(store.writes_through(&log));
+    let steps = [step("a", 0, StepState::Pending)];
+    let before = synced(&log);
+    let appended = log
+        .submit_after(
+            store.start_write(&run("r1"), &steps).expect("fused"),
+            entry(1, None),
+            Payloads::default(),
+            true,
+        )
+        .wait()
+        .expect("run and entry");
+    assert_eq!(appended.seq, 1);
+    assert_eq!(synced(&log), before + 1, "one fsync for both");
+    assert_eq!(
+        store.journal("r1").expect("read").expect("run").steps.len(),
+        1
+    );
+    // The same run id again: the start is refused, and so is its entry.
+    let e = log
+        .submit_after(
+            store.start_write(&run("r1"), &steps).expect("fused"),
+            entry(2, None),
+            Payloads::default(),
+            true,
+        )
+        .wait()
+        .expect_err("a run id names one run");
+    assert!(e.to_string().contains("exists already"), "{e}");
+    assert_eq!(log.head().0, 1, "no entry for the refused start");
+    // The end: the state ahead of the `end` entry.
+    log.submit_after(
+        store.state_write("r1", RunState::Completed).expect("fused"),
+        entry(2, None),
+        Payloads::default(),
+        true,
+    )
+    .wait()
+    .expect("state and entry");
+    let j = store.journal("r1").expect("read").expect("run");
+    assert_eq!(j.run.state, RunState::Completed);
+    assert_eq!(log.head().0, 2);
+    assert!(log.verify().expect("verify").passed(true));
+    // Another log's journal does not write through this one.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("dir");
+    let (other_log, _other_store) = open(&other.join("warden.db"), every(0));
+    assert!(!store.writes_through(&other_log));
+}
+
+#[test]
 fn a_runs_db_from_an_earlier_version_is_imported_into_the_audit_database_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

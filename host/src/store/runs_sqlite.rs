@@ -499,6 +499,20 @@ impl SqliteRunStore {
         }
     }
 
+    /// `op` as a write inside the audit log's transaction, when the
+    /// journal shares its commits.
+    fn row_write(&self, op: Op) -> Option<RowWrite> {
+        if !self.shares_audit_commits() {
+            return None;
+        }
+        let table = RunsTable {
+            path: self.path.clone(),
+        };
+        Some(Box::new(move |tx: &Transaction<'_>| {
+            table.write_one(tx, &op)
+        }))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -592,6 +606,24 @@ impl RunStore for SqliteRunStore {
             run_state,
         };
         self.queue(op, durable)
+    }
+
+    fn writes_through(&self, log: &AuditLog) -> bool {
+        matches!(&self.writes, Writes::Audit(own) if own.is_same(log))
+    }
+
+    fn start_write(&self, run: &RunRecord, steps: &[StepRecord]) -> Option<RowWrite> {
+        self.row_write(Op::Start {
+            run: run.clone(),
+            steps: steps.to_vec(),
+        })
+    }
+
+    fn state_write(&self, run_id: &str, state: RunState) -> Option<RowWrite> {
+        self.row_write(Op::State {
+            run_id: run_id.to_string(),
+            state,
+        })
     }
 
     fn step_after_entry(&self, run_id: &str) -> Option<StepAfterEntry> {

@@ -16,9 +16,12 @@
 //! ([`RunStore::shares_audit_commits`]), a step's audit entry, its in-flight
 //! marker and the run's `start`/`skip` events are *deferred* (committed
 //! without an fsync of their own) and the durable journal record of the
-//! step's result that follows makes them durable with one fsync; at the
-//! end the final state is deferred and the `end` entry durable
-//! (docs/workflows.md, "One fsync per step"). Nothing is acted on — no
+//! step's result that follows makes them durable with one fsync. When it
+//! writes through the host's own log ([`RunStore::writes_through`]),
+//! journal writes ride in entries' transactions: the run's start ahead of
+//! its `start` entry, a chain step's result record after its entry (with
+//! the entry's seq), the final state ahead of the durable `end` entry —
+//! one writer job each (docs/workflows.md, "One fsync per step"). Nothing is acted on — no
 //! step that needs a result starts, no caller is answered — before a
 //! durable commit covering it.
 //!
@@ -334,8 +337,16 @@ impl<'a> Executor<'a> {
                 updated_ms: now,
             })
             .collect();
-        self.store.start_with(&run, &steps, false).await?;
-        self.audit_event_with(
+        // The journaled run rides in the `start` entry's transaction, ahead
+        // of it (a refused start keeps the entry out), when it can.
+        let before = if self.fused() {
+            self.store.start_write(&run, &steps)
+        } else {
+            self.store.start_with(&run, &steps, false).await?;
+            None
+        };
+        self.audit_event_after(
+            before,
             principal,
             crate::Outcome::Ok,
             serde_json::json!({
@@ -434,17 +445,12 @@ impl<'a> Executor<'a> {
                 break;
             }
         }
-        // The final state deferred, the `end` entry durable: one fsync.
-        self.store.set_state_with(run_id, state, false).await?;
-        self.audit_event(
+        self.end(
+            plan,
+            run_id,
             &journal.run.principal,
+            state,
             crate::Outcome::CapabilityError,
-            serde_json::json!({
-                "run": run_id,
-                "workflow": plan.name.as_str(),
-                "event": "end",
-                "state": state.as_str(),
-            }),
         )
         .await?;
         Ok(state)
@@ -518,24 +524,13 @@ impl<'a> Executor<'a> {
             };
             match saga::next(plan, &views) {
                 Next::Finish(state) => {
-                    // The final state deferred, the `end` entry durable: one fsync.
-                    self.store.set_state_with(run_id, state, false).await?;
                     let outcome = if state == RunState::Completed {
                         crate::Outcome::Ok
                     } else {
                         crate::Outcome::CapabilityError
                     };
-                    self.audit_event(
-                        &journal.run.principal,
-                        outcome,
-                        serde_json::json!({
-                            "run": run_id,
-                            "workflow": plan.name.as_str(),
-                            "event": "end",
-                            "state": state.as_str(),
-                        }),
-                    )
-                    .await?;
+                    self.end(plan, run_id, &journal.run.principal, state, outcome)
+                        .await?;
                     return Ok(state);
                 }
                 Next::Wait => {
@@ -752,6 +747,9 @@ impl<'a> Executor<'a> {
         r: &StepRecord,
         written: &Arc<AtomicBool>,
     ) -> Option<AuditThen> {
+        if !self.fused() {
+            return None;
+        }
         let make = self.store.step_after_entry(run_id)?;
         let returns_result = self.returns_result(call);
         let template = r.clone();
@@ -851,6 +849,62 @@ impl<'a> Executor<'a> {
         detail: Value,
         durable: bool,
     ) -> Result<Option<u64>, ExecError> {
+        self.audit_event_after(None, principal, outcome, detail, durable)
+            .await
+    }
+
+    /// Journals the run's final `state` and appends its `end` entry
+    /// (durable): one writer job when the journal writes through the
+    /// host's audit log (the state written in the entry's transaction,
+    /// ahead of it), else the state deferred and the entry durable.
+    async fn end(
+        &self,
+        plan: &Plan,
+        run_id: &str,
+        principal: &str,
+        state: RunState,
+        outcome: crate::Outcome,
+    ) -> Result<(), ExecError> {
+        let before = if self.fused() {
+            self.store.state_write(run_id, state)
+        } else {
+            self.store.set_state_with(run_id, state, false).await?;
+            None
+        };
+        self.audit_event_after(
+            before,
+            principal,
+            outcome,
+            serde_json::json!({
+                "run": run_id,
+                "workflow": plan.name.as_str(),
+                "event": "end",
+                "state": state.as_str(),
+            }),
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the journal writes through the host's own audit log, so a
+    /// journal write can ride in an entry's transaction.
+    fn fused(&self) -> bool {
+        self.host
+            .audit()
+            .is_some_and(|log| self.store.writes_through(log))
+    }
+
+    /// [`audit_event_with`](Self::audit_event_with), with `before` (a
+    /// journal write) in the entry's transaction, ahead of it.
+    async fn audit_event_after(
+        &self,
+        before: Option<crate::store::RowWrite>,
+        principal: &str,
+        outcome: crate::Outcome,
+        detail: Value,
+        durable: bool,
+    ) -> Result<Option<u64>, ExecError> {
         let durable = durable || !self.store.shares_audit_commits();
         let recorder = self.host.recorder();
         let entry = recorder.event_entry(
@@ -860,7 +914,10 @@ impl<'a> Executor<'a> {
             outcome,
             &detail,
         );
-        Ok(recorder.event_with(entry, durable).await?.map(|a| a.seq))
+        Ok(recorder
+            .event_after(before, entry, durable)
+            .await?
+            .map(|a| a.seq))
     }
 
     /// Whether `call`'s function returns a WIT `result` (its `ok` is the
