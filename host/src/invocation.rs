@@ -62,7 +62,7 @@ pub struct Call {
     /// `false` (the default): the entry is durable before the result returns.
     pub audit_deferred: bool,
     /// Rows written in the entry's transaction, right after it (the
-    /// workflow executor's step result record); the entry is then durable.
+    /// workflow executor's step result record).
     pub(crate) audit_then: Option<AuditThen>,
 }
 
@@ -70,7 +70,14 @@ pub struct Call {
 /// audit entry in the same transaction and is given the entry's seq
 /// ([`crate::store::AuditLog::submit_with`]); `None`: nothing to write.
 #[derive(Clone)]
-pub(crate) struct AuditThen(pub(crate) std::sync::Arc<MakeAfterEntry>);
+pub(crate) struct AuditThen {
+    /// Makes the write (`None`: nothing to write for this record).
+    pub(crate) make: std::sync::Arc<MakeAfterEntry>,
+    /// Whether the entry and the write are committed durably; `false`
+    /// only when a durable commit of the caller follows before anything
+    /// acts on them.
+    pub(crate) durable: bool,
+}
 
 /// What [`AuditThen`] holds.
 pub(crate) type MakeAfterEntry =

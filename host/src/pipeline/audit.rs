@@ -46,7 +46,7 @@ impl Recorder {
     /// Commits an invocation record's entry (durable before this returns,
     /// unless the call asked for a deferred entry: `Call::audit_deferred`;
     /// with the rows `Call::audit_then` makes from the record, if any, in
-    /// the same transaction, durable).
+    /// the same transaction, durable unless it says otherwise).
     /// `hash_only`: keep hashes of the payloads, not the payloads.
     pub async fn commit(
         &self,
@@ -81,10 +81,13 @@ impl Recorder {
                 .map(|r| crate::digest::Hash256::of(r))
                 .collect();
         }
-        let then = call.audit_then.as_ref().and_then(|t| (t.0)(&record));
+        let then = call
+            .audit_then
+            .as_ref()
+            .and_then(|t| Some(((t.make)(&record)?, t.durable)));
         let appended = match then {
-            // The caller's rows follow the entry in its transaction: durable.
-            Some(then) => log.submit_with(entry, payloads, then).await,
+            // The caller's rows follow the entry in its transaction.
+            Some((then, durable)) => log.submit_with(entry, payloads, then, durable).await,
             None if call.audit_deferred => log.submit_deferred(entry, payloads).await,
             None => log.append(entry, payloads).await,
         };

@@ -597,22 +597,25 @@ impl AuditLog {
         })
     }
 
-    /// Appends one entry durably and runs `then` with its seq in the same
+    /// Appends one entry and runs `then` with its seq in the same
     /// transaction, right after it (in a savepoint of its own: an `Err`
     /// undoes only `then`'s rows; the entry is appended all the same, and
-    /// `then` must tell its caller itself whether it wrote). The workflow
-    /// executor writes a step's result record this way, so the step's
-    /// entry and its record cost one writer round trip and one fsync.
+    /// `then` must tell its caller itself whether it wrote). `durable` as
+    /// for [`submit`](Self::submit) / [`submit_deferred`](Self::submit_deferred).
+    /// The workflow executor writes a step's result record this way, so
+    /// the step's entry and its record cost one writer round trip and (at
+    /// most) one fsync.
     pub fn submit_with(
         &self,
         entry: NewEntry,
         payloads: Payloads,
         then: SeqWrite,
+        durable: bool,
     ) -> Ack<Appended> {
         self.inner.writer.submit(|reply| Msg::Append {
             entry,
             payloads,
-            durable: true,
+            durable,
             before: None,
             then: Some(then),
             reply,

@@ -173,7 +173,7 @@ fn a_step_record_written_after_its_entry_shares_the_entry_transaction_and_one_fs
         let mut done = step("a", 0, StepState::Done);
         done.output = Some(json!("ok"));
         let appended = log
-            .submit_with(entry(1, None), Payloads::default(), make(done))
+            .submit_with(entry(1, None), Payloads::default(), make(done), true)
             .wait()
             .expect("entry and record");
         assert_eq!(synced(&log), before + 1, "one fsync for both");
@@ -208,7 +208,7 @@ fn a_failing_write_after_an_entry_undoes_only_its_own_rows_and_the_entry_is_appe
         Err(super::StoreError::Closed)
     });
     let appended = log
-        .submit_with(entry(1, None), Payloads::default(), failing)
+        .submit_with(entry(1, None), Payloads::default(), failing, true)
         .wait()
         .expect("the entry is appended all the same");
     assert_eq!(appended.seq, 1);

@@ -561,8 +561,14 @@ impl<'a> Executor<'a> {
                         .await?;
                 }
                 Next::Start(ready) => {
+                    // The last wave: every other step is done or skipped, so
+                    // if these end ok the run ends next, durably.
+                    let last = views.iter().enumerate().all(|(j, v)| {
+                        ready.contains(&j)
+                            || matches!(v.state, StepState::Done | StepState::Skipped)
+                    });
                     let ready = ready.into_iter().map(|i| (i, record(i))).collect();
-                    self.run_wave(plan, ready, &scope, run_id, &journal.run)
+                    self.run_wave(plan, ready, &scope, run_id, &journal.run, last)
                         .await?;
                 }
             }
@@ -576,7 +582,8 @@ impl<'a> Executor<'a> {
     /// the calls are journaled `running` in plan order, then invoked
     /// concurrently (each with its own retries); their results are
     /// journaled in plan order once every call of the wave has ended, so
-    /// the journal does not depend on which call finished first.
+    /// the journal does not depend on which call finished first. `last`:
+    /// no other step is left to run.
     async fn run_wave(
         &self,
         plan: &Plan,
@@ -584,6 +591,7 @@ impl<'a> Executor<'a> {
         scope: &Scope<'_>,
         run_id: &str,
         run: &RunRecord,
+        last: bool,
     ) -> Result<(), ExecError> {
         let mut calls = Vec::new();
         for (i, r) in ready {
@@ -592,8 +600,10 @@ impl<'a> Executor<'a> {
             }
         }
         // A wave of one call (a chain) has no order to keep among its
-        // results: its record is written with the step's entry.
-        let fuse = calls.len() == 1;
+        // results: its record is written with the step's entry — durably,
+        // unless the run's durable end follows it at once (the last wave:
+        // nothing acts on that record but the end, which syncs it).
+        let fuse = (calls.len() == 1).then_some(!last);
         let attempts = calls.into_iter().map(|(i, r, call, retry)| {
             self.attempt_step(plan, i, r, call, retry, scope, run_id, run, fuse)
         });
@@ -693,7 +703,7 @@ impl<'a> Executor<'a> {
         scope: &Scope<'_>,
         run_id: &str,
         run: &RunRecord,
-        fuse: bool,
+        fuse: Option<bool>,
     ) -> Result<(StepRecord, bool), ExecError> {
         let step = &plan.steps[i];
         let id = format!("{run_id}.{}", step.id);
@@ -701,11 +711,8 @@ impl<'a> Executor<'a> {
         loop {
             let t = std::time::Instant::now();
             let written = Arc::new(AtomicBool::new(false));
-            let then = if fuse {
-                self.record_after_entry(call, run_id, &r, &written)
-            } else {
-                None
-            };
+            let then = fuse
+                .and_then(|durable| self.record_after_entry(call, run_id, &r, &written, durable));
             let result = self
                 .invoke(call, scope, &id, run, r.attempts, step.timeout, then)
                 .await?;
@@ -740,12 +747,15 @@ impl<'a> Executor<'a> {
     /// entry and the record are one writer job and one fsync, as a single
     /// request's entry is. `written` is set once the rows are written; the
     /// record is the one [`attempt_step`](Self::attempt_step) returns.
+    /// `durable` false: deferred (the last step of a run, whose durable
+    /// `end` follows).
     fn record_after_entry(
         &self,
         call: &PlanCall,
         run_id: &str,
         r: &StepRecord,
         written: &Arc<AtomicBool>,
+        durable: bool,
     ) -> Option<AuditThen> {
         if !self.fused() {
             return None;
@@ -754,22 +764,25 @@ impl<'a> Executor<'a> {
         let returns_result = self.returns_result(call);
         let template = r.clone();
         let written = written.clone();
-        Some(AuditThen(Arc::new(move |rec: &InvocationRecord| {
-            if rec.outcome != crate::Outcome::Ok {
-                return None;
-            }
-            let mut step = template.clone();
-            step.state = StepState::Done;
-            step.outcome = Some(rec.outcome.as_string());
-            step.output = Some(unwrap_ok(rec.output.clone(), returns_result));
-            let write = make(step);
-            let written = written.clone();
-            Some(Box::new(move |tx: &rusqlite::Transaction<'_>, seq: u64| {
-                write(tx, seq)?;
-                written.store(true, Ordering::Release);
-                Ok(())
-            }))
-        })))
+        let make = Arc::new(
+            move |rec: &InvocationRecord| -> Option<crate::store::SeqWrite> {
+                if rec.outcome != crate::Outcome::Ok {
+                    return None;
+                }
+                let mut step = template.clone();
+                step.state = StepState::Done;
+                step.outcome = Some(rec.outcome.as_string());
+                step.output = Some(unwrap_ok(rec.output.clone(), returns_result));
+                let write = make(step);
+                let written = written.clone();
+                Some(Box::new(move |tx: &rusqlite::Transaction<'_>, seq: u64| {
+                    write(tx, seq)?;
+                    written.store(true, Ordering::Release);
+                    Ok(())
+                }))
+            },
+        );
+        Some(AuditThen { make, durable })
     }
 
     /// Journals `r` in flight (`running`, its attempt count) before the
