@@ -392,3 +392,48 @@ fn a_run_waiting_for_approvers_survives_a_sigkill_and_continues_after_approval()
     ]);
     assert_eq!(code, 0, "the chain verifies:\n{out}\n{err}");
 }
+
+#[test]
+fn the_daemon_refuses_an_approval_step_its_principals_cannot_decide() {
+    // Only carol may approve; the plan names nobody and needs two people.
+    let dir = deploy(
+        "wfa-unsatisfiable",
+        &[cap("echo", "echo")],
+        &[("greet", "greet", "echo", "echo")],
+        &format!(
+            "[[principal]]\nname = \"carol\"\ntoken_sha256 = \"{}\"\nroles = [\"approve\"]\n\n",
+            token_hash(CAROL)
+        ),
+    );
+    add_workflow(
+        &dir,
+        "order",
+        r#"
+[input]
+type = "object"
+
+[[step]]
+id = "gate"
+approval = { mode = "dual", approvers = ["nobody", "carol"] }
+
+[[step]]
+id = "pay"
+needs = ["gate"]
+call = "echo.echo"
+input = { message = "pay" }
+compensate = "none"
+"#,
+    );
+    let (code, _out, err) = warden(&[
+        "serve",
+        "--config",
+        dir.join("warden.toml").to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    for needle in [
+        "order.toml: approval step `gate`: approver `nobody` is not a principal with the `approve` role",
+        "approval step `gate`: mode `dual` needs 2 distinct approvers but only 1",
+    ] {
+        assert!(err.contains(needle), "{needle}:\n{err}");
+    }
+}

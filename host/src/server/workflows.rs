@@ -96,6 +96,20 @@ pub(super) fn load(
                     ));
                     continue;
                 }
+                // Its approval steps can be decided by the configured
+                // principals, as a policy's [[approval]] rules must be.
+                for step in &plan.steps {
+                    if let crate::workflow::plan::Action::Approval(gate) = &step.action {
+                        let at = format!("{}: approval step `{}`", file.display(), step.id);
+                        super::deployment::check_gate(
+                            &at,
+                            &gate.approvers,
+                            gate.mode,
+                            config,
+                            errors,
+                        );
+                    }
+                }
                 out.insert(name, Arc::new(Loaded { plan, checked }));
             }
             Err(e) => errors.extend(e.to_string().lines().map(str::to_string)),
