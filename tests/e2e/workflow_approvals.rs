@@ -7,8 +7,9 @@
 
 use crate::daemon::{APPROVE, AUDIT, Daemon, SUBMIT, cap, deploy};
 use crate::support::*;
+use crate::workflows_daemon::add_workflow;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use warden_host::server::auth::token_hash;
 
@@ -84,17 +85,6 @@ fn order_deploy(name: &str) -> PathBuf {
     );
     add_workflow(&dir, "order", PLAN);
     dir
-}
-
-/// Writes `plan` as `workflows/<name>.toml` and routes kind `name` to it.
-fn add_workflow(dir: &Path, name: &str, plan: &str) {
-    std::fs::create_dir_all(dir.join("workflows")).expect("mkdir");
-    std::fs::write(dir.join("workflows").join(format!("{name}.toml")), plan).expect("plan");
-    let mut routes = std::fs::read_to_string(dir.join("routes.toml")).expect("routes");
-    routes.push_str(&format!(
-        "[[route]]\nid = \"wf-{name}\"\nmatch = {{ kind = \"{name}\" }}\nworkflow = \"{name}\"\n\n"
-    ));
-    std::fs::write(dir.join("routes.toml"), routes).expect("routes");
 }
 
 fn start(d: &Daemon, who: &str, amount: u64) -> String {

@@ -5,44 +5,11 @@
 //! clean against the real example components.
 
 use crate::daemon::{APPROVE, AUDIT, Cap, Daemon, cap, deploy};
-use crate::doubles::{Response, Server};
 use crate::support::*;
+use crate::workflows_daemon::{add_workflow, run_of, slow_fetch_deployment, wait_state};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use warden_host::server::auth::token_hash;
-
-/// Writes `plan` as `workflows/<name>.toml` and routes kind `name` to it.
-fn add_workflow(dir: &Path, name: &str, plan: &str) {
-    std::fs::create_dir_all(dir.join("workflows")).expect("mkdir");
-    std::fs::write(dir.join("workflows").join(format!("{name}.toml")), plan).expect("plan");
-    let mut routes = std::fs::read_to_string(dir.join("routes.toml")).expect("routes");
-    routes.push_str(&format!(
-        "[[route]]\nid = \"wf-{name}\"\nmatch = {{ kind = \"{name}\" }}\nworkflow = \"{name}\"\n\n"
-    ));
-    std::fs::write(dir.join("routes.toml"), routes).expect("routes");
-}
-
-fn run_of(d: &Daemon, id: &str) -> Value {
-    let r = d.client(AUDIT).get(&format!("/v1/runs/{id}")).expect("run");
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-fn wait_state(d: &Daemon, id: &str, states: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let run = run_of(d, id);
-        if states.contains(&run["state"].as_str().unwrap_or_default()) {
-            return run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run never reached {states:?}: {run}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn step(run: &Value, id: &str) -> Value {
     run["steps"]
@@ -56,28 +23,7 @@ fn step(run: &Value, id: &str) -> Value {
 
 #[test]
 fn a_run_cancelled_while_a_step_executes_lets_the_step_finish_then_compensates_once() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let double = rt
-        .block_on(Server::start(0, |_| Response {
-            delay: Duration::from_secs(4),
-            ..Response::text(200, "slow")
-        }))
-        .expect("double");
-    let imports: &'static str = Box::leak(
-        format!(
-            "{STD_IMPORTS}\n\"wasi:clocks/monotonic-clock\" = {{}}\n\"wasi:http/types\" = {{}}\n\"wasi:http/outgoing-handler\" = {{ allow = [\"{}\"] }}",
-            double.origin()
-        )
-        .into_boxed_str(),
-    );
-    let mut fetch = cap("http-fetch", "http-fetch");
-    fetch.imports = imports;
-    let dir = deploy(
-        "wf-cancel-flight",
-        &[cap("echo", "echo"), fetch],
-        &[("greet", "greet", "echo", "echo")],
-        "",
-    );
+    let (_rt, double, dir) = slow_fetch_deployment("wf-cancel-flight", Duration::from_secs(4));
     add_workflow(
         &dir,
         "slow",
@@ -228,7 +174,7 @@ approval = { mode = "single" }
         .expect("cancel");
     assert_eq!(r.status, 409, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "past_pivot");
-    assert_eq!(run_of(&d, &id)["state"], "waiting");
+    assert_eq!(run_of(&d, &id, AUDIT)["state"], "waiting");
 }
 
 const ACME: &str = "tok-acme";

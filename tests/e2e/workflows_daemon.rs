@@ -6,7 +6,7 @@ use crate::daemon::{APPROVE, AUDIT, Daemon, SUBMIT, cap, deploy};
 use crate::doubles::{Response, Server};
 use crate::support::*;
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Writes `plan` as `workflows/<name>.toml` and routes kind `name` to it.
@@ -18,6 +18,39 @@ pub(crate) fn add_workflow(dir: &Path, name: &str, plan: &str) {
         "[[route]]\nid = \"wf-{name}\"\nmatch = {{ kind = \"{name}\" }}\nworkflow = \"{name}\"\n\n"
     ));
     std::fs::write(dir.join("routes.toml"), routes).expect("routes");
+}
+
+/// A deployment (routes: `greet` → echo) with `echo` and `http-fetch`,
+/// the latter allowed to reach only a loopback double that answers every
+/// request after `delay`: a step that stays in flight that long. The
+/// runtime serves the double; keep both alive for the test.
+pub(crate) fn slow_fetch_deployment(
+    name: &str,
+    delay: Duration,
+) -> (tokio::runtime::Runtime, Server, PathBuf) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let double = rt
+        .block_on(Server::start(0, move |_| Response {
+            delay,
+            ..Response::text(200, "slow")
+        }))
+        .expect("double");
+    let imports: &'static str = Box::leak(
+        format!(
+            "{STD_IMPORTS}\n\"wasi:clocks/monotonic-clock\" = {{}}\n\"wasi:http/types\" = {{}}\n\"wasi:http/outgoing-handler\" = {{ allow = [\"{}\"] }}",
+            double.origin()
+        )
+        .into_boxed_str(),
+    );
+    let mut fetch = cap("http-fetch", "http-fetch");
+    fetch.imports = imports;
+    let dir = deploy(
+        name,
+        &[cap("echo", "echo"), fetch],
+        &[("greet", "greet", "echo", "echo")],
+        "",
+    );
+    (rt, double, dir)
 }
 
 pub(crate) const TWO_ECHOES: &str = r#"
@@ -222,28 +255,7 @@ fn a_waiting_run_is_cancelled_with_its_done_steps_compensated_and_runs_are_priva
 
 #[test]
 fn a_run_in_flight_at_a_sigkill_resumes_at_restart_without_re_running_done_steps() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let double = rt
-        .block_on(Server::start(0, |_| Response {
-            delay: Duration::from_secs(2),
-            ..Response::text(200, "slow")
-        }))
-        .expect("double");
-    let imports: &'static str = Box::leak(
-        format!(
-            "{STD_IMPORTS}\n\"wasi:clocks/monotonic-clock\" = {{}}\n\"wasi:http/types\" = {{}}\n\"wasi:http/outgoing-handler\" = {{ allow = [\"{}\"] }}",
-            double.origin()
-        )
-        .into_boxed_str(),
-    );
-    let mut fetch = cap("http-fetch", "http-fetch");
-    fetch.imports = imports;
-    let dir = deploy(
-        "wf-crash",
-        &[cap("echo", "echo"), fetch],
-        &[("greet", "greet", "echo", "echo")],
-        "",
-    );
+    let (_rt, double, dir) = slow_fetch_deployment("wf-crash", Duration::from_secs(2));
     add_workflow(
         &dir,
         "slow",
