@@ -518,6 +518,45 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl DaemonConfig {
+    /// One human gate — a policy's `[[approval]]` rule or a workflow's
+    /// approval step, named by `at` — can be satisfied by the configured
+    /// principals: each approver it names is a principal (or a group with a
+    /// member) with the `approve` role, and at least `mode.required()` of
+    /// them may approve it (anyone with the role when it names nobody).
+    pub(super) fn check_gate(
+        &self,
+        at: &str,
+        named: &[crate::policy::approval::Approver],
+        mode: crate::policy::approval::Mode,
+        errors: &mut Vec<String>,
+    ) {
+        use crate::policy::approval::Approver;
+        let approvers: Vec<_> = self
+            .principals
+            .iter()
+            .filter(|p| p.roles.contains(&Role::Approve))
+            .collect();
+        for a in named {
+            if !approvers.iter().any(|p| a.admits(&p.name, &p.groups)) {
+                errors.push(format!(
+                    "{at}: approver `{a}` is not a principal with the `approve` role{} in the daemon config",
+                    if matches!(a, Approver::Group(_)) { " (no member of that group has it)" } else { "" }
+                ));
+            }
+        }
+        let eligible = approvers
+            .iter()
+            .filter(|p| named.is_empty() || named.iter().any(|a| a.admits(&p.name, &p.groups)))
+            .count();
+        if eligible < mode.required() {
+            errors.push(format!(
+                "{at}: mode `{}` needs {} distinct approvers but only {eligible} configured principal(s) may approve it",
+                mode.as_str(),
+                mode.required()
+            ));
+        }
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<DaemonConfig, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {

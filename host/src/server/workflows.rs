@@ -101,13 +101,7 @@ pub(super) fn load(
                 for step in &plan.steps {
                     if let crate::workflow::plan::Action::Approval(gate) = &step.action {
                         let at = format!("{}: approval step `{}`", file.display(), step.id);
-                        super::deployment::check_gate(
-                            &at,
-                            &gate.approvers,
-                            gate.mode,
-                            config,
-                            errors,
-                        );
+                        config.check_gate(&at, &gate.approvers, gate.mode, errors);
                     }
                 }
                 out.insert(name, Arc::new(Loaded { plan, checked }));
