@@ -1,8 +1,9 @@
 //! Runs in the daemon, continued (issue 20): cancelling a run while one of
 //! its steps executes (the step finishes, nothing later starts, the run
 //! compensates; driven once), a run past its pivot not cancelled, the
-//! run's tenant passed to its steps, and the demo's order plan checking
-//! clean against the real example components.
+//! run's tenant passed to its steps, the demo's order plan checking
+//! clean against the real example components, and a step holding its
+//! capability's concurrency slot as a request does.
 
 use crate::daemon::{APPROVE, AUDIT, Cap, Daemon, cap, deploy};
 use crate::support::*;
@@ -322,4 +323,60 @@ fn the_demo_order_workflow_checks_clean_against_the_real_components_and_is_route
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("orders"), "{out}");
+}
+
+#[test]
+fn a_step_holds_its_capabilitys_slot_so_a_request_beside_it_waits_for_its_turn() {
+    // One slot for `spin`: a run's step in it makes a request of the same
+    // capability queue, and refuse as overloaded after queue_timeout — as
+    // it would beside another request.
+    let mut spin = cap("spin", "spin-loop");
+    spin.extra = "[budget]\nfuel = \"off\"\nwall_time = \"1500ms\"";
+    let dir = deploy(
+        "wf-slots",
+        &[spin],
+        &[("spin", "spin", "spin", "spin")],
+        "[limits]\nqueue_timeout = \"200ms\"\n\n[capability.spin]\nconcurrency = 1",
+    );
+    add_workflow(
+        &dir,
+        "busy",
+        r#"
+[input]
+type = "object"
+required = ["who"]
+[input.properties]
+who = { type = "string" }
+
+[[step]]
+id = "spin"
+call = "spin.spin"
+input = { n = 1 }
+compensate = "none"
+"#,
+    );
+    let d = Daemon::start(&dir);
+    let r = d.submit(json!({"kind": "busy", "input": {"who": "kim"}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["run"]["run_id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while step(&run_of(&d, &id, AUDIT), "spin")["state"] != "running" {
+        assert!(Instant::now() < deadline, "the spin step never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let beside = d.submit(json!({"kind": "spin", "input": {"n": 1}}));
+    assert_eq!(beside.status, 503, "{}", beside.text());
+    assert_eq!(beside.json()["error_code"], "overloaded");
+    let run = wait_state(&d, &id, &["completed", "compensated", "needs_attention"]);
+    assert!(
+        step(&run, "spin")["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("budget_exhausted")),
+        "the step ran to its own budget: {run}"
+    );
+    let metrics = d.client(AUDIT).get("/metrics").expect("metrics").text();
+    assert!(
+        metrics.contains("warden_queue_timeouts_total{capability=\"spin\"} 1"),
+        "{metrics}"
+    );
 }

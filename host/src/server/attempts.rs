@@ -10,15 +10,65 @@
 
 use super::Daemon;
 use super::metrics::labels;
-use super::protect::Admission;
+use super::protect::{Admission, Protection};
 use crate::pipeline::Refusal;
 use crate::pipeline::answer::Answer;
+use crate::workflow::executor::{SlotWait, StepSlots};
 use crate::{Call, Capability, InvocationRecord, Outcome};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::Val;
 
+/// A slot to run one invocation: the daemon's instance pool and the
+/// capability's concurrency limit, held until dropped.
+pub(super) struct Slot {
+    _pool: OwnedSemaphorePermit,
+    _capability: OwnedSemaphorePermit,
+}
+
 impl Daemon {
+    /// Waits up to `queue_timeout` for a slot in the daemon's pool and in
+    /// `protection`'s concurrency limit — what every invocation holds
+    /// while it runs, a request's attempt and a workflow step alike.
+    /// `None`: no slot freed in time.
+    pub(super) async fn queue(&self, protection: &Protection) -> Option<Slot> {
+        let t = Instant::now();
+        let queue = self.config.limits.queue_timeout.get();
+        let permits = tokio::time::timeout(queue, async {
+            let pool = self.pool.clone().acquire_owned().await;
+            let capability = protection.slots.clone().acquire_owned().await;
+            (pool, capability)
+        })
+        .await;
+        self.metrics.observe(
+            "warden_stage_seconds",
+            labels(&[("stage", "queue")]),
+            t.elapsed(),
+        );
+        match permits {
+            Ok((Ok(pool), Ok(capability))) => Some(Slot {
+                _pool: pool,
+                _capability: capability,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Counts a [`queue`](Self::queue) that gave up on `capability` and
+    /// says why its invocation is refused.
+    pub(super) fn queue_timed_out(&self, capability: &str) -> String {
+        self.metrics.add(
+            "warden_queue_timeouts_total",
+            labels(&[("capability", capability)]),
+            1,
+        );
+        format!(
+            "`{capability}` is at its concurrency limit and no slot freed within {}; retry later",
+            self.config.limits.queue_timeout
+        )
+    }
+
     /// Queue, breaker and attempts for a routed, gated request.
     pub(super) async fn attempts(
         &self,
@@ -54,34 +104,12 @@ impl Daemon {
                 Admission::Probe => true,
                 Admission::Pass => false,
             };
-            let t = Instant::now();
-            let queue = self.config.limits.queue_timeout.get();
-            let permits = tokio::time::timeout(queue, async {
-                let pool = self.pool.acquire().await;
-                let slot = protection.slots.acquire().await;
-                (pool, slot)
-            })
-            .await;
-            self.metrics.observe(
-                "warden_stage_seconds",
-                labels(&[("stage", "queue")]),
-                t.elapsed(),
-            );
-            let Ok((Ok(_pool), Ok(_slot))) = permits else {
+            let Some(slot) = self.queue(&protection).await else {
                 if probe {
                     // Give the probe back: nothing ran.
                     protection.record_not_run();
                 }
-                self.metrics.add(
-                    "warden_queue_timeouts_total",
-                    labels(&[("capability", cap.name())]),
-                    1,
-                );
-                let why = format!(
-                    "`{}` is at its concurrency limit and no slot freed within {}; retry later",
-                    cap.name(),
-                    self.config.limits.queue_timeout
-                );
+                let why = self.queue_timed_out(cap.name());
                 let refusal = Refusal::of(cap, Outcome::Transient, why);
                 let record = self.host.refuse(&refusal, &call).await;
                 let mut answer =
@@ -111,7 +139,7 @@ impl Daemon {
                 );
                 record
             };
-            drop((_pool, _slot));
+            drop(slot);
             protection.record(record.outcome == Outcome::Transient);
             let delay = retry.next_delay(
                 record.outcome,
@@ -181,4 +209,18 @@ impl Daemon {
 
 fn secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// A workflow step waits for the same slot a request of its capability
+/// would (its circuit breaker and retries are the executor's own).
+impl StepSlots for Daemon {
+    fn slot<'s>(&'s self, capability: &'s str) -> SlotWait<'s> {
+        Box::pin(async move {
+            let protection = self.protection(capability);
+            match self.queue(&protection).await {
+                Some(slot) => Ok(Box::new(slot) as Box<dyn Send>),
+                None => Err(self.queue_timed_out(capability)),
+            }
+        })
+    }
 }

@@ -100,7 +100,7 @@ pub struct Daemon {
     state: StateStore,
     /// Idempotency keys being executed now: `(principal, key) -> done`.
     pending: Mutex<HashMap<(String, String), watch::Receiver<bool>>>,
-    pool: Semaphore,
+    pool: Arc<Semaphore>,
     /// Requests holding a body (`[http] max_open_requests`), taken before
     /// the body is read.
     open_requests: Arc<Semaphore>,
@@ -195,7 +195,7 @@ impl Daemon {
         let (active, _) = watch::channel(0usize);
         Ok(Arc::new(Daemon {
             principals: Principals::new(&config.principals),
-            pool: Semaphore::new(config.limits.max_in_flight as usize),
+            pool: Arc::new(Semaphore::new(config.limits.max_in_flight as usize)),
             open_requests: Arc::new(Semaphore::new(
                 usize::try_from(config.http.max_open_requests)
                     .unwrap_or(usize::MAX)

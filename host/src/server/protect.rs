@@ -5,6 +5,7 @@
 //! the cool-down (half-open), and closes when a probe ends in anything but
 //! `transient`. State survives reloads (it is keyed by capability name).
 
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -51,7 +52,7 @@ struct Breaker {
 #[derive(Debug)]
 pub struct Protection {
     /// Concurrent invocations of the capability.
-    pub slots: Semaphore,
+    pub slots: Arc<Semaphore>,
     /// Its configured concurrency.
     pub concurrency: u32,
     failures: u32,
@@ -74,7 +75,7 @@ impl Protection {
     /// A closed breaker and `concurrency` free slots.
     pub fn new(concurrency: u32, failures: u32, cool_down: Duration) -> Protection {
         Protection {
-            slots: Semaphore::new(concurrency as usize),
+            slots: Arc::new(Semaphore::new(concurrency as usize)),
             concurrency,
             failures,
             cool_down,

@@ -316,7 +316,8 @@ impl Daemon {
             .pinned_capabilities(deployment, &loaded.plan, run_id)
             .await?;
         let exec = Executor::with_capabilities(&self.host, self.runs.as_ref(), &caps)
-            .observed_by(self.as_ref());
+            .observed_by(self.as_ref())
+            .slotted_by(self.as_ref());
         if let Some(pivot) = pivot_done(loaded, &journal) {
             exec.audit_event(
                 &request.by,
@@ -368,6 +369,7 @@ impl Daemon {
             let state = {
                 let exec = Executor::with_capabilities(&self.host, self.runs.as_ref(), &caps)
                     .observed_by(self.as_ref())
+                    .slotted_by(self.as_ref())
                     .stopping_when(&cancelled);
                 exec.drive(&loaded.plan, run_id)
                     .await

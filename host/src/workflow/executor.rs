@@ -51,6 +51,7 @@ use super::template::Scope;
 use super::validate::validate;
 use crate::digest::json_digest;
 use crate::invocation::AuditThen;
+use crate::pipeline::Refusal;
 use crate::policy::RetryPolicy;
 use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
 use crate::units::now_ms;
@@ -138,7 +139,27 @@ pub struct Executor<'a> {
     tenant: Option<Tenant>,
     /// Told of every step attempt and compensation (metrics).
     observer: Option<&'a dyn StepObserver>,
+    /// Where a step's invocation waits for its slot (the daemon's pool and
+    /// the capability's concurrency limit); `None`: it runs at once.
+    slots: Option<&'a dyn StepSlots>,
 }
+
+/// What a step's invocation holds while it runs: the slot a request of
+/// the same capability would hold (the daemon's instance pool and the
+/// capability's `concurrency`), so that runs and requests share one set of
+/// limits.
+pub trait StepSlots: Send + Sync {
+    /// Waits for a slot to run `capability`. `Err(why)`: none freed in
+    /// time; the step's attempt is refused as `transient` (audited) and
+    /// its retry policy decides what follows. The slot is held until the
+    /// returned value is dropped.
+    fn slot<'s>(&'s self, capability: &'s str) -> SlotWait<'s>;
+}
+
+/// A wait for a step's slot ([`StepSlots::slot`]): the slot, held until
+/// dropped, or why none freed in time.
+pub type SlotWait<'s> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Box<dyn Send>, String>> + Send + 's>>;
 
 /// Told of every invocation a run makes (a step attempt or a compensation),
 /// after it ended: the daemon's decision-level metrics. It must never
@@ -167,6 +188,7 @@ impl<'a> Executor<'a> {
             stop: None,
             tenant: None,
             observer: None,
+            slots: None,
         }
     }
 
@@ -184,12 +206,19 @@ impl<'a> Executor<'a> {
             stop: None,
             tenant: None,
             observer: None,
+            slots: None,
         }
     }
 
     /// This executor, telling `observer` of every invocation it makes.
     pub fn observed_by(mut self, observer: &'a dyn StepObserver) -> Executor<'a> {
         self.observer = Some(observer);
+        self
+    }
+
+    /// This executor, running each invocation in a slot from `slots`.
+    pub fn slotted_by(mut self, slots: &'a dyn StepSlots) -> Executor<'a> {
+        self.slots = Some(slots);
         self
     }
 
@@ -830,14 +859,22 @@ impl<'a> Executor<'a> {
         c.audit_deferred = self.store.shares_audit_commits();
         c.timeout = timeout;
         c.audit_then = then;
-        Ok(match self.caps {
-            Some(caps) => match caps.get(&call.capability) {
-                Some(cap) => self.host.invoke_capability(cap, c).await,
-                // Not in the deployment: the pipeline refuses it (audited).
-                None => self.host.invoke(c).await,
+        let Some(cap) = self.caps.and_then(|caps| caps.get(&call.capability)) else {
+            // The host's own capabilities, or not in the deployment (the
+            // pipeline refuses it, audited).
+            return Ok(self.host.invoke(c).await);
+        };
+        let _slot = match self.slots {
+            Some(slots) => match slots.slot(&call.capability).await {
+                Ok(slot) => Some(slot),
+                Err(why) => {
+                    let refusal = Refusal::of(cap, crate::Outcome::Transient, why);
+                    return Ok(self.host.refuse(&refusal, &c).await);
+                }
             },
-            None => self.host.invoke(c).await,
-        })
+            None => None,
+        };
+        Ok(self.host.invoke_capability(cap, c).await)
     }
 
     /// Appends a `workflow` event entry (run start, skip, end) through the
