@@ -475,8 +475,8 @@ fn tenant_of(detail: Option<&str>) -> Option<crate::Tenant> {
 
 /// Rebuilds a policy from the canonical JSON of its effective form (the
 /// artifact stored under its hash), through the same parser as a policy
-/// file. The result must reproduce the artifact exactly (approval rules,
-/// which a replay never evaluates, are left out of the comparison).
+/// file, `[[approval]]` rules included. The result must reproduce the
+/// artifact exactly, or it is refused.
 pub fn policy_from_artifact(hash: &Hash256, bytes: &[u8]) -> Result<Policy, String> {
     let bad = |why: String| format!("policy {hash}: {why}");
     let effective: Value =
@@ -496,14 +496,15 @@ pub fn policy_from_artifact(hash: &Hash256, bytes: &[u8]) -> Result<Policy, Stri
         imports.insert(name.clone(), to_toml(&settings).map_err(bad)?);
     }
     doc.insert("imports".into(), toml::Value::Table(imports));
+    // `[[approval]]` rules, in their order (a rule's null `when` is absent).
+    if let Some(rules) = effective.get("approval").and_then(Value::as_array) {
+        let rules = rules.iter().map(to_toml).collect::<Result<_, _>>();
+        doc.insert("approval".into(), toml::Value::Array(rules.map_err(bad)?));
+    }
     let text = toml::to_string(&doc).map_err(|e| bad(e.to_string()))?;
     let source = std::path::PathBuf::from(format!("artifact-{}.toml", hash.hex()));
     let policy = Policy::parse(&source, &text).map_err(|e| bad(e.to_string()))?;
-    let mut want = effective.clone();
-    if let Some(o) = want.as_object_mut() {
-        o.remove("approval");
-    }
-    if policy.effective() != want {
+    if policy.effective() != effective {
         return Err(bad(
             "the stored policy cannot be rebuilt exactly by this version of warden".into(),
         ));
@@ -542,7 +543,7 @@ mod tests {
     #[test]
     fn every_example_policy_is_rebuilt_exactly_from_its_artifact() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut seen = 0;
+        let (mut seen, mut with_rules) = (0, 0);
         let files = walk(&root.join("policies"))
             .into_iter()
             .chain(walk(&root.join("examples")));
@@ -561,10 +562,14 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
                 assert_eq!(rebuilt.budget, policy.budget, "{}", entry.display());
                 assert_eq!(rebuilt.imports, policy.imports, "{}", entry.display());
+                assert_eq!(rebuilt.approvals, policy.approvals, "{}", entry.display());
+                assert_eq!(rebuilt.hash(), policy.hash(), "{}", entry.display());
                 seen += 1;
+                with_rules += usize::from(!policy.approvals.is_empty());
             }
         }
         assert!(seen > 3, "found {seen} example policies");
+        assert!(with_rules > 0, "no example policy has [[approval]] rules");
     }
 
     #[test]

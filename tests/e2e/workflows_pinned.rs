@@ -1,7 +1,8 @@
 //! Pinned versions (docs/workflows.md "Pinned versions"): a run finishes
 //! on the component and policy it pinned at its start — after a reload
 //! changed its step's capability, and after a restart, when that version is
-//! only in the artifact store — while new runs use the new version.
+//! only in the artifact store (`[[approval]]` rules included) — while new
+//! runs use the new version.
 
 use crate::daemon::{ADMIN, APPROVE, AUDIT, Daemon, cap, deploy, policy_toml};
 use crate::workflows_daemon::{add_workflow, run_of, wait_state};
@@ -76,8 +77,10 @@ fn resume_and_wait(d: &Daemon, id: &str, attempts_before: usize) -> Vec<(String,
 #[test]
 fn a_run_finishes_on_its_pinned_policy_after_a_reload_and_a_restart_while_new_runs_use_the_new_one()
 {
+    // Both versions carry an `[[approval]]` rule (one that never holds a
+    // call): the artifact store rebuilds it exactly after the restart.
     let mut tight = cap("tight", "echo");
-    tight.extra = "[budget]\nfuel = 100\n";
+    tight.extra = "[budget]\nfuel = 100\n\n[[approval]]\nfunction = \"echo\"\nmode = \"none\"\n";
     let dir = deploy(
         "wf-pinned",
         &[cap("echo", "echo"), tight],
@@ -100,7 +103,8 @@ fn a_run_finishes_on_its_pinned_policy_after_a_reload_and_a_restart_while_new_ru
 
     // The operator raises the budget: a reload changes `tight`'s policy.
     let mut relaxed = cap("tight", "echo");
-    relaxed.extra = "[budget]\nfuel = 100_000_000\n";
+    relaxed.extra =
+        "[budget]\nfuel = 100_000_000\n\n[[approval]]\nfunction = \"echo\"\nmode = \"none\"\n";
     std::fs::write(
         dir.join("policies").join("tight.toml"),
         policy_toml(&relaxed),

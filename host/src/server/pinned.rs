@@ -91,17 +91,6 @@ fn rebuild(host: &crate::Host, name: &str, pin: &Pin) -> Result<Capability, Stri
     let policy_bytes = store
         .get(&policy_hash)
         .map_err(|e| format!("policy of `{name}`: {e}"))?;
-    let effective: serde_json::Value = serde_json::from_slice(&policy_bytes)
-        .map_err(|e| format!("policy {policy_hash} of `{name}` is not JSON: {e}"))?;
-    if effective["approval"]
-        .as_array()
-        .is_some_and(|rules| !rules.is_empty())
-    {
-        return Err(format!(
-            "pinned policy {policy_hash} of `{name}` has approval rules, which cannot be \
-             rebuilt from the artifact store yet: restore that policy file and reload"
-        ));
-    }
     let policy = crate::replay::policy_from_artifact(&policy_hash, &policy_bytes)?;
     let cap = host
         .prepare_pinned(policy, &component, &digest)
