@@ -364,6 +364,9 @@ compensate = "none"
         assert!(Instant::now() < deadline, "the spin step never started");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // `running` is journaled just before the step waits for its slot; give
+    // it that moment (the step then spins for 1.5 s).
+    std::thread::sleep(Duration::from_millis(300));
     let beside = d.submit(json!({"kind": "spin", "input": {"n": 1}}));
     assert_eq!(beside.status, 503, "{}", beside.text());
     assert_eq!(beside.json()["error_code"], "overloaded");
