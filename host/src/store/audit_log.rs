@@ -569,14 +569,7 @@ impl AuditLog {
     /// Appends one entry; the [`Ack`] resolves only after its transaction is
     /// committed. The entry and its payloads are moved to the writer as they are.
     pub fn submit(&self, entry: NewEntry, payloads: Payloads) -> Ack<Appended> {
-        self.inner.writer.submit(|reply| Msg::Append {
-            entry,
-            payloads,
-            durable: true,
-            before: None,
-            then: None,
-            reply,
-        })
+        self.queue_append(entry, payloads, true, None, None)
     }
 
     /// Appends one entry *deferred*: the [`Ack`] resolves once it is
@@ -587,14 +580,7 @@ impl AuditLog {
     /// such a commit before acting on the result (the workflow executor:
     /// the step's journal record).
     pub fn submit_deferred(&self, entry: NewEntry, payloads: Payloads) -> Ack<Appended> {
-        self.inner.writer.submit(|reply| Msg::Append {
-            entry,
-            payloads,
-            durable: false,
-            before: None,
-            then: None,
-            reply,
-        })
+        self.queue_append(entry, payloads, false, None, None)
     }
 
     /// Appends one entry and runs `then` with its seq in the same
@@ -612,14 +598,7 @@ impl AuditLog {
         then: SeqWrite,
         durable: bool,
     ) -> Ack<Appended> {
-        self.inner.writer.submit(|reply| Msg::Append {
-            entry,
-            payloads,
-            durable,
-            before: None,
-            then: Some(then),
-            reply,
-        })
+        self.queue_append(entry, payloads, durable, None, Some(then))
     }
 
     /// Appends one entry after `before` in the same transaction (in a
@@ -635,12 +614,24 @@ impl AuditLog {
         payloads: Payloads,
         durable: bool,
     ) -> Ack<Appended> {
+        self.queue_append(entry, payloads, durable, Some(before), None)
+    }
+
+    /// Queues one entry's append (the forms above).
+    fn queue_append(
+        &self,
+        entry: NewEntry,
+        payloads: Payloads,
+        durable: bool,
+        before: Option<RowWrite>,
+        then: Option<SeqWrite>,
+    ) -> Ack<Appended> {
         self.inner.writer.submit(|reply| Msg::Append {
             entry,
             payloads,
             durable,
-            before: Some(before),
-            then: None,
+            before,
+            then,
             reply,
         })
     }
