@@ -330,31 +330,7 @@ fn a_step_holds_its_capabilitys_slot_so_a_request_beside_it_waits_for_its_turn()
     // One slot for `spin`: a run's step in it makes a request of the same
     // capability queue, and refuse as overloaded after queue_timeout — as
     // it would beside another request.
-    let mut spin = cap("spin", "spin-loop");
-    spin.extra = "[budget]\nfuel = \"off\"\nwall_time = \"1500ms\"";
-    let dir = deploy(
-        "wf-slots",
-        &[spin],
-        &[("spin", "spin", "spin", "spin")],
-        "[limits]\nqueue_timeout = \"200ms\"\n\n[capability.spin]\nconcurrency = 1",
-    );
-    add_workflow(
-        &dir,
-        "busy",
-        r#"
-[input]
-type = "object"
-required = ["who"]
-[input.properties]
-who = { type = "string" }
-
-[[step]]
-id = "spin"
-call = "spin.spin"
-input = { n = 1 }
-compensate = "none"
-"#,
-    );
+    let dir = one_spin_slot("wf-slots");
     let d = Daemon::start(&dir);
     let r = d.submit(json!({"kind": "busy", "input": {"who": "kim"}}));
     assert_eq!(r.status, 202, "{}", r.text());
@@ -377,6 +353,67 @@ compensate = "none"
             .is_some_and(|o| o.starts_with("budget_exhausted")),
         "the step ran to its own budget: {run}"
     );
+    let metrics = d.client(AUDIT).get("/metrics").expect("metrics").text();
+    assert!(
+        metrics.contains("warden_queue_timeouts_total{capability=\"spin\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A deployment where `spin` (1.5 s of wall time) has one slot and a
+/// 200 ms queue, and the workflow `busy` is one `spin` step.
+fn one_spin_slot(name: &str) -> std::path::PathBuf {
+    let mut spin = cap("spin", "spin-loop");
+    spin.extra = "[budget]\nfuel = \"off\"\nwall_time = \"1500ms\"";
+    let dir = deploy(
+        name,
+        &[spin],
+        &[("spin", "spin", "spin", "spin")],
+        "[limits]\nqueue_timeout = \"200ms\"\n\n[capability.spin]\nconcurrency = 1",
+    );
+    add_workflow(
+        &dir,
+        "busy",
+        r#"
+[input]
+type = "object"
+required = ["who"]
+[input.properties]
+who = { type = "string" }
+
+[[step]]
+id = "spin"
+call = "spin.spin"
+input = { n = 1 }
+compensate = "none"
+"#,
+    );
+    dir
+}
+
+#[test]
+fn a_step_that_finds_no_slot_in_time_is_refused_as_transient_and_audited() {
+    let dir = one_spin_slot("wf-no-slot");
+    let d = Daemon::start(&dir);
+    std::thread::scope(|s| {
+        // A request takes the one slot for 1.5 s.
+        let first = s.spawn(|| d.submit(json!({"kind": "spin", "input": {"n": 1}})));
+        std::thread::sleep(Duration::from_millis(400));
+        let r = d.submit(json!({"kind": "busy", "input": {"who": "kim"}}));
+        assert_eq!(r.status, 202, "{}", r.text());
+        let id = r.json()["run"]["run_id"].as_str().expect("id").to_string();
+        let run = wait_state(&d, &id, &["completed", "compensated", "needs_attention"]);
+        assert_eq!(step(&run, "spin")["outcome"], "transient", "{run}");
+        let refused: Vec<Value> = d
+            .audit()
+            .into_iter()
+            .filter(|e| e["entry"]["request_id"] == format!("{id}.spin").as_str())
+            .collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0]["entry"]["outcome"], "transient");
+        let first = first.join().expect("thread");
+        assert_eq!(first.json()["outcome"], "budget_exhausted:time");
+    });
     let metrics = d.client(AUDIT).get("/metrics").expect("metrics").text();
     assert!(
         metrics.contains("warden_queue_timeouts_total{capability=\"spin\"} 1"),
