@@ -123,10 +123,15 @@ fn grant(id: &str, settings: toml::Value) -> Result<GrantKind, String> {
 pub const MAX_HTTP_FIELDS_BYTES: usize = 16 << 10;
 
 /// One invocation's `wasi:http` state: wasmtime-wasi-http's context and
-/// warden's egress hooks.
+/// warden's egress hooks, built the first time the guest uses `wasi:http`
+/// (most invocations never do, and then pay for neither).
 pub struct HttpState {
-    ctx: WasiHttpCtx,
-    hooks: EgressHooks,
+    /// What the context and hooks are built from.
+    grant: Option<HttpGrant>,
+    services: Arc<HostServices>,
+    recording: recording::Shared,
+    /// The context and hooks, once the guest has used `wasi:http`.
+    live: Option<Box<(WasiHttpCtx, EgressHooks)>>,
 }
 
 impl HttpState {
@@ -137,11 +142,12 @@ impl HttpState {
         services: Arc<HostServices>,
         recording: recording::Shared,
     ) -> HttpState {
-        let mut ctx = WasiHttpCtx::new();
-        ctx.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
-        let mut hooks = EgressHooks::new(grant, services);
-        hooks.recording = recording;
-        HttpState { ctx, hooks }
+        HttpState {
+            grant,
+            services,
+            recording,
+            live: None,
+        }
     }
 
     /// The view wasmtime-wasi-http's calls work on.
@@ -149,11 +155,20 @@ impl HttpState {
         &'a mut self,
         table: &'a mut wasmtime::component::ResourceTable,
     ) -> WasiHttpCtxView<'a> {
-        WasiHttpCtxView {
-            ctx: &mut self.ctx,
-            table,
-            hooks: &mut self.hooks,
-        }
+        let HttpState {
+            grant,
+            services,
+            recording,
+            live,
+        } = self;
+        let (ctx, hooks) = &mut **live.get_or_insert_with(|| {
+            let mut ctx = WasiHttpCtx::new();
+            ctx.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
+            let mut hooks = EgressHooks::new(grant.take(), services.clone());
+            hooks.recording = recording.clone();
+            Box::new((ctx, hooks))
+        });
+        WasiHttpCtxView { ctx, table, hooks }
     }
 }
 
@@ -179,11 +194,8 @@ pub fn add_to_linker<T: Send + 'static>(
 /// so they are handed over once the invocation has ended.
 impl HostInterface for HttpState {
     fn overrun(&self) -> Option<BudgetOverrun> {
-        let why = self
-            .hooks
-            .log
-            .lock()
-            .map_or(None, |l| l.exhausted.clone())?;
+        let (_, hooks) = &**self.live.as_ref()?;
+        let why = hooks.log.lock().map_or(None, |l| l.exhausted.clone())?;
         Some(BudgetOverrun {
             budget: Budget::Http,
             why,
@@ -191,7 +203,10 @@ impl HostInterface for HttpState {
     }
 
     fn summarise(&mut self, calls: &mut HostCallLog) {
-        let egress = std::mem::take(&mut *self.hooks.log.lock().unwrap_or_else(|p| p.into_inner()));
+        let Some(live) = &self.live else {
+            return;
+        };
+        let egress = std::mem::take(&mut *live.1.log.lock().unwrap_or_else(|p| p.into_inner()));
         for c in egress.calls {
             calls.record(c);
         }

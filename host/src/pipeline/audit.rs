@@ -50,13 +50,25 @@ impl Recorder {
     /// `hash_only`: keep hashes of the payloads, not the payloads.
     pub async fn commit(
         &self,
+        record: InvocationRecord,
+        hash_only: bool,
+        call: &Call,
+    ) -> InvocationRecord {
+        match &self.log {
+            None => record,
+            // Boxed: appending holds the record, its entry and the writer's
+            // answer across the wait, and every caller's future would
+            // otherwise carry (and copy) all of it, audited or not.
+            Some(log) => Box::pin(Self::append(log, record, hash_only, call)).await,
+        }
+    }
+
+    async fn append(
+        log: &AuditLog,
         mut record: InvocationRecord,
         hash_only: bool,
         call: &Call,
     ) -> InvocationRecord {
-        let Some(log) = &self.log else {
-            return record;
-        };
         let payloads = if hash_only {
             // The entry still commits to the results' hashes; without the
             // input and the results it cannot be re-executed.
@@ -116,8 +128,14 @@ impl Recorder {
 
     /// Records a request that ends before guest code runs.
     pub async fn refusal(&self, refusal: &Refusal, call: &Call) -> InvocationRecord {
-        let record = refusal.record(call, self.unsigned_allowed);
-        self.commit(record, refusal.hash_only(), call).await
+        // Boxed: a refusal's record is held across the append, and the
+        // futures of the callers that may refuse would carry it on every
+        // call, refused or not.
+        Box::pin(async {
+            let record = refusal.record(call, self.unsigned_allowed);
+            self.commit(record, refusal.hash_only(), call).await
+        })
+        .await
     }
 
     /// An entry for a daemon event (reload, approval decision): no

@@ -31,16 +31,18 @@ impl Executor<'_> {
     /// Runs one attempt of an admitted, routed and gated call.
     pub async fn run(&self, cap: &Capability, typed: Typed<'_>, call: &Call) -> InvocationRecord {
         let admitted_at = call.admitted_at.unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut record = super::blank_record(call, self.unsigned_allowed);
-        record.component_digest = cap.digest.clone();
-        record.policy_hash = cap.policy_hash.clone();
-        record.replayable = true;
+        // Admission gave the call its id; a call that skipped it gets one here.
+        let fresh;
+        let request_id = match &call.request_id {
+            Some(id) => id.as_str(),
+            None => {
+                fresh = crate::new_request_id();
+                fresh.as_str()
+            }
+        };
         let id = InvocationIdentity {
-            request_id: &record.request_id,
-            idempotency_key: call
-                .idempotency_key
-                .as_deref()
-                .unwrap_or(&record.request_id),
+            request_id,
+            idempotency_key: call.idempotency_key.as_deref().unwrap_or(request_id),
             admitted_at,
             capability: &call.capability,
             tenant: call.tenant.as_ref(),
@@ -57,6 +59,13 @@ impl Executor<'_> {
             call.timeout,
         )
         .await;
+        // Built after the call: nothing of it is held across the wait.
+        let mut record = super::blank_record(call, self.unsigned_allowed);
+        if call.request_id.is_none() {
+            record.request_id = request_id.to_string();
+        }
+        record.component_digest = cap.digest.clone();
+        record.policy_hash = cap.policy_hash.clone();
         record.outcome = done.outcome;
         record.usage = done.usage;
         record.stdout = String::from_utf8_lossy(&done.stdout).into_owned();

@@ -117,20 +117,10 @@ pub async fn invoke(
     store.set_hostcall_fuel(transfer_budget(policy));
     store.set_max_component_handles(super::state::MAX_LIVE_HANDLES);
     let policy_wall_time = policy.budget.wall_time.get();
-    let (wall_time, out_of_time) = match timeout {
-        Some(t) if t < policy_wall_time => (
-            t,
-            format!(
-                "step timeout of {} exceeded (the policy's wall_time is {})",
-                crate::units::HumanDuration(t),
-                policy.budget.wall_time
-            ),
-        ),
-        _ => (
-            policy_wall_time,
-            format!("wall time budget of {} exceeded", policy.budget.wall_time),
-        ),
-    };
+    // A step timeout shorter than the policy's wall time replaces it (and
+    // names itself when it runs out).
+    let step_timeout = timeout.filter(|t| *t < policy_wall_time);
+    let wall_time = step_timeout.unwrap_or(policy_wall_time);
     let started = Instant::now();
     // `None`: a wall time too large to be a point in time never ends.
     yield_every_tick_until(&mut store, started.checked_add(wall_time));
@@ -139,7 +129,9 @@ pub async fn invoke(
     // (which reports precisely) win for CPU-bound guests.
     let grace = sandbox.config().epoch_tick * 4 + Duration::from_millis(20);
     let result_count = usize::from(export.result.is_some());
-    let call = async {
+    // Boxed: wasmtime's instantiation and call futures are kilobytes, and
+    // every enclosing future would otherwise carry (and move) them.
+    let call = Box::pin(async {
         let instance = pre.instantiate_async(&mut store).await?;
         let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
             wasmtime::format_err!("export `{}` vanished after instantiation", export.id)
@@ -147,7 +139,7 @@ pub async fn invoke(
         let mut results = vec![Val::Bool(false); result_count];
         func.call_async(&mut store, &params, &mut results).await?;
         Ok::<_, wasmtime::Error>(results)
-    };
+    });
     let ended = if links_imports {
         tokio::time::timeout(wall_time.saturating_add(grace), call).await
     } else {
@@ -173,10 +165,10 @@ pub async fn invoke(
         Err(_elapsed) => (
             Outcome::BudgetExhausted(Budget::Time),
             None,
-            Some(out_of_time),
+            Some(out_of_time(step_timeout, policy)),
         ),
         Ok(Err(err)) => {
-            let (outcome, why) = classify(&err, store.data(), policy, &out_of_time);
+            let (outcome, why) = classify(&err, store.data(), policy, step_timeout);
             (outcome, None, Some(why))
         }
         Ok(Ok(results)) => finish(results, export, policy).await,
@@ -355,12 +347,26 @@ async fn finish(
     (Outcome::Ok, Some(output), None)
 }
 
+/// Why an invocation ran out of time: the step timeout when one shortened
+/// the policy's wall time, else the policy's wall time. Written only when
+/// it happens (formatting durations is not free on every call).
+fn out_of_time(step_timeout: Option<Duration>, policy: &Policy) -> String {
+    match step_timeout {
+        Some(t) => format!(
+            "step timeout of {} exceeded (the policy's wall_time is {})",
+            crate::units::HumanDuration(t),
+            policy.budget.wall_time
+        ),
+        None => format!("wall time budget of {} exceeded", policy.budget.wall_time),
+    }
+}
+
 /// Decides which failure class an error from instantiation or the call is.
 fn classify(
     err: &wasmtime::Error,
     state: &InvocationState,
     policy: &Policy,
-    out_of_time: &str,
+    step_timeout: Option<Duration>,
 ) -> (Outcome, String) {
     let b = &policy.budget;
     match err.downcast_ref::<Trap>() {
@@ -373,7 +379,7 @@ fn classify(
         Some(Trap::Interrupt) => {
             return (
                 Outcome::BudgetExhausted(Budget::Time),
-                out_of_time.to_string(),
+                out_of_time(step_timeout, policy),
             );
         }
         _ => {}
