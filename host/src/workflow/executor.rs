@@ -9,7 +9,10 @@
 //! Control flow is [`saga::next`]'s, from the journal alone: every step's
 //! result is journaled before the next decision, so a step that needs it
 //! never starts first, and [`Executor::drive`] resumes a run from its
-//! journal. This module must never type inputs, evaluate approval rules,
+//! journal. The journal is read once per drive; the driving task, the
+//! run's only writer meanwhile, keeps the run's view in memory and applies
+//! each write to it as it is journaled, so each decision is made from what
+//! the journal holds without reading it back. This module must never type inputs, evaluate approval rules,
 //! append audit entries or decide control flow itself.
 //!
 //! Commits: when the journal shares the audit log's writer
@@ -110,6 +113,14 @@ pub enum ExecError {
     /// The journal could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A ready step once [`Executor::prepare_step`] has looked at it: a call
+/// to invoke (journaled `running`), or settled without a call (skipped,
+/// failed, waiting for a human), with the record it journaled.
+enum Prepared<'p> {
+    Call((usize, StepRecord, &'p PlanCall, RetryPolicy)),
+    Settled(StepRecord),
 }
 
 /// The run's tenant, as its steps are invoked for it.
@@ -270,9 +281,11 @@ impl<'a> Executor<'a> {
     ) -> Result<RunState, ExecError> {
         // Nobody is answered before the run ends: the start may be deferred
         // (the first durable commit of the run covers it).
-        self.begin_with(plan, checked, run_id, principal, input, false)
+        let (run, steps) = self
+            .begin_with(plan, checked, run_id, principal, input, false)
             .await?;
-        self.drive(plan, run_id).await
+        // Driven from what was just journaled, not from reading it back.
+        self.drive_from(plan, run, steps).await
     }
 
     /// [`start`](Self::start) without driving: once this returns, the run
@@ -287,7 +300,8 @@ impl<'a> Executor<'a> {
         input: Value,
     ) -> Result<(), ExecError> {
         self.begin_with(plan, checked, run_id, principal, input, true)
-            .await
+            .await?;
+        Ok(())
     }
 
     /// [`begin`](Self::begin); `durable` false: the journaled run and its
@@ -300,7 +314,7 @@ impl<'a> Executor<'a> {
         principal: &str,
         input: Value,
         durable: bool,
-    ) -> Result<(), ExecError> {
+    ) -> Result<(RunRecord, Vec<StepRecord>), ExecError> {
         let problems = validate(&plan.input, &input);
         if !problems.is_empty() {
             return Err(ExecError::InvalidInput {
@@ -389,7 +403,7 @@ impl<'a> Executor<'a> {
             durable,
         )
         .await?;
-        Ok(())
+        Ok((run, steps))
     }
 
     /// Cancels run `run_id` for an operator: compensates every `done` step
@@ -490,65 +504,76 @@ impl<'a> Executor<'a> {
     /// flight at a crash) is run again with the same request id.
     pub async fn drive(&self, plan: &Plan, run_id: &str) -> Result<RunState, ExecError> {
         let given = plan.hash().tagged();
-        loop {
-            let journal = self
-                .store
-                .journal(run_id)?
-                .ok_or_else(|| ExecError::NoRun(run_id.to_string()))?;
-            if journal.run.plan_hash != given {
-                return Err(ExecError::PlanChanged {
-                    run: run_id.to_string(),
-                    pinned: journal.run.plan_hash,
-                    given,
-                });
+        // Read once. The task driving a run is its journal's only writer
+        // while it drives (the embedder drives a run from one task at a
+        // time), so from here the run's view is kept in memory: every write
+        // below is applied to it as it is journaled, never read back.
+        let journal = self
+            .store
+            .journal(run_id)?
+            .ok_or_else(|| ExecError::NoRun(run_id.to_string()))?;
+        if journal.run.plan_hash != given {
+            return Err(ExecError::PlanChanged {
+                run: run_id.to_string(),
+                pinned: journal.run.plan_hash,
+                given,
+            });
+        }
+        self.drive_from(plan, journal.run, journal.steps).await
+    }
+
+    /// [`drive`](Self::drive) from the run's journaled record and steps.
+    async fn drive_from(
+        &self,
+        plan: &Plan,
+        run: RunRecord,
+        steps: Vec<StepRecord>,
+    ) -> Result<RunState, ExecError> {
+        let run_id = run.id.as_str();
+        let mut state = run.state;
+        let mut records: Vec<StepRecord> = (0..plan.steps.len())
+            .map(|i| StepRecord {
+                step: plan.steps[i].id.to_string(),
+                position: u32::try_from(i).unwrap_or(u32::MAX),
+                state: StepState::Pending,
+                attempts: 0,
+                outcome: None,
+                output: None,
+                audit_seqs: Vec::new(),
+                updated_ms: 0,
+            })
+            .collect();
+        for r in steps {
+            if let Some(i) = plan.steps.iter().position(|s| s.id.as_str() == r.step) {
+                records[i] = r;
             }
-            if journal.run.state.is_final() || journal.run.state == RunState::NeedsAttention {
-                return Ok(journal.run.state);
+        }
+        loop {
+            if state.is_final() || state == RunState::NeedsAttention {
+                return Ok(state);
             }
             if self.stop.is_some_and(|stop| stop()) {
-                return Ok(journal.run.state);
+                return Ok(state);
             }
-            let mut records: Vec<Option<StepRecord>> = vec![None; plan.steps.len()];
-            for r in &journal.steps {
-                if let Some(i) = plan.steps.iter().position(|s| s.id.as_str() == r.step) {
-                    records[i] = Some(r.clone());
-                }
-            }
-            let record = |i: usize| -> StepRecord {
-                records[i].clone().unwrap_or_else(|| StepRecord {
-                    step: plan.steps[i].id.to_string(),
-                    position: u32::try_from(i).unwrap_or(u32::MAX),
-                    state: StepState::Pending,
-                    attempts: 0,
-                    outcome: None,
-                    output: None,
-                    audit_seqs: Vec::new(),
-                    updated_ms: 0,
-                })
-            };
             // A step in flight at a crash is re-run: treat it as ready.
-            let views: Vec<StepView> = (0..plan.steps.len())
-                .map(|i| {
-                    let r = record(i);
-                    StepView {
-                        state: if r.state == StepState::Running {
-                            StepState::Pending
-                        } else {
-                            r.state
-                        },
-                        // Completion order: the step's last audit seq (strictly
-                        // increasing), else its journal time.
-                        done_order: (r.state == StepState::Done)
-                            .then(|| r.audit_seqs.last().copied().unwrap_or(r.updated_ms)),
-                    }
+            let views: Vec<StepView> = records
+                .iter()
+                .map(|r| StepView {
+                    state: if r.state == StepState::Running {
+                        StepState::Pending
+                    } else {
+                        r.state
+                    },
+                    // Completion order: the step's last audit seq (strictly
+                    // increasing), else its journal time.
+                    done_order: (r.state == StepState::Done)
+                        .then(|| r.audit_seqs.last().copied().unwrap_or(r.updated_ms)),
                 })
                 .collect();
-            let values: Vec<Option<Value>> =
-                (0..plan.steps.len()).map(|i| record(i).output).collect();
+            let values: Vec<Option<Value>> = records.iter().map(|r| r.output.clone()).collect();
             let outputs = saga::outputs(plan, &views, &values);
-            let input = journal.run.input.clone();
             let scope = Scope {
-                input: &input,
+                input: &run.input,
                 steps: &outputs,
             };
             match saga::next(plan, &views) {
@@ -558,7 +583,7 @@ impl<'a> Executor<'a> {
                     } else {
                         crate::Outcome::CapabilityError
                     };
-                    self.end(plan, run_id, &journal.run.principal, state, outcome)
+                    self.end(plan, run_id, &run.principal, state, outcome)
                         .await?;
                     return Ok(state);
                 }
@@ -570,12 +595,10 @@ impl<'a> Executor<'a> {
                     let Compensation::Call(call) = &plan.steps[i].compensate else {
                         continue;
                     };
-                    let mut r = record(i);
+                    let mut r = records[i].clone();
                     let id = format!("{run_id}.{}.compensate", plan.steps[i].id);
                     let t = std::time::Instant::now();
-                    let result = self
-                        .invoke(call, &scope, &id, &journal.run, 1, None, None)
-                        .await?;
+                    let result = self.invoke(call, &scope, &id, &run, 1, None, None).await?;
                     let label = format!("{}.compensate", plan.steps[i].id);
                     self.observe(plan, run_id, &label, &result, t);
                     r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
@@ -588,6 +611,8 @@ impl<'a> Executor<'a> {
                     self.store
                         .record_step(run_id, &r, Some(RunState::Compensating))
                         .await?;
+                    records[i] = r;
+                    state = RunState::Compensating;
                 }
                 Next::Start(ready) => {
                     // The last wave: every other step is done or skipped, so
@@ -596,9 +621,16 @@ impl<'a> Executor<'a> {
                         ready.contains(&j)
                             || matches!(v.state, StepState::Done | StepState::Skipped)
                     });
-                    let ready = ready.into_iter().map(|i| (i, record(i))).collect();
-                    self.run_wave(plan, ready, &scope, run_id, &journal.run, last)
+                    let ready = ready.into_iter().map(|i| (i, records[i].clone())).collect();
+                    let written = self
+                        .run_wave(plan, ready, &scope, run_id, &run, last)
                         .await?;
+                    for (i, r) in written {
+                        if r.state == StepState::Waiting {
+                            state = RunState::Waiting;
+                        }
+                        records[i] = r;
+                    }
                 }
             }
         }
@@ -621,11 +653,13 @@ impl<'a> Executor<'a> {
         run_id: &str,
         run: &RunRecord,
         last: bool,
-    ) -> Result<(), ExecError> {
+    ) -> Result<Vec<(usize, StepRecord)>, ExecError> {
         let mut calls = Vec::new();
+        let mut written = Vec::new();
         for (i, r) in ready {
-            if let Some(prepared) = self.prepare_step(plan, i, r, scope, run_id, run).await? {
-                calls.push(prepared);
+            match self.prepare_step(plan, i, r, scope, run_id, run).await? {
+                Prepared::Call(prepared) => calls.push(prepared),
+                Prepared::Settled(r) => written.push((i, r)),
             }
         }
         // A wave of one call (a chain) has no order to keep among its
@@ -633,18 +667,22 @@ impl<'a> Executor<'a> {
         // unless the run's durable end follows it at once (the last wave:
         // nothing acts on that record but the end, which syncs it).
         let fuse = (calls.len() == 1).then_some(!last);
-        let attempts = calls.into_iter().map(|(i, r, call, retry)| {
-            self.attempt_step(plan, i, r, call, retry, scope, run_id, run, fuse)
+        let attempts = calls.into_iter().map(|(i, r, call, retry)| async move {
+            let ended = self
+                .attempt_step(plan, i, r, call, retry, scope, run_id, run, fuse)
+                .await;
+            (i, ended)
         });
-        for r in join_all(attempts).await {
-            let (mut r, journaled) = r?;
-            if journaled {
-                continue;
-            }
+        for (i, ended) in join_all(attempts).await {
+            let (mut r, journaled) = ended?;
+            // Journaled with its entry (the writer stamped that copy).
             r.updated_ms = now_ms();
-            self.store.record_step(run_id, &r, None).await?;
+            if !journaled {
+                self.store.record_step(run_id, &r, None).await?;
+            }
+            written.push((i, r));
         }
-        Ok(())
+        Ok(written)
     }
 
     /// The part of a step that is decided before it runs, journaled at
@@ -659,7 +697,7 @@ impl<'a> Executor<'a> {
         scope: &Scope<'_>,
         run_id: &str,
         run: &RunRecord,
-    ) -> Result<Option<(usize, StepRecord, &'p PlanCall, RetryPolicy)>, ExecError> {
+    ) -> Result<Prepared<'p>, ExecError> {
         let principal = run.principal.as_str();
         let step = &plan.steps[i];
         match saga::should_run(plan, i, scope) {
@@ -684,7 +722,7 @@ impl<'a> Executor<'a> {
                 r.state = StepState::Skipped;
                 r.updated_ms = now_ms();
                 self.store.record_step(run_id, &r, None).await?;
-                return Ok(None);
+                return Ok(Prepared::Settled(r));
             }
             Err(e) => {
                 r.state = StepState::Failed;
@@ -692,7 +730,7 @@ impl<'a> Executor<'a> {
                 r.output = Some(Value::String(format!("`when` cannot be evaluated: {e}")));
                 r.updated_ms = now_ms();
                 self.store.record_step(run_id, &r, None).await?;
-                return Ok(None);
+                return Ok(Prepared::Settled(r));
             }
         }
         let call = match &step.action {
@@ -703,7 +741,7 @@ impl<'a> Executor<'a> {
                 self.store
                     .record_step(run_id, &r, Some(RunState::Waiting))
                     .await?;
-                return Ok(None);
+                return Ok(Prepared::Settled(r));
             }
         };
         // Retries by failure class: the step's own, else the capability's policy.
@@ -714,7 +752,7 @@ impl<'a> Executor<'a> {
         });
         r.attempts = r.attempts.saturating_add(1);
         self.mark_running(run_id, &mut r).await?;
-        Ok(Some((i, r, call, retry)))
+        Ok(Prepared::Call((i, r, call, retry)))
     }
 
     /// Invokes a prepared call step until it succeeds or its retries (per
