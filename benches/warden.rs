@@ -1329,6 +1329,7 @@ async fn mcp_stdio(s: &Sizes) {
 
     let (mut inproc, mut as_http, mut pipe, mut mcp) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut idle_pipe = Vec::new();
     let mut id = 0usize;
     for _ in 0..rounds {
         // On a runtime worker, as the stdio handler's calls run; calls
@@ -1382,6 +1383,23 @@ async fn mcp_stdio(s: &Sizes) {
         }
         v.sort();
         pipe.push(v);
+        // The same round trip after the pipe's two ends have idled as long
+        // as a tools/call keeps the client waiting (the in-process p50 just
+        // measured): what the transport itself costs once the reader has
+        // gone to sleep, as a stdio client's has when the answer comes.
+        let idle = inproc.last().map_or(Duration::ZERO, |r| pct(r, 0.5));
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            id += 1;
+            let request = tools_call_line(id);
+            std::thread::sleep(idle);
+            let t = Instant::now();
+            let echoed = exchange(&mut to_cat, &mut from_cat, &request);
+            v.push(t.elapsed());
+            assert_eq!(echoed, request);
+        }
+        v.sort();
+        idle_pipe.push(v);
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             id += 1;
@@ -1421,6 +1439,14 @@ async fn mcp_stdio(s: &Sizes) {
         us(median(&pipe, 0.99)),
         us(median(&mcp, 0.99)),
         load()
+    );
+    let d = median(&idle_pipe, 0.5);
+    println!(
+        "   the JSON round trip after the pipe idled as long as a call (in-process p50): p50 {}; \
+         in-process + that round trip = {}; warden mcp tools/call (x{:.2})",
+        us(d),
+        us(a + d),
+        c.as_secs_f64() / (a + d).as_secs_f64(),
     );
     println!(
         "   in-process, the same calls labelled as HTTP (alternating): p50 {} p99 {}",

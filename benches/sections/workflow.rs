@@ -156,8 +156,9 @@ pub async fn workflow(s: &Sizes) {
         five_commits += c2 - c1;
     }
     let c1_load = load();
-    // Where a run's time goes besides the fsyncs: one journal read (the
-    // executor reads the run back before each decision: six per run).
+    // One journal read: what taking up a run (`drive`, after a restart or
+    // an approval) costs once; `start` reads none (the driving task keeps
+    // the run's view in memory).
     let reads = iters.max(100);
     let t = Instant::now();
     for _ in 0..reads {
@@ -230,7 +231,7 @@ pub async fn workflow(s: &Sizes) {
         request_commits64 as f64 * 5.0 / requests_done as f64,
     );
     println!(
-        "   c=64: audit writer thread busy per run {:.1} µs, per five requests {:.1} µs; one journal read (six per run) {} at c=1",
+        "   c=64: audit writer thread busy per run {:.1} µs, per five requests {:.1} µs; one journal read (once per drive; none in `start`) {} at c=1",
         run_busy as f64 / 1e3 / runs_done as f64,
         request_busy as f64 * 5.0 / 1e3 / requests_done as f64,
         us(read_cost),
