@@ -190,6 +190,23 @@ pub struct StepRecord {
     pub updated_ms: u64,
 }
 
+impl StepRecord {
+    /// Step `step`, not started, at `position` (its place in the order it
+    /// is journaled and audited in).
+    pub fn pending(step: &str, position: usize, updated_ms: u64) -> StepRecord {
+        StepRecord {
+            step: step.to_string(),
+            position: u32::try_from(position).unwrap_or(u32::MAX),
+            state: StepState::Pending,
+            attempts: 0,
+            outcome: None,
+            output: None,
+            audit_seqs: Vec::new(),
+            updated_ms,
+        }
+    }
+}
+
 /// A run with its steps in plan order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Journal {

@@ -369,16 +369,7 @@ impl<'a> Executor<'a> {
             .order
             .iter()
             .enumerate()
-            .map(|(position, &i)| StepRecord {
-                step: plan.steps[i].id.to_string(),
-                position: u32::try_from(position).unwrap_or(u32::MAX),
-                state: StepState::Pending,
-                attempts: 0,
-                outcome: None,
-                output: None,
-                audit_seqs: Vec::new(),
-                updated_ms: now,
-            })
+            .map(|(position, &i)| StepRecord::pending(plan.steps[i].id.as_str(), position, now))
             .collect();
         // The journaled run rides in the `start` entry's transaction, ahead
         // of it (a refused start keeps the entry out), when it can.
@@ -532,16 +523,7 @@ impl<'a> Executor<'a> {
         let run_id = run.id.as_str();
         let mut state = run.state;
         let mut records: Vec<StepRecord> = (0..plan.steps.len())
-            .map(|i| StepRecord {
-                step: plan.steps[i].id.to_string(),
-                position: u32::try_from(i).unwrap_or(u32::MAX),
-                state: StepState::Pending,
-                attempts: 0,
-                outcome: None,
-                output: None,
-                audit_seqs: Vec::new(),
-                updated_ms: 0,
-            })
+            .map(|i| StepRecord::pending(plan.steps[i].id.as_str(), i, 0))
             .collect();
         for r in steps {
             if let Some(i) = plan.steps.iter().position(|s| s.id.as_str() == r.step) {
