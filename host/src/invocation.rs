@@ -77,11 +77,20 @@ pub(crate) struct AuditThen {
     /// only when a durable commit of the caller follows before anything
     /// acts on them.
     pub(crate) durable: bool,
+    /// Called with the finished record right after the entry's job is
+    /// queued, before its answer is awaited: a caller that already knows
+    /// what it will commit next if the record is ok queues it here, so that
+    /// it follows the entry in the writer's queue (the workflow executor's
+    /// run `end` behind the last step).
+    pub(crate) follow: Option<std::sync::Arc<FollowEntry>>,
 }
 
 /// What [`AuditThen`] holds.
 pub(crate) type MakeAfterEntry =
     dyn Fn(&InvocationRecord) -> Option<crate::store::SeqWrite> + Send + Sync;
+
+/// [`AuditThen::follow`].
+pub(crate) type FollowEntry = dyn Fn(&InvocationRecord) + Send + Sync;
 
 impl std::fmt::Debug for AuditThen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

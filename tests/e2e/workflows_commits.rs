@@ -110,6 +110,86 @@ async fn a_steps_audit_entry_and_its_journal_record_share_one_fsync() {
     );
     let ids: Vec<String> = entries(&host).into_iter().map(|(id, _)| id).collect();
     assert_eq!(&ids[1..4], ["run-1.s1", "run-1.s2", "run-1.s3"]);
+    // The end, queued behind the last step's entry, follows it.
+    assert_eq!(ids.len(), 5);
+    assert_eq!(
+        end_events(&host),
+        vec!["completed".to_string()],
+        "one end, the last entry"
+    );
+    assert_eq!(j.run.state, RunState::Completed);
+    assert!(log(&host).verify().expect("verify").passed(true));
+}
+
+/// The `state` of every run `end` entry, in order; the last entry must be one.
+fn end_events(host: &Host) -> Vec<String> {
+    let all = log(host)
+        .entries(1, 10_000, &EntryFilter::default())
+        .expect("entries");
+    let detail = |e: &warden_host::audit::AuditEntry| -> serde_json::Value {
+        e.entry
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or_default()
+    };
+    let ends: Vec<String> = all
+        .iter()
+        .map(detail)
+        .filter(|d| d["event"] == "end")
+        .map(|d| d["state"].as_str().unwrap_or_default().to_string())
+        .collect();
+    if !ends.is_empty() {
+        assert_eq!(
+            all.last().map(detail).map(|d| d["event"].clone()),
+            Some(serde_json::json!("end")),
+            "the end is the last entry"
+        );
+    }
+    ends
+}
+
+#[tokio::test]
+async fn a_stop_asked_once_the_last_step_has_returned_leaves_the_run_unended_until_driven_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = scratch("wf-stop-last");
+    let host = host_in(&dir);
+    let store = SqliteRunStore::in_audit_log(log(&host)).expect("journal");
+    let plan = Plan::parse(Path::new("chain.toml"), CHAIN).expect("plan");
+    let checked = check(&plan, None).expect("checks");
+    // Asked before each of the three steps, then once s3 has returned ok:
+    // from that ask on, an operator's cancel has come.
+    let asks = Arc::new(AtomicUsize::new(0));
+    let stop: warden_host::workflow::executor::Stop = {
+        let asks = asks.clone();
+        Arc::new(move || asks.fetch_add(1, Ordering::SeqCst) >= 3)
+    };
+    let state = Executor::new(&host, &store)
+        .stopping_when(stop)
+        .start(
+            &plan,
+            &checked,
+            "run-2",
+            "alice",
+            serde_json::json!({"word": "one"}),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(state, RunState::Running, "stopped, not ended");
+    let j = store.journal("run-2").expect("read").expect("journaled");
+    assert_eq!(j.run.state, RunState::Running);
+    assert!(j.steps.iter().all(|s| s.state == StepState::Done), "{j:?}");
+    assert!(end_events(&host).is_empty(), "no end entry");
+    // Driven again (nothing asks it to stop), the run ends.
+    let state = Executor::new(&host, &store)
+        .drive(&plan, "run-2")
+        .await
+        .expect("drives");
+    assert_eq!(state, RunState::Completed);
+    assert_eq!(end_events(&host), vec!["completed".to_string()]);
+    let j = store.journal("run-2").expect("read").expect("journaled");
+    assert_eq!(j.run.state, RunState::Completed);
     assert!(log(&host).verify().expect("verify").passed(true));
 }
 

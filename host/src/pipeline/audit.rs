@@ -97,13 +97,18 @@ impl Recorder {
             .audit_then
             .as_ref()
             .and_then(|t| Some(((t.make)(&record)?, t.durable)));
-        let appended = match then {
+        let ack = match then {
             // The caller's rows follow the entry in its transaction.
-            Some((then, durable)) => log.submit_with(entry, payloads, then, durable).await,
-            None if call.audit_deferred => log.submit_deferred(entry, payloads).await,
-            None => log.append(entry, payloads).await,
+            Some((then, durable)) => log.submit_with(entry, payloads, then, durable),
+            None if call.audit_deferred => log.submit_deferred(entry, payloads),
+            None => log.submit(entry, payloads),
         };
-        match appended {
+        // What the caller commits next if this record is ok, queued behind
+        // the entry before its answer is awaited.
+        if let Some(follow) = call.audit_then.as_ref().and_then(|t| t.follow.as_ref()) {
+            follow(&record);
+        }
+        match ack.await {
             Ok(appended) => {
                 record.audit = Some(AuditRef {
                     seq: appended.seq,
@@ -212,10 +217,28 @@ impl Recorder {
             None if durable => log.append(entry, payloads).await?,
             None => log.submit_deferred(entry, payloads).await?,
         };
-        Ok(Some(AuditRef {
+        Ok(Some(Self::reference(&appended)))
+    }
+
+    /// [`event_after`](Self::event_after) without awaiting: the entry is
+    /// queued now (behind everything queued before it) and the answer
+    /// returned to be awaited later. `None` without a log.
+    pub fn queue_event_after(
+        &self,
+        before: crate::store::RowWrite,
+        entry: NewEntry,
+        durable: bool,
+    ) -> Option<crate::store::Ack<crate::store::Appended>> {
+        let log = self.log.as_ref()?;
+        Some(log.submit_after(before, entry, Payloads::default(), durable))
+    }
+
+    /// The reference an appended entry is given by.
+    pub fn reference(appended: &crate::store::Appended) -> AuditRef {
+        AuditRef {
             seq: appended.seq,
             hash: appended.hash.to_string(),
             leaf_index: appended.seq.saturating_sub(1),
-        }))
+        }
     }
 }

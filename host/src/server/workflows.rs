@@ -359,18 +359,22 @@ impl Daemon {
         let caps = self
             .pinned_capabilities(deployment, &loaded.plan, run_id)
             .await?;
-        loop {
-            let cancelled = || {
-                self.cancel_requests
+        let cancelled: crate::workflow::executor::Stop = {
+            let this = self.clone();
+            let run_id = run_id.to_string();
+            Arc::new(move || {
+                this.cancel_requests
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .contains_key(run_id)
-            };
+                    .contains_key(&run_id)
+            })
+        };
+        loop {
             let state = {
                 let exec = Executor::with_capabilities(&self.host, self.runs.as_ref(), &caps)
                     .observed_by(self.as_ref())
                     .slotted_by(self.as_ref())
-                    .stopping_when(&cancelled);
+                    .stopping_when(cancelled.clone());
                 exec.drive(&loaded.plan, run_id)
                     .await
                     .map_err(|e| e.to_string())?

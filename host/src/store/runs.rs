@@ -314,6 +314,20 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
         let _ = (run_id, state);
         None
     }
+
+    /// [`state_write`](Self::state_write), refused (its error returned, its
+    /// entry kept out) unless step `step`'s record is journaled `done` when
+    /// it runs: the run's end queued right behind the last step's own entry,
+    /// before the executor has seen that step's result journaled.
+    fn end_write_after(
+        &self,
+        run_id: &str,
+        state: RunState,
+        step: &str,
+    ) -> Option<super::RowWrite> {
+        let _ = (run_id, state, step);
+        None
+    }
 }
 
 /// Makes the write of a step record that follows its audit entry

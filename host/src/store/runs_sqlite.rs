@@ -93,6 +93,8 @@ enum Op {
     State {
         run_id: String,
         state: RunState,
+        /// Written only if this step's record is `done` (else refused).
+        after_done: Option<String>,
     },
 }
 
@@ -165,7 +167,16 @@ impl RunsTable {
                     self.put_state(tx, run_id, *state, now)?;
                 }
             }
-            Op::State { run_id, state } => self.put_state(tx, run_id, *state, now)?,
+            Op::State {
+                run_id,
+                state,
+                after_done,
+            } => {
+                if let Some(step) = after_done {
+                    self.require_done(tx, run_id, step)?;
+                }
+                self.put_state(tx, run_id, *state, now)?
+            }
         }
         Ok(())
     }
@@ -190,6 +201,35 @@ impl RunsTable {
         )
         .map_err(sqlite_err(&self.path))?;
         Ok(())
+    }
+
+    /// Refuses unless step `step` of run `run_id` is journaled `done`.
+    fn require_done(
+        &self,
+        tx: &Transaction<'_>,
+        run_id: &str,
+        step: &str,
+    ) -> Result<(), StoreError> {
+        let state: Option<String> = tx
+            .query_row(
+                "SELECT state FROM run_steps WHERE run_id = ?1 AND step = ?2",
+                params![run_id, step],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sqlite_err(&self.path))?;
+        if state.as_deref() == Some(StepState::Done.as_str()) {
+            return Ok(());
+        }
+        Err(StoreError::BadRow {
+            path: self.path.clone(),
+            table: "run_steps",
+            key: format!("{:?}", format!("{run_id}/{step}")),
+            reason: format!(
+                "the step is {}, not done: the run's end written behind it is refused",
+                state.as_deref().unwrap_or("missing")
+            ),
+        })
     }
 
     fn put_state(
@@ -623,6 +663,15 @@ impl RunStore for SqliteRunStore {
         self.row_write(Op::State {
             run_id: run_id.to_string(),
             state,
+            after_done: None,
+        })
+    }
+
+    fn end_write_after(&self, run_id: &str, state: RunState, step: &str) -> Option<RowWrite> {
+        self.row_write(Op::State {
+            run_id: run_id.to_string(),
+            state,
+            after_done: Some(step.to_string()),
         })
     }
 
@@ -652,6 +701,7 @@ impl RunStore for SqliteRunStore {
         let op = Op::State {
             run_id: run_id.to_string(),
             state,
+            after_done: None,
         };
         self.queue(op, durable)
     }

@@ -24,7 +24,9 @@
 //! journal writes ride in entries' transactions: the run's start ahead of
 //! its `start` entry, a chain step's result record after its entry (with
 //! the entry's seq), the final state ahead of the durable `end` entry —
-//! one writer job each (docs/workflows.md, "One fsync per step"). Nothing is acted on — no
+//! one writer job each (docs/workflows.md, "One fsync per step"); the
+//! `end` of a chain is queued behind its last step's entry as soon as that
+//! step's attempt returns ok ([`Executor::end_behind`]). Nothing is acted on — no
 //! step that needs a result starts, no caller is answered — before a
 //! durable commit covering it.
 //!
@@ -56,13 +58,15 @@ use crate::digest::json_digest;
 use crate::invocation::AuditThen;
 use crate::pipeline::Refusal;
 use crate::policy::RetryPolicy;
-use crate::store::{Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError};
+use crate::store::{
+    Ack, Appended, Pin, RunRecord, RunState, RunStore, StepRecord, StepState, StoreError,
+};
 use crate::units::now_ms;
 use crate::{Call, Capability, Host, InvocationRecord, Tenant};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Why a run could not be started or driven.
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +148,9 @@ pub struct Executor<'a> {
     caps: Option<&'a BTreeMap<String, Arc<Capability>>>,
     /// Asked before every decision: `true` makes [`drive`](Self::drive)
     /// return at that step boundary, leaving the run as journaled (an
-    /// operator's cancel waits for the steps in flight this way).
-    stop: Option<&'a (dyn Fn() -> bool + Send + Sync)>,
+    /// operator's cancel waits for the steps in flight this way); and once
+    /// the last step has returned ok, before its run's end is queued.
+    stop: Option<Stop>,
     /// The tenant [`begin`](Self::begin) records for a new run.
     tenant: Option<Tenant>,
     /// Told of every step attempt and compensation (metrics).
@@ -154,6 +159,13 @@ pub struct Executor<'a> {
     /// the capability's concurrency limit); `None`: it runs at once.
     slots: Option<&'a dyn StepSlots>,
 }
+
+/// The predicate [`Executor::stopping_when`] asks.
+pub type Stop = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The run's `end`, queued behind its last step's entry
+/// ([`Executor::end_behind`]); taken by the wave that ran that step.
+type QueuedEnd = Arc<Mutex<Option<Ack<Appended>>>>;
 
 /// What a step's invocation holds while it runs: the slot a request of
 /// the same capability would hold (the daemon's instance pool and the
@@ -255,10 +267,16 @@ impl<'a> Executor<'a> {
     }
 
     /// This executor, but [`drive`](Self::drive) returns at the first step
-    /// boundary where `stop` says so, with the run as journaled.
-    pub fn stopping_when(mut self, stop: &'a (dyn Fn() -> bool + Send + Sync)) -> Executor<'a> {
+    /// boundary where `stop` says so, with the run as journaled. Once the
+    /// run's last step has returned ok it is too late: `stop` is asked one
+    /// last time then, and unless it says so the run ends `completed`.
+    pub fn stopping_when(mut self, stop: Stop) -> Executor<'a> {
         self.stop = Some(stop);
         self
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| stop())
     }
 
     fn capability(&self, name: &str) -> Option<&Arc<Capability>> {
@@ -534,7 +552,7 @@ impl<'a> Executor<'a> {
             if state.is_final() || state == RunState::NeedsAttention {
                 return Ok(state);
             }
-            if self.stop.is_some_and(|stop| stop()) {
+            if self.stopping() {
                 return Ok(state);
             }
             // A step in flight at a crash is re-run: treat it as ready.
@@ -604,7 +622,7 @@ impl<'a> Executor<'a> {
                             || matches!(v.state, StepState::Done | StepState::Skipped)
                     });
                     let ready = ready.into_iter().map(|i| (i, records[i].clone())).collect();
-                    let written = self
+                    let (written, end) = self
                         .run_wave(plan, ready, &scope, run_id, &run, last)
                         .await?;
                     for (i, r) in written {
@@ -612,6 +630,19 @@ impl<'a> Executor<'a> {
                             state = RunState::Waiting;
                         }
                         records[i] = r;
+                    }
+                    // The end queued behind the last step's entry: the run
+                    // is over once it is committed. Refused (that step's
+                    // record was not written with its entry), the run is
+                    // ended below like any other.
+                    if let Some(end) = end {
+                        match end.await {
+                            Ok(_) => return Ok(RunState::Completed),
+                            Err(e) => tracing::debug!(
+                                run = run_id,
+                                "the end queued behind the last step was refused ({e}); ending the run now"
+                            ),
+                        }
                     }
                 }
             }
@@ -626,7 +657,8 @@ impl<'a> Executor<'a> {
     /// concurrently (each with its own retries); their results are
     /// journaled in plan order once every call of the wave has ended, so
     /// the journal does not depend on which call finished first. `last`:
-    /// no other step is left to run.
+    /// no other step is left to run. With the records, the run's `end` when
+    /// it was queued behind the last step's entry.
     async fn run_wave(
         &self,
         plan: &Plan,
@@ -635,7 +667,7 @@ impl<'a> Executor<'a> {
         run_id: &str,
         run: &RunRecord,
         last: bool,
-    ) -> Result<Vec<(usize, StepRecord)>, ExecError> {
+    ) -> Result<(Vec<(usize, StepRecord)>, Option<Ack<Appended>>), ExecError> {
         let mut calls = Vec::new();
         let mut written = Vec::new();
         for (i, r) in ready {
@@ -655,16 +687,18 @@ impl<'a> Executor<'a> {
                 .await;
             (i, ended)
         });
+        let mut queued_end = None;
         for (i, ended) in join_all(attempts).await {
-            let (mut r, journaled) = ended?;
+            let (mut r, journaled, end) = ended?;
             // Journaled with its entry (the writer stamped that copy).
             r.updated_ms = now_ms();
             if !journaled {
                 self.store.record_step(run_id, &r, None).await?;
             }
+            queued_end = queued_end.or(end);
             written.push((i, r));
         }
-        Ok(written)
+        Ok((written, queued_end))
     }
 
     /// The part of a step that is decided before it runs, journaled at
@@ -740,7 +774,9 @@ impl<'a> Executor<'a> {
     /// Invokes a prepared call step until it succeeds or its retries (per
     /// failure class) are exhausted; every retry is journaled `running`
     /// before it starts. The result is returned, not journaled: the wave
-    /// journals results in plan order.
+    /// journals results in plan order. The last step of a run (`fuse`
+    /// `Some(false)`) also hands back the run's `end` when its ok result
+    /// queued it ([`end_behind`](Self::end_behind)).
     #[allow(clippy::too_many_arguments)]
     async fn attempt_step(
         &self,
@@ -753,18 +789,28 @@ impl<'a> Executor<'a> {
         run_id: &str,
         run: &RunRecord,
         fuse: Option<bool>,
-    ) -> Result<(StepRecord, bool), ExecError> {
+    ) -> Result<(StepRecord, bool, Option<Ack<Appended>>), ExecError> {
         let step = &plan.steps[i];
         let id = format!("{run_id}.{}", step.id);
         let started = std::time::Instant::now();
         loop {
             let t = std::time::Instant::now();
             let written = Arc::new(AtomicBool::new(false));
-            let then = fuse
-                .and_then(|durable| self.record_after_entry(call, run_id, &r, &written, durable));
+            let queued_end = QueuedEnd::default();
+            let then = fuse.and_then(|durable| {
+                let mut then = self.record_after_entry(call, run_id, &r, &written, durable)?;
+                if !durable {
+                    then.follow = self.end_behind(plan, run, step.id.as_str(), &queued_end);
+                }
+                Some(then)
+            });
             let result = self
                 .invoke(call, scope, &id, run, r.attempts, step.timeout, then)
                 .await?;
+            let end = queued_end
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
             self.observe(plan, run_id, step.id.as_str(), &result, t);
             r.audit_seqs.extend(result.audit.as_ref().map(|a| a.seq));
             r.outcome = Some(result.outcome.as_string());
@@ -773,7 +819,12 @@ impl<'a> Executor<'a> {
                 r.output = Some(unwrap_ok(result.output, self.returns_result(call)));
                 // Journaled with the entry (durable) unless that write failed.
                 let journaled = written.load(Ordering::Acquire) && result.audit.is_some();
-                return Ok((r, journaled));
+                return Ok((r, journaled, end));
+            }
+            if let Some(end) = end {
+                // Queued on an ok result whose entry then failed: refused
+                // (the step is not journaled done); nothing to end.
+                let _ = end.await;
             }
             if let Some(delay) =
                 retry.next_delay(result.outcome, r.attempts, &id, started.elapsed())
@@ -785,7 +836,7 @@ impl<'a> Executor<'a> {
             }
             r.state = StepState::Failed;
             r.output = result.error.map(Value::String);
-            return Ok((r, false));
+            return Ok((r, false, None));
         }
     }
 
@@ -831,7 +882,60 @@ impl<'a> Executor<'a> {
                 }))
             },
         );
-        Some(AuditThen { make, durable })
+        Some(AuditThen {
+            make,
+            durable,
+            follow: None,
+        })
+    }
+
+    /// For the last step of a run (alone in the last wave, its record
+    /// written with its entry, deferred): a hook that, when the step's
+    /// result is ok and nobody asked the run to stop, queues the run's
+    /// durable `end` (the final state `completed` ahead of the entry)
+    /// right behind the step's entry, into `slot`. The writer commits it
+    /// in queue order, so the end never precedes the step, and its state
+    /// write is refused unless the step's record is journaled `done` by
+    /// then ([`RunStore::end_write_after`]). One durable commit covers
+    /// both without a writer round trip between them.
+    fn end_behind(
+        &self,
+        plan: &Plan,
+        run: &RunRecord,
+        step: &str,
+        slot: &QueuedEnd,
+    ) -> Option<Arc<crate::invocation::FollowEntry>> {
+        let log = self.host.audit()?.clone();
+        let before = self
+            .store
+            .end_write_after(&run.id, RunState::Completed, step)?;
+        let entry = self.host.recorder().event_entry(
+            crate::audit::EventKind::Workflow,
+            &run.principal,
+            "workflow",
+            crate::Outcome::Ok,
+            &end_detail(plan, &run.id, RunState::Completed),
+        );
+        let pending = Mutex::new(Some((before, entry)));
+        let stop = self.stop.clone();
+        let slot = slot.clone();
+        Some(Arc::new(move |record: &InvocationRecord| {
+            if record.outcome != crate::Outcome::Ok || stop.as_ref().is_some_and(|stop| stop()) {
+                return;
+            }
+            let taken = pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let Some((before, mut entry)) = taken else {
+                return;
+            };
+            entry.admitted_at_ms = now_ms();
+            let ack = log.submit_after(before, entry, crate::store::Payloads::default(), true);
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ack);
+        }))
     }
 
     /// Journals `r` in flight (`running`, its attempt count) before the
@@ -945,12 +1049,7 @@ impl<'a> Executor<'a> {
             before,
             principal,
             outcome,
-            serde_json::json!({
-                "run": run_id,
-                "workflow": plan.name.as_str(),
-                "event": "end",
-                "state": state.as_str(),
-            }),
+            end_detail(plan, run_id, state),
             true,
         )
         .await?;
@@ -1001,6 +1100,16 @@ impl<'a> Executor<'a> {
 
 /// The output later steps read: the function's, for `result<T, E>` the
 /// `ok` payload.
+/// The `end` entry's detail.
+fn end_detail(plan: &Plan, run_id: &str, state: RunState) -> Value {
+    serde_json::json!({
+        "run": run_id,
+        "workflow": plan.name.as_str(),
+        "event": "end",
+        "state": state.as_str(),
+    })
+}
+
 fn unwrap_ok(output: Option<Value>, returns_result: bool) -> Value {
     match output.unwrap_or(Value::Null) {
         Value::Object(mut m) if returns_result && m.len() == 1 && m.contains_key("ok") => {
