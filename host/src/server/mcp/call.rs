@@ -21,15 +21,20 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Runs one `tools/call` for `principal` to the end (in its own task: a
-/// client that goes away does not cancel the audit entry or the
-/// idempotency record).
+/// Runs one `tools/call` for `principal` to the end: a client that goes
+/// away does not cancel the audit entry or the idempotency record.
+/// `detach`: run the request in a task of its own, for a transport that
+/// drops the handler's future when its client disconnects (streamable
+/// HTTP); over stdio the SDK already runs every request in a task it never
+/// aborts, so the request is awaited in it (one task and one thread
+/// wake-up fewer per call).
 pub(super) async fn call_tool(
     daemon: Arc<Daemon>,
     principal: Principal,
     client: Option<String>,
     meta: serde_json::Map<String, Value>,
     request: CallToolRequestParams,
+    detach: bool,
 ) -> Result<CallToolResult, McpError> {
     let name = request.name.to_string();
     let tool = daemon
@@ -90,16 +95,22 @@ pub(super) async fn call_tool(
         wait: None,
     };
     let transport = Transport { via: "mcp", client };
-    let run = tokio::spawn(daemon.submit_via(principal, body, transport));
-    let answer = match run.await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return model(refused_before_running(e.code, &e.message)),
-        Err(e) => {
-            return Err(McpError::internal_error(
-                format!("the tool call's task failed: {e}"),
-                None,
-            ));
+    let submitted = if detach {
+        match tokio::spawn(daemon.submit_via(principal, body, transport)).await {
+            Ok(submitted) => submitted,
+            Err(e) => {
+                return Err(McpError::internal_error(
+                    format!("the tool call's task failed: {e}"),
+                    None,
+                ));
+            }
         }
+    } else {
+        daemon.submit_via(principal, body, transport).await
+    };
+    let answer = match submitted {
+        Ok(answer) => answer,
+        Err(e) => return model(refused_before_running(e.code, &e.message)),
     };
     model(result_of(&answer))
 }

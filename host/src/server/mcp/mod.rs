@@ -160,7 +160,16 @@ impl ServerHandler for McpServer {
         if let Some(m) = &request.meta {
             meta.extend(m.0.0.clone());
         }
-        let result = call::call_tool(self.daemon.clone(), principal, client, meta, request).await?;
+        let detach = self.stdio.is_none();
+        let result = call::call_tool(
+            self.daemon.clone(),
+            principal,
+            client,
+            meta,
+            request,
+            detach,
+        )
+        .await?;
         Ok(CallToolResponse::Complete(result))
     }
 
