@@ -132,13 +132,27 @@ pub async fn invoke(
     // Boxed: wasmtime's instantiation and call futures are kilobytes, and
     // every enclosing future would otherwise carry (and move) them.
     let call = Box::pin(async {
-        let instance = pre.instantiate_async(&mut store).await?;
+        let instance = match pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            // The host's side of instantiation failed (an OS refusal while
+            // setting up the instance's memory, not guest code): once more.
+            Err(e) if host_side(&e, &store.data().limiter) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| Failure::of(e, store.data()))?,
+            Err(e) => return Err(Failure::Guest(e)),
+        };
         let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
-            wasmtime::format_err!("export `{}` vanished after instantiation", export.id)
+            Failure::Guest(wasmtime::format_err!(
+                "export `{}` vanished after instantiation",
+                export.id
+            ))
         })?;
         let mut results = vec![Val::Bool(false); result_count];
-        func.call_async(&mut store, &params, &mut results).await?;
-        Ok::<_, wasmtime::Error>(results)
+        func.call_async(&mut store, &params, &mut results)
+            .await
+            .map_err(Failure::Guest)?;
+        Ok::<_, Failure>(results)
     });
     let ended = if links_imports {
         tokio::time::timeout(wall_time.saturating_add(grace), call).await
@@ -167,10 +181,18 @@ pub async fn invoke(
             None,
             Some(out_of_time(step_timeout, policy)),
         ),
-        Ok(Err(err)) => {
+        Ok(Err(Failure::Guest(err))) => {
             let (outcome, why) = classify(&err, store.data(), policy, step_timeout);
             (outcome, None, Some(why))
         }
+        Ok(Err(Failure::Host(err))) => (
+            Outcome::Transient,
+            None,
+            Some(format!(
+                "the host could not instantiate the component (tried twice; no guest code ran): {}",
+                first_line(&err)
+            )),
+        ),
         Ok(Ok(results)) => finish(results, export, policy).await,
     };
     let (outcome, output, error) = host_budgets(outcome, output, error, &store.data().interfaces);
@@ -362,6 +384,35 @@ fn out_of_time(step_timeout: Option<Duration>, policy: &Policy) -> String {
 }
 
 /// Decides which failure class an error from instantiation or the call is.
+/// Why an invocation's instantiation or call failed.
+enum Failure {
+    /// Guest code, a budget, or the guest's own shape: [`classify`] says which.
+    Guest(wasmtime::Error),
+    /// The host could not set the instance up (twice): not the guest's doing.
+    Host(wasmtime::Error),
+}
+
+impl Failure {
+    fn of(err: wasmtime::Error, state: &InvocationState) -> Failure {
+        if host_side(&err, &state.limiter) {
+            Failure::Host(err)
+        } else {
+            Failure::Guest(err)
+        }
+    }
+}
+
+/// Whether an instantiation error is the host's (e.g. the kernel refusing
+/// to seal the copy-on-write memory image under load): no trap (a start
+/// function that trapped, fuel, the epoch) and no budget the limiter
+/// refused.
+fn host_side(err: &wasmtime::Error, limiter: &super::state::BudgetLimiter) -> bool {
+    err.downcast_ref::<Trap>().is_none()
+        && !limiter.memory_refused
+        && !limiter.table_refused
+        && !is_transfer_exhausted(err)
+}
+
 fn classify(
     err: &wasmtime::Error,
     state: &InvocationState,
@@ -475,5 +526,26 @@ mod tests {
         assert_eq!(with("1KiB"), TRANSFER_FLOOR);
         assert_eq!(with("1MiB"), 48 << 20);
         assert_eq!(with("64MiB"), TRANSFER_CEILING);
+    }
+
+    #[test]
+    fn an_instantiation_error_is_the_hosts_only_without_a_trap_or_a_refused_budget() {
+        let p = Policy::parse(
+            std::path::Path::new("c.toml"),
+            "[capability]\nname = \"c\"\ncomponent = \"c.wasm\"\n",
+        )
+        .expect("policy");
+        let mut limiter = super::super::state::BudgetLimiter::new(&p.budget);
+        let os = wasmtime::format_err!("cannot add seals to the memfd");
+        assert!(host_side(&os, &limiter), "an OS refusal is the host's");
+        let fuel = wasmtime::Error::from(Trap::OutOfFuel);
+        assert!(!host_side(&fuel, &limiter), "a trap is the guest's");
+        let start = wasmtime::Error::from(Trap::UnreachableCodeReached);
+        assert!(!host_side(&start, &limiter), "a trapping start function");
+        limiter.memory_refused = true;
+        assert!(
+            !host_side(&os, &limiter),
+            "with the memory budget refused it is the budget's"
+        );
     }
 }

@@ -86,7 +86,7 @@ pub struct BudgetLimiter {
 }
 
 impl BudgetLimiter {
-    fn new(budget: &BudgetSection) -> BudgetLimiter {
+    pub(super) fn new(budget: &BudgetSection) -> BudgetLimiter {
         BudgetLimiter {
             memory_limit: budget.memory.bytes(),
             table_elements: usize::try_from(budget.table_elements).unwrap_or(usize::MAX),
