@@ -18,7 +18,9 @@ use crate::outcome::{Outcome, Usage};
 use crate::store::{AuditLog, Payloads, StoreError};
 use serde_json::Value;
 
-/// Appends entries to the host's audit log (when it has one).
+/// Appends entries to the host's audit log (when it has one). Cheap to
+/// clone: a clone appends through the same log.
+#[derive(Clone)]
 pub struct Recorder {
     log: Option<AuditLog>,
     unsigned_allowed: bool,
@@ -110,11 +112,7 @@ impl Recorder {
         }
         match ack.await {
             Ok(appended) => {
-                record.audit = Some(AuditRef {
-                    seq: appended.seq,
-                    hash: appended.hash.to_string(),
-                    leaf_index: appended.seq.saturating_sub(1),
-                });
+                record.audit = Some(Self::reference(&appended));
                 record
             }
             Err(e) => {
@@ -234,7 +232,7 @@ impl Recorder {
     }
 
     /// The reference an appended entry is given by.
-    pub fn reference(appended: &crate::store::Appended) -> AuditRef {
+    fn reference(appended: &crate::store::Appended) -> AuditRef {
         AuditRef {
             seq: appended.seq,
             hash: appended.hash.to_string(),

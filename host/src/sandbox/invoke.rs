@@ -383,7 +383,6 @@ fn out_of_time(step_timeout: Option<Duration>, policy: &Policy) -> String {
     }
 }
 
-/// Decides which failure class an error from instantiation or the call is.
 /// Why an invocation's instantiation or call failed.
 enum Failure {
     /// Guest code, a budget, or the guest's own shape: [`classify`] says which.
@@ -413,6 +412,7 @@ fn host_side(err: &wasmtime::Error, limiter: &super::state::BudgetLimiter) -> bo
         && !is_transfer_exhausted(err)
 }
 
+/// Decides which failure class an error from instantiation or the call is.
 fn classify(
     err: &wasmtime::Error,
     state: &InvocationState,

@@ -277,6 +277,18 @@ fn a_run_journaled_before_its_entry_in_one_transaction_keeps_the_entry_out_when_
     assert!(!store.writes_through(&other_log));
 }
 
+/// Run `r1`'s end (`completed`, entry 1) queued behind step `step`.
+fn end_after(log: &AuditLog, store: &SqliteRunStore, step: &str) -> super::Ack<super::Appended> {
+    log.submit_after(
+        store
+            .end_write_after("r1", RunState::Completed, step)
+            .expect("fused"),
+        entry(1, None),
+        Payloads::default(),
+        true,
+    )
+}
+
 #[test]
 fn a_runs_end_queued_behind_its_last_step_is_refused_unless_that_step_is_journaled_done() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -285,15 +297,7 @@ fn a_runs_end_queued_behind_its_last_step_is_refused_unless_that_step_is_journal
     let steps = [step("last", 0, StepState::Running)];
     store.start(&run("r1"), &steps).wait().expect("start");
     // The step is still `running`: the end and its entry are kept out.
-    let e = log
-        .submit_after(
-            store
-                .end_write_after("r1", RunState::Completed, "last")
-                .expect("fused"),
-            entry(1, None),
-            Payloads::default(),
-            true,
-        )
+    let e = end_after(&log, &store, "last")
         .wait()
         .expect_err("the step is not done");
     assert!(e.to_string().contains("not done"), "{e}");
@@ -302,29 +306,11 @@ fn a_runs_end_queued_behind_its_last_step_is_refused_unless_that_step_is_journal
     let j = store.journal("r1").expect("read").expect("run");
     assert_eq!(j.run.state, RunState::Running, "the state is unchanged");
     // A step that does not exist is refused the same way.
-    assert!(
-        log.submit_after(
-            store
-                .end_write_after("r1", RunState::Completed, "ghost")
-                .expect("fused"),
-            entry(1, None),
-            Payloads::default(),
-            true,
-        )
-        .wait()
-        .is_err()
-    );
+    assert!(end_after(&log, &store, "ghost").wait().is_err());
     // Queued behind the step's done record (in the same batch or a later
     // one), the end is written and its entry appended.
     let done = store.record_step_with("r1", &step("last", 0, StepState::Done), None, false);
-    let end = log.submit_after(
-        store
-            .end_write_after("r1", RunState::Completed, "last")
-            .expect("fused"),
-        entry(1, None),
-        Payloads::default(),
-        true,
-    );
+    let end = end_after(&log, &store, "last");
     done.wait().expect("record");
     assert_eq!(end.wait().expect("end").seq, 1);
     let j = store.journal("r1").expect("read").expect("run");

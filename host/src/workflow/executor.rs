@@ -905,11 +905,12 @@ impl<'a> Executor<'a> {
         step: &str,
         slot: &QueuedEnd,
     ) -> Option<Arc<crate::invocation::FollowEntry>> {
-        let log = self.host.audit()?.clone();
+        // Appended through the host's recorder, like every entry.
+        let recorder = self.host.recorder().clone();
         let before = self
             .store
             .end_write_after(&run.id, RunState::Completed, step)?;
-        let entry = self.host.recorder().event_entry(
+        let entry = recorder.event_entry(
             crate::audit::EventKind::Workflow,
             &run.principal,
             "workflow",
@@ -931,7 +932,9 @@ impl<'a> Executor<'a> {
                 return;
             };
             entry.admitted_at_ms = now_ms();
-            let ack = log.submit_after(before, entry, crate::store::Payloads::default(), true);
+            let Some(ack) = recorder.queue_event_after(before, entry, true) else {
+                return;
+            };
             *slot
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ack);
