@@ -550,7 +550,7 @@ impl Host {
     pub async fn invoke(&self, mut call: Call) -> InvocationRecord {
         admit::admit(&mut call);
         let routed = route::direct(&self.capabilities, &mut call);
-        self.gate_and_run(routed, call).await
+        self.gate_and_run(routed, &mut call).await
     }
 
     /// [`invoke`](Self::invoke) on a capability the caller holds (an
@@ -563,28 +563,34 @@ impl Host {
     ) -> InvocationRecord {
         admit::admit(&mut call);
         let routed = route::to_capability(cap, &mut call);
-        self.gate_and_run(routed, call).await
+        self.gate_and_run(routed, &mut call).await
     }
 
+    /// Borrows the call its caller owns (moving it in would copy it into
+    /// this future on every request); the record takes the call's names
+    /// (`run_taking`), as the call is dropped once the record is audited.
     async fn gate_and_run(
         &self,
         routed: Result<Routed, pipeline::Refusal>,
-        call: Call,
+        call: &mut Call,
     ) -> InvocationRecord {
         let cap = match routed {
             Ok(routed) => routed.cap,
-            Err(refusal) => return self.recorder.refusal(&refusal, &call).await,
+            Err(refusal) => return self.recorder.refusal(&refusal, call).await,
         };
-        let typed = match gate::gate(&cap, &call) {
+        let typed = match gate::gate(&cap, call) {
             Ok(Gate::Open(typed)) => typed,
             Ok(Gate::Hold(typed, need)) => {
-                let refusal = gate::needs_approval(&cap, typed.export, &call, &need);
-                return self.recorder.refusal(&refusal, &call).await;
+                let refusal = gate::needs_approval(&cap, typed.export, call, &need);
+                return self.recorder.refusal(&refusal, call).await;
             }
-            Err(refusal) => return self.recorder.refusal(&refusal, &call).await,
+            Err(refusal) => return self.recorder.refusal(&refusal, call).await,
         };
-        let record = self.executor().run(&cap, typed, &call).await;
-        self.recorder.commit(record, cap.hash_only(), &call).await
+        let mut record = self.executor().run_taking(&cap, typed, call).await;
+        self.recorder
+            .commit(&mut record, cap.hash_only(), call)
+            .await;
+        record
     }
 
     /// Runs and audits one attempt of a call that was admitted, routed and
@@ -602,8 +608,11 @@ impl Host {
             return self.recorder.refusal(&refusal, call).await;
         };
         let typed = gate::Typed { export, params };
-        let record = self.executor().run(cap, typed, call).await;
-        self.recorder.commit(record, cap.hash_only(), call).await
+        let mut record = self.executor().run(cap, typed, call).await;
+        self.recorder
+            .commit(&mut record, cap.hash_only(), call)
+            .await;
+        record
     }
 
     /// Records (and audits) a request that ends before any guest code runs.

@@ -3,7 +3,7 @@
 //! one function, `idempotency-key`.
 //!
 //! The key is decided by the pipeline, never by the guest
-//! ([`InvocationIdentity::idempotency_key`]): a workflow step's
+//! ([`super::InvocationIdentity::idempotency_key`]): a workflow step's
 //! `<run id>.<step id>` (the same for every attempt and after a crash and
 //! resume), a request's `<principal>:<Idempotency-Key>` when the client
 //! sent one, else the request id. The first read is recorded as a host-call
@@ -17,10 +17,10 @@
 //! per-invocation state and linking. It has no budgets and no summaries,
 //! and must never let the guest choose or change the key.
 
+use super::HostInterface;
 use super::bindings::warden::host::invocation::Host;
 use super::catalogue::{Entry, GrantKind, Unit, empty_table, no_settings};
 use super::recording::{self, Replayed, Shared};
-use super::{HostInterface, InvocationIdentity};
 use serde_json::Value;
 use wasmtime::component::{HasData, Linker};
 
@@ -44,10 +44,10 @@ pub struct InvocationState {
 }
 
 impl InvocationState {
-    /// The state of one invocation with identity `id`.
-    pub(crate) fn new(id: &InvocationIdentity<'_>, recording: Shared) -> InvocationState {
+    /// The state of one invocation whose idempotency key is `key`.
+    pub(crate) fn new(key: &str, recording: Shared) -> InvocationState {
         InvocationState {
-            key: id.idempotency_key.to_string(),
+            key: key.to_string(),
             answered: None,
             recording,
         }
@@ -107,18 +107,10 @@ mod tests {
     use super::recording::{Recorded, Recording};
     use super::*;
     use std::sync::{Arc, Mutex};
-    use std::time::SystemTime;
 
     fn state(key: &str, recording: Recording) -> (InvocationState, Shared) {
         let shared: Shared = Arc::new(Mutex::new(recording));
-        let id = InvocationIdentity {
-            request_id: "r-1",
-            idempotency_key: key,
-            admitted_at: SystemTime::UNIX_EPOCH,
-            capability: "c",
-            tenant: None,
-        };
-        (InvocationState::new(&id, shared.clone()), shared)
+        (InvocationState::new(key, shared.clone()), shared)
     }
 
     #[test]

@@ -215,12 +215,17 @@ impl Interfaces {
     /// `policy_file`) grants `grants` and allows `max_stdout` bytes of
     /// captured output. Fails only if a preopened directory cannot be
     /// opened (it was checked at load, so it vanished since).
+    ///
+    /// `reachable` false: the component imports nothing, so no host call
+    /// can reach these states; what only a host call would read (the
+    /// idempotency key it is told, the seed of its random) is not copied.
     pub fn new(
         grants: &[catalogue::Grant],
         policy_file: &std::path::Path,
         max_stdout: u64,
         id: &InvocationIdentity<'_>,
         services: &Arc<HostServices>,
+        reachable: bool,
     ) -> std::io::Result<Interfaces> {
         let mut preopened: Option<WasiCtxBuilder> = None;
         let mut write_budgets = Vec::new();
@@ -293,7 +298,7 @@ impl Interfaces {
                 capture_cap,
                 fixed_wall,
                 monotonic == ClockMode::Virtual,
-                (random == RandomMode::Seeded).then(|| id.request_id.to_string()),
+                (reachable && random == RandomMode::Seeded).then(|| id.request_id.to_string()),
                 preopened,
                 recording.clone(),
             ),
@@ -301,7 +306,10 @@ impl Interfaces {
             kv,
             model,
             http: http::HttpState::new(http, services.clone(), recording.clone()),
-            invocation: invocation::InvocationState::new(id, recording.clone()),
+            invocation: invocation::InvocationState::new(
+                if reachable { id.idempotency_key } else { "" },
+                recording.clone(),
+            ),
             fs: fs::FsAudit::new(write_budgets, recording.clone()),
             calls: HostCallLog::default(),
             recording,
@@ -479,6 +487,7 @@ component = "c.wasm"
             policy.budget.max_stdout.bytes(),
             &id,
             services,
+            true,
         )
         .expect("interfaces")
     }

@@ -103,8 +103,10 @@ pub fn add_cli_to_linker<T: Send + 'static>(
 /// The invocation's WASI context: what it is made of, decided from the
 /// policy when the state is created, and the context once built.
 pub struct WasiState {
-    /// Built on first use (see [`WasiState::ctx`]).
-    ctx: Option<WasiCtx>,
+    /// Built on first use (see [`WasiState::ctx`]); boxed, as the plan's
+    /// builder, so that the Store data of the many invocations that never
+    /// reach WASI stays small (it is moved into every Store).
+    ctx: Option<Box<WasiCtx>>,
     plan: WasiPlan,
 }
 
@@ -120,7 +122,7 @@ struct WasiPlan {
     seeded_from: Option<String>,
     /// A builder already holding the preopens, when the policy grants any
     /// (opened eagerly so a vanished directory fails before the call).
-    preopened: Option<WasiCtxBuilder>,
+    preopened: Option<Box<WasiCtxBuilder>>,
     /// Where granted system clocks and random record what they hand out.
     recording: recording::Shared,
 }
@@ -143,7 +145,7 @@ impl WasiState {
                 fixed_wall,
                 virtual_monotonic,
                 seeded_from,
-                preopened,
+                preopened: preopened.map(Box::new),
                 recording,
             },
         }
@@ -151,7 +153,7 @@ impl WasiState {
 
     /// The invocation's WASI context, built on first use.
     pub fn ctx(&mut self) -> &mut WasiCtx {
-        self.ctx.get_or_insert_with(|| self.plan.build())
+        self.ctx.get_or_insert_with(|| Box::new(self.plan.build()))
     }
 
     /// Captured stdout (empty if the guest never reached WASI).
@@ -181,7 +183,7 @@ impl WasiState {
 
 impl WasiPlan {
     fn build(&mut self) -> WasiCtx {
-        let mut b = self.preopened.take().unwrap_or_default();
+        let mut b = self.preopened.take().map(|b| *b).unwrap_or_default();
         let cap = self.capture_cap;
         let (stdout, stderr) = self
             .captured

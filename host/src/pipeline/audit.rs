@@ -50,27 +50,19 @@ impl Recorder {
     /// with the rows `Call::audit_then` makes from the record, if any, in
     /// the same transaction, durable unless it says otherwise).
     /// `hash_only`: keep hashes of the payloads, not the payloads.
-    pub async fn commit(
-        &self,
-        record: InvocationRecord,
-        hash_only: bool,
-        call: &Call,
-    ) -> InvocationRecord {
-        match &self.log {
-            None => record,
-            // Boxed: appending holds the record, its entry and the writer's
-            // answer across the wait, and every caller's future would
-            // otherwise carry (and copy) all of it, audited or not.
-            Some(log) => Box::pin(Self::append(log, record, hash_only, call)).await,
+    /// The record is completed in place (its `audit` reference, or the
+    /// failure that withholds its result): it is not moved through the
+    /// stage.
+    pub async fn commit(&self, record: &mut InvocationRecord, hash_only: bool, call: &Call) {
+        if let Some(log) = &self.log {
+            // Boxed: appending holds the entry and the writer's answer
+            // across the wait, and every caller's future would otherwise
+            // carry (and copy) all of it, audited or not.
+            Box::pin(Self::append(log, record, hash_only, call)).await
         }
     }
 
-    async fn append(
-        log: &AuditLog,
-        mut record: InvocationRecord,
-        hash_only: bool,
-        call: &Call,
-    ) -> InvocationRecord {
+    async fn append(log: &AuditLog, record: &mut InvocationRecord, hash_only: bool, call: &Call) {
         let payloads = if hash_only {
             // The entry still commits to the results' hashes; without the
             // input and the results it cannot be re-executed.
@@ -98,7 +90,7 @@ impl Recorder {
         let then = call
             .audit_then
             .as_ref()
-            .and_then(|t| Some(((t.make)(&record)?, t.durable)));
+            .and_then(|t| Some(((t.make)(record)?, t.durable)));
         let ack = match then {
             // The caller's rows follow the entry in its transaction.
             Some((then, durable)) => log.submit_with(entry, payloads, then, durable),
@@ -108,23 +100,17 @@ impl Recorder {
         // What the caller commits next if this record is ok, queued behind
         // the entry before its answer is awaited.
         if let Some(follow) = call.audit_then.as_ref().and_then(|t| t.follow.as_ref()) {
-            follow(&record);
+            follow(record);
         }
         match ack.await {
-            Ok(appended) => {
-                record.audit = Some(Self::reference(&appended));
-                record
-            }
+            Ok(appended) => record.audit = Some(Self::reference(&appended)),
             Err(e) => {
                 tracing::error!(request_id = %record.request_id, "audit append failed: {e}");
-                InvocationRecord {
-                    outcome: Outcome::Transient,
-                    output: None,
-                    error: Some(format!(
-                        "the audit entry could not be committed ({e}); the result is withheld because it is not recorded"
-                    )),
-                    ..record
-                }
+                record.outcome = Outcome::Transient;
+                record.output = None;
+                record.error = Some(format!(
+                    "the audit entry could not be committed ({e}); the result is withheld because it is not recorded"
+                ));
             }
         }
     }
@@ -135,8 +121,9 @@ impl Recorder {
         // futures of the callers that may refuse would carry it on every
         // call, refused or not.
         Box::pin(async {
-            let record = refusal.record(call, self.unsigned_allowed);
-            self.commit(record, refusal.hash_only(), call).await
+            let mut record = refusal.record(call, self.unsigned_allowed);
+            self.commit(&mut record, refusal.hash_only(), call).await;
+            record
         })
         .await
     }

@@ -30,15 +30,48 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     /// Runs one attempt of an admitted, routed and gated call.
     pub async fn run(&self, cap: &Capability, typed: Typed<'_>, call: &Call) -> InvocationRecord {
+        let (done, fresh) = self.attempt(cap, typed, call).await;
+        let mut record = super::blank_record(call, self.unsigned_allowed);
+        if let Some(id) = fresh {
+            record.request_id = id;
+        }
+        filled(&mut record, cap, done);
+        record
+    }
+
+    /// [`run`](Self::run) for a call its caller owns and drops once the
+    /// record is audited: the record takes the call's names
+    /// ([`blank_record_taking`](super::blank_record_taking)), so the call
+    /// is left without its request id, principal, capability and function.
+    pub(crate) async fn run_taking(
+        &self,
+        cap: &Capability,
+        typed: Typed<'_>,
+        call: &mut Call,
+    ) -> InvocationRecord {
+        let (done, fresh) = self.attempt(cap, typed, call).await;
+        let mut record = super::blank_record_taking(call, fresh, self.unsigned_allowed);
+        filled(&mut record, cap, done);
+        record
+    }
+
+    /// The attempt itself, and the request id made up for a call that
+    /// skipped admission.
+    async fn attempt(
+        &self,
+        cap: &Capability,
+        typed: Typed<'_>,
+        call: &Call,
+    ) -> (sandbox::CallOutcome, Option<String>) {
         let admitted_at = call.admitted_at.unwrap_or(SystemTime::UNIX_EPOCH);
         // Admission gave the call its id; a call that skipped it gets one here.
-        let fresh;
-        let request_id = match &call.request_id {
-            Some(id) => id.as_str(),
-            None => {
-                fresh = crate::new_request_id();
-                fresh.as_str()
-            }
+        let fresh = match call.request_id {
+            Some(_) => None,
+            None => Some(crate::new_request_id()),
+        };
+        let request_id = match (&call.request_id, &fresh) {
+            (Some(id), _) | (None, Some(id)) => id.as_str(),
+            (None, None) => "",
         };
         let id = InvocationIdentity {
             request_id,
@@ -59,30 +92,30 @@ impl Executor<'_> {
             call.timeout,
         )
         .await;
-        // Built after the call: nothing of it is held across the wait.
-        let mut record = super::blank_record(call, self.unsigned_allowed);
-        if call.request_id.is_none() {
-            record.request_id = request_id.to_string();
-        }
-        record.component_digest = cap.digest.clone();
-        record.policy_hash = cap.policy_hash.clone();
-        record.outcome = done.outcome;
-        record.usage = done.usage;
-        record.stdout = String::from_utf8_lossy(&done.stdout).into_owned();
-        record.stderr = String::from_utf8_lossy(&done.stderr).into_owned();
-        record.logs = done.logs;
-        record.logs_dropped = done.logs_dropped;
-        record.host_calls = done.host_calls;
-        record.replayable = done.not_replayable.is_none();
-        record.not_replayable = done.not_replayable;
-        record.recorded = done.recorded;
-        record.divergence = done.divergence;
-        record.output = done.output;
-        record.error = done.error;
-        record.output_hash = match &record.output {
-            Some(out) => json_digest(out),
-            None => json_digest(&record.output_document()),
-        };
-        record
+        (done, fresh)
     }
+}
+
+/// Fills in `record` (built after the call: nothing of it is held across
+/// the wait) with what the attempt did.
+fn filled(record: &mut InvocationRecord, cap: &Capability, done: sandbox::CallOutcome) {
+    record.component_digest = cap.digest.clone();
+    record.policy_hash = cap.policy_hash.clone();
+    record.outcome = done.outcome;
+    record.usage = done.usage;
+    record.stdout = String::from_utf8_lossy(&done.stdout).into_owned();
+    record.stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    record.logs = done.logs;
+    record.logs_dropped = done.logs_dropped;
+    record.host_calls = done.host_calls;
+    record.replayable = done.not_replayable.is_none();
+    record.not_replayable = done.not_replayable;
+    record.recorded = done.recorded;
+    record.divergence = done.divergence;
+    record.output = done.output;
+    record.error = done.error;
+    record.output_hash = match &record.output {
+        Some(out) => json_digest(out),
+        None => json_digest(&record.output_document()),
+    };
 }

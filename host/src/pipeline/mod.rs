@@ -105,18 +105,59 @@ impl Refusal {
 /// The record of an admitted call before anything happened to it
 /// (outcome `denied` until a stage says otherwise).
 pub(crate) fn blank_record(call: &Call, unsigned_allowed: bool) -> InvocationRecord {
-    let admitted_at = call.admitted_at.unwrap_or(std::time::UNIX_EPOCH);
     let request_id = match &call.request_id {
         Some(id) => id.clone(),
         None => crate::new_request_id(),
     };
-    InvocationRecord {
+    let names = Names {
         request_id,
-        admitted_at_ms: admit::unix_ms(admitted_at),
         principal: call.principal.clone(),
-        tenant: call.tenant.clone(),
         capability: call.capability.clone(),
         function: call.function.clone(),
+    };
+    record_with(names, call, unsigned_allowed)
+}
+
+/// [`blank_record`] of a call its caller owns and drops once the record is
+/// audited (the audit stage reads these names from the record, not the
+/// call): the record takes the call's request id, principal, capability
+/// and function instead of copying them. `fresh` is the request id
+/// [`execute`] made up for a call that had none.
+pub(crate) fn blank_record_taking(
+    call: &mut Call,
+    fresh: Option<String>,
+    unsigned_allowed: bool,
+) -> InvocationRecord {
+    let names = Names {
+        request_id: call
+            .request_id
+            .take()
+            .or(fresh)
+            .unwrap_or_else(crate::new_request_id),
+        principal: std::mem::take(&mut call.principal),
+        capability: std::mem::take(&mut call.capability),
+        function: std::mem::take(&mut call.function),
+    };
+    record_with(names, call, unsigned_allowed)
+}
+
+/// The names a record is filed under.
+struct Names {
+    request_id: String,
+    principal: String,
+    capability: String,
+    function: String,
+}
+
+fn record_with(names: Names, call: &Call, unsigned_allowed: bool) -> InvocationRecord {
+    let admitted_at = call.admitted_at.unwrap_or(std::time::UNIX_EPOCH);
+    InvocationRecord {
+        request_id: names.request_id,
+        admitted_at_ms: admit::unix_ms(admitted_at),
+        principal: names.principal,
+        tenant: call.tenant.clone(),
+        capability: names.capability,
+        function: names.function,
         component_digest: String::new(),
         policy_hash: String::new(),
         outcome: Outcome::Denied,

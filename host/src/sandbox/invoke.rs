@@ -94,7 +94,7 @@ pub async fn invoke(
     links_imports: bool,
     timeout: Option<Duration>,
 ) -> CallOutcome {
-    let state = match InvocationState::new(policy, id, services) {
+    let state = match InvocationState::new(policy, id, services, links_imports) {
         Ok(s) => s,
         Err(e) => {
             return CallOutcome::not_started(
@@ -235,7 +235,11 @@ type Ending = (Outcome, Option<Value>, Option<String>);
 /// as the HTTP server (or an embedder's own tasks) without stalling them.
 fn yield_every_tick_until(store: &mut Store<InvocationState>, deadline: Option<Instant>) {
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
+    // The deadline lives in the Store data: a callback that captures
+    // nothing is boxed without an allocation.
+    store.data_mut().deadline = deadline;
+    store.epoch_deadline_callback(|store| {
+        let deadline = store.data().deadline;
         Ok(if deadline.is_some_and(|d| Instant::now() >= d) {
             UpdateDeadline::Interrupt
         } else {

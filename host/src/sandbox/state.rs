@@ -20,6 +20,9 @@ pub struct InvocationState {
     pub(crate) limiter: BudgetLimiter,
     /// Every interface's per-invocation state.
     pub(crate) interfaces: Interfaces,
+    /// When the wall time runs out (`None`: never), asked at every epoch
+    /// tick (the sandbox's `yield_every_tick_until`).
+    pub(crate) deadline: Option<std::time::Instant>,
 }
 
 impl InterfacesView for InvocationState {
@@ -44,11 +47,13 @@ pub const MAX_LIVE_HANDLES: usize = 4096;
 impl InvocationState {
     /// Builds the state for one invocation of a capability under `policy`.
     /// Fails only if a preopened directory cannot be opened (it was checked
-    /// at load, so it vanished since).
+    /// at load, so it vanished since). `links_imports`: whether the
+    /// component imports anything (see [`Interfaces::new`]).
     pub fn new(
         policy: &Policy,
         id: &InvocationIdentity<'_>,
         services: &Arc<HostServices>,
+        links_imports: bool,
     ) -> std::io::Result<InvocationState> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_LIVE_HANDLES);
@@ -58,6 +63,7 @@ impl InvocationState {
             policy.budget.max_stdout.bytes(),
             id,
             services,
+            links_imports,
         )?;
         if policy.capability.payloads == crate::policy::PayloadRetention::HashOnly {
             // Nothing recorded would be stored: do not pay for recording.
@@ -67,6 +73,7 @@ impl InvocationState {
             table,
             limiter: BudgetLimiter::new(&policy.budget),
             interfaces,
+            deadline: None,
         })
     }
 }
