@@ -129,35 +129,40 @@ pub async fn invoke(
     // (which reports precisely) win for CPU-bound guests.
     let grace = sandbox.config().epoch_tick * 4 + Duration::from_millis(20);
     let result_count = usize::from(export.result.is_some());
-    // Boxed: wasmtime's instantiation and call futures are kilobytes, and
-    // every enclosing future would otherwise carry (and move) them.
-    let call = Box::pin(async {
-        let instance = match pre.instantiate_async(&mut store).await {
-            Ok(instance) => instance,
-            // The host's side of instantiation failed (an OS refusal while
-            // setting up the instance's memory, not guest code): once more.
-            Err(e) if host_side(&e, &store.data().limiter) => pre
-                .instantiate_async(&mut store)
+    // Pinned in place, not boxed: wasmtime's instantiation future alone is
+    // ~1.2 KB, past the allocator's per-thread cache, and a boxed one cost
+    // more per call (an uncached allocation and free) than carrying it in
+    // this future does (BENCHMARKS.md, issue 15 third pass). The block ends
+    // the future's borrow of the store before the usage is read.
+    let ended = {
+        let call = std::pin::pin!(async {
+            let instance = match pre.instantiate_async(&mut store).await {
+                Ok(instance) => instance,
+                // The host's side of instantiation failed (an OS refusal while
+                // setting up the instance's memory, not guest code): once more.
+                Err(e) if host_side(&e, &store.data().limiter) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| Failure::of(e, store.data()))?,
+                Err(e) => return Err(Failure::Guest(e)),
+            };
+            let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
+                Failure::Guest(wasmtime::format_err!(
+                    "export `{}` vanished after instantiation",
+                    export.id
+                ))
+            })?;
+            let mut results = vec![Val::Bool(false); result_count];
+            func.call_async(&mut store, &params, &mut results)
                 .await
-                .map_err(|e| Failure::of(e, store.data()))?,
-            Err(e) => return Err(Failure::Guest(e)),
-        };
-        let func = instance.get_func(&mut store, export.index).ok_or_else(|| {
-            Failure::Guest(wasmtime::format_err!(
-                "export `{}` vanished after instantiation",
-                export.id
-            ))
-        })?;
-        let mut results = vec![Val::Bool(false); result_count];
-        func.call_async(&mut store, &params, &mut results)
-            .await
-            .map_err(Failure::Guest)?;
-        Ok::<_, Failure>(results)
-    });
-    let ended = if links_imports {
-        tokio::time::timeout(wall_time.saturating_add(grace), call).await
-    } else {
-        Ok(call.await)
+                .map_err(Failure::Guest)?;
+            Ok::<_, Failure>(results)
+        });
+        if links_imports {
+            tokio::time::timeout(wall_time.saturating_add(grace), call).await
+        } else {
+            Ok(call.await)
+        }
     };
     let elapsed = started.elapsed();
 
