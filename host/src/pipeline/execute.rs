@@ -31,10 +31,7 @@ impl Executor<'_> {
     /// Runs one attempt of an admitted, routed and gated call.
     pub async fn run(&self, cap: &Capability, typed: Typed<'_>, call: &Call) -> InvocationRecord {
         let (done, fresh) = self.attempt(cap, typed, call).await;
-        let mut record = super::blank_record(call, self.unsigned_allowed);
-        if let Some(id) = fresh {
-            record.request_id = id;
-        }
+        let mut record = super::blank_record_copying(call, fresh, self.unsigned_allowed);
         filled(&mut record, cap, done);
         record
     }
@@ -69,10 +66,11 @@ impl Executor<'_> {
             Some(_) => None,
             None => Some(crate::new_request_id()),
         };
-        let request_id = match (&call.request_id, &fresh) {
-            (Some(id), _) | (None, Some(id)) => id.as_str(),
-            (None, None) => "",
-        };
+        let request_id = call
+            .request_id
+            .as_deref()
+            .or(fresh.as_deref())
+            .unwrap_or_default();
         let id = InvocationIdentity {
             request_id,
             idempotency_key: call.idempotency_key.as_deref().unwrap_or(request_id),

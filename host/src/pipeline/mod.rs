@@ -105,12 +105,18 @@ impl Refusal {
 /// The record of an admitted call before anything happened to it
 /// (outcome `denied` until a stage says otherwise).
 pub(crate) fn blank_record(call: &Call, unsigned_allowed: bool) -> InvocationRecord {
-    let request_id = match &call.request_id {
-        Some(id) => id.clone(),
-        None => crate::new_request_id(),
-    };
+    blank_record_copying(call, None, unsigned_allowed)
+}
+
+/// [`blank_record`]; `fresh` is the request id [`execute`] made up for a
+/// call that had none.
+pub(crate) fn blank_record_copying(
+    call: &Call,
+    fresh: Option<String>,
+    unsigned_allowed: bool,
+) -> InvocationRecord {
     let names = Names {
-        request_id,
+        request_id: request_id(call.request_id.clone(), fresh),
         principal: call.principal.clone(),
         capability: call.capability.clone(),
         function: call.function.clone(),
@@ -118,27 +124,27 @@ pub(crate) fn blank_record(call: &Call, unsigned_allowed: bool) -> InvocationRec
     record_with(names, call, unsigned_allowed)
 }
 
-/// [`blank_record`] of a call its caller owns and drops once the record is
-/// audited (the audit stage reads these names from the record, not the
-/// call): the record takes the call's request id, principal, capability
-/// and function instead of copying them. `fresh` is the request id
-/// [`execute`] made up for a call that had none.
+/// [`blank_record_copying`] of a call its caller owns and drops once the
+/// record is audited (the audit stage reads these names from the record,
+/// not the call): the record takes the call's request id, principal,
+/// capability and function instead of copying them.
 pub(crate) fn blank_record_taking(
     call: &mut Call,
     fresh: Option<String>,
     unsigned_allowed: bool,
 ) -> InvocationRecord {
     let names = Names {
-        request_id: call
-            .request_id
-            .take()
-            .or(fresh)
-            .unwrap_or_else(crate::new_request_id),
+        request_id: request_id(call.request_id.take(), fresh),
         principal: std::mem::take(&mut call.principal),
         capability: std::mem::take(&mut call.capability),
         function: std::mem::take(&mut call.function),
     };
     record_with(names, call, unsigned_allowed)
+}
+
+/// The call's own request id, else the one execute made up, else a new one.
+fn request_id(own: Option<String>, fresh: Option<String>) -> String {
+    own.or(fresh).unwrap_or_else(crate::new_request_id)
 }
 
 /// The names a record is filed under.
