@@ -64,12 +64,31 @@ impl Hash256 {
         out
     }
 
-    /// The text form, `sha256:<64 lowercase hex>`, in one exact allocation.
+    /// The text form, `sha256:<64 lowercase hex>`, in one exact allocation
+    /// (written on the stack first, then copied once).
     pub fn tagged(&self) -> String {
-        let mut out = String::with_capacity(TAGGED_LEN);
-        out.push_str(PREFIX);
-        push_hex(&self.0, &mut out);
-        out
+        // ASCII, so the lossy conversion borrows: one copy, no replacement.
+        String::from_utf8_lossy(&self.tagged_bytes().0).into_owned()
+    }
+
+    /// The text form in a stack buffer.
+    fn tagged_bytes(&self) -> TaggedText {
+        let mut buf = [0u8; TAGGED_LEN];
+        buf[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        for (pair, &b) in buf[PREFIX.len()..].chunks_exact_mut(2).zip(&self.0) {
+            pair.copy_from_slice(&hex_pair(b));
+        }
+        TaggedText(buf)
+    }
+}
+
+/// `sha256:<hex>` as bytes (always ASCII).
+struct TaggedText([u8; TAGGED_LEN]);
+
+impl TaggedText {
+    /// The text; `None` cannot happen (ASCII is UTF-8), but is not unwrapped.
+    fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
     }
 }
 
@@ -80,6 +99,15 @@ fn hex_pair(byte: u8) -> [u8; 2] {
         DIGITS[usize::from(byte >> 4)],
         DIGITS[usize::from(byte & 0x0f)],
     ]
+}
+
+/// The value of one lowercase hex digit.
+fn lower_hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
 }
 
 /// Appends the lowercase hex of `bytes` to `out`: the same text as
@@ -96,13 +124,8 @@ pub fn push_hex(bytes: &[u8], out: &mut String) {
 impl fmt::Display for Hash256 {
     /// The text form, written from a stack buffer (no allocation).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; TAGGED_LEN];
-        buf[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
-        for (pair, &b) in buf[PREFIX.len()..].chunks_exact_mut(2).zip(&self.0) {
-            pair.copy_from_slice(&hex_pair(b));
-        }
         // Always ASCII; the check cannot fail.
-        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+        f.write_str(self.tagged_bytes().as_str().ok_or(fmt::Error)?)
     }
 }
 
@@ -123,11 +146,19 @@ impl FromStr for Hash256 {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || BadHash(s.chars().take(80).collect());
         let hex_part = s.strip_prefix(PREFIX).ok_or_else(bad)?;
-        if hex_part.len() != 64 || hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
+        if hex_part.len() != 64 {
             return Err(bad());
         }
+        // One pass: lowercase hex digits only (uppercase is refused, as
+        // every hash warden writes is lowercase).
         let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out).map_err(|_| bad())?;
+        for (byte, pair) in out.iter_mut().zip(hex_part.as_bytes().chunks_exact(2)) {
+            let &[hi, lo] = pair else {
+                return Err(bad());
+            };
+            *byte = (lower_hex_digit(hi).ok_or_else(bad)? << 4)
+                | lower_hex_digit(lo).ok_or_else(bad)?;
+        }
         Ok(Hash256(out))
     }
 }
@@ -373,6 +404,21 @@ mod tests {
             let mut pushed = String::from("x");
             push_hex(&h.0[..3], &mut pushed);
             assert_eq!(pushed, format!("x{}", &hex[..6]));
+        }
+    }
+
+    #[test]
+    fn every_byte_value_round_trips_through_the_text_form_and_non_hex_digits_are_refused() {
+        for start in (0..=255u8).step_by(32) {
+            let h = Hash256(std::array::from_fn(|i| start.wrapping_add(i as u8)));
+            assert_eq!(h.tagged(), format!("sha256:{}", hex::encode(h.0)));
+            assert_eq!(h.tagged().parse::<Hash256>(), Ok(h));
+        }
+        let good = Hash256([0x5a; 32]).tagged();
+        for bad in ['g', 'G', ' ', '/', ':', '`', '{', 'é'] {
+            // Replace one digit (keeping the length in bytes where it can).
+            let text = format!("{}{bad}{}", &good[..20], &good[21..]);
+            assert!(text.parse::<Hash256>().is_err(), "{text}");
         }
     }
 

@@ -510,27 +510,29 @@ fn int_json(meter: &mut Meter, n: i128) -> Result<Value, OutputOverBudget> {
 /// come from the guest but are typed by wasmtime already, so nothing else
 /// can fail; kinds that cannot cross JSON (resources, futures, streams)
 /// become `null` and are refused at inspection time.
-pub fn val_to_json(v: &Val, limit: u64) -> Result<Value, OutputOverBudget> {
+pub fn val_to_json(v: Val, limit: u64) -> Result<Value, OutputOverBudget> {
     let mut meter = Meter { used: 0, limit };
     to_json(v, &mut meter)
 }
 
-fn to_json(v: &Val, m: &mut Meter) -> Result<Value, OutputOverBudget> {
+/// Takes the value apart as it converts it: strings, names and record keys
+/// move into the JSON instead of being copied.
+fn to_json(v: Val, m: &mut Meter) -> Result<Value, OutputOverBudget> {
     Ok(match v {
         Val::Bool(b) => {
-            m.add(if *b { 4 } else { 5 })?;
-            Value::Bool(*b)
+            m.add(if b { 4 } else { 5 })?;
+            Value::Bool(b)
         }
-        Val::S8(n) => int_json(m, i128::from(*n))?,
-        Val::U8(n) => int_json(m, i128::from(*n))?,
-        Val::S16(n) => int_json(m, i128::from(*n))?,
-        Val::U16(n) => int_json(m, i128::from(*n))?,
-        Val::S32(n) => int_json(m, i128::from(*n))?,
-        Val::U32(n) => int_json(m, i128::from(*n))?,
-        Val::S64(n) => int_json(m, i128::from(*n))?,
-        Val::U64(n) => int_json(m, i128::from(*n))?,
-        Val::Float32(f) => counted(m, json_float(f64::from(*f)))?,
-        Val::Float64(f) => counted(m, json_float(*f))?,
+        Val::S8(n) => int_json(m, i128::from(n))?,
+        Val::U8(n) => int_json(m, i128::from(n))?,
+        Val::S16(n) => int_json(m, i128::from(n))?,
+        Val::U16(n) => int_json(m, i128::from(n))?,
+        Val::S32(n) => int_json(m, i128::from(n))?,
+        Val::U32(n) => int_json(m, i128::from(n))?,
+        Val::S64(n) => int_json(m, i128::from(n))?,
+        Val::U64(n) => int_json(m, i128::from(n))?,
+        Val::Float32(f) => counted(m, json_float(f64::from(f)))?,
+        Val::Float64(f) => counted(m, json_float(f))?,
         Val::Char(c) => {
             let mut buf = [0u8; 4];
             let s: &str = c.encode_utf8(&mut buf);
@@ -538,8 +540,8 @@ fn to_json(v: &Val, m: &mut Meter) -> Result<Value, OutputOverBudget> {
             Value::String(s.to_string())
         }
         Val::String(s) => {
-            m.string(s)?;
-            Value::String(s.clone())
+            m.string(&s)?;
+            Value::String(s)
         }
         Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
             m.container(items.len())?;
@@ -563,33 +565,34 @@ fn to_json(v: &Val, m: &mut Meter) -> Result<Value, OutputOverBudget> {
             m.container(fields.len())?;
             let mut out = Map::new();
             for (k, v) in fields {
-                m.string(k)?;
+                m.string(&k)?;
                 m.add(1)?;
-                out.insert(k.clone(), to_json(v, m)?);
+                let v = to_json(v, m)?;
+                out.insert(k, v);
             }
             Value::Object(out)
         }
         Val::Variant(name, None) | Val::Enum(name) => {
-            m.string(name)?;
-            Value::String(name.clone())
+            m.string(&name)?;
+            Value::String(name)
         }
-        Val::Variant(name, Some(p)) => single_json(m, name, Some(p))?,
+        Val::Variant(name, Some(p)) => single_json(m, &name, Some(*p))?,
         Val::Option(None) => {
             m.add(4)?;
             Value::Null
         }
-        Val::Option(Some(inner)) => match inner.as_ref() {
-            Val::Option(_) => single_json(m, "some", Some(inner))?,
+        Val::Option(Some(inner)) => match *inner {
+            inner @ Val::Option(_) => single_json(m, "some", Some(inner))?,
             other => to_json(other, m)?,
         },
-        Val::Result(Ok(p)) => single_json(m, "ok", p.as_deref())?,
-        Val::Result(Err(p)) => single_json(m, "err", p.as_deref())?,
+        Val::Result(Ok(p)) => single_json(m, "ok", p.map(|p| *p))?,
+        Val::Result(Err(p)) => single_json(m, "err", p.map(|p| *p))?,
         Val::Flags(names) => {
             m.container(names.len())?;
             let mut out = Vec::new();
             for n in names {
-                m.string(n)?;
-                out.push(Value::String(n.clone()));
+                m.string(&n)?;
+                out.push(Value::String(n));
             }
             Value::Array(out)
         }
@@ -601,7 +604,7 @@ fn to_json(v: &Val, m: &mut Meter) -> Result<Value, OutputOverBudget> {
 }
 
 /// `{"key": payload}` (`null` without a payload).
-fn single_json(m: &mut Meter, key: &str, payload: Option<&Val>) -> Result<Value, OutputOverBudget> {
+fn single_json(m: &mut Meter, key: &str, payload: Option<Val>) -> Result<Value, OutputOverBudget> {
     m.container(1)?;
     m.string(key)?;
     m.add(1)?;
@@ -717,11 +720,11 @@ mod tests {
         /// converts within a budget of its own size and not within one byte less.
         #[test]
         fn the_output_meter_counts_the_exact_serialized_length(v in val()) {
-            let json = val_to_json(&v, u64::MAX).expect("no limit");
+            let json = val_to_json(v.clone(), u64::MAX).expect("no limit");
             let len = serialized_len(&json);
-            let within = val_to_json(&v, len);
+            let within = val_to_json(v.clone(), len);
             prop_assert_eq!(within.as_ref(), Ok(&json));
-            prop_assert!(val_to_json(&v, len - 1).is_err());
+            prop_assert!(val_to_json(v.clone(), len - 1).is_err());
         }
 
     }
@@ -730,11 +733,11 @@ mod tests {
     fn a_long_list_stops_converting_at_the_budget_not_at_its_end() {
         // Its separators alone pass the budget: refused before any element.
         let long = Val::List(vec![Val::Result(Ok(None)); 1_000_000]);
-        let err = val_to_json(&long, 1000).expect_err("over budget");
+        let err = val_to_json(long, 1000).expect_err("over budget");
         assert_eq!(err.limit, 1000);
         // Separators fit, elements do not: stops within one element of it.
         let some = Val::List(vec![Val::Result(Ok(None)); 400]);
-        let err = val_to_json(&some, 1000).expect_err("over budget");
+        let err = val_to_json(some, 1000).expect_err("over budget");
         assert!(err.reached <= 1000 + 11, "{err:?}");
     }
 }

@@ -167,6 +167,22 @@ pub trait HostInterface {
     }
 }
 
+/// A boxed interface answers as the interface.
+impl<I: HostInterface> HostInterface for Box<I> {
+    fn overrun(&self) -> Option<BudgetOverrun> {
+        I::overrun(self)
+    }
+    fn refused(&self) -> Option<BudgetOverrun> {
+        I::refused(self)
+    }
+    fn finish(&mut self, ended: Outcome) -> Result<(), FinishError> {
+        I::finish(self, ended)
+    }
+    fn summarise(&mut self, calls: &mut HostCallLog) {
+        I::summarise(self, calls)
+    }
+}
+
 /// An interface that is not granted has nothing to say.
 impl<I: HostInterface> HostInterface for Option<I> {
     fn overrun(&self) -> Option<BudgetOverrun> {
@@ -193,10 +209,11 @@ pub struct Interfaces {
     pub wasi: wasi::WasiState,
     /// `warden:host/log` (nameless when not granted).
     pub log: log::LogState,
-    /// `warden:host/kv`, when granted.
-    pub kv: Option<kv::KvState>,
+    /// `warden:host/kv`, when granted (boxed, as `model`: most invocations
+    /// have neither, and the Store data is moved several times per call).
+    pub kv: Option<Box<kv::KvState>>,
     /// `warden:host/model`, when granted.
-    pub model: Option<model::ModelState>,
+    pub model: Option<Box<model::ModelState>>,
     /// `wasi:http`.
     pub http: http::HttpState,
     /// `warden:host/invocation` (always built; linked only when granted).
@@ -255,20 +272,20 @@ impl Interfaces {
                 }
                 GrantKind::Log(limits) => log_limits = Some(*limits),
                 GrantKind::Kv(limits) => {
-                    kv = Some(
+                    kv = Some(Box::new(
                         kv::KvState::new(
                             services.kv.clone(),
                             kv::Namespace::new(id.capability, id.tenant),
                             *limits,
                         )
                         .recorded_in(recording.clone()),
-                    )
+                    ))
                 }
                 GrantKind::Model(grant) => {
-                    model = Some(
+                    model = Some(Box::new(
                         model::ModelState::new(grant.clone(), services.clone())
                             .recorded_in(recording.clone()),
-                    )
+                    ))
                 }
                 GrantKind::Http(grant) => http = Some(grant.clone()),
                 GrantKind::Preopens(dirs) if replaying => {
@@ -388,14 +405,14 @@ pub struct InterfacesCtx<'a> {
 impl<'a> InterfacesCtx<'a> {
     fn kv(self) -> kv::KvView<'a> {
         kv::KvView {
-            kv: self.states.kv.as_mut(),
+            kv: self.states.kv.as_deref_mut(),
             calls: &mut self.states.calls,
         }
     }
 
     fn model(self) -> model::ModelView<'a> {
         model::ModelView {
-            model: self.states.model.as_mut(),
+            model: self.states.model.as_deref_mut(),
             calls: &mut self.states.calls,
         }
     }

@@ -152,11 +152,15 @@ pub async fn invoke(
                     export.id
                 ))
             })?;
-            let mut results = vec![Val::Bool(false); result_count];
-            func.call_async(&mut store, &params, &mut results)
+            // At most one result (a WIT function returns one value or
+            // none): a slot on the stack, not a vector.
+            let mut results = [Val::Bool(false)];
+            let slots = results.get_mut(..result_count).unwrap_or_default();
+            func.call_async(&mut store, &params, slots)
                 .await
                 .map_err(Failure::Guest)?;
-            Ok::<_, Failure>(results)
+            let [result] = results;
+            Ok::<_, Failure>((result_count > 0).then_some(result))
         });
         if links_imports {
             tokio::time::timeout(wall_time.saturating_add(grace), call).await
@@ -198,7 +202,7 @@ pub async fn invoke(
                 first_line(&err)
             )),
         ),
-        Ok(Ok(results)) => finish(results, export, policy).await,
+        Ok(Ok(result)) => finish(result, export, policy).await,
     };
     let (outcome, output, error) = host_budgets(outcome, output, error, &store.data().interfaces);
     let (outcome, output, error) =
@@ -331,13 +335,13 @@ pub fn transfer_budget(policy: &Policy) -> usize {
 /// Turns returned values into output JSON, applying the output budget as
 /// the JSON is built (never after): conversion stops at `max_output`.
 async fn finish(
-    results: Vec<Val>,
+    result: Option<Val>,
     export: &ExportFunc,
     policy: &Policy,
 ) -> (Outcome, Option<Value>, Option<String>) {
     let cap = policy.budget.max_output.bytes();
-    let is_err = export.returns_result() && matches!(results.first(), Some(Val::Result(Err(_))));
-    let convert = move || match results.first() {
+    let is_err = export.returns_result() && matches!(result, Some(Val::Result(Err(_))));
+    let convert = move || match result {
         Some(v) => val_to_json(v, cap),
         None => Ok(Value::Null),
     };

@@ -128,11 +128,14 @@ impl FsAudit {
         let replay_preopens = recording::lock(&recording)
             .is_replay()
             .then(|| budgets.iter().map(|b| b.preopen.to_string()).collect());
+        // Every field named: `..FsAudit::default()` would make (and drop) a
+        // recording of its own on every invocation.
         FsAudit {
+            origins: HashMap::new(),
+            listings: HashMap::new(),
             log: (!budgets.is_empty()).then(|| Arc::new(Mutex::new(FsLog::with_budgets(budgets)))),
             recording,
             replay_preopens,
-            ..FsAudit::default()
         }
     }
 
