@@ -68,27 +68,17 @@ impl Hash256 {
     /// (written on the stack first, then copied once).
     pub fn tagged(&self) -> String {
         // ASCII, so the lossy conversion borrows: one copy, no replacement.
-        String::from_utf8_lossy(&self.tagged_bytes().0).into_owned()
+        String::from_utf8_lossy(&self.tagged_bytes()).into_owned()
     }
 
-    /// The text form in a stack buffer.
-    fn tagged_bytes(&self) -> TaggedText {
+    /// The text form in a stack buffer (always ASCII).
+    fn tagged_bytes(&self) -> [u8; TAGGED_LEN] {
         let mut buf = [0u8; TAGGED_LEN];
         buf[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
         for (pair, &b) in buf[PREFIX.len()..].chunks_exact_mut(2).zip(&self.0) {
             pair.copy_from_slice(&hex_pair(b));
         }
-        TaggedText(buf)
-    }
-}
-
-/// `sha256:<hex>` as bytes (always ASCII).
-struct TaggedText([u8; TAGGED_LEN]);
-
-impl TaggedText {
-    /// The text; `None` cannot happen (ASCII is UTF-8), but is not unwrapped.
-    fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        buf
     }
 }
 
@@ -125,7 +115,7 @@ impl fmt::Display for Hash256 {
     /// The text form, written from a stack buffer (no allocation).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Always ASCII; the check cannot fail.
-        f.write_str(self.tagged_bytes().as_str().ok_or(fmt::Error)?)
+        f.write_str(std::str::from_utf8(&self.tagged_bytes()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -149,8 +139,11 @@ impl FromStr for Hash256 {
         if hex_part.len() != 64 {
             return Err(bad());
         }
-        // One pass: lowercase hex digits only (uppercase is refused, as
-        // every hash warden writes is lowercase).
+        // One pass over lowercase digits (uppercase is refused: every hash
+        // warden writes is lowercase). Not `hex::decode_to_slice` after an
+        // uppercase scan: building an audit entry parses four of these, and
+        // the two passes cost ~0.1 µs a request (BENCHMARKS.md, issue 15
+        // fourth pass).
         let mut out = [0u8; 32];
         for (byte, pair) in out.iter_mut().zip(hex_part.as_bytes().chunks_exact(2)) {
             let &[hi, lo] = pair else {

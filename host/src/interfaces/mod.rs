@@ -327,7 +327,7 @@ impl Interfaces {
                 if reachable { id.idempotency_key } else { "" },
                 recording.clone(),
             ),
-            fs: fs::FsAudit::new(write_budgets, recording.clone()),
+            fs: fs::FsAudit::new(write_budgets, recording.clone(), replaying),
             calls: HostCallLog::default(),
             recording,
         })

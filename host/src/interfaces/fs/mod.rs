@@ -105,7 +105,6 @@ pub const FURTHER_CALLS: &str = "further calls not itemised";
 const _: () = assert!(MAX_FS_SUMMARIES <= MAX_ITEMISED_CALLS);
 
 /// Per-invocation filesystem audit state and write budgets.
-#[derive(Default)]
 pub struct FsAudit {
     /// Origin of every live descriptor and directory-entry stream, by rep.
     origins: HashMap<u32, Origin>,
@@ -122,14 +121,16 @@ pub struct FsAudit {
 
 impl FsAudit {
     /// State for an invocation granted `budgets` (one per preopen),
-    /// recording in `recording`. When `recording` replays, the preopens
+    /// recording in `recording`. When `replaying` (`recording` answers
+    /// from a replay feed), the preopens
     /// are the guest paths of `budgets` and nothing on the host is opened.
-    pub fn new(budgets: Vec<WriteBudget>, recording: recording::Shared) -> FsAudit {
-        let replay_preopens = recording::lock(&recording)
-            .is_replay()
-            .then(|| budgets.iter().map(|b| b.preopen.to_string()).collect());
-        // Every field named: `..FsAudit::default()` would make (and drop) a
-        // recording of its own on every invocation.
+    pub fn new(
+        budgets: Vec<WriteBudget>,
+        recording: recording::Shared,
+        replaying: bool,
+    ) -> FsAudit {
+        let replay_preopens =
+            replaying.then(|| budgets.iter().map(|b| b.preopen.to_string()).collect());
         FsAudit {
             origins: HashMap::new(),
             listings: HashMap::new(),
