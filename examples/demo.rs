@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
             cap.name(),
             cap.signer.as_deref().unwrap_or("-"),
             cap.shape.imports.len(),
-            short(&cap.digest)
+            short(&cap.digest.tagged())
         );
     }
 

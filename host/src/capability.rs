@@ -7,6 +7,7 @@
 
 use crate::cache::CacheOutcome;
 use crate::component::{ExportFunc, Shape, convert};
+use crate::digest::Hash256;
 use crate::policy::Policy;
 use crate::sandbox::InvocationState;
 use wasmtime::component::InstancePre;
@@ -16,10 +17,11 @@ use wasmtime::component::InstancePre;
 pub struct Capability {
     /// The policy it runs under.
     pub policy: Policy,
-    /// `sha256:<hex>` of the component with signature sections stripped.
-    pub digest: String,
-    /// `sha256:<hex>` of the effective policy.
-    pub policy_hash: String,
+    /// SHA-256 of the component with signature sections stripped (text
+    /// form `sha256:<hex>`).
+    pub digest: Hash256,
+    /// SHA-256 of the effective policy's canonical JSON.
+    pub policy_hash: Hash256,
     /// The trust-store key that signed it (`None`: loaded unsigned).
     pub signer: Option<String>,
     /// That key's id.
@@ -84,8 +86,8 @@ impl Capability {
     /// This capability's binding.
     pub fn binding(&self) -> Binding {
         Binding {
-            component_digest: self.digest.clone(),
-            policy_hash: self.policy_hash.clone(),
+            component_digest: self.digest.tagged(),
+            policy_hash: self.policy_hash.tagged(),
             hash_only: self.hash_only(),
             replayable: self.policy.is_replayable(),
         }

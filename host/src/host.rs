@@ -386,6 +386,12 @@ impl Host {
             })
         })?;
         let policy_hash = self.store_artifacts(&name, &digest, bytes, &policy)?;
+        // Parsed once here: every invocation's record and audit entry carry
+        // the values, not text.
+        let digest = crate::digest::Hash256::parse(&digest).ok_or_else(|| LoadError::Compile {
+            path: origin.to_string(),
+            message: format!("the component digest `{digest}` is not sha256:<64 hex>"),
+        })?;
         Ok(Capability {
             policy_hash,
             digest,
@@ -415,10 +421,10 @@ impl Host {
         digest: &str,
         bytes: &[u8],
         policy: &Policy,
-    ) -> Result<String, LoadError> {
+    ) -> Result<crate::digest::Hash256, LoadError> {
         let effective = policy.effective();
         let Some(store) = &self.artifacts else {
-            return Ok(crate::digest::json_digest(&effective));
+            return Ok(crate::digest::Hash256::of_json(&effective));
         };
         let failed = |source| LoadError::Artifact {
             capability: name.to_string(),
@@ -433,7 +439,7 @@ impl Host {
             })?;
             store.put_as(d, &stripped).map_err(failed)?;
         }
-        Ok(policy_hash.tagged())
+        Ok(policy_hash)
     }
 
     /// Stores a route table's canonical form in the artifact store (the

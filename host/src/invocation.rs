@@ -215,10 +215,14 @@ pub struct InvocationRecord {
     pub capability: String,
     /// Function id.
     pub function: String,
-    /// Component digest (empty when the capability is unknown).
-    pub component_digest: String,
-    /// Effective policy hash (empty when the capability is unknown).
-    pub policy_hash: String,
+    /// Component digest (`None` when the capability is unknown; serialized
+    /// as `sha256:<hex>`, or `""` when `None`).
+    #[serde(serialize_with = "ser_hash_or_empty")]
+    pub component_digest: Option<Hash256>,
+    /// Effective policy hash (`None` when the capability is unknown;
+    /// serialized as `component_digest` is).
+    #[serde(serialize_with = "ser_hash_or_empty")]
+    pub policy_hash: Option<Hash256>,
     /// Outcome.
     #[serde(serialize_with = "ser_outcome")]
     pub outcome: Outcome,
@@ -226,11 +230,12 @@ pub struct InvocationRecord {
     pub output: Option<Value>,
     /// Failure reason.
     pub error: Option<String>,
-    /// `sha256:` of the canonical input JSON.
-    pub input_hash: String,
+    /// SHA-256 of the canonical input JSON (serialized `sha256:<hex>`).
+    pub input_hash: Hash256,
     /// `sha256:` of the canonical output JSON, or of the error JSON
-    /// (`{"error": <message>, "outcome": <outcome>}`).
-    pub output_hash: String,
+    /// (`{"error": <message>, "outcome": <outcome>}`); serialized
+    /// `sha256:<hex>`.
+    pub output_hash: Hash256,
     /// Resources used.
     pub usage: Usage,
     /// Whether the invocation can be replayed bit for bit.
@@ -262,6 +267,13 @@ pub struct InvocationRecord {
     pub divergence: Option<String>,
 }
 
+fn ser_hash_or_empty<S: serde::Serializer>(h: &Option<Hash256>, s: S) -> Result<S::Ok, S::Error> {
+    match h {
+        Some(h) => h.serialize(s),
+        None => s.serialize_str(""),
+    }
+}
+
 fn ser_outcome<S: serde::Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&o.as_string())
 }
@@ -284,7 +296,7 @@ impl InvocationRecord {
         self.outcome = outcome;
         self.output = None;
         self.error = Some(error);
-        self.output_hash = crate::digest::json_digest(&self.output_document());
+        self.output_hash = Hash256::of_json(&self.output_document());
         self
     }
 
@@ -292,7 +304,6 @@ impl InvocationRecord {
     /// itself; public for embedders that forward entries, and so that the
     /// benchmark can time building it apart from the durable commit).
     pub fn audit_entry(&self, call: &Call) -> NewEntry {
-        let hash = |tagged: &str| tagged.parse::<Hash256>().ok();
         NewEntry {
             event: EventKind::Invocation,
             admitted_at_ms: self.admitted_at_ms,
@@ -301,11 +312,11 @@ impl InvocationRecord {
             request_kind: call.via.clone(),
             route: call.route.clone(),
             capability: self.capability.clone(),
-            component_digest: hash(&self.component_digest),
-            policy_hash: hash(&self.policy_hash),
+            component_digest: self.component_digest,
+            policy_hash: self.policy_hash,
             function: self.function.clone(),
-            input_sha256: hash(&self.input_hash),
-            output_sha256: hash(&self.output_hash),
+            input_sha256: Some(self.input_hash),
+            output_sha256: Some(self.output_hash),
             outcome: self.outcome,
             usage: self.usage,
             replayable: self.replayable,

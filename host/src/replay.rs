@@ -334,8 +334,7 @@ impl Replayer {
                     .unwrap_or_default()
             ));
         }
-        let output = Hash256::parse(&record.output_hash);
-        if output != e.output_sha256 {
+        if Some(record.output_hash) != e.output_sha256 {
             diffs.push(format!(
                 "output hash: expected {}, got {}",
                 e.output_sha256.map_or("none".into(), |h| h.tagged()),
@@ -453,7 +452,7 @@ fn capability_on(
     let cap = host
         .prepare(policy, &component, &format!("artifact {digest}"))
         .map_err(|e| format!("component {digest} does not load: {e}"))?;
-    if cap.digest != digest.tagged() {
+    if cap.digest != digest {
         return Err(format!(
             "component artifact {digest} has digest {} (swapped?)",
             cap.digest

@@ -117,19 +117,18 @@ async fn every_outcome_class_produces_exactly_one_entry_with_the_right_fields() 
         );
         assert_eq!(
             e.output_sha256.map(|h| h.to_string()),
-            Some(record.output_hash.clone())
+            Some(record.output_hash.to_string())
         );
-        assert_eq!(record.output_hash, json_digest(&record.output_document()));
+        assert_eq!(
+            record.output_hash.to_string(),
+            json_digest(&record.output_document())
+        );
         match h.capability(&record.capability) {
             Some(cap) => {
-                assert_eq!(
-                    e.component_digest.map(|d| d.to_string()),
-                    Some(cap.digest.clone())
-                );
-                assert_eq!(
-                    e.policy_hash.map(|d| d.to_string()),
-                    Some(cap.policy_hash.clone())
-                );
+                assert_eq!(e.component_digest, Some(cap.digest));
+                assert_eq!(e.policy_hash, Some(cap.policy_hash));
+                assert_eq!(record.component_digest, Some(cap.digest));
+                assert_eq!(record.policy_hash, Some(cap.policy_hash));
                 assert_eq!(e.replayable, cap.policy.is_replayable() && !cap.hash_only());
             }
             None => assert_eq!(e.component_digest, None, "unknown capability: no digest"),

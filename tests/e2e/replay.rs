@@ -490,14 +490,14 @@ async fn output_is_the_same_under_both_memory_init_cow_settings_and_fuel_repeats
                 )
                 .await;
             assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-            runs.push((r.output_hash.clone(), r.usage.fuel));
+            runs.push((r.output_hash, r.usage.fuel));
         }
         assert_eq!(
             runs[0], runs[1],
             "cow={cow}: fuel and output repeat exactly"
         );
         eprintln!("memory_init_cow={cow}: fuel {}", runs[0].1);
-        seen.push(runs[0].clone());
+        seen.push(runs[0]);
     }
     assert_eq!(
         seen[0].0, seen[1].0,

@@ -115,8 +115,11 @@ impl Answer {
             capability: record.capability.clone(),
             function: record.function.clone(),
             route: rule_id.filter(|r| !r.is_empty()).map(str::to_string),
-            component_digest: record.component_digest.clone(),
-            policy_hash: record.policy_hash.clone(),
+            component_digest: record
+                .component_digest
+                .map(|h| h.tagged())
+                .unwrap_or_default(),
+            policy_hash: record.policy_hash.map(|h| h.tagged()).unwrap_or_default(),
             attempts,
             tenant: record.tenant.clone(),
             audit: record.audit.clone(),

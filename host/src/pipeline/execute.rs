@@ -9,7 +9,7 @@
 
 use super::gate::Typed;
 use crate::Capability;
-use crate::digest::json_digest;
+use crate::digest::Hash256;
 use crate::interfaces::HostServices;
 use crate::invocation::{Call, InvocationRecord};
 use crate::sandbox::{self, InvocationIdentity, Sandbox};
@@ -97,8 +97,8 @@ impl Executor<'_> {
 /// Fills in `record` (built after the call: nothing of it is held across
 /// the wait) with what the attempt did.
 fn filled(record: &mut InvocationRecord, cap: &Capability, done: sandbox::CallOutcome) {
-    record.component_digest = cap.digest.clone();
-    record.policy_hash = cap.policy_hash.clone();
+    record.component_digest = Some(cap.digest);
+    record.policy_hash = Some(cap.policy_hash);
     record.outcome = done.outcome;
     record.usage = done.usage;
     record.stdout = String::from_utf8_lossy(&done.stdout).into_owned();
@@ -113,7 +113,7 @@ fn filled(record: &mut InvocationRecord, cap: &Capability, done: sandbox::CallOu
     record.output = done.output;
     record.error = done.error;
     record.output_hash = match &record.output {
-        Some(out) => json_digest(out),
-        None => json_digest(&record.output_document()),
+        Some(out) => Hash256::of_json(out),
+        None => Hash256::of_json(&record.output_document()),
     };
 }

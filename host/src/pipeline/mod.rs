@@ -88,8 +88,8 @@ impl Refusal {
     pub fn record(&self, call: &Call, unsigned_allowed: bool) -> InvocationRecord {
         let mut record = blank_record(call, unsigned_allowed);
         if let Some(b) = &self.binding {
-            record.component_digest = b.component_digest.clone();
-            record.policy_hash = b.policy_hash.clone();
+            record.component_digest = b.component_digest.parse().ok();
+            record.policy_hash = b.policy_hash.parse().ok();
             record.replayable = b.replayable;
             if !b.replayable {
                 record.not_replayable = Some(
@@ -164,13 +164,14 @@ fn record_with(names: Names, call: &Call, unsigned_allowed: bool) -> InvocationR
         tenant: call.tenant.clone(),
         capability: names.capability,
         function: names.function,
-        component_digest: String::new(),
-        policy_hash: String::new(),
+        component_digest: None,
+        policy_hash: None,
         outcome: Outcome::Denied,
         output: None,
         error: None,
-        input_hash: crate::digest::json_digest(&call.input),
-        output_hash: String::new(),
+        input_hash: crate::digest::Hash256::of_json(&call.input),
+        // Set when the record ends (`execute::finish`, `fail`).
+        output_hash: crate::digest::Hash256::ZERO,
         usage: crate::outcome::Usage::default(),
         replayable: true,
         unsigned_allowed,

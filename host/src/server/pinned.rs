@@ -95,7 +95,7 @@ fn rebuild(host: &crate::Host, name: &str, pin: &Pin) -> Result<Capability, Stri
     let cap = host
         .prepare_pinned(policy, &component, &digest)
         .map_err(|e| format!("pinned version of `{name}` does not load: {e}"))?;
-    if cap.policy_hash != pin.policy {
+    if cap.policy_hash.tagged() != pin.policy {
         return Err(format!(
             "pinned policy of `{name}` rebuilds to {}, not {}",
             cap.policy_hash, pin.policy
@@ -132,7 +132,12 @@ impl Daemon {
                 .ok_or_else(|| format!("run `{run_id}` pinned no version for `{key}`"))?;
             let wanted = (pin.component.clone(), pin.policy.clone());
             let cap = match deployment.capabilities.get(&name) {
-                Some(c) if c.digest == pin.component && c.policy_hash == pin.policy => c.clone(),
+                Some(c)
+                    if c.digest.tagged() == pin.component
+                        && c.policy_hash.tagged() == pin.policy =>
+                {
+                    c.clone()
+                }
                 _ => match self.pinned.get(&wanted) {
                     Some(c) => c,
                     None => {

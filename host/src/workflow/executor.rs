@@ -363,8 +363,8 @@ impl<'a> Executor<'a> {
                 pins.insert(
                     key,
                     Pin {
-                        component: cap.digest.clone(),
-                        policy: cap.policy_hash.clone(),
+                        component: cap.digest.tagged(),
+                        policy: cap.policy_hash.tagged(),
                     },
                 );
             }
