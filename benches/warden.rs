@@ -228,16 +228,19 @@ async fn invoke_echo(host: &Host) {
         ..RouteRequest::default()
     };
     let decision = table.decide(&request);
+    let route = table.audit_route(&decision);
+    // The decision's names move into the call, as the daemon's route stage
+    // moves them (`pipeline::route::by_kind`).
     let Decision::Route {
         capability,
         function,
         ..
-    } = &decision
+    } = decision
     else {
         panic!("echo is routed");
     };
-    let mut call = Call::new(capability, function, json!({"message": "hello"}));
-    call.route = Some(table.audit_route(&decision));
+    let mut call = Call::new_owned(capability, function, json!({"message": "hello"}));
+    call.route = Some(route);
     let r = host.invoke(call).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
 }

@@ -101,9 +101,15 @@ impl std::fmt::Debug for AuditThen {
 impl Call {
     /// A call with a generated request id admitted now.
     pub fn new(capability: &str, function: &str, input: Value) -> Call {
+        Call::new_owned(capability.to_string(), function.to_string(), input)
+    }
+
+    /// [`Call::new`] of names the caller owns and gives up (a route
+    /// decision's, say): they move into the call instead of being copied.
+    pub fn new_owned(capability: String, function: String, input: Value) -> Call {
         Call {
-            capability: capability.to_string(),
-            function: function.to_string(),
+            capability,
+            function,
             input,
             request_id: None,
             idempotency_key: None,
