@@ -141,9 +141,10 @@ impl FromStr for Hash256 {
         }
         // One pass over lowercase digits (uppercase is refused: every hash
         // warden writes is lowercase). Not `hex::decode_to_slice` after an
-        // uppercase scan: building an audit entry parses four of these, and
-        // the two passes cost ~0.1 µs a request (BENCHMARKS.md, issue 15
-        // fourth pass).
+        // uppercase scan: the two passes measured ~0.1 µs more for four
+        // parses (BENCHMARKS.md, issue 15 fourth pass, when the audit entry
+        // parsed the record's hashes on every request; since the fifth pass
+        // the record carries values and requests parse none).
         let mut out = [0u8; 32];
         for (byte, pair) in out.iter_mut().zip(hex_part.as_bytes().chunks_exact(2)) {
             let &[hi, lo] = pair else {
