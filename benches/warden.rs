@@ -5,6 +5,7 @@
 //! cargo test --bench warden                  # smoke mode: tiny sizes, checks it runs (CI)
 //! WARDEN_BENCH_VERIFY_ENTRIES=1000000 cargo bench --bench warden   # the default
 //! WARDEN_BENCH_ONLY=1,2 cargo bench --bench warden   # only these sections (profiling)
+//! WARDEN_BENCH_WARDEN_BIN=<path> ...          # section 11 runs this `warden` (no build)
 //! ```
 //!
 //! Every figure is printed with the machine's load average at the time.
@@ -1199,6 +1200,10 @@ async fn transparency(s: &Sizes) {
 /// The `warden` binary of this build's profile (built on first use, as the
 /// end-to-end tests do): `warden mcp` runs as a child process in section 11.
 fn warden_bin() -> PathBuf {
+    // A given binary (to compare two builds with the same harness).
+    if let Some(bin) = std::env::var_os("WARDEN_BENCH_WARDEN_BIN") {
+        return PathBuf::from(bin);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec!["build", "-q", "-p", "warden-host", "--bin", "warden"];
     if !cfg!(debug_assertions) {

@@ -3,7 +3,9 @@
 //! target/mcp-client/venv by tests/mcp/setup.sh on first use) runs the
 //! scripted session tests/mcp/client.py over streamable HTTP (`/mcp` on
 //! `warden serve`, protocol 2026-07-28) and over stdio (`warden mcp`,
-//! the 2025-11-25 handshake). Every case is checked in the audit chain.
+//! the 2025-11-25 handshake); a raw JSON-RPC session over `warden mcp`'s
+//! pipes checks answers by id and cancellation. Every case is checked in
+//! the audit chain.
 //!
 //! A missing python3/venv or an unreachable PyPI fails these tests saying
 //! which; they never skip.
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use warden_host::server::auth::token_hash;
+use warden_host::server::client::Client;
 
 const BOSS: &str = "tok-boss";
 const ORIGIN: &str = "http://localhost:5173";
@@ -459,6 +462,26 @@ fn a_python_sdk_client_on_the_2025_11_25_handshake_drives_warden_mcp_over_stdio_
 }
 
 #[test]
+fn a_python_sdk_client_on_2026_07_28_drives_warden_mcp_over_stdio_with_the_same_results() {
+    let dir = mcp_deploy("stdio-current");
+    let out = client(
+        "session",
+        &[
+            ("MCP_TRANSPORT", "stdio".into()),
+            ("MCP_MODE", "auto".into()),
+            (
+                "WARDEN_CONFIG",
+                dir.join("warden.toml").display().to_string(),
+            ),
+            ("MCP_READY_FILE", dir.join("ready").display().to_string()),
+        ],
+    );
+    assert_eq!(out["protocol_version"], "2026-07-28", "{out:#}");
+    let audit = audit_offline(&dir);
+    check_session(&out, &audit, Some(CLIENT));
+}
+
+#[test]
 fn a_wrong_origin_and_a_token_without_the_submit_role_are_refused_at_mcp_and_audited() {
     let dir = mcp_deploy("door");
     let d = Daemon::start(&dir);
@@ -559,4 +582,167 @@ fn an_mcp_tool_whose_kind_routes_nowhere_refuses_the_start_naming_the_tool() {
         err.contains("[[mcp.tool]] `counter` (kind `counting`): no route matches kind `counting`"),
         "{err}"
     );
+}
+
+/// `warden mcp` driven line by line over its pipes, as an agent's own
+/// JSON-RPC code would.
+struct RawStdio {
+    child: std::process::Child,
+    to: std::process::ChildStdin,
+    from: std::io::BufReader<std::process::ChildStdout>,
+    /// Every message read so far.
+    seen: Vec<Value>,
+}
+
+impl RawStdio {
+    fn start(dir: &Path) -> RawStdio {
+        let stderr = std::fs::File::create(dir.join("mcp.log")).expect("log file");
+        let mut child = Command::new(warden_bin())
+            .args(["mcp", "--config"])
+            .arg(dir.join("warden.toml"))
+            .arg("--ready-file")
+            .arg(dir.join("ready"))
+            .env("WARDEN_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("warden mcp");
+        let to = child.stdin.take().expect("stdin");
+        let from = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        RawStdio {
+            child,
+            to,
+            from,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Writes `messages` as lines in one write.
+    fn send(&mut self, messages: &[Value]) {
+        use std::io::Write;
+        let text: String = messages.iter().map(|m| format!("{m}\n")).collect();
+        self.to.write_all(text.as_bytes()).expect("write");
+        self.to.flush().expect("flush");
+    }
+
+    /// The answer to request `id`: read already (answers come in the
+    /// order calls end), or read until it comes.
+    fn answer(&mut self, id: u64) -> Value {
+        use std::io::BufRead;
+        if let Some(message) = self.seen.iter().find(|m| m["id"] == id) {
+            return message.clone();
+        }
+        loop {
+            let mut line = String::new();
+            let n = self.from.read_line(&mut line).expect("read");
+            assert!(n > 0, "warden mcp closed stdout before answering {id}");
+            let message: Value = serde_json::from_str(&line).expect("a JSON line");
+            self.seen.push(message.clone());
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+
+    /// The daemon's API address from the ready file.
+    fn api(&self, dir: &Path) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(dir.join("ready"))
+                && !addr.trim().is_empty()
+            {
+                return format!("http://{}", addr.trim());
+            }
+            assert!(std::time::Instant::now() < deadline, "no ready file");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+fn tools_call(id: u64, message: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": "greet", "arguments": {"message": message}}})
+}
+
+#[test]
+fn over_stdio_calls_sent_together_are_each_answered_by_id_and_a_cancelled_call_runs_to_its_audit_entry_unanswered()
+ {
+    let dir = mcp_deploy("stdio-raw");
+    let mut mcp = RawStdio::start(&dir);
+    mcp.send(&[
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}}),
+    ]);
+    assert!(mcp.answer(0)["result"]["serverInfo"].is_object());
+    mcp.send(&[json!({"jsonrpc": "2.0", "method": "notifications/initialized"})]);
+
+    // Three calls in one write, one of them bad: each answered under its id.
+    mcp.send(&[
+        tools_call(1, json!("one")),
+        tools_call(2, json!("two")),
+        tools_call(3, json!(5)),
+    ]);
+    for (id, output) in [(1, "one"), (2, "two")] {
+        let result = &mcp.answer(id)["result"];
+        assert_eq!(result["isError"], false, "{result:#}");
+        assert_eq!(result["structuredContent"], json!({"output": output}));
+    }
+    let bad = &mcp.answer(3)["result"];
+    assert_eq!(bad["isError"], true, "{bad:#}");
+    assert!(text(bad).starts_with("invalid_input: "), "{bad:#}");
+
+    // A call cancelled right after it was sent: warden still runs it to
+    // its audit entry (nothing is cut off half-way), but does not answer it.
+    mcp.send(&[
+        tools_call(4, json!("cancelled")),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 4, "reason": "the user changed their mind"}}),
+        json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}),
+    ]);
+    assert_eq!(mcp.answer(5)["result"], json!({}));
+    let api = Client::new(&mcp.api(&dir), Some(AUDIT.to_string())).expect("url");
+    let ok_entries = || -> Vec<Value> {
+        let body = api
+            .get("/v1/audit?after=0&limit=1000")
+            .expect("audit")
+            .json();
+        body["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e["entry"].clone())
+            .filter(|e| e["request_kind"] == "mcp" && e["outcome"] == "ok")
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let entries = loop {
+        let entries = ok_entries();
+        if entries.len() == 3 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        entries.len(),
+        3,
+        "calls 1, 2 and the cancelled 4: {entries:#?}"
+    );
+    for e in &entries {
+        assert_mcp(e, "alice", "ok", Some("raw/1"));
+    }
+    // Anything answered for 4 would have been written by now.
+    mcp.send(&[json!({"jsonrpc": "2.0", "id": 6, "method": "ping"})]);
+    mcp.answer(6);
+    assert!(
+        !mcp.seen.iter().any(|m| m["id"] == 4),
+        "the cancelled call was answered: {:#?}",
+        mcp.seen
+    );
+
+    drop(mcp.to);
+    let status = mcp.child.wait().expect("warden mcp exit");
+    assert!(status.success(), "warden mcp exited with {status}");
 }

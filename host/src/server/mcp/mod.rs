@@ -19,6 +19,7 @@ pub mod client_id;
 pub mod http;
 mod resources;
 pub mod stdio;
+mod stdio_transport;
 pub mod tools;
 
 use super::Daemon;

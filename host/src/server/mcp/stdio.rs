@@ -8,6 +8,7 @@
 //! Nothing but MCP messages is ever written to stdout.
 
 use super::McpServer;
+use super::stdio_transport::StdioTransport;
 use crate::server::auth::Principal;
 use crate::server::{Daemon, DaemonConfig, ServeError, ServeOptions, Session};
 use rmcp::ServiceExt;
@@ -45,8 +46,13 @@ pub async fn serve(config: DaemonConfig, options: ServeOptions) -> Result<(), Se
                 // The pipes an agent starts a subprocess with are driven by
                 // the runtime's reactor (no blocking-thread hand-off per
                 // message); a file or terminal falls back to blocking stdio.
-                match server.serve(rmcp::transport::stdio_pipes()).await {
+                let (reader, writer) = rmcp::transport::stdio_pipes();
+                let (transport, session) = StdioTransport::new(server.clone(), reader, writer);
+                match server.serve(transport).await {
                     Ok(running) => {
+                        // Established: `tools/call`s now take the transport's
+                        // shorter way (stdio_transport.rs).
+                        session.established(running.peer().clone());
                         if let Err(e) = running.waiting().await {
                             tracing::error!("mcp stdio session failed: {e}");
                         }
