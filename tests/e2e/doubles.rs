@@ -111,7 +111,7 @@ impl Server {
         port: u16,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let listener = bind(port).await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler = Arc::new(handler);
@@ -145,6 +145,26 @@ impl Server {
     /// The last request received.
     pub fn last(&self) -> Option<Request> {
         self.requests.lock().ok().and_then(|r| r.last().cloned())
+    }
+}
+
+/// Binds 127.0.0.1:`port`. A fixed port that the test before held (under
+/// the port's lock, `support::FX_PORT`) is free only once that test's
+/// runtime drops its server's aborted accept task, which can be just after
+/// the lock was released: wait for it, 10 s at most.
+async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && port != 0
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            bound => return bound,
+        }
     }
 }
 

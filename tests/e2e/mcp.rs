@@ -629,17 +629,23 @@ impl RawStdio {
     /// The answer to request `id`: read already (answers come in the
     /// order calls end), or read until it comes.
     fn answer(&mut self, id: u64) -> Value {
+        self.first(&format!("the answer to {id}"), |m| m["id"] == id)
+    }
+
+    /// The first message that is `what`: read already, or read until it
+    /// comes.
+    fn first(&mut self, what: &str, is: impl Fn(&Value) -> bool) -> Value {
         use std::io::BufRead;
-        if let Some(message) = self.seen.iter().find(|m| m["id"] == id) {
+        if let Some(message) = self.seen.iter().find(|m| is(m)) {
             return message.clone();
         }
         loop {
             let mut line = String::new();
             let n = self.from.read_line(&mut line).expect("read");
-            assert!(n > 0, "warden mcp closed stdout before answering {id}");
+            assert!(n > 0, "warden mcp closed stdout before {what}");
             let message: Value = serde_json::from_str(&line).expect("a JSON line");
             self.seen.push(message.clone());
-            if message["id"] == id {
+            if is(&message) {
                 return message;
             }
         }
@@ -740,6 +746,70 @@ fn over_stdio_calls_sent_together_are_each_answered_by_id_and_a_cancelled_call_r
         !mcp.seen.iter().any(|m| m["id"] == 4),
         "the cancelled call was answered: {:#?}",
         mcp.seen
+    );
+
+    drop(mcp.to);
+    let status = mcp.child.wait().expect("warden mcp exit");
+    assert!(status.success(), "warden mcp exited with {status}");
+}
+
+#[test]
+fn over_stdio_a_line_over_16_mib_is_discarded_garbage_is_ignored_and_json_that_is_no_message_is_an_invalid_request()
+ {
+    use std::io::Write;
+    let dir = mcp_deploy("stdio-lines");
+    let mut mcp = RawStdio::start(&dir);
+    mcp.send(&[
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}}),
+    ]);
+    assert!(mcp.answer(0)["result"]["serverInfo"].is_object());
+    mcp.send(&[json!({"jsonrpc": "2.0", "method": "notifications/initialized"})]);
+
+    // A tools/call one byte over the 16 MiB bound, written in pieces as a
+    // pipe takes them: discarded as it arrives, never run, and the session
+    // goes on.
+    let head = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"greet\",\"arguments\":{\"message\":\"";
+    let tail = b"\"}}}\n";
+    let bound = 16 * 1024 * 1024;
+    let filler = vec![b'a'; bound + 1 - head.len() - (tail.len() - 1)];
+    mcp.to.write_all(head).expect("write");
+    mcp.to.write_all(&filler).expect("write");
+    mcp.to.write_all(tail).expect("write");
+    // Not JSON: ignored (no id to answer). JSON that is not a message:
+    // `Invalid Request` with a null id.
+    mcp.to.write_all(b"this is not json\n").expect("write");
+    mcp.send(&[
+        json!({"not": "a message"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}),
+    ]);
+    assert_eq!(mcp.answer(2)["result"], json!({}));
+    let invalid = mcp.first("an answer without an id", |m| m["id"].is_null());
+    assert_eq!(invalid["error"]["code"], -32600, "{invalid:#}");
+    assert_eq!(
+        mcp.seen.iter().filter(|m| m["id"].is_null()).count(),
+        1,
+        "only the JSON that is no message is answered: {:#?}",
+        mcp.seen
+    );
+    assert!(
+        !mcp.seen.iter().any(|m| m["id"] == 1),
+        "the oversized call was answered: {:#?}",
+        mcp.seen
+    );
+    // A call of exactly 16 MiB (not counting its newline) is read and
+    // answered.
+    let under = vec![b'b'; bound - head.len() - (tail.len() - 1)];
+    mcp.to.write_all(&head[..]).expect("write");
+    mcp.to.write_all(&under).expect("write");
+    mcp.to.write_all(tail).expect("write");
+    mcp.to.flush().expect("flush");
+    let answer = mcp.answer(1);
+    assert!(
+        answer["result"]["content"].is_array(),
+        "the 16 MiB call is answered with a tool result: {:?}",
+        answer.get("error")
     );
 
     drop(mcp.to);

@@ -182,7 +182,8 @@ pub fn err_text(r: &InvocationRecord) -> String {
         .to_string()
 }
 
-/// Held by every test that binds the fixed loopback port of the example
-/// fx-rate policy (127.0.0.1:18080), and by the quickstart demo's test
-/// (which binds it in its own process), so none of them finds it busy.
+/// Held by every test that binds a fixed loopback port of the example
+/// policies (fx-rate's 127.0.0.1:18080, the payments service's 18081), and
+/// by the quickstart demo's test (which binds them in its own process), so
+/// none of them finds one busy.
 pub static FX_PORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
