@@ -439,15 +439,15 @@ fn a_2025_11_25_client_over_streamable_http_is_served_statelessly_with_the_same_
     check_session(&out, &audit, Some(CLIENT));
 }
 
-#[test]
-fn a_python_sdk_client_on_the_2025_11_25_handshake_drives_warden_mcp_over_stdio_as_the_configured_principal()
- {
-    let dir = mcp_deploy("stdio");
+/// The scripted session over `warden mcp` in `mode`; the protocol
+/// version it negotiated, checked like the HTTP sessions.
+fn stdio_session(name: &str, mode: &str) -> Value {
+    let dir = mcp_deploy(name);
     let out = client(
         "session",
         &[
             ("MCP_TRANSPORT", "stdio".into()),
-            ("MCP_MODE", "legacy".into()),
+            ("MCP_MODE", mode.into()),
             (
                 "WARDEN_CONFIG",
                 dir.join("warden.toml").display().to_string(),
@@ -455,30 +455,21 @@ fn a_python_sdk_client_on_the_2025_11_25_handshake_drives_warden_mcp_over_stdio_
             ("MCP_READY_FILE", dir.join("ready").display().to_string()),
         ],
     );
-    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
     // The session ended: the daemon drained and closed its log.
     let audit = audit_offline(&dir);
     check_session(&out, &audit, Some(CLIENT));
+    out["protocol_version"].clone()
+}
+
+#[test]
+fn a_python_sdk_client_on_the_2025_11_25_handshake_drives_warden_mcp_over_stdio_as_the_configured_principal()
+ {
+    assert_eq!(stdio_session("stdio", "legacy"), "2025-11-25");
 }
 
 #[test]
 fn a_python_sdk_client_on_2026_07_28_drives_warden_mcp_over_stdio_with_the_same_results() {
-    let dir = mcp_deploy("stdio-current");
-    let out = client(
-        "session",
-        &[
-            ("MCP_TRANSPORT", "stdio".into()),
-            ("MCP_MODE", "auto".into()),
-            (
-                "WARDEN_CONFIG",
-                dir.join("warden.toml").display().to_string(),
-            ),
-            ("MCP_READY_FILE", dir.join("ready").display().to_string()),
-        ],
-    );
-    assert_eq!(out["protocol_version"], "2026-07-28", "{out:#}");
-    let audit = audit_offline(&dir);
-    check_session(&out, &audit, Some(CLIENT));
+    assert_eq!(stdio_session("stdio-current", "auto"), "2026-07-28");
 }
 
 #[test]
