@@ -888,6 +888,30 @@ struct Batch {
     frontier: Option<Frontier>,
 }
 
+/// Runs `write` in a savepoint of `tx`: its rows are kept when it returns
+/// `Ok`, rolled back (and the error handed back) when it fails, so a
+/// refused row write never takes its batch down. The outer `Err` is the
+/// savepoint itself failing. The statements are prepared once per
+/// connection (cached), not parsed per write.
+fn in_savepoint<T>(
+    tx: &Transaction<'_>,
+    path: &Path,
+    write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<Result<T, StoreError>, StoreError> {
+    let step = |sql: &str| {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map_err(sqlite_err(path))
+    };
+    step("SAVEPOINT row_write")?;
+    let r = write(tx);
+    if r.is_err() {
+        step("ROLLBACK TO row_write")?;
+    }
+    step("RELEASE row_write")?;
+    Ok(r)
+}
+
 impl Table for AuditTable {
     type Job = Msg;
 
@@ -954,15 +978,7 @@ impl Table for AuditTable {
                         continue;
                     }
                     if let Some(before) = before {
-                        tx.execute_batch("SAVEPOINT row_write")
-                            .map_err(sqlite_err(&self.path))?;
-                        let r = before(tx);
-                        tx.execute_batch(if r.is_ok() {
-                            "RELEASE row_write"
-                        } else {
-                            "ROLLBACK TO row_write; RELEASE row_write"
-                        })
-                        .map_err(sqlite_err(&self.path))?;
+                        let r = in_savepoint(tx, &self.path, |tx| before(tx))?;
                         if let Err(e) = r {
                             let _ = reply.send(Err(e));
                             continue;
@@ -995,15 +1011,7 @@ impl Table for AuditTable {
                             .map_err(sqlite_err(&self.path))?;
                     }
                     if let Some(then) = then {
-                        tx.execute_batch("SAVEPOINT row_write")
-                            .map_err(sqlite_err(&self.path))?;
-                        let r = then(tx, e.seq);
-                        tx.execute_batch(if r.is_ok() {
-                            "RELEASE row_write"
-                        } else {
-                            "ROLLBACK TO row_write; RELEASE row_write"
-                        })
-                        .map_err(sqlite_err(&self.path))?;
+                        let r = in_savepoint(tx, &self.path, |tx| then(tx, e.seq))?;
                         if let Err(err) = r {
                             tracing::warn!(
                                 seq = e.seq,
@@ -1014,15 +1022,7 @@ impl Table for AuditTable {
                     b.appends.push((e, reply));
                 }
                 Msg::Write { write, reply, .. } => {
-                    tx.execute_batch("SAVEPOINT row_write")
-                        .map_err(sqlite_err(&self.path))?;
-                    let r = write(tx);
-                    tx.execute_batch(if r.is_ok() {
-                        "RELEASE row_write"
-                    } else {
-                        "ROLLBACK TO row_write; RELEASE row_write"
-                    })
-                    .map_err(sqlite_err(&self.path))?;
+                    let r = in_savepoint(tx, &self.path, |tx| write(tx))?;
                     wrote_rows |= r.is_ok();
                     b.writes.push((r, reply));
                 }

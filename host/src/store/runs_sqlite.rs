@@ -126,10 +126,8 @@ impl RunsTable {
         match job {
             Op::Start { run, steps } => {
                 let exists: Option<i64> = tx
-                    .query_row("SELECT 1 FROM runs WHERE id = ?1", params![run.id], |r| {
-                        r.get(0)
-                    })
-                    .optional()
+                    .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
+                    .and_then(|mut s| s.query_row(params![run.id], |r| r.get(0)).optional())
                     .map_err(sql())?;
                 if exists.is_some() {
                     return Err(StoreError::BadRow {
@@ -140,18 +138,21 @@ impl RunsTable {
                             .into(),
                     });
                 }
-                tx.execute(
+                let record = encode(format!("run {:?}", run.id), run)?;
+                tx.prepare_cached(
                     "INSERT INTO runs (id, workflow, state, created_ms, updated_ms, record) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
                         run.id,
                         run.workflow,
                         run.state.as_str(),
                         to_sql_int(run.created_ms),
                         to_sql_int(run.updated_ms),
-                        encode(format!("run {:?}", run.id), run)?
-                    ],
-                )
+                        record
+                    ])
+                })
                 .map_err(sql())?;
                 for s in steps {
                     self.put_step(tx, &run.id, s)?;
@@ -187,18 +188,21 @@ impl RunsTable {
         run_id: &str,
         s: &StepRecord,
     ) -> Result<(), StoreError> {
-        tx.execute(
+        let record = encode(format!("step {:?} of run {run_id:?}", s.step), s)?;
+        tx.prepare_cached(
             "INSERT OR REPLACE INTO run_steps (run_id, step, position, state, updated_ms, record) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
                 run_id,
                 s.step,
                 s.position,
                 s.state.as_str(),
                 to_sql_int(s.updated_ms),
-                encode(format!("step {:?} of run {run_id:?}", s.step), s)?
-            ],
-        )
+                record
+            ])
+        })
         .map_err(sqlite_err(&self.path))?;
         Ok(())
     }
@@ -211,12 +215,8 @@ impl RunsTable {
         step: &str,
     ) -> Result<(), StoreError> {
         let state: Option<String> = tx
-            .query_row(
-                "SELECT state FROM run_steps WHERE run_id = ?1 AND step = ?2",
-                params![run_id, step],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT state FROM run_steps WHERE run_id = ?1 AND step = ?2")
+            .and_then(|mut s| s.query_row(params![run_id, step], |r| r.get(0)).optional())
             .map_err(sqlite_err(&self.path))?;
         if state.as_deref() == Some(StepState::Done.as_str()) {
             return Ok(());
@@ -241,12 +241,8 @@ impl RunsTable {
     ) -> Result<(), StoreError> {
         let sql = || sqlite_err(&self.path);
         let record: Option<String> = tx
-            .query_row(
-                "SELECT record FROM runs WHERE id = ?1",
-                params![run_id],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT record FROM runs WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![run_id], |r| r.get(0)).optional())
             .map_err(sql())?;
         let Some(record) = record else {
             return Err(StoreError::BadRow {
@@ -264,16 +260,10 @@ impl RunsTable {
         })?;
         run.state = state;
         run.updated_ms = u64::try_from(now).unwrap_or(0);
-        tx.execute(
-            "UPDATE runs SET state = ?2, updated_ms = ?3, record = ?4 WHERE id = ?1",
-            params![
-                run_id,
-                state.as_str(),
-                now,
-                encode(format!("run {run_id:?}"), &run)?
-            ],
-        )
-        .map_err(sql())?;
+        let record = encode(format!("run {run_id:?}"), &run)?;
+        tx.prepare_cached("UPDATE runs SET state = ?2, updated_ms = ?3, record = ?4 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![run_id, state.as_str(), now, record]))
+            .map_err(sql())?;
         Ok(())
     }
 }
