@@ -61,6 +61,9 @@ pub(crate) enum Access {
     Read,
 }
 
+/// Prepared statements kept per connection (rusqlite's default is 16).
+const STATEMENT_CACHE: usize = 64;
+
 /// Opens `path` with WAL, `synchronous=FULL` (no table uses foreign keys) and the busy
 /// timeout, checks its schema version against `schema` and (for
 /// [`Access::Write`]) migrates it to the current version.
@@ -77,6 +80,10 @@ pub(crate) fn open(path: &Path, schema: &Schema, access: Access) -> Result<Conne
     }
     let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err(path))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err(path))?;
+    // Room for every statement one writer keeps prepared (the audit
+    // writer: entries, payloads, tree nodes, savepoints and the journal's
+    // a dozen or so), so none is evicted and compiled again per batch.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let version = user_version(&conn, path)?;
     check_not_newer(path, schema, version)?;
     if version == 0 && access == Access::Read {
