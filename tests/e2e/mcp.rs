@@ -609,6 +609,28 @@ impl RawStdio {
         }
     }
 
+    /// [`start`](Self::start), then the 2025-11-25 handshake (request id 0)
+    /// as client `raw/1`.
+    fn initialized(dir: &Path) -> RawStdio {
+        let mut mcp = RawStdio::start(dir);
+        mcp.send(&[
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+        ]);
+        assert!(mcp.answer(0)["result"]["serverInfo"].is_object());
+        mcp.send(&[json!({"jsonrpc": "2.0", "method": "notifications/initialized"})]);
+        mcp
+    }
+
+    /// Ends the input; `warden mcp` must exit cleanly.
+    fn close(self) {
+        let RawStdio { mut child, to, .. } = self;
+        drop(to);
+        let status = child.wait().expect("warden mcp exit");
+        assert!(status.success(), "warden mcp exited with {status}");
+    }
+
     /// Writes `messages` as lines in one write.
     fn send(&mut self, messages: &[Value]) {
         use std::io::Write;
@@ -666,14 +688,7 @@ fn tools_call(id: u64, message: Value) -> Value {
 fn over_stdio_calls_sent_together_are_each_answered_by_id_and_a_cancelled_call_runs_to_its_audit_entry_unanswered()
  {
     let dir = mcp_deploy("stdio-raw");
-    let mut mcp = RawStdio::start(&dir);
-    mcp.send(&[
-        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"}}}),
-    ]);
-    assert!(mcp.answer(0)["result"]["serverInfo"].is_object());
-    mcp.send(&[json!({"jsonrpc": "2.0", "method": "notifications/initialized"})]);
+    let mut mcp = RawStdio::initialized(&dir);
 
     // Three calls in one write, one of them bad: each answered under its id.
     mcp.send(&[
@@ -739,9 +754,7 @@ fn over_stdio_calls_sent_together_are_each_answered_by_id_and_a_cancelled_call_r
         mcp.seen
     );
 
-    drop(mcp.to);
-    let status = mcp.child.wait().expect("warden mcp exit");
-    assert!(status.success(), "warden mcp exited with {status}");
+    mcp.close();
 }
 
 #[test]
@@ -749,14 +762,7 @@ fn over_stdio_a_line_over_16_mib_is_discarded_garbage_is_ignored_and_json_that_i
  {
     use std::io::Write;
     let dir = mcp_deploy("stdio-lines");
-    let mut mcp = RawStdio::start(&dir);
-    mcp.send(&[
-        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"}}}),
-    ]);
-    assert!(mcp.answer(0)["result"]["serverInfo"].is_object());
-    mcp.send(&[json!({"jsonrpc": "2.0", "method": "notifications/initialized"})]);
+    let mut mcp = RawStdio::initialized(&dir);
 
     // A tools/call one byte over the 16 MiB bound, written in pieces as a
     // pipe takes them: discarded as it arrives, never run, and the session
@@ -803,7 +809,5 @@ fn over_stdio_a_line_over_16_mib_is_discarded_garbage_is_ignored_and_json_that_i
         answer.get("error")
     );
 
-    drop(mcp.to);
-    let status = mcp.child.wait().expect("warden mcp exit");
-    assert!(status.success(), "warden mcp exited with {status}");
+    mcp.close();
 }

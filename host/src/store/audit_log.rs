@@ -22,7 +22,7 @@
 use super::anchor::{read_anchor, write_anchor};
 use super::audit_read::{AuditReader, EntryFilter, ExportSummary};
 use super::audit_tree::insert_nodes;
-use super::database::{Access, open as open_database};
+use super::database::{Access, in_savepoint, open as open_database};
 use super::writer::{Ack, Table, Wake, Writer};
 use super::{AUDIT_SCHEMA, StoreError, now_ms, sqlite_err, to_sql_int};
 use crate::audit::merkle::{Frontier, NewNode, leaf_hash};
@@ -886,30 +886,6 @@ struct Batch {
     checkpoint: Option<Checkpoint>,
     /// The tree after the batch.
     frontier: Option<Frontier>,
-}
-
-/// Runs `write` in a savepoint of `tx`: its rows are kept when it returns
-/// `Ok`, rolled back (and the error handed back) when it fails, so a
-/// refused row write never takes its batch down. The outer `Err` is the
-/// savepoint itself failing. The statements are prepared once per
-/// connection (cached), not parsed per write.
-fn in_savepoint<T>(
-    tx: &Transaction<'_>,
-    path: &Path,
-    write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-) -> Result<Result<T, StoreError>, StoreError> {
-    let step = |sql: &str| {
-        tx.prepare_cached(sql)
-            .and_then(|mut s| s.execute([]))
-            .map_err(sqlite_err(path))
-    };
-    step("SAVEPOINT row_write")?;
-    let r = write(tx);
-    if r.is_err() {
-        step("ROLLBACK TO row_write")?;
-    }
-    step("RELEASE row_write")?;
-    Ok(r)
 }
 
 impl Table for AuditTable {

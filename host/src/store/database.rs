@@ -160,6 +160,30 @@ pub(crate) fn migrate(conn: &Connection, path: &Path, schema: &Schema) -> Result
     Ok(())
 }
 
+/// Runs `write` in a savepoint of `tx`: its rows are kept when it returns
+/// `Ok`, rolled back (and the error handed back) when it fails, so one
+/// refused write in a writer's batch never takes the batch down. The outer
+/// `Err` is the savepoint itself failing. The statements are prepared once
+/// per connection (cached), not parsed per write.
+pub(crate) fn in_savepoint<T>(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<Result<T, StoreError>, StoreError> {
+    let step = |sql: &str| {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map_err(sqlite_err(path))
+    };
+    step("SAVEPOINT row_write")?;
+    let r = write(tx);
+    if r.is_err() {
+        step("ROLLBACK TO row_write")?;
+    }
+    step("RELEASE row_write")?;
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@
 
 use super::AUDIT_SCHEMA;
 use super::audit_log::{AuditLog, RowWrite};
-use super::database::{Access, Migration, Schema, open};
+use super::database::{Access, Migration, Schema, in_savepoint, open};
 use super::runs::{
     Journal, RUNS_FILE, RunRecord, RunState, RunStore, StepAfterEntry, StepRecord, StepState,
 };
@@ -284,16 +284,9 @@ impl Table for RunsTable {
         for (job, result) in jobs.iter_mut() {
             // Each job in its own savepoint: a refused job (a duplicate run
             // id) leaves no partial rows and does not fail its neighbours.
-            tx.execute_batch("SAVEPOINT job")
-                .map_err(sqlite_err(&self.path))?;
-            let r = self.write_one(tx, &job.0);
-            let end = if r.is_ok() {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
-            };
-            tx.execute_batch(end).map_err(sqlite_err(&self.path))?;
-            *result = Some(r);
+            *result = Some(in_savepoint(tx, &self.path, |tx| {
+                self.write_one(tx, &job.0)
+            })?);
         }
         Ok(!jobs.is_empty())
     }
