@@ -9,7 +9,7 @@
 //! This module must never run, type or gate the input itself.
 
 use super::tools::OUTPUT_KEY;
-use super::{META_ANSWER, META_IDEMPOTENCY_KEY, META_TENANT, model};
+use super::{META_ANSWER, META_IDEMPOTENCY_KEY, META_TENANT};
 use crate::pipeline::answer::Answer;
 use crate::pipeline::{Refusal, admit};
 use crate::server::Daemon;
@@ -17,7 +17,7 @@ use crate::server::auth::Principal;
 use crate::server::submit::{SubmitBody, Transport};
 use crate::{Call, Outcome};
 use rmcp::ErrorData as McpError;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, MetaObject};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -110,9 +110,9 @@ pub(super) async fn call_tool(
     };
     let answer = match submitted {
         Ok(answer) => answer,
-        Err(e) => return model(refused_before_running(e.code, &e.message)),
+        Err(e) => return Ok(refused_before_running(e.code, &e.message)),
     };
-    model(result_of(&answer))
+    Ok(result_of(answer))
 }
 
 /// Whether a tool of that name is configured at all (for the audit entry).
@@ -123,32 +123,40 @@ fn visible_or_known(daemon: &Daemon, name: &str) -> bool {
 /// A tool error for a request refused before it was admitted (draining,
 /// idempotency conflict, bad tenant or key): nothing ran, and the message
 /// names the API error code.
-fn refused_before_running(code: &str, message: &str) -> Value {
-    json!({
-        "content": [{"type": "text", "text": format!("{code}: {message}")}],
-        "isError": true,
-        "_meta": { META_ANSWER: {"error_code": code, "error": message} },
-    })
+fn refused_before_running(code: &str, message: &str) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!("{code}: {message}"))]);
+    result.meta = Some(answer_meta(json!({"error_code": code, "error": message})));
+    result
 }
 
-/// The tool result for an answer (docs/mcp.md "Results").
-pub(super) fn result_of(answer: &Answer) -> Value {
-    let meta = json!({ META_ANSWER: answer.to_json() });
-    if answer.outcome == Outcome::Ok {
-        let output = answer.output.clone().unwrap_or(Value::Null);
+/// The tool result for an answer (docs/mcp.md "Results"). Built as the
+/// SDK's type directly (one conversion: the answer's JSON body into
+/// `_meta`), not through a JSON value that is then deserialized: on stdio
+/// that round trip was a tenth of a call's own CPU (BENCHMARKS.md, section
+/// 11). The wire form is the same: `content`, `structuredContent`,
+/// `isError`, `_meta` and `resultType: "complete"`.
+pub(super) fn result_of(answer: Answer) -> CallToolResult {
+    let meta = answer_meta(answer.to_json());
+    let mut result = if answer.outcome == Outcome::Ok {
+        let output = answer.output.unwrap_or(Value::Null);
         let text = serde_json::to_string(&output).unwrap_or_default();
-        return json!({
-            "content": [{"type": "text", "text": text}],
-            "structuredContent": { OUTPUT_KEY: output },
-            "isError": false,
-            "_meta": meta,
-        });
-    }
-    json!({
-        "content": [{"type": "text", "text": error_text(answer)}],
-        "isError": true,
-        "_meta": meta,
-    })
+        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+        let mut structured = serde_json::Map::with_capacity(1);
+        structured.insert(OUTPUT_KEY.to_string(), output);
+        result.structured_content = Some(Value::Object(structured));
+        result
+    } else {
+        CallToolResult::error(vec![ContentBlock::text(error_text(&answer))])
+    };
+    result.meta = Some(meta);
+    result
+}
+
+/// A result's `_meta`: `{ "<META_ANSWER>": answer }`.
+fn answer_meta(answer: Value) -> MetaObject {
+    let mut meta = serde_json::Map::with_capacity(1);
+    meta.insert(META_ANSWER.to_string(), answer);
+    MetaObject(meta)
 }
 
 /// `<outcome>: <message>` plus how to follow the request up.
@@ -191,4 +199,93 @@ fn error_text(answer: &Answer) -> String {
     }
     text.push_str(&format!(" (request {id})"));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invocation::AuditRef;
+
+    fn answer(outcome: Outcome, output: Option<Value>, error: Option<&str>) -> Answer {
+        Answer {
+            request_id: "r-1".into(),
+            outcome,
+            output,
+            error: error.map(str::to_string),
+            usage: Default::default(),
+            capability: "echo".into(),
+            function: "echo".into(),
+            route: Some("greet".into()),
+            component_digest: "sha256:00".into(),
+            policy_hash: "sha256:11".into(),
+            attempts: 1,
+            tenant: None,
+            audit: Some(AuditRef {
+                seq: 3,
+                hash: "sha256:22".into(),
+                leaf_index: 2,
+            }),
+            replayed: false,
+            error_code: None,
+            run: None,
+            approval: None,
+            retry_after: None,
+        }
+    }
+
+    fn wire(result: CallToolResult) -> Value {
+        serde_json::to_value(result).expect("a tool result serializes")
+    }
+
+    #[test]
+    fn an_ok_answer_is_its_output_as_structured_content_and_text_with_the_answer_in_meta() {
+        let a = answer(Outcome::Ok, Some(json!("hi")), None);
+        let body = a.to_json();
+        assert_eq!(
+            wire(result_of(a)),
+            json!({
+                "resultType": "complete",
+                "content": [{"type": "text", "text": "\"hi\""}],
+                "structuredContent": {"output": "hi"},
+                "isError": false,
+                "_meta": {"dev.warden/answer": body},
+            })
+        );
+    }
+
+    #[test]
+    fn any_other_outcome_is_a_tool_error_whose_text_starts_with_the_outcome_class() {
+        let a = answer(
+            Outcome::BudgetExhausted(crate::Budget::Fuel),
+            None,
+            Some("fuel ran out"),
+        );
+        let body = a.to_json();
+        assert_eq!(
+            wire(result_of(a)),
+            json!({
+                "resultType": "complete",
+                "content": [{"type": "text", "text": "budget_exhausted:fuel: fuel ran out (request r-1)"}],
+                "isError": true,
+                "_meta": {"dev.warden/answer": body},
+            })
+        );
+    }
+
+    #[test]
+    fn a_request_refused_before_it_ran_is_a_tool_error_naming_the_api_error_code() {
+        assert_eq!(
+            wire(refused_before_running(
+                "draining",
+                "the daemon is shutting down"
+            )),
+            json!({
+                "resultType": "complete",
+                "content": [{"type": "text", "text": "draining: the daemon is shutting down"}],
+                "isError": true,
+                "_meta": {"dev.warden/answer": {
+                    "error_code": "draining", "error": "the daemon is shutting down"}},
+            })
+        );
+    }
 }
