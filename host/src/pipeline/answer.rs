@@ -160,11 +160,12 @@ mod outcome_string {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn answer() -> Answer {
+    /// A fuel-exhausted answer of `echo` (tests elsewhere start from it).
+    pub(crate) fn answer() -> Answer {
         Answer {
             request_id: "r-1".into(),
             outcome: Outcome::BudgetExhausted(crate::Budget::Fuel),

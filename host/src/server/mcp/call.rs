@@ -204,33 +204,25 @@ fn error_text(answer: &Answer) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::invocation::AuditRef;
 
     fn answer(outcome: Outcome, output: Option<Value>, error: Option<&str>) -> Answer {
         Answer {
-            request_id: "r-1".into(),
             outcome,
             output,
             error: error.map(str::to_string),
-            usage: Default::default(),
-            capability: "echo".into(),
-            function: "echo".into(),
-            route: Some("greet".into()),
-            component_digest: "sha256:00".into(),
-            policy_hash: "sha256:11".into(),
-            attempts: 1,
-            tenant: None,
-            audit: Some(AuditRef {
-                seq: 3,
-                hash: "sha256:22".into(),
-                leaf_index: 2,
-            }),
-            replayed: false,
-            error_code: None,
-            run: None,
-            approval: None,
             retry_after: None,
+            ..crate::pipeline::answer::tests::answer()
         }
+    }
+
+    /// A tool error's wire form: one text block, the answer in `_meta`.
+    fn tool_error(text: &str, answer: Value) -> Value {
+        json!({
+            "resultType": "complete",
+            "content": [{"type": "text", "text": text}],
+            "isError": true,
+            "_meta": {"dev.warden/answer": answer},
+        })
     }
 
     fn wire(result: CallToolResult) -> Value {
@@ -263,12 +255,7 @@ mod tests {
         let body = a.to_json();
         assert_eq!(
             wire(result_of(a)),
-            json!({
-                "resultType": "complete",
-                "content": [{"type": "text", "text": "budget_exhausted:fuel: fuel ran out (request r-1)"}],
-                "isError": true,
-                "_meta": {"dev.warden/answer": body},
-            })
+            tool_error("budget_exhausted:fuel: fuel ran out (request r-1)", body)
         );
     }
 
@@ -279,13 +266,10 @@ mod tests {
                 "draining",
                 "the daemon is shutting down"
             )),
-            json!({
-                "resultType": "complete",
-                "content": [{"type": "text", "text": "draining: the daemon is shutting down"}],
-                "isError": true,
-                "_meta": {"dev.warden/answer": {
-                    "error_code": "draining", "error": "the daemon is shutting down"}},
-            })
+            tool_error(
+                "draining: the daemon is shutting down",
+                json!({"error_code": "draining", "error": "the daemon is shutting down"})
+            )
         );
     }
 }
