@@ -12,7 +12,10 @@
 //! call (the same protocol-version checks and result shaping), with a
 //! [`RequestContext`] built the way rmcp builds it, in one task that also
 //! writes its answer. Every other message, and any call before the session
-//! is established, goes through rmcp unchanged.
+//! is established, goes through rmcp unchanged. A call's line is also
+//! decoded here when it has exactly a call's shape ([`tools_call`]):
+//! straight into rmcp's parameters type, not through the codec's message
+//! enums (whose untagged and flattened serde types buffer every message).
 //!
 //! What rmcp's loop does for a request and this path must do too: the
 //! request's `_meta` and extensions move into the context; a
@@ -24,11 +27,12 @@
 //! Request`.
 
 use super::McpServer;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use rmcp::RoleServer;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientNotification, ClientRequest, ErrorData, GetExtensions, GetMeta,
-    JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, RequestId, ServerJsonRpcMessage,
+    CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientNotification,
+    ClientRequest, ErrorData, GetExtensions, GetMeta, JsonRpcMessage, JsonRpcNotification,
+    JsonRpcRequest, RequestId, ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, Service};
 use rmcp::transport::async_rw::{
@@ -60,6 +64,36 @@ struct Shortcut {
     in_flight: Mutex<HashMap<RequestId, InFlight>>,
 }
 
+/// A `tools/call` line as [`StdioTransport::fast_call`] takes it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallLine<'a> {
+    #[serde(borrow)]
+    jsonrpc: std::borrow::Cow<'a, str>,
+    id: RequestId,
+    #[serde(borrow)]
+    method: std::borrow::Cow<'a, str>,
+    params: CallToolRequestParams,
+}
+
+/// `line` (without its newline) as the `tools/call` request rmcp would
+/// decode it to, when it has exactly [`CallLine`]'s shape; `None` for
+/// anything else (left to rmcp's codec).
+fn tools_call(line: &[u8]) -> Option<(RequestId, ClientRequest)> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let call = serde_json::from_slice::<CallLine<'_>>(line).ok()?;
+    if call.jsonrpc != "2.0" || call.method != "tools/call" {
+        return None;
+    }
+    let (id, mut params) = (call.id, call.params);
+    let meta = params.meta.take();
+    let mut request = CallToolRequest::new(params);
+    if let Some(meta) = meta {
+        request.extensions.insert(meta);
+    }
+    Some((id, ClientRequest::CallToolRequest(request)))
+}
+
 /// The transport for [`super::stdio::serve`]; [`StdioTransport::session`]
 /// hands the session's peer over once rmcp has established it.
 pub struct StdioTransport {
@@ -68,6 +102,10 @@ pub struct StdioTransport {
     codec: JsonRpcMessageCodec<ClientJsonRpcMessage>,
     /// The reader has reached its end (what is buffered is still decoded).
     eof: bool,
+    /// The codec holds no state about the buffer (no line half scanned,
+    /// not discarding an over-long one): a line may be taken off the front
+    /// without it ([`StdioTransport::fast_call`]).
+    codec_clean: bool,
     writer: Writer,
     shortcut: Arc<Shortcut>,
 }
@@ -98,6 +136,7 @@ impl StdioTransport {
                 buffer: BytesMut::with_capacity(8 * 1024),
                 codec: JsonRpcMessageCodec::new_with_max_length(DEFAULT_MAX_LINE_LENGTH),
                 eof: false,
+                codec_clean: true,
                 writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
                 shortcut: shortcut.clone(),
             },
@@ -110,11 +149,21 @@ impl StdioTransport {
     /// `self.buffer` and nothing awaits between decoding and returning.
     async fn next_message(&mut self) -> Option<ClientJsonRpcMessage> {
         loop {
+            if self.codec_clean && self.fast_call() {
+                continue;
+            }
             let before = self.buffer.len();
             let decoded = if self.eof {
                 self.codec.decode_eof(&mut self.buffer)
             } else {
                 self.codec.decode(&mut self.buffer)
+            };
+            // Clean again once it has taken a whole line (a message, or a
+            // line that is not one) and left nothing half read.
+            self.codec_clean = match &decoded {
+                Ok(Some(_)) | Err(JsonRpcMessageCodecError::Serde(_)) => true,
+                Ok(None) => self.buffer.is_empty(),
+                Err(_) => false,
             };
             match decoded {
                 Ok(Some(message)) => match self.take_out(message) {
@@ -166,6 +215,38 @@ impl StdioTransport {
                 }
             }
         }
+    }
+
+    /// Takes the first buffered line off when it is a plain `tools/call`
+    /// of an established session, and runs it ([`Self::call`]); `false`
+    /// (nothing taken) for anything else, which the codec then decodes as
+    /// it would have. rmcp's codec decodes every line into its message
+    /// enums, whose untagged and flattened serde types buffer the whole
+    /// message first (~5 % of a stdio call's CPU in `warden mcp`,
+    /// BENCHMARKS.md section 11); a call's line is read here straight
+    /// into the parameters type rmcp would end with, and its `_meta` moved
+    /// into the request's extensions as rmcp moves it. Only the exact
+    /// shape `{"jsonrpc":"2.0","id":…,"method":"tools/call","params":{…}}`
+    /// (no other member, no byte-order mark, within the line bound)
+    /// is taken: a line this path declines is left for the codec, so what
+    /// is refused, ignored or answered with an error stays rmcp's.
+    fn fast_call(&mut self) -> bool {
+        let Some(peer) = self.shortcut.peer.get() else {
+            return false;
+        };
+        let Some(end) = self.buffer.iter().position(|b| *b == b'\n') else {
+            return false;
+        };
+        if end > DEFAULT_MAX_LINE_LENGTH {
+            return false;
+        }
+        let Some((id, request)) = tools_call(&self.buffer[..end]) else {
+            return false;
+        };
+        let peer = peer.clone();
+        self.buffer.advance(end + 1);
+        self.call(id, request, peer);
+        true
     }
 
     /// `message` for rmcp, or `None` when it was a `tools/call` of an
@@ -265,5 +346,70 @@ impl Transport<RoleServer> for StdioTransport {
             out.flush().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// What rmcp's own decoding makes of `line`: the request's id and the
+    /// request as it serializes (its `_meta` put back from the extensions).
+    fn rmcp_decodes(line: &str) -> (RequestId, Value) {
+        match serde_json::from_str::<ClientJsonRpcMessage>(line).expect("rmcp decodes it") {
+            JsonRpcMessage::Request(r) => (r.id, to_json(&r.request)),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    fn to_json(request: &ClientRequest) -> Value {
+        serde_json::to_value(request).expect("serializes")
+    }
+
+    fn fast(line: &str) -> Option<(RequestId, Value)> {
+        tools_call(line.as_bytes()).map(|(id, r)| (id, to_json(&r)))
+    }
+
+    #[test]
+    fn a_plain_tools_call_line_decodes_to_what_rmcp_decodes_it_to() {
+        for line in [
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"greet","arguments":{"message":"hi"}}}"#,
+            r#"{"id":"a-1","method":"tools/call","jsonrpc":"2.0","params":{"name":"greet"}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"greet","arguments":{},"_meta":{"dev.warden/idempotency-key":"k-1","progressToken":3}}}"#,
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"_meta":null,"name":"gr\u0065et","arguments":{"a":[1,{"b":null}]}}}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/call\",\"params\":{\"name\":\"greet\"}}\r",
+        ] {
+            let rmcp = rmcp_decodes(line.trim_end_matches('\r'));
+            assert_eq!(fast(line), Some(rmcp), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_meta_of_a_call_is_where_rmcp_puts_it_for_the_context() {
+        let line = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"greet","_meta":{"k":"v"}}}"#;
+        let (_, mut request) = tools_call(line.as_bytes()).expect("taken");
+        assert_eq!(request.get_meta_mut().0.0.get("k"), Some(&Value::from("v")));
+    }
+
+    #[test]
+    fn any_other_line_is_left_to_rmcps_codec() {
+        for line in [
+            // other members, methods, versions, shapes
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"greet"},"extra":1}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#,
+            r#"{"jsonrpc":"1.0","id":7,"method":"tools/call","params":{"name":"greet"}}"#,
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"greet"}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"id":8,"method":"tools/call","params":{"name":"greet"}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"greet"}}"#,
+            "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"greet\"}}",
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            "not json",
+            "",
+        ] {
+            assert!(fast(line).is_none(), "{line}");
+        }
     }
 }
