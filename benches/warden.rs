@@ -36,8 +36,8 @@
 //!     `warden audit replay` over recorded echo entries.
 //! 11. MCP over stdio: `tools/call` of echo through a `warden mcp` child
 //!     process vs the in-process path it wraps (`Daemon::submit_via`,
-//!     durable) plus one JSON round trip through a pipe (the HTTP side of
-//!     section 11 is `benches/mcp.sh`).
+//!     durable) plus one JSON round trip through a pipe, interleaved call
+//!     by call (the HTTP side of section 11 is `benches/mcp.sh`).
 //! 12. workflow: a 5-step echo workflow (a chain) vs five single durable
 //!     requests of echo on the same host and audit log, at c=1 (p50 of a
 //!     whole run vs p50 of five sequential requests) and c=64 (runs/s × 5
@@ -1284,7 +1284,8 @@ fn tools_call_line(id: usize) -> String {
 /// process, against what it wraps — the in-process path
 /// (`Daemon::submit_via`, durable, as the stdio handler calls it) plus one
 /// JSON round trip of the request line through a pipe (`cat`). Latency
-/// p50/p99 at c=1, the three measured in turn, `rounds` times; medians.
+/// p50/p99 at c=1, the three interleaved call by call (so they see the
+/// same load), `rounds` times; medians.
 async fn mcp_stdio(s: &Sizes) {
     use std::io::{BufRead, BufReader, Write};
     use warden_host::server::{Daemon, DaemonConfig, SubmitBody, Transport};
@@ -1340,82 +1341,88 @@ async fn mcp_stdio(s: &Sizes) {
     let mut idle_pipe = Vec::new();
     let mut id = 0usize;
     for _ in 0..rounds {
-        // On a runtime worker, as the stdio handler's calls run; calls
-        // labelled as MCP (with a client) and as HTTP alternate, so the
-        // label's cost is seen under the same conditions.
-        let d = daemon.clone();
-        let who = principal.clone();
-        let (v, w) = tokio::spawn(async move {
-            let (mut v, mut w) = (Vec::with_capacity(n), Vec::with_capacity(n));
-            for i in 0..2 * n {
-                let body: SubmitBody =
-                    serde_json::from_value(json!({"kind": "greet", "input": {"message": "hi"}}))
-                        .expect("body");
-                let transport = if i % 2 == 0 {
+        // Interleaved, so that all three see the same load (the disk's
+        // commit time drifts by tens of µs over a run): one in-process call
+        // labelled as MCP (with a client), one labelled as HTTP, one hot
+        // pipe round trip, one tools/call through `warden mcp`. The
+        // in-process calls run on a runtime worker, as the stdio handler's
+        // calls do.
+        let (mut v, mut w, mut p, mut m) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for _ in 0..n {
+            for (transport, into) in [
+                (
                     Transport {
                         via: "mcp",
                         client: Some("bench/1".into()),
-                    }
-                } else {
-                    Transport::http()
-                };
-                let t = Instant::now();
-                let answer = d
-                    .clone()
-                    .submit_via(who.clone(), body, transport)
-                    .await
-                    .expect("submit");
-                if i % 2 == 0 {
-                    v.push(t.elapsed())
-                } else {
-                    w.push(t.elapsed())
-                }
-                assert_eq!(answer.outcome, Outcome::Ok, "in-process answer");
+                    },
+                    &mut v,
+                ),
+                (Transport::http(), &mut w),
+            ] {
+                let d = daemon.clone();
+                let who = principal.clone();
+                let took = tokio::spawn(async move {
+                    let body: SubmitBody = serde_json::from_value(
+                        json!({"kind": "greet", "input": {"message": "hi"}}),
+                    )
+                    .expect("body");
+                    let t = Instant::now();
+                    let answer = d.submit_via(who, body, transport).await.expect("submit");
+                    let took = t.elapsed();
+                    assert_eq!(answer.outcome, Outcome::Ok, "in-process answer");
+                    took
+                })
+                .await
+                .expect("in-process task");
+                into.push(took);
             }
-            v.sort();
-            w.sort();
-            (v, w)
-        })
-        .await
-        .expect("in-process task");
-        inproc.push(v);
-        as_http.push(w);
-        // The pipe round trip hot, then after the pipe's two ends have idled
-        // as long as a tools/call keeps the client waiting (the in-process
-        // p50 just measured): what the transport itself costs once the
-        // reader has gone to sleep, as a stdio client's has when the answer
-        // comes.
-        let idle = inproc.last().map_or(Duration::ZERO, |r| pct(r, 0.5));
-        for (wait, into) in [(Duration::ZERO, &mut pipe), (idle, &mut idle_pipe)] {
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                id += 1;
-                let request = tools_call_line(id);
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
-                }
-                let t = Instant::now();
-                let echoed = exchange(&mut to_cat, &mut from_cat, &request);
-                v.push(t.elapsed());
-                assert_eq!(echoed, request);
-            }
-            v.sort();
-            into.push(v);
-        }
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
+            id += 1;
+            let request = tools_call_line(id);
+            let t = Instant::now();
+            let echoed = exchange(&mut to_cat, &mut from_cat, &request);
+            p.push(t.elapsed());
+            assert_eq!(echoed, request);
             id += 1;
             let request = tools_call_line(id);
             let t = Instant::now();
             let answer = exchange(&mut to_mcp, &mut from_mcp, &request);
-            v.push(t.elapsed());
+            m.push(t.elapsed());
             assert!(
                 answer.contains("structuredContent") && !answer.contains("\"isError\":true"),
                 "tools/call: {answer}"
             );
         }
+        for (mut v, into) in [
+            (v, &mut inproc),
+            (w, &mut as_http),
+            (p, &mut pipe),
+            (m, &mut mcp),
+        ] {
+            v.sort();
+            into.push(v);
+        }
+        // The pipe round trip after the pipe's two ends have idled as long
+        // as a tools/call keeps the client waiting (the in-process p50 just
+        // measured): what the transport itself costs once the reader has
+        // gone to sleep, as a stdio client's has when the answer comes.
+        let idle = inproc.last().map_or(Duration::ZERO, |r| pct(r, 0.5));
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            id += 1;
+            let request = tools_call_line(id);
+            std::thread::sleep(idle);
+            let t = Instant::now();
+            let echoed = exchange(&mut to_cat, &mut from_cat, &request);
+            v.push(t.elapsed());
+            assert_eq!(echoed, request);
+        }
         v.sort();
-        mcp.push(v);
+        idle_pipe.push(v);
     }
     drop(to_mcp);
     drop(to_cat);
