@@ -1312,14 +1312,14 @@ async fn mcp_stdio(s: &Sizes) {
         .expect("warden mcp");
     let mut to_mcp = child.stdin.take().expect("stdin");
     let mut from_mcp = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    let mut exchange = |to: &mut dyn Write, from: &mut dyn BufRead, request: &str| {
+    // One request line out, one answer line back.
+    fn exchange(to: &mut dyn Write, from: &mut dyn BufRead, request: &str) -> String {
         to.write_all(request.as_bytes()).expect("write");
         to.flush().expect("flush");
-        line.clear();
+        let mut line = String::new();
         from.read_line(&mut line).expect("read");
-        line.clone()
-    };
+        line
+    }
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "bench", "version": "1"}}});
@@ -1336,6 +1336,15 @@ async fn mcp_stdio(s: &Sizes) {
     let mut to_cat = cat.stdin.take().expect("stdin");
     let mut from_cat = BufReader::new(cat.stdout.take().expect("stdout"));
 
+    // The request line for call `id` through `cat` and back: its time.
+    let mut pipe_round_trip = |id: usize| {
+        let request = tools_call_line(id);
+        let t = Instant::now();
+        let echoed = exchange(&mut to_cat, &mut from_cat, &request);
+        let took = t.elapsed();
+        assert_eq!(echoed, request);
+        took
+    };
     let (mut inproc, mut as_http, mut pipe, mut mcp) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut idle_pipe = Vec::new();
@@ -1382,11 +1391,7 @@ async fn mcp_stdio(s: &Sizes) {
                 into.push(took);
             }
             id += 1;
-            let request = tools_call_line(id);
-            let t = Instant::now();
-            let echoed = exchange(&mut to_cat, &mut from_cat, &request);
-            p.push(t.elapsed());
-            assert_eq!(echoed, request);
+            p.push(pipe_round_trip(id));
             id += 1;
             let request = tools_call_line(id);
             let t = Instant::now();
@@ -1414,12 +1419,8 @@ async fn mcp_stdio(s: &Sizes) {
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             id += 1;
-            let request = tools_call_line(id);
             std::thread::sleep(idle);
-            let t = Instant::now();
-            let echoed = exchange(&mut to_cat, &mut from_cat, &request);
-            v.push(t.elapsed());
-            assert_eq!(echoed, request);
+            v.push(pipe_round_trip(id));
         }
         v.sort();
         idle_pipe.push(v);

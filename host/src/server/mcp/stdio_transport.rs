@@ -234,12 +234,12 @@ impl StdioTransport {
         let Some(peer) = self.shortcut.peer.get() else {
             return false;
         };
-        let Some(end) = self.buffer.iter().position(|b| *b == b'\n') else {
+        // A line within the codec's bound, or nothing (the codec refuses
+        // an over-long one).
+        let within = self.buffer.len().min(DEFAULT_MAX_LINE_LENGTH + 1);
+        let Some(end) = self.buffer[..within].iter().position(|b| *b == b'\n') else {
             return false;
         };
-        if end > DEFAULT_MAX_LINE_LENGTH {
-            return false;
-        }
         let Some((id, request)) = tools_call(&self.buffer[..end]) else {
             return false;
         };
