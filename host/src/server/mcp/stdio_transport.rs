@@ -11,7 +11,8 @@
 //! here: it is handled by the same [`Service::handle_request`] rmcp would
 //! call (the same protocol-version checks and result shaping), with a
 //! [`RequestContext`] built the way rmcp builds it, in one task that also
-//! writes its answer. Every other message, and any call before the session
+//! writes its answer — a task whose first poll happens in the reading task
+//! itself ([`start`]). Every other message, and any call before the session
 //! is established, goes through rmcp unchanged. A call's line is also
 //! decoded here when it has exactly a call's shape ([`tools_call`]):
 //! straight into rmcp's parameters type, not through the codec's message
@@ -41,6 +42,7 @@ use rmcp::transport::async_rw::{
 use rmcp::transport::{StdioReader, StdioWriter, Transport};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
@@ -149,7 +151,10 @@ impl StdioTransport {
     /// `self.buffer` and nothing awaits between decoding and returning.
     async fn next_message(&mut self) -> Option<ClientJsonRpcMessage> {
         loop {
-            if self.codec_clean && self.fast_call() {
+            if self.codec_clean
+                && let Some(call) = self.fast_call()
+            {
+                start(call).await;
                 continue;
             }
             let before = self.buffer.len();
@@ -167,8 +172,11 @@ impl StdioTransport {
             };
             match decoded {
                 Ok(Some(message)) => match self.take_out(message) {
-                    Some(message) => return Some(message),
-                    None => continue,
+                    Ok(message) => return Some(message),
+                    Err(call) => {
+                        start(call).await;
+                        continue;
+                    }
                 },
                 // A line was consumed without a message (a notification
                 // rmcp ignores): there may be more lines buffered.
@@ -230,38 +238,28 @@ impl StdioTransport {
     /// (no other member, no byte-order mark, within the line bound)
     /// is taken: a line this path declines is left for the codec, so what
     /// is refused, ignored or answered with an error stays rmcp's.
-    fn fast_call(&mut self) -> bool {
-        let Some(peer) = self.shortcut.peer.get() else {
-            return false;
-        };
+    fn fast_call(&mut self) -> Option<CallTask> {
+        let peer = self.shortcut.peer.get()?;
         // A line within the codec's bound, or nothing (the codec refuses
         // an over-long one).
         let within = self.buffer.len().min(DEFAULT_MAX_LINE_LENGTH + 1);
-        let Some(end) = self.buffer[..within].iter().position(|b| *b == b'\n') else {
-            return false;
-        };
-        let Some((id, request)) = tools_call(&self.buffer[..end]) else {
-            return false;
-        };
+        let end = self.buffer[..within].iter().position(|b| *b == b'\n')?;
+        let (id, request) = tools_call(&self.buffer[..end])?;
         let peer = peer.clone();
         self.buffer.advance(end + 1);
-        self.call(id, request, peer);
-        true
+        Some(self.call(id, request, peer))
     }
 
-    /// `message` for rmcp, or `None` when it was a `tools/call` of an
-    /// established session, now running in a task of its own.
-    fn take_out(&self, message: ClientJsonRpcMessage) -> Option<ClientJsonRpcMessage> {
+    /// `message` for rmcp, or the call to [`start`] when it was a
+    /// `tools/call` of an established session.
+    fn take_out(&self, message: ClientJsonRpcMessage) -> Result<ClientJsonRpcMessage, CallTask> {
         let message = match message {
             JsonRpcMessage::Request(JsonRpcRequest {
                 id,
                 request: request @ ClientRequest::CallToolRequest(_),
                 ..
             }) => match self.shortcut.peer.get() {
-                Some(peer) => {
-                    self.call(id, request, peer.clone());
-                    return None;
-                }
+                Some(peer) => return Err(self.call(id, request, peer.clone())),
                 None => ClientJsonRpcMessage::request(request, id),
             },
             other => other,
@@ -276,11 +274,12 @@ impl StdioTransport {
         {
             *state = InFlight::Cancelled;
         }
-        Some(message)
+        Ok(message)
     }
 
-    /// Runs one `tools/call` as rmcp's loop would, and writes its answer.
-    fn call(&self, id: RequestId, mut request: ClientRequest, peer: Peer<RoleServer>) {
+    /// One `tools/call` run as rmcp's loop would run it, writing its
+    /// answer: to be [`start`]ed.
+    fn call(&self, id: RequestId, mut request: ClientRequest, peer: Peer<RoleServer>) -> CallTask {
         let mut context = RequestContext::new(id.clone(), peer);
         context.meta = std::mem::take(request.get_meta_mut());
         context.extensions = std::mem::take(request.extensions_mut());
@@ -289,7 +288,7 @@ impl StdioTransport {
         }
         let shortcut = self.shortcut.clone();
         let writer = self.writer.clone();
-        tokio::spawn(async move {
+        Box::pin(async move {
             let answer = match shortcut.server.handle_request(request, context).await {
                 Ok(result) => ServerJsonRpcMessage::response(result, id.clone()),
                 Err(error) => ServerJsonRpcMessage::error(error, Some(id.clone())),
@@ -307,8 +306,38 @@ impl StdioTransport {
             if let Err(e) = write(writer, answer).await {
                 tracing::error!("mcp stdio: cannot write a tools/call answer: {e}");
             }
-        });
+        })
     }
+}
+
+/// A `tools/call` taken out of the stream, to be [`start`]ed.
+type CallTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts `call` without waiting for it: its first poll happens here, in
+/// the reading task, so that its work up to its first wait (routing, the
+/// type check, the guest's task spawned) begins without a hand-off to
+/// another task; whatever is left runs in a task of its own. (Spawning the
+/// whole call made it wait until the reading task had gone back to read
+/// and returned to rmcp's loop: ~10 µs per call, BENCHMARKS.md section 11.)
+/// A panic in that first poll is contained as a spawned task's would be:
+/// the call gets no answer and the session goes on.
+async fn start(call: CallTask) {
+    let mut call = Some(call);
+    std::future::poll_fn(|cx| {
+        if let Some(mut task) = call.take() {
+            let polled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.as_mut().poll(cx)));
+            match polled {
+                Ok(Poll::Ready(())) => {}
+                Ok(Poll::Pending) => {
+                    tokio::spawn(task);
+                }
+                Err(_) => tracing::error!("mcp stdio: a tools/call panicked; it is not answered"),
+            }
+        }
+        Poll::Ready(())
+    })
+    .await
 }
 
 /// Writes `message` as one line and flushes it.
@@ -353,6 +382,7 @@ impl Transport<RoleServer> for StdioTransport {
 mod tests {
     use super::*;
     use serde_json::Value;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// What rmcp's own decoding makes of `line`: the request's id and the
     /// request as it serializes (its `_meta` put back from the extensions).
@@ -369,6 +399,56 @@ mod tests {
 
     fn fast(line: &str) -> Option<(RequestId, Value)> {
         tools_call(line.as_bytes()).map(|(id, r)| (id, to_json(&r)))
+    }
+
+    /// A call [`start`]ed with a flag it sets when it has run to its end.
+    fn flagged(call: impl Future<Output = ()> + Send + 'static) -> (CallTask, Arc<AtomicBool>) {
+        let done = Arc::new(AtomicBool::new(false));
+        let set = done.clone();
+        let task = Box::pin(async move {
+            call.await;
+            set.store(true, Ordering::SeqCst);
+        });
+        (task, done)
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_waits_has_run_to_its_end_when_start_returns() {
+        let (call, done) = flagged(async {});
+        start(call).await;
+        assert!(done.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_waits_goes_on_in_a_task_of_its_own_after_start_returns() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (reached, first_wait) = tokio::sync::oneshot::channel::<()>();
+        let (call, done) = flagged(async move {
+            let _ = reached.send(());
+            let _ = wait.await;
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), start(call))
+            .await
+            .expect("start returns without waiting for the call");
+        // Its first poll ran here (it got as far as its first wait), and
+        // start returned without waiting for the rest.
+        assert!(first_wait.await.is_ok());
+        assert!(!done.load(Ordering::SeqCst));
+        let _ = go.send(());
+        for _ in 0..1000 {
+            if done.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the call did not finish once what it waited for came");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_in_its_first_poll_does_not_take_the_reading_task_down() {
+        let (call, done) = flagged(async { panic!("a guest-independent bug") });
+        start(call).await;
+        assert!(!done.load(Ordering::SeqCst));
     }
 
     #[test]
