@@ -430,8 +430,8 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(10), start(call))
             .await
             .expect("start returns without waiting for the call");
-        // Its first poll ran here (it got as far as its first wait), and
-        // start returned without waiting for the rest.
+        // start returned without waiting for the rest: the call got as far
+        // as its first wait, and is not done until what it waits for comes.
         assert!(first_wait.await.is_ok());
         assert!(!done.load(Ordering::SeqCst));
         let _ = go.send(());
