@@ -987,6 +987,10 @@ async fn evidence(s: &Sizes) {
 }
 
 fn main() {
+    if let Ok(answer) = std::env::var(JSON_PEER) {
+        json_peer(&answer);
+        return;
+    }
     let smoke = !std::env::args().any(|a| a == "--bench");
     if let Ok(which) = std::env::var("WARDEN_BENCH_PROFILE") {
         // WARDEN_BENCH_MEMORY_INIT_COW=false profiles the copying engine.
@@ -1280,12 +1284,46 @@ fn tools_call_line(id: usize) -> String {
     line
 }
 
+/// Set (to an answer line) in the environment of this bench binary run as
+/// section 11's JSON peer ([`json_peer`]).
+const JSON_PEER: &str = "WARDEN_BENCH_JSON_PEER";
+
+/// Section 11's JSON peer: one JSON round trip per line, with no warden in
+/// it. Each request line on stdin is parsed (a `serde_json::Value`, as a
+/// generic JSON-RPC peer reads it), and answered with `answer` — a real
+/// `tools/call` answer of `warden mcp`, parsed once — its `id` set to the
+/// request's and serialized again, as one line on stdout. Blocking reads
+/// and writes, like `cat`.
+fn json_peer(answer: &str) {
+    use std::io::{BufRead, Write};
+    let mut answer: Value = serde_json::from_str(answer).expect("the peer's answer is JSON");
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let mut line = String::new();
+    let mut reply = Vec::with_capacity(2048);
+    loop {
+        line.clear();
+        if stdin.lock().read_line(&mut line).expect("peer read") == 0 {
+            return;
+        }
+        let request: Value = serde_json::from_str(&line).expect("the request line is JSON");
+        answer["id"] = request["id"].clone();
+        reply.clear();
+        serde_json::to_writer(&mut reply, &answer).expect("the answer serializes");
+        reply.push(b'\n');
+        out.write_all(&reply).expect("peer write");
+        out.flush().expect("peer flush");
+    }
+}
+
 /// Section 11, MCP over stdio: `tools/call` of echo through a `warden mcp` child
 /// process, against what it wraps — the in-process path
 /// (`Daemon::submit_via`, durable, as the stdio handler calls it) plus one
-/// JSON round trip of the request line through a pipe (`cat`). Latency
-/// p50/p99 at c=1, the three interleaved call by call (so they see the
-/// same load), `rounds` times; medians.
+/// JSON round trip: the request line to a peer process that parses it and
+/// answers with a line the size and shape of `warden mcp`'s answer
+/// ([`json_peer`]). The pipe alone (the line through `cat`, no JSON work)
+/// is measured too. Latency p50/p99 at c=1, the four interleaved call by
+/// call (so they see the same load), `rounds` times; medians.
 async fn mcp_stdio(s: &Sizes) {
     use std::io::{BufRead, BufReader, Write};
     use warden_host::server::{Daemon, DaemonConfig, SubmitBody, Transport};
@@ -1335,6 +1373,17 @@ async fn mcp_stdio(s: &Sizes) {
         .expect("cat");
     let mut to_cat = cat.stdin.take().expect("stdin");
     let mut from_cat = BufReader::new(cat.stdout.take().expect("stdout"));
+    // One real answer of `warden mcp` for the JSON peer to send back.
+    let answer = exchange(&mut to_mcp, &mut from_mcp, &tools_call_line(1));
+    assert!(answer.contains("structuredContent"), "tools/call: {answer}");
+    let mut peer = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+        .env(JSON_PEER, answer.trim_end())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the JSON peer");
+    let mut to_peer = peer.stdin.take().expect("stdin");
+    let mut from_peer = BufReader::new(peer.stdout.take().expect("stdout"));
 
     // The request line for call `id` through `cat` and back: its time.
     let mut pipe_round_trip = |id: usize| {
@@ -1345,22 +1394,37 @@ async fn mcp_stdio(s: &Sizes) {
         assert_eq!(echoed, request);
         took
     };
+    // The request line for call `id` to the JSON peer and its answer back.
+    let mut json_round_trip = |id: usize| {
+        let request = tools_call_line(id);
+        let t = Instant::now();
+        let answer = exchange(&mut to_peer, &mut from_peer, &request);
+        let took = t.elapsed();
+        let answered: Value = serde_json::from_str(&answer).expect("the JSON peer's answer");
+        assert_eq!(
+            answered["id"],
+            json!(id),
+            "the JSON peer's answer: {answer}"
+        );
+        took
+    };
     let (mut inproc, mut as_http, mut pipe, mut mcp) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut idle_pipe = Vec::new();
-    let mut id = 0usize;
+    let (mut idle_pipe, mut json) = (Vec::new(), Vec::new());
+    let mut id = 1usize;
     for _ in 0..rounds {
-        // Interleaved, so that all three see the same load (the disk's
+        // Interleaved, so that all four see the same load (the disk's
         // commit time drifts by tens of µs over a run): one in-process
-        // call, one hot pipe round trip, one tools/call through `warden
-        // mcp`. The in-process call is labelled as MCP (with a client) and
+        // call, one pipe round trip through `cat`, one JSON round trip
+        // through the JSON peer, one tools/call through `warden mcp`. The in-process call is labelled as MCP (with a client) and
         // as HTTP in turn: one in-process request per tools/call, so that
         // each side's call comes after one request of the other process
         // (with two, the second in-process request measured ~70 µs faster
         // than the first: it found the caches the first had warmed, while
         // every tools/call came after two). The in-process calls run on a
         // runtime worker, as the stdio handler's calls do.
-        let (mut v, mut w, mut p, mut m) = (
+        let (mut v, mut w, mut p, mut j, mut m) = (
+            Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
@@ -1396,6 +1460,8 @@ async fn mcp_stdio(s: &Sizes) {
             id += 1;
             p.push(pipe_round_trip(id));
             id += 1;
+            j.push(json_round_trip(id));
+            id += 1;
             let request = tools_call_line(id);
             let t = Instant::now();
             let answer = exchange(&mut to_mcp, &mut from_mcp, &request);
@@ -1409,6 +1475,7 @@ async fn mcp_stdio(s: &Sizes) {
             (v, &mut inproc),
             (w, &mut as_http),
             (p, &mut pipe),
+            (j, &mut json),
             (m, &mut mcp),
         ] {
             v.sort();
@@ -1430,7 +1497,13 @@ async fn mcp_stdio(s: &Sizes) {
     }
     drop(to_mcp);
     drop(to_cat);
+    drop(to_peer);
     let _ = cat.wait();
+    let peer_status = peer.wait().expect("JSON peer exit");
+    assert!(
+        peer_status.success(),
+        "the JSON peer exited with {peer_status}"
+    );
     let status = child.wait().expect("warden mcp exit");
     assert!(status.success(), "warden mcp exited with {status}");
     daemon.drain_and_close(Duration::from_secs(10)).await;
@@ -1439,24 +1512,33 @@ async fn mcp_stdio(s: &Sizes) {
         v.sort();
         v[v.len() / 2]
     };
-    let (a, b, c) = (median(&inproc, 0.5), median(&pipe, 0.5), median(&mcp, 0.5));
+    let (a, j, c) = (median(&inproc, 0.5), median(&json, 0.5), median(&mcp, 0.5));
     println!(
         "   c=1 p50: in-process {} + JSON round trip {} = {}; warden mcp tools/call {} (x{:.2}); \
          p99 {} / {} / {}   ({n} calls x {rounds} rounds; {})",
         us(a),
-        us(b),
-        us(a + b),
+        us(j),
+        us(a + j),
         us(c),
-        c.as_secs_f64() / (a + b).as_secs_f64(),
+        c.as_secs_f64() / (a + j).as_secs_f64(),
         us(median(&inproc, 0.99)),
-        us(median(&pipe, 0.99)),
+        us(median(&json, 0.99)),
         us(median(&mcp, 0.99)),
         load()
     );
+    let b = median(&pipe, 0.5);
+    println!(
+        "   the pipe alone (the line through `cat`, no JSON work): p50 {} p99 {}; \
+         in-process + that = {}; warden mcp tools/call (x{:.2})",
+        us(b),
+        us(median(&pipe, 0.99)),
+        us(a + b),
+        c.as_secs_f64() / (a + b).as_secs_f64(),
+    );
     let d = median(&idle_pipe, 0.5);
     println!(
-        "   the JSON round trip after the pipe idled as long as a call (in-process p50): p50 {}; \
-         in-process + that round trip = {}; warden mcp tools/call (x{:.2})",
+        "   the pipe alone after it idled as long as a call (in-process p50): p50 {}; \
+         in-process + that = {}; warden mcp tools/call (x{:.2})",
         us(d),
         us(a + d),
         c.as_secs_f64() / (a + d).as_secs_f64(),

@@ -36,21 +36,15 @@ pub(super) async fn call_tool(
     request: CallToolRequestParams,
     detach: bool,
 ) -> Result<CallToolResult, McpError> {
-    let name = request.name.to_string();
-    let tool = daemon
-        .config
-        .mcp
-        .tool
-        .iter()
-        .find(|t| t.name == name)
-        .cloned();
-    let visible = tool.as_ref().is_some_and(|t| {
+    let name: &str = &request.name;
+    let tool = daemon.config.mcp.tool.iter().find(|t| t.name == name);
+    let visible = tool.is_some_and(|t| {
         t.admits(&principal.name) && principal.roles.contains(&crate::server::Role::Submit)
     });
-    let Some(tool) = tool.filter(|_| visible) else {
+    let Some(kind) = tool.filter(|_| visible).map(|t| t.kind.clone()) else {
         // Unknown and hidden tools get the same protocol error (a hidden
         // tool's existence is not revealed); the audit entry tells them apart.
-        let (outcome, why) = if visible_or_known(&daemon, &name) {
+        let (outcome, why) = if tool.is_some() {
             (
                 Outcome::Denied,
                 format!(
@@ -87,7 +81,7 @@ pub(super) async fn call_tool(
     let idempotency_key = meta_string(META_IDEMPOTENCY_KEY)?;
     let tenant = meta_string(META_TENANT)?;
     let body = SubmitBody {
-        kind: tool.kind.clone(),
+        kind,
         input: Value::Object(request.arguments.unwrap_or_default()),
         tenant,
         attributes: Default::default(),
@@ -113,11 +107,6 @@ pub(super) async fn call_tool(
         Err(e) => return Ok(refused_before_running(e.code, &e.message)),
     };
     Ok(result_of(answer))
-}
-
-/// Whether a tool of that name is configured at all (for the audit entry).
-fn visible_or_known(daemon: &Daemon, name: &str) -> bool {
-    daemon.config.mcp.tool.iter().any(|t| t.name == name)
 }
 
 /// A tool error for a request refused before it was admitted (draining,

@@ -32,7 +32,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// `_meta` key of a `tools/call` carrying the idempotency key (an MCP
 /// request id is not one: it is unique per message, and a retry is a new
@@ -60,6 +60,10 @@ pub struct SessionClient(pub String);
 pub struct McpServer {
     daemon: Arc<Daemon>,
     stdio: Option<Principal>,
+    /// The stdio session's client label, once its `initialize` named the
+    /// client ([`McpServer::client`]): one session, one client, so it is
+    /// built once rather than per call.
+    stdio_client: Arc<OnceLock<String>>,
 }
 
 impl McpServer {
@@ -68,6 +72,7 @@ impl McpServer {
         McpServer {
             daemon,
             stdio: None,
+            stdio_client: Arc::default(),
         }
     }
 
@@ -76,6 +81,7 @@ impl McpServer {
         McpServer {
             daemon,
             stdio: Some(principal),
+            stdio_client: Arc::default(),
         }
     }
 
@@ -99,9 +105,13 @@ impl McpServer {
     /// client, so it is not used.)
     fn client(&self, ctx: &RequestContext<RoleServer>) -> Option<String> {
         if self.stdio.is_some() {
-            return ctx
+            if let Some(label) = self.stdio_client.get() {
+                return Some(label.clone());
+            }
+            let label = ctx
                 .client_info()
-                .map(|i| client_id::label(&i.name, &i.version));
+                .map(|i| client_id::label(&i.name, &i.version))?;
+            return Some(self.stdio_client.get_or_init(|| label).clone());
         }
         if let Some(i) = ctx.meta.client_info() {
             return Some(client_id::label(&i.name, &i.version));
@@ -152,12 +162,12 @@ impl ServerHandler for McpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        ctx: RequestContext<RoleServer>,
+        mut ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let principal = self.caller(&ctx)?;
         let client = self.client(&ctx);
         // The SDK moves the request's `_meta` into the context.
-        let mut meta = ctx.meta.0.0.clone();
+        let mut meta = std::mem::take(&mut ctx.meta.0.0);
         if let Some(m) = &request.meta {
             meta.extend(m.0.0.clone());
         }

@@ -32,8 +32,8 @@ use bytes::{Buf, BytesMut};
 use rmcp::RoleServer;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientNotification,
-    ClientRequest, ErrorData, GetExtensions, GetMeta, JsonRpcMessage, JsonRpcNotification,
-    JsonRpcRequest, RequestId, ServerJsonRpcMessage,
+    ClientRequest, ErrorData, GetExtensions, JsonRpcMessage, JsonRpcNotification, JsonRpcRequest,
+    RequestId, RequestMetaObject, ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, Service};
 use rmcp::transport::async_rw::{
@@ -281,7 +281,12 @@ impl StdioTransport {
     /// answer: to be [`start`]ed.
     fn call(&self, id: RequestId, mut request: ClientRequest, peer: Peer<RoleServer>) -> CallTask {
         let mut context = RequestContext::new(id.clone(), peer);
-        context.meta = std::mem::take(request.get_meta_mut());
+        // The meta moved out as rmcp's `get_meta_mut` + take would, without
+        // inserting an empty one first when there is none.
+        context.meta = request
+            .extensions_mut()
+            .remove::<RequestMetaObject>()
+            .unwrap_or_default();
         context.extensions = std::mem::take(request.extensions_mut());
         if let Ok(mut in_flight) = self.shortcut.in_flight.lock() {
             in_flight.insert(id.clone(), InFlight::Running);
@@ -342,7 +347,9 @@ async fn start(call: CallTask) {
 
 /// Writes `message` as one line and flushes it.
 async fn write(writer: Writer, message: ServerJsonRpcMessage) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(&message).map_err(std::io::Error::other)?;
+    // A tool result with its `_meta` answer is under 1 KiB: one allocation.
+    let mut line = Vec::with_capacity(2048);
+    serde_json::to_writer(&mut line, &message).map_err(std::io::Error::other)?;
     line.push(b'\n');
     let mut writer = writer.lock().await;
     let Some(out) = writer.as_mut() else {
@@ -381,6 +388,7 @@ impl Transport<RoleServer> for StdioTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rmcp::model::GetMeta;
     use serde_json::Value;
     use std::sync::atomic::{AtomicBool, Ordering};
 
