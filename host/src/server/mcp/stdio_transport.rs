@@ -6,14 +6,16 @@
 //! the loop itself (which the handler's answer is sent to over a channel),
 //! and a task it spawns again to write that answer. On a two-core machine
 //! each hand-off can wake the other, idle worker, and a `tools/call` over
-//! stdio cost ×1.2 the in-process path (BENCHMARKS.md, section 11). So once
-//! the session is established, a `tools/call` is taken out of the stream
-//! here: it is handled by the same [`Service::handle_request`] rmcp would
-//! call (the same protocol-version checks and result shaping), with a
-//! [`RequestContext`] built the way rmcp builds it, in one task that also
-//! writes its answer — a task whose first poll happens in the reading task
-//! itself ([`start`]). Every other message, and any call before the session
-//! is established, goes through rmcp unchanged. A call's line is also
+//! stdio cost ×1.2 the in-process path (BENCHMARKS.md, section 11). So
+//! stdin is read by a task of its own ([`Reader`]), and once the session
+//! is established a `tools/call` is taken out of the stream there: it is
+//! handled by the same [`Service::handle_request`] rmcp would call (the
+//! same protocol-version checks and result shaping), with a
+//! [`RequestContext`] built the way rmcp builds it, as one future that also
+//! writes its answer — first polled in the reading task itself ([`start`]),
+//! the rest in a task of its own. Every other message, and any call before
+//! the session is established, goes to rmcp unchanged, in order, over a
+//! bounded channel (rmcp's `receive`). A call's line is also
 //! decoded here when it has exactly a call's shape ([`tools_call`]):
 //! straight into rmcp's parameters type, not through the codec's message
 //! enums (whose untagged and flattened serde types buffer every message).
@@ -66,7 +68,7 @@ struct Shortcut {
     in_flight: Mutex<HashMap<RequestId, InFlight>>,
 }
 
-/// A `tools/call` line as [`StdioTransport::fast_call`] takes it.
+/// A `tools/call` line as [`Reader::fast_call`] takes it.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallLine<'a> {
@@ -96,9 +98,26 @@ fn tools_call(line: &[u8]) -> Option<(RequestId, ClientRequest)> {
     Some((id, ClientRequest::CallToolRequest(request)))
 }
 
-/// The transport for [`super::stdio::serve`]; [`StdioTransport::session`]
-/// hands the session's peer over once rmcp has established it.
+/// The transport for [`super::stdio::serve`]: what rmcp receives comes
+/// from the reading task ([`Reader`]) over a bounded channel; what it sends
+/// is written as one line under the writer's lock.
 pub struct StdioTransport {
+    messages: tokio::sync::mpsc::Receiver<ClientJsonRpcMessage>,
+    writer: Writer,
+}
+
+/// How many messages the reading task may hold decoded for rmcp before it
+/// waits (and stops reading): a client that floods the session is held
+/// back by the pipe, not buffered.
+const QUEUED_FOR_RMCP: usize = 32;
+
+/// The reading task: reads and decodes stdin, starts each `tools/call` of
+/// the established session itself ([`Reader::fast_call`], [`start`]), and
+/// hands every other message to rmcp. It is a task of its own, not a
+/// future rmcp polls in its loop, so that a call's line is taken when it
+/// arrives without a pass through rmcp's `select!` over its six branches
+/// (BENCHMARKS.md section 11).
+struct Reader {
     reader: StdioReader,
     buffer: BytesMut,
     codec: JsonRpcMessageCodec<ClientJsonRpcMessage>,
@@ -106,10 +125,11 @@ pub struct StdioTransport {
     eof: bool,
     /// The codec holds no state about the buffer (no line half scanned,
     /// not discarding an over-long one): a line may be taken off the front
-    /// without it ([`StdioTransport::fast_call`]).
+    /// without it ([`Reader::fast_call`]).
     codec_clean: bool,
     writer: Writer,
     shortcut: Arc<Shortcut>,
+    to_rmcp: tokio::sync::mpsc::Sender<ClientJsonRpcMessage>,
 }
 
 /// The handle that establishes the shortcut (see [`StdioTransport::new`]).
@@ -124,33 +144,50 @@ impl Session {
 }
 
 impl StdioTransport {
-    /// The transport over `reader`/`writer` (rmcp's `stdio_pipes()`), and
-    /// the handle to call [`Session::established`] on.
+    /// The transport over `reader`/`writer` (rmcp's `stdio_pipes()`), with
+    /// its reading task started, and the handle to call
+    /// [`Session::established`] on. Must be called within the runtime.
     pub fn new(server: McpServer, reader: StdioReader, writer: StdioWriter) -> (Self, Session) {
         let shortcut = Arc::new(Shortcut {
             server,
             peer: OnceLock::new(),
             in_flight: Mutex::new(HashMap::new()),
         });
-        (
-            StdioTransport {
-                reader,
-                buffer: BytesMut::with_capacity(8 * 1024),
-                codec: JsonRpcMessageCodec::new_with_max_length(DEFAULT_MAX_LINE_LENGTH),
-                eof: false,
-                codec_clean: true,
-                writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
-                shortcut: shortcut.clone(),
-            },
-            Session(shortcut),
-        )
+        let writer: Writer = Arc::new(tokio::sync::Mutex::new(Some(writer)));
+        let (to_rmcp, messages) = tokio::sync::mpsc::channel(QUEUED_FOR_RMCP);
+        let reading = Reader {
+            reader,
+            buffer: BytesMut::with_capacity(8 * 1024),
+            codec: JsonRpcMessageCodec::new_with_max_length(DEFAULT_MAX_LINE_LENGTH),
+            eof: false,
+            codec_clean: true,
+            writer: writer.clone(),
+            shortcut: shortcut.clone(),
+            to_rmcp,
+        };
+        tokio::spawn(reading.run());
+        (StdioTransport { messages, writer }, Session(shortcut))
+    }
+}
+
+impl Reader {
+    /// Reads until the end of input, or until rmcp's side of the session
+    /// is gone; the end of input reaches rmcp as the channel closing.
+    async fn run(mut self) {
+        while let Some(message) = self.next_message().await {
+            if self.to_rmcp.send(message).await.is_err() {
+                return;
+            }
+        }
     }
 
-    /// The next message for rmcp, `None` at the end of input. Cancel-safe:
-    /// rmcp polls this in a `select!`, so everything read is kept in
-    /// `self.buffer` and nothing awaits between decoding and returning.
+    /// The next message for rmcp, `None` at the end of input (or once
+    /// rmcp's side is gone: no call is started for a session that ended).
     async fn next_message(&mut self) -> Option<ClientJsonRpcMessage> {
         loop {
+            if self.to_rmcp.is_closed() {
+                return None;
+            }
             if self.codec_clean
                 && let Some(call) = self.fast_call()
             {
@@ -373,7 +410,7 @@ impl Transport<RoleServer> for StdioTransport {
     }
 
     async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
-        self.next_message().await
+        self.messages.recv().await
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
