@@ -36,8 +36,10 @@
 //!     `warden audit replay` over recorded echo entries.
 //! 11. MCP over stdio: `tools/call` of echo through a `warden mcp` child
 //!     process vs the in-process path it wraps (`Daemon::submit_via`,
-//!     durable) plus one JSON round trip through a pipe, interleaved call
-//!     by call (the HTTP side of section 11 is `benches/mcp.sh`).
+//!     durable) plus one JSON round trip (a peer process that parses the
+//!     request line and serializes an answer of the same size and shape;
+//!     the bare pipe through `cat` is printed too), interleaved call by
+//!     call (the HTTP side of section 11 is `benches/mcp.sh`).
 //! 12. workflow: a 5-step echo workflow (a chain) vs five single durable
 //!     requests of echo on the same host and audit log, at c=1 (p50 of a
 //!     whole run vs p50 of five sequential requests) and c=64 (runs/s × 5

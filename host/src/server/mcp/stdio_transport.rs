@@ -11,9 +11,9 @@
 //! is established a `tools/call` is taken out of the stream there: it is
 //! handled by the same [`Service::handle_request`] rmcp would call (the
 //! same protocol-version checks and result shaping), with a
-//! [`RequestContext`] built the way rmcp builds it, as one future that also
-//! writes its answer — first polled in the reading task itself ([`start`]),
-//! the rest in a task of its own. Every other message, and any call before
+//! [`RequestContext`] built the way rmcp builds it, in one task that also
+//! writes its answer, spawned by the reading task ([`Reader::spawn_call`]).
+//! Every other message, and any call before
 //! the session is established, goes to rmcp unchanged, in order, over a
 //! bounded channel (rmcp's `receive`). A call's line is also
 //! decoded here when it has exactly a call's shape ([`tools_call`]):
@@ -44,7 +44,6 @@ use rmcp::transport::async_rw::{
 use rmcp::transport::{StdioReader, StdioWriter, Transport};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
@@ -112,7 +111,7 @@ pub struct StdioTransport {
 const QUEUED_FOR_RMCP: usize = 32;
 
 /// The reading task: reads and decodes stdin, starts each `tools/call` of
-/// the established session itself ([`Reader::fast_call`], [`start`]), and
+/// the established session itself ([`Reader::fast_call`]), and
 /// hands every other message to rmcp. It is a task of its own, not a
 /// future rmcp polls in its loop, so that a call's line is taken when it
 /// arrives without a pass through rmcp's `select!` over its six branches
@@ -188,10 +187,7 @@ impl Reader {
             if self.to_rmcp.is_closed() {
                 return None;
             }
-            if self.codec_clean
-                && let Some(call) = self.fast_call()
-            {
-                start(call).await;
+            if self.codec_clean && self.fast_call() {
                 continue;
             }
             let before = self.buffer.len();
@@ -209,11 +205,8 @@ impl Reader {
             };
             match decoded {
                 Ok(Some(message)) => match self.take_out(message) {
-                    Ok(message) => return Some(message),
-                    Err(call) => {
-                        start(call).await;
-                        continue;
-                    }
+                    Some(message) => return Some(message),
+                    None => continue,
                 },
                 // A line was consumed without a message (a notification
                 // rmcp ignores): there may be more lines buffered.
@@ -263,7 +256,7 @@ impl Reader {
     }
 
     /// Takes the first buffered line off when it is a plain `tools/call`
-    /// of an established session, and runs it ([`Self::call`]); `false`
+    /// of an established session, and starts it ([`Self::spawn_call`]); `false`
     /// (nothing taken) for anything else, which the codec then decodes as
     /// it would have. rmcp's codec decodes every line into its message
     /// enums, whose untagged and flattened serde types buffer the whole
@@ -275,28 +268,38 @@ impl Reader {
     /// (no other member, no byte-order mark, within the line bound)
     /// is taken: a line this path declines is left for the codec, so what
     /// is refused, ignored or answered with an error stays rmcp's.
-    fn fast_call(&mut self) -> Option<CallTask> {
-        let peer = self.shortcut.peer.get()?;
+    fn fast_call(&mut self) -> bool {
+        let Some(peer) = self.shortcut.peer.get() else {
+            return false;
+        };
         // A line within the codec's bound, or nothing (the codec refuses
         // an over-long one).
         let within = self.buffer.len().min(DEFAULT_MAX_LINE_LENGTH + 1);
-        let end = self.buffer[..within].iter().position(|b| *b == b'\n')?;
-        let (id, request) = tools_call(&self.buffer[..end])?;
+        let Some(end) = self.buffer[..within].iter().position(|b| *b == b'\n') else {
+            return false;
+        };
+        let Some((id, request)) = tools_call(&self.buffer[..end]) else {
+            return false;
+        };
         let peer = peer.clone();
         self.buffer.advance(end + 1);
-        Some(self.call(id, request, peer))
+        self.spawn_call(id, request, peer);
+        true
     }
 
-    /// `message` for rmcp, or the call to [`start`] when it was a
-    /// `tools/call` of an established session.
-    fn take_out(&self, message: ClientJsonRpcMessage) -> Result<ClientJsonRpcMessage, CallTask> {
+    /// `message` for rmcp, or `None` when it was a `tools/call` of an
+    /// established session, started here ([`Self::spawn_call`]).
+    fn take_out(&self, message: ClientJsonRpcMessage) -> Option<ClientJsonRpcMessage> {
         let message = match message {
             JsonRpcMessage::Request(JsonRpcRequest {
                 id,
                 request: request @ ClientRequest::CallToolRequest(_),
                 ..
             }) => match self.shortcut.peer.get() {
-                Some(peer) => return Err(self.call(id, request, peer.clone())),
+                Some(peer) => {
+                    self.spawn_call(id, request, peer.clone());
+                    return None;
+                }
                 None => ClientJsonRpcMessage::request(request, id),
             },
             other => other,
@@ -311,12 +314,15 @@ impl Reader {
         {
             *state = InFlight::Cancelled;
         }
-        Ok(message)
+        Some(message)
     }
 
     /// One `tools/call` run as rmcp's loop would run it, writing its
-    /// answer: to be [`start`]ed.
-    fn call(&self, id: RequestId, mut request: ClientRequest, peer: Peer<RoleServer>) -> CallTask {
+    /// answer, in a task of its own (a panic in it ends that task, not the
+    /// session). Spawned from the reading task, it is the worker's next
+    /// task: it runs as soon as the reading task waits again, and the
+    /// guest's task it spawns in turn runs next on the same worker.
+    fn spawn_call(&self, id: RequestId, mut request: ClientRequest, peer: Peer<RoleServer>) {
         let mut context = RequestContext::new(id.clone(), peer);
         // The meta moved out as rmcp's `get_meta_mut` + take would, without
         // inserting an empty one first when there is none.
@@ -330,7 +336,7 @@ impl Reader {
         }
         let shortcut = self.shortcut.clone();
         let writer = self.writer.clone();
-        Box::pin(async move {
+        tokio::spawn(async move {
             let answer = match shortcut.server.handle_request(request, context).await {
                 Ok(result) => ServerJsonRpcMessage::response(result, id.clone()),
                 Err(error) => ServerJsonRpcMessage::error(error, Some(id.clone())),
@@ -348,38 +354,8 @@ impl Reader {
             if let Err(e) = write(writer, answer).await {
                 tracing::error!("mcp stdio: cannot write a tools/call answer: {e}");
             }
-        })
+        });
     }
-}
-
-/// A `tools/call` taken out of the stream, to be [`start`]ed.
-type CallTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Starts `call` without waiting for it: its first poll happens here, in
-/// the reading task, so that its work up to its first wait (routing, the
-/// type check, the guest's task spawned) begins without a hand-off to
-/// another task; whatever is left runs in a task of its own. (Spawning the
-/// whole call made it wait until the reading task had gone back to read
-/// and returned to rmcp's loop: ~10 µs per call, BENCHMARKS.md section 11.)
-/// A panic in that first poll is contained as a spawned task's would be:
-/// the call gets no answer and the session goes on.
-async fn start(call: CallTask) {
-    let mut call = Some(call);
-    std::future::poll_fn(|cx| {
-        if let Some(mut task) = call.take() {
-            let polled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.as_mut().poll(cx)));
-            match polled {
-                Ok(Poll::Ready(())) => {}
-                Ok(Poll::Pending) => {
-                    tokio::spawn(task);
-                }
-                Err(_) => tracing::error!("mcp stdio: a tools/call panicked; it is not answered"),
-            }
-        }
-        Poll::Ready(())
-    })
-    .await
 }
 
 /// Writes `message` as one line and flushes it.
@@ -427,7 +403,6 @@ mod tests {
     use super::*;
     use rmcp::model::GetMeta;
     use serde_json::Value;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// What rmcp's own decoding makes of `line`: the request's id and the
     /// request as it serializes (its `_meta` put back from the extensions).
@@ -444,56 +419,6 @@ mod tests {
 
     fn fast(line: &str) -> Option<(RequestId, Value)> {
         tools_call(line.as_bytes()).map(|(id, r)| (id, to_json(&r)))
-    }
-
-    /// A call [`start`]ed with a flag it sets when it has run to its end.
-    fn flagged(call: impl Future<Output = ()> + Send + 'static) -> (CallTask, Arc<AtomicBool>) {
-        let done = Arc::new(AtomicBool::new(false));
-        let set = done.clone();
-        let task = Box::pin(async move {
-            call.await;
-            set.store(true, Ordering::SeqCst);
-        });
-        (task, done)
-    }
-
-    #[tokio::test]
-    async fn a_call_that_never_waits_has_run_to_its_end_when_start_returns() {
-        let (call, done) = flagged(async {});
-        start(call).await;
-        assert!(done.load(Ordering::SeqCst));
-    }
-
-    #[tokio::test]
-    async fn a_call_that_waits_goes_on_in_a_task_of_its_own_after_start_returns() {
-        let (go, wait) = tokio::sync::oneshot::channel::<()>();
-        let (reached, first_wait) = tokio::sync::oneshot::channel::<()>();
-        let (call, done) = flagged(async move {
-            let _ = reached.send(());
-            let _ = wait.await;
-        });
-        tokio::time::timeout(std::time::Duration::from_secs(10), start(call))
-            .await
-            .expect("start returns without waiting for the call");
-        // start returned without waiting for the rest: the call got as far
-        // as its first wait, and is not done until what it waits for comes.
-        assert!(first_wait.await.is_ok());
-        assert!(!done.load(Ordering::SeqCst));
-        let _ = go.send(());
-        for _ in 0..1000 {
-            if done.load(Ordering::SeqCst) {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-        panic!("the call did not finish once what it waited for came");
-    }
-
-    #[tokio::test]
-    async fn a_call_that_panics_in_its_first_poll_does_not_take_the_reading_task_down() {
-        let (call, done) = flagged(async { panic!("a guest-independent bug") });
-        start(call).await;
-        assert!(!done.load(Ordering::SeqCst));
     }
 
     #[test]
