@@ -758,6 +758,39 @@ fn over_stdio_calls_sent_together_are_each_answered_by_id_and_a_cancelled_call_r
 }
 
 #[test]
+fn over_stdio_a_burst_of_more_messages_than_the_reader_queues_for_the_sdk_is_answered_in_full() {
+    // The reading task holds at most 32 decoded messages for rmcp and
+    // then stops reading until rmcp takes them (stdio_transport.rs); calls
+    // it starts itself. 200 pings and 20 calls in one write cross that
+    // bound many times over: every one is answered under its id.
+    let dir = mcp_deploy("stdio-burst");
+    let mut mcp = RawStdio::initialized(&dir);
+    let mut burst = Vec::new();
+    for id in 1..=220u64 {
+        burst.push(if id % 11 == 0 {
+            tools_call(id, json!(format!("call {id}")))
+        } else {
+            json!({"jsonrpc": "2.0", "id": id, "method": "ping"})
+        });
+    }
+    mcp.send(&burst);
+    for id in 1..=220u64 {
+        let answer = mcp.answer(id);
+        if id % 11 == 0 {
+            let result = &answer["result"];
+            assert_eq!(result["isError"], false, "{result:#}");
+            assert_eq!(
+                result["structuredContent"],
+                json!({"output": format!("call {id}")})
+            );
+        } else {
+            assert_eq!(answer["result"], json!({}), "ping {id}: {answer:#}");
+        }
+    }
+    mcp.close();
+}
+
+#[test]
 fn over_stdio_a_line_over_16_mib_is_discarded_garbage_is_ignored_and_json_that_is_no_message_is_an_invalid_request()
  {
     use std::io::Write;
